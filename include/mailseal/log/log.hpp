@@ -1,0 +1,42 @@
+#pragma once
+
+/// Structured logging: one logfmt line per event on stderr (journald adds the time).
+///
+/// `log::info("delivered", {{"session", id}, {"rcpt", addr}})` prints
+/// `level=info event=delivered session=... rcpt=...`. Values with spaces, quotes, '=' or control
+/// characters are quoted and escaped, so a hostile address cannot forge a field or a line.
+/// Message content is never logged: callers pass envelope data and outcomes only.
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <mailseal/config/config.hpp>
+
+namespace mailseal::log {
+
+using field = std::pair<std::string_view, std::string_view>;
+
+void set_level(config::log_level level);
+bool enabled(config::log_level level);
+
+void write(config::log_level level, std::string_view event, std::initializer_list<field> fields);
+
+inline void debug(std::string_view event, std::initializer_list<field> fields = {}) {
+    write(config::log_level::debug, event, fields);
+}
+inline void info(std::string_view event, std::initializer_list<field> fields = {}) {
+    write(config::log_level::info, event, fields);
+}
+inline void warning(std::string_view event, std::initializer_list<field> fields = {}) {
+    write(config::log_level::warning, event, fields);
+}
+inline void error(std::string_view event, std::initializer_list<field> fields = {}) {
+    write(config::log_level::error, event, fields);
+}
+
+/// Appends `key=value` to `line` in logfmt, quoting and escaping the value when needed.
+void append_field(std::string& line, std::string_view key, std::string_view value);
+
+} // namespace mailseal::log

@@ -1,0 +1,155 @@
+// mailseal: the command line. Parses arguments, loads the configuration and hands over to the
+// server; everything else lives in the component libraries.
+
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <functional>
+#include <cstdio>
+#include <iostream>
+#include <utility>
+
+#include <boost/asio.hpp>
+#include <CLI/CLI.hpp>
+
+#include <mailseal/config/config.hpp>
+#include <mailseal/delivery/mailbox.hpp>
+#include <mailseal/log/log.hpp>
+#include <mailseal/server/server.hpp>
+#include <mailseal/store/maildir.hpp>
+
+namespace {
+
+using namespace mailseal;
+
+/// How long a stopping daemon waits for transactions in flight before it exits anyway.
+constexpr std::chrono::seconds shutdown_grace{30};
+
+std::optional<config::config> load(const std::string& path) {
+    auto loaded = config::load_file(path);
+    if (auto* problem = std::get_if<config::error>(&loaded)) {
+        std::cerr << "mailseal: " << problem->str() << '\n';
+        return std::nullopt;
+    }
+    auto cfg = std::move(std::get<config::config>(loaded));
+    if (cfg.server.hostname.empty()) {
+        char name[256] = {};
+        if (::gethostname(name, sizeof name - 1) == 0 && name[0] != '\0') {
+            cfg.server.hostname = name;
+        } else {
+            cfg.server.hostname = "localhost";
+        }
+    }
+    return cfg;
+}
+
+/// The Maildir spec: "readers ... should delete files in tmp/ that have not been accessed for
+/// 36 hours"; a delivery agent that died mid-write leaves such files.
+void remove_stale_tmp_files(const config::config& cfg) {
+    auto now = std::chrono::system_clock::now();
+    std::size_t removed = 0;
+    for (const auto& maildir : delivery::existing_maildirs(cfg)) {
+        removed += store::remove_stale_tmp(maildir, now);
+    }
+    if (removed > 0) {
+        log::info("stale-tmp-removed", {{"files", std::to_string(removed)}});
+    }
+}
+
+int serve(const std::string& config_path) {
+    auto cfg = load(config_path);
+    if (!cfg) {
+        return EX_CONFIG;
+    }
+    log::set_level(cfg->logging.level);
+    ::umask(077);
+    std::signal(SIGPIPE, SIG_IGN);
+    remove_stale_tmp_files(*cfg);
+
+    boost::asio::io_context io(1);
+    auto bound = server::server::bind(io, *cfg);
+    if (auto* problem = std::get_if<std::string>(&bound)) {
+        log::error("startup-failed", {{"error", *problem}});
+        return EX_OSERR;
+    }
+    auto& srv = *std::get<std::unique_ptr<server::server>>(bound);
+
+    boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+    boost::asio::steady_timer grace(io);
+    boost::asio::steady_timer drained(io);
+    // Once stopping, check for the last connection to end, then let run() return.
+    std::function<void()> wait_for_drain = [&] {
+        if (srv.open_connections() == 0) {
+            grace.cancel();
+            return;
+        }
+        drained.expires_after(std::chrono::milliseconds(50));
+        drained.async_wait([&](const boost::system::error_code& ec) {
+            if (!ec) {
+                wait_for_drain();
+            }
+        });
+    };
+    signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+        if (ec) {
+            return;
+        }
+        log::info("stopping", {{"signal", signo == SIGTERM ? "TERM" : "INT"},
+                               {"connections", std::to_string(srv.open_connections())}});
+        srv.stop();
+        grace.expires_after(shutdown_grace);
+        grace.async_wait([&](const boost::system::error_code& wait_ec) {
+            if (!wait_ec) {
+                log::warning("shutdown-forced",
+                             {{"connections", std::to_string(srv.open_connections())}});
+                io.stop();
+            }
+        });
+        wait_for_drain();
+    });
+
+    srv.start();
+    log::info("started", {{"version", MAILSEAL_VERSION}, {"hostname", cfg->server.hostname}});
+    io.run();
+    log::info("stopped");
+    return EX_OK;
+}
+
+int check_config(const std::string& config_path) {
+    auto cfg = load(config_path);
+    if (!cfg) {
+        return EX_CONFIG;
+    }
+    std::cout << config::describe(*cfg);
+    return EX_OK;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"mailseal: an LMTP delivery agent that stores mail in Maildir"};
+    app.require_subcommand(1);
+    std::string config_path = "/etc/mailseal/mailseal.toml";
+
+    auto* serve_cmd = app.add_subcommand("serve", "Run the LMTP server in the foreground");
+    serve_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+    auto* check_cmd = app.add_subcommand(
+        "check-config", "Validate the configuration and print the effective settings as TOML");
+    check_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+    auto* version_cmd = app.add_subcommand("version", "Print the version");
+
+    CLI11_PARSE(app, argc, argv);
+
+    if (serve_cmd->parsed()) {
+        return serve(config_path);
+    }
+    if (check_cmd->parsed()) {
+        return check_config(config_path);
+    }
+    if (version_cmd->parsed()) {
+        std::cout << "mailseal " << MAILSEAL_VERSION << '\n';
+    }
+    return EX_OK;
+}

@@ -1,0 +1,123 @@
+#include <mailseal/delivery/mailbox.hpp>
+
+#include <glob.h>
+
+#include <algorithm>
+#include <memory>
+#include <system_error>
+
+namespace mailseal::delivery {
+namespace {
+
+std::string ascii_lower(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(), [](char c) {
+        return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    });
+    return out;
+}
+
+bool is_local_domain(const config::config& cfg, const std::string& domain) {
+    return std::find(cfg.local_domains.begin(), cfg.local_domains.end(), domain) !=
+           cfg.local_domains.end();
+}
+
+/// A user name that is safe as one path component.
+bool usable_as_directory(std::string_view user) {
+    return !user.empty() && user != "." && user != ".." &&
+           user.find_first_of(std::string_view{"/\0", 2}) == std::string_view::npos;
+}
+
+} // namespace
+
+std::string expand_template(const std::string& pattern, const std::string& user,
+                            const std::string& domain) {
+    std::string out;
+    out.reserve(pattern.size() + user.size() + domain.size());
+    for (std::size_t i = 0; i < pattern.size(); ++i) {
+        if (pattern[i] != '%' || i + 1 == pattern.size()) {
+            out += pattern[i];
+            continue;
+        }
+        switch (pattern[++i]) {
+        case 'u': out += user + "@" + domain; break;
+        case 'n': out += user; break;
+        case 'd': out += domain; break;
+        default: out += pattern[i]; break;  // "%%"; config validation rejects other escapes
+        }
+    }
+    return out;
+}
+
+std::optional<mailbox> resolve(const config::config& cfg, const lmtp::address& recipient) {
+    std::string domain = ascii_lower(recipient.domain);
+    if (!is_local_domain(cfg, domain)) {
+        return std::nullopt;
+    }
+    std::string_view local = recipient.local_part;
+    const auto& delimiters = cfg.mailbox.recipient_delimiter;
+    if (!delimiters.empty()) {
+        // As Postfix's split_addr(): a delimiter in first position starts no extension, so
+        // "+list" stays a mailbox name instead of becoming empty.
+        local = local.substr(0, local.find_first_of(delimiters, 1));
+    }
+    std::string user = cfg.mailbox.lowercase_local_part ? ascii_lower(local) : std::string(local);
+    if (!usable_as_directory(user)) {
+        return std::nullopt;
+    }
+    auto path = expand_template(cfg.mailbox.maildir, user, domain);
+    return mailbox{std::move(user), std::move(domain), std::filesystem::path(std::move(path))};
+}
+
+std::vector<std::filesystem::path> existing_maildirs(const config::config& cfg) {
+    // Turn the template into a glob(3) pattern: escapes become "*", and characters that are
+    // special to glob are quoted so a path holding them matches only itself.
+    std::string pattern;
+    const auto& tmpl = cfg.mailbox.maildir;
+    for (std::size_t i = 0; i < tmpl.size(); ++i) {
+        char c = tmpl[i];
+        if (c == '%' && i + 1 < tmpl.size()) {
+            char e = tmpl[++i];
+            if (e == '%') {
+                pattern += '%';
+            } else {
+                pattern += '*';
+            }
+            continue;
+        }
+        if (c == '*' || c == '?' || c == '[' || c == '\\') {
+            pattern += '\\';
+        }
+        pattern += c;
+    }
+    glob_t matches{};
+    std::unique_ptr<glob_t, decltype(&globfree)> guard(&matches, &globfree);
+    std::vector<std::filesystem::path> out;
+    if (glob(pattern.c_str(), GLOB_ONLYDIR | GLOB_NOSORT, nullptr, &matches) != 0) {
+        return out;
+    }
+    for (std::size_t i = 0; i < matches.gl_pathc; ++i) {
+        std::error_code ec;
+        std::filesystem::path dir(matches.gl_pathv[i]);
+        if (std::filesystem::is_directory(dir / "tmp", ec)) {
+            out.push_back(std::move(dir));
+        }
+    }
+    return out;
+}
+
+std::optional<lmtp::reply> local_recipients::check(const lmtp::address& recipient) {
+    auto box = resolve(config_, recipient);
+    if (!box) {
+        return lmtp::reply(lmtp::replies::unknown_recipient);
+    }
+    if (config_.mailbox.on_missing == config::missing_maildir::refuse) {
+        std::error_code ec;
+        if (!std::filesystem::is_directory(box->maildir, ec)) {
+            return lmtp::reply(lmtp::replies::unknown_recipient);
+        }
+    }
+    return std::nullopt;
+}
+
+} // namespace mailseal::delivery

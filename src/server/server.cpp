@@ -1,0 +1,466 @@
+#include <mailseal/server/server.hpp>
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <utility>  // before Asio: Boost 1.81's awaitable.hpp uses std::exchange
+
+#include <array>
+#include <chrono>
+#include <deque>
+#include <list>
+#include <random>
+#include <type_traits>
+
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
+#include <mailseal/delivery/mailbox.hpp>
+#include <mailseal/delivery/transaction.hpp>
+#include <mailseal/lmtp/session.hpp>
+#include <mailseal/log/log.hpp>
+#include <mailseal/store/maildir.hpp>
+
+namespace mailseal::server {
+
+namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+using tcp = asio::ip::tcp;
+using local_stream = asio::local::stream_protocol;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+struct listener {
+    std::variant<tcp::acceptor, local_stream::acceptor> acceptor;
+    std::string name;
+};
+
+/// What stop() needs to know about a live connection.
+struct connection_entry {
+    asio::steady_timer* timer = nullptr;
+    bool idle = false;  ///< waiting for a command outside any transaction
+};
+
+std::string hex_id(std::uint64_t v) {
+    static constexpr char digits[] = "0123456789ABCDEF";
+    std::string out;
+    do {
+        out.insert(out.begin(), digits[v & 0xf]);
+        v >>= 4;
+    } while (v != 0);
+    return out;
+}
+
+std::string listener_name(const tcp::endpoint& ep) {
+    auto address = ep.address();
+    std::string host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+    return "tcp:" + host + ":" + std::to_string(ep.port());
+}
+
+std::string errno_text(int err) { return std::error_code(err, std::system_category()).message(); }
+
+/// Applies a unix listener's mode, owner and group to its socket file.
+std::optional<std::string> set_socket_permissions(const config::unix_listener& l) {
+    if (::chmod(l.path.c_str(), l.mode) != 0) {
+        return "chmod " + l.path.string() + ": " + errno_text(errno);
+    }
+    uid_t uid = static_cast<uid_t>(-1);
+    gid_t gid = static_cast<gid_t>(-1);
+    if (!l.owner.empty()) {
+        const passwd* pw = ::getpwnam(l.owner.c_str());
+        if (pw == nullptr) {
+            return "unknown user '" + l.owner + "' for " + l.path.string();
+        }
+        uid = pw->pw_uid;
+    }
+    if (!l.group.empty()) {
+        const group* gr = ::getgrnam(l.group.c_str());
+        if (gr == nullptr) {
+            return "unknown group '" + l.group + "' for " + l.path.string();
+        }
+        gid = gr->gr_gid;
+    }
+    if ((!l.owner.empty() || !l.group.empty()) && ::chown(l.path.c_str(), uid, gid) != 0) {
+        return "chown " + l.path.string() + ": " + errno_text(errno);
+    }
+    return std::nullopt;
+}
+
+std::variant<listener, std::string> bind_listener(asio::io_context& io, const config::listener& l) {
+    boost::system::error_code ec;
+    if (const auto* t = std::get_if<config::tcp_listener>(&l)) {
+        auto address = asio::ip::make_address(t->address, ec);
+        if (ec) {
+            return "bad listener address " + t->address + ": " + ec.message();
+        }
+        tcp::endpoint ep(address, t->port);
+        tcp::acceptor acceptor(io);
+        acceptor.open(ep.protocol(), ec);
+        if (!ec) {
+            acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+        }
+        if (!ec) {
+            acceptor.bind(ep, ec);
+        }
+        if (!ec) {
+            acceptor.listen(asio::socket_base::max_listen_connections, ec);
+        }
+        if (ec) {
+            return "cannot listen on " + listener_name(ep) + ": " + ec.message();
+        }
+        std::string name = listener_name(acceptor.local_endpoint());
+        return listener{std::move(acceptor), std::move(name)};
+    }
+    const auto& u = std::get<config::unix_listener>(l);
+    std::string name = "unix:" + u.path.string();
+    // A socket left by an earlier run is replaced; anything else at that path is not ours.
+    struct stat st {};
+    if (::lstat(u.path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            return "cannot listen on " + name + ": exists and is not a socket";
+        }
+        ::unlink(u.path.c_str());
+    }
+    local_stream::acceptor acceptor(io);
+    local_stream::endpoint ep(u.path.string());
+    acceptor.open(ep.protocol(), ec);
+    if (!ec) {
+        acceptor.bind(ep, ec);
+    }
+    if (!ec) {
+        acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    }
+    if (ec) {
+        return "cannot listen on " + name + ": " + ec.message();
+    }
+    if (auto problem = set_socket_permissions(u)) {
+        return *problem;
+    }
+    return listener{std::move(acceptor), std::move(name)};
+}
+
+/// Runs `work` on the worker pool and resumes the calling coroutine on its own executor.
+template <class Work>
+asio::awaitable<std::invoke_result_t<Work&>> on_pool(asio::thread_pool& pool, Work work) {
+    using result = std::invoke_result_t<Work&>;
+    if constexpr (std::is_void_v<result>) {
+        co_await asio::co_spawn(
+            pool, [&work]() -> asio::awaitable<void> { work(); co_return; }, asio::use_awaitable);
+    } else {
+        // co_spawn's awaitable completion needs a default-constructible value; ours (replies,
+        // transactions) are not, so the value travels through an optional.
+        std::optional<result> value;
+        co_await asio::co_spawn(
+            pool, [&]() -> asio::awaitable<void> { value.emplace(work()); co_return; },
+            asio::use_awaitable);
+        co_return std::move(*value);
+    }
+}
+
+} // namespace
+
+struct server::state {
+    state(asio::io_context& context, const config::config& configuration)
+        : io(context), cfg(configuration), pool(configuration.server.workers),
+          names(configuration.server.hostname), policy(configuration) {
+        std::random_device entropy;
+        id_prefix = hex_id(entropy()) + "-";
+    }
+
+    asio::io_context& io;
+    const config::config& cfg;
+    asio::thread_pool pool;
+    store::name_generator names;
+    delivery::local_recipients policy;
+    std::vector<listener> listeners;
+    std::list<connection_entry> connections;
+    bool stopping = false;
+    std::string id_prefix;
+    std::uint64_t next_session = 0;
+};
+
+namespace {
+
+/// Registers a connection for its lifetime, so stop() can reach it and the limit can count it.
+class connection_registration {
+public:
+    connection_registration(std::list<connection_entry>& list, asio::steady_timer& timer)
+        : list_(list), entry_(list.insert(list.end(), connection_entry{&timer, false})) {}
+    ~connection_registration() { list_.erase(entry_); }
+    connection_registration(const connection_registration&) = delete;
+    connection_registration& operator=(const connection_registration&) = delete;
+
+    void set_idle(bool idle) { entry_->idle = idle; }
+
+private:
+    std::list<connection_entry>& list_;
+    std::list<connection_entry>::iterator entry_;
+};
+
+template <class Socket>
+asio::awaitable<bool> write_with_deadline(Socket& socket, asio::steady_timer& timer,
+                                          std::string& out, std::chrono::seconds limit) {
+    timer.expires_after(limit);
+    auto result = co_await (asio::async_write(socket, asio::buffer(out), use_tuple) ||
+                            timer.async_wait(use_tuple));
+    out.clear();
+    if (result.index() != 0) {
+        co_return false;
+    }
+    auto [ec, n] = std::get<0>(result);
+    co_return !ec;
+}
+
+std::chrono::seconds deadline_for(const config::limits& limits, lmtp::session::phase p) {
+    switch (p) {
+    case lmtp::session::phase::idle: return limits.idle_timeout;
+    case lmtp::session::phase::data: return limits.data_timeout;
+    case lmtp::session::phase::command:
+    case lmtp::session::phase::delivering:
+    case lmtp::session::phase::closed: return limits.command_timeout;
+    }
+    return limits.command_timeout;
+}
+
+template <class Socket>
+asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket socket,
+                                     std::string peer) {
+    const auto& cfg = st->cfg;
+    asio::steady_timer timer(socket.get_executor());
+    connection_registration registration(st->connections, timer);
+    std::string session_id = st->id_prefix + hex_id(++st->next_session);
+    std::string out;
+
+    if (st->connections.size() > cfg.limits.connections || st->stopping) {
+        lmtp::reply refusal = st->stopping ? lmtp::reply(lmtp::replies::shutting_down)
+                                           : lmtp::reply(lmtp::replies::too_many_connections);
+        log::warning("connection-refused",
+                     {{"session", session_id}, {"peer", peer}, {"reply", refusal.summary()}});
+        out = refusal.render();
+        co_await write_with_deadline(socket, timer, out, cfg.limits.command_timeout);
+        co_return;
+    }
+    log::debug("connect", {{"session", session_id}, {"peer", peer}});
+
+    lmtp::session session(lmtp::session_options{cfg.server.hostname,
+                                                {cfg.limits.message_size, cfg.limits.recipients,
+                                                 cfg.limits.command_line_length,
+                                                 cfg.limits.data_line_length}},
+                          st->policy);
+    session.start();
+
+    std::optional<delivery::transaction> txn;
+    std::uint64_t transactions = 0;
+    std::deque<lmtp::event> queue;
+    std::array<char, 64 * 1024> buffer;
+    bool closing = false;
+
+    auto abandon = [&](std::string_view reason) -> asio::awaitable<void> {
+        if (txn) {
+            co_await on_pool(st->pool, [&] { txn->abandon(reason); });
+            txn.reset();
+        }
+    };
+
+    for (;;) {
+        for (auto& e : session.take_events()) {
+            queue.push_back(std::move(e));
+        }
+        while (!queue.empty()) {
+            lmtp::event e = std::move(queue.front());
+            queue.pop_front();
+            if (auto* send = std::get_if<lmtp::events::send>(&e)) {
+                out += send->what.render();
+            } else if (auto* begin = std::get_if<lmtp::events::begin_data>(&e)) {
+                // Let the client start sending while the files are opened.
+                if (!out.empty() &&
+                    !co_await write_with_deadline(socket, timer, out, cfg.limits.command_timeout)) {
+                    co_return;
+                }
+                delivery::transaction_info info{session_id,
+                                                session_id + "." + std::to_string(++transactions),
+                                                peer, cfg.server.hostname};
+                txn.emplace(co_await on_pool(st->pool, [&] {
+                    return delivery::transaction(cfg, st->names, std::move(begin->env),
+                                                 std::move(info));
+                }));
+            } else if (auto* body = std::get_if<lmtp::events::body>(&e)) {
+                if (txn) {
+                    co_await on_pool(st->pool, [&] { txn->write(body->bytes); });
+                }
+            } else if (auto* end = std::get_if<lmtp::events::end_data>(&e)) {
+                // RFC 2033 §4.2: one reply per recipient, in RCPT order, each sent as soon as
+                // it is known.
+                for (std::size_t i = 0; i < end->recipients; ++i) {
+                    auto result = co_await on_pool(st->pool, [&] { return txn->finish(i); });
+                    session.complete_recipient(i, std::move(result));
+                    for (auto& more : session.take_events()) {
+                        queue.push_back(std::move(more));
+                    }
+                    while (!queue.empty() && std::holds_alternative<lmtp::events::send>(queue.front())) {
+                        out += std::get<lmtp::events::send>(queue.front()).what.render();
+                        queue.pop_front();
+                    }
+                    if (!out.empty() && !co_await write_with_deadline(socket, timer, out,
+                                                                      cfg.limits.command_timeout)) {
+                        txn.reset();
+                        co_return;
+                    }
+                }
+                txn.reset();
+            } else if (auto* discard = std::get_if<lmtp::events::discard_data>(&e)) {
+                co_await abandon(discard->why.summary());
+            } else if (std::holds_alternative<lmtp::events::close>(e)) {
+                closing = true;
+            }
+        }
+        if (!out.empty() &&
+            !co_await write_with_deadline(socket, timer, out, cfg.limits.command_timeout)) {
+            break;
+        }
+        if (closing) {
+            break;
+        }
+        if (st->stopping && !session.in_transaction()) {
+            session.shut_down();
+            continue;
+        }
+
+        auto phase = session.current_phase();
+        registration.set_idle(phase == lmtp::session::phase::idle);
+        timer.expires_after(deadline_for(cfg.limits, phase));
+        auto result = co_await (socket.async_read_some(asio::buffer(buffer), use_tuple) ||
+                                timer.async_wait(use_tuple));
+        registration.set_idle(false);
+        if (result.index() == 1) {
+            auto [ec] = std::get<1>(result);
+            if (ec == asio::error::operation_aborted && st->stopping) {
+                continue;  // woken by stop(): the loop answers 421 4.3.2
+            }
+            log::info("timeout", {{"session", session_id},
+                                  {"phase", lmtp::to_string(phase)}});
+            co_await abandon("timeout");
+            session.timed_out();
+            continue;
+        }
+        auto [ec, n] = std::get<0>(result);
+        if (ec) {
+            // Connections may close without QUIT (RFC 5321 §3.8 asks servers to cope).
+            if (txn || session.in_transaction()) {
+                log::info("disconnect", {{"session", session_id},
+                                         {"phase", lmtp::to_string(phase)},
+                                         {"error", ec.message()}});
+            }
+            co_await abandon("client disconnected");
+            break;
+        }
+        session.feed(std::string_view(buffer.data(), n));
+    }
+    co_await abandon("connection closed");
+    log::debug("disconnect", {{"session", session_id}});
+}
+
+template <class Socket>
+std::string peer_name(const Socket& socket) {
+    if constexpr (std::is_same_v<Socket, tcp::socket>) {
+        boost::system::error_code ec;
+        auto ep = socket.remote_endpoint(ec);
+        return ec ? std::string("unknown") : ep.address().to_string();
+    } else {
+        return "unix";
+    }
+}
+
+void log_crash(std::exception_ptr e) {
+    if (!e) {
+        return;
+    }
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        log::error("connection-failed", {{"error", ex.what()}});
+    } catch (...) {
+        log::error("connection-failed", {{"error", "unknown exception"}});
+    }
+}
+
+template <class Acceptor>
+asio::awaitable<void> accept_loop(std::shared_ptr<server::state> st, Acceptor& acceptor,
+                                  std::string name) {
+    asio::steady_timer backoff(st->io);
+    for (;;) {
+        auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+        if (st->stopping || ec == asio::error::operation_aborted) {
+            co_return;
+        }
+        if (ec) {
+            // EMFILE and friends: wait a little instead of spinning on the error.
+            log::error("accept-failed", {{"listener", name}, {"error", ec.message()}});
+            backoff.expires_after(std::chrono::milliseconds(100));
+            co_await backoff.async_wait(use_tuple);
+            continue;
+        }
+        std::string peer = peer_name(socket);
+        asio::co_spawn(st->io, run_connection(st, std::move(socket), std::move(peer)), log_crash);
+    }
+}
+
+} // namespace
+
+server::server(std::unique_ptr<state> s) : state_(std::move(s)) {}
+
+server::~server() {
+    stop();
+    state_->pool.join();
+}
+
+std::variant<std::unique_ptr<server>, std::string> server::bind(asio::io_context& io,
+                                                                const config::config& cfg) {
+    auto st = std::make_unique<state>(io, cfg);
+    for (const auto& l : cfg.listeners) {
+        auto bound = bind_listener(io, l);
+        if (auto* problem = std::get_if<std::string>(&bound)) {
+            return std::move(*problem);
+        }
+        st->listeners.push_back(std::move(std::get<listener>(bound)));
+    }
+    return std::unique_ptr<server>(new server(std::move(st)));
+}
+
+void server::start() {
+    for (auto& l : state_->listeners) {
+        log::info("listening", {{"listener", l.name}});
+        std::visit(
+            [&](auto& acceptor) {
+                asio::co_spawn(state_->io, accept_loop(state_, acceptor, l.name), log_crash);
+            },
+            l.acceptor);
+    }
+}
+
+void server::stop() {
+    if (state_->stopping) {
+        return;
+    }
+    state_->stopping = true;
+    for (auto& l : state_->listeners) {
+        std::visit([](auto& acceptor) { acceptor.close(); }, l.acceptor);
+        if (l.name.starts_with("unix:")) {
+            ::unlink(l.name.substr(5).c_str());
+        }
+    }
+    // Wake connections that wait for a command outside a transaction; the others notice the
+    // flag when their transaction ends.
+    for (auto& c : state_->connections) {
+        if (c.idle) {
+            c.timer->cancel();
+        }
+    }
+}
+
+std::size_t server::open_connections() const { return state_->connections.size(); }
+
+} // namespace mailseal::server
