@@ -1,18 +1,17 @@
 // mailseal: the command line. Parses arguments, loads the configuration and hands over to the
 // server; everything else lives in the component libraries.
 
+#include <csignal>
+#include <cstdio>
+#include <functional>
+#include <iostream>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
-
-#include <csignal>
-#include <functional>
-#include <cstdio>
-#include <iostream>
 #include <utility>
 
-#include <boost/asio.hpp>
 #include <CLI/CLI.hpp>
+#include <boost/asio.hpp>
 
 #include <mailseal/config/config.hpp>
 #include <mailseal/delivery/mailbox.hpp>

@@ -1,10 +1,9 @@
-#include <mailseal/delivery/mailbox.hpp>
-
-#include <glob.h>
-
 #include <algorithm>
+#include <glob.h>
 #include <memory>
 #include <system_error>
+
+#include <mailseal/delivery/mailbox.hpp>
 
 namespace mailseal::delivery {
 namespace {
@@ -40,10 +39,18 @@ std::string expand_template(const std::string& pattern, const std::string& user,
             continue;
         }
         switch (pattern[++i]) {
-        case 'u': out += user + "@" + domain; break;
-        case 'n': out += user; break;
-        case 'd': out += domain; break;
-        default: out += pattern[i]; break;  // "%%"; config validation rejects other escapes
+        case 'u':
+            out += user + "@" + domain;
+            break;
+        case 'n':
+            out += user;
+            break;
+        case 'd':
+            out += domain;
+            break;
+        default:
+            out += pattern[i];
+            break; // "%%"; config validation rejects other escapes
         }
     }
     return out;

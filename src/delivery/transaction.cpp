@@ -1,8 +1,7 @@
-#include <mailseal/delivery/transaction.hpp>
-
-#include <mailseal/log/log.hpp>
-
 #include <ctime>
+
+#include <mailseal/delivery/transaction.hpp>
+#include <mailseal/log/log.hpp>
 
 namespace mailseal::delivery {
 namespace {
@@ -38,21 +37,25 @@ std::string rfc5322_date(std::chrono::system_clock::time_point now) {
 
 std::string_view to_string(disposition d) {
     switch (d) {
-    case disposition::as_received: return "as-received";
+    case disposition::as_received:
+        return "as-received";
     }
     return "unknown";
 }
 
 lmtp::reply to_reply(const store::failure& failure, config::quota_reply over_quota) {
     switch (failure.kind) {
-    case store::error_kind::no_space: return lmtp::replies::disk_full;
+    case store::error_kind::no_space:
+        return lmtp::replies::disk_full;
     case store::error_kind::over_quota:
         return over_quota == config::quota_reply::permanent
                    ? lmtp::reply(lmtp::replies::over_quota_permanent)
                    : lmtp::reply(lmtp::replies::over_quota_temporary);
-    case store::error_kind::missing: return lmtp::replies::unknown_recipient;
+    case store::error_kind::missing:
+        return lmtp::replies::unknown_recipient;
     case store::error_kind::permission:
-    case store::error_kind::io: return lmtp::replies::local_error;
+    case store::error_kind::io:
+        return lmtp::replies::local_error;
     }
     return lmtp::replies::local_error;
 }
@@ -66,9 +69,8 @@ std::string trace_headers(const lmtp::envelope& env, const lmtp::address& recipi
     out += "Return-Path: " + header_safe(angle(env.sender)) + "\r\n";
     out += "Delivered-To: " + rcpt + "\r\n";
     out += "Received: from " + header_safe(env.lhlo_name) + " (" + header_safe(info.peer) +
-           ")\r\n\tby " + header_safe(info.hostname) + " (mailseal) with " +
-           std::string(protocol) + " id " + info.transaction_id + "\r\n\tfor " + rcpt + "; " +
-           rfc5322_date(now) + "\r\n";
+           ")\r\n\tby " + header_safe(info.hostname) + " (mailseal) with " + std::string(protocol) +
+           " id " + info.transaction_id + "\r\n\tfor " + rcpt + "; " + rfc5322_date(now) + "\r\n";
     return out;
 }
 
@@ -107,7 +109,7 @@ transaction::transaction(const config::config& cfg, store::name_generator& names
 void transaction::fail(recipient_delivery& rcpt, const store::failure& failure) {
     rcpt.outcome = to_reply(failure, config_.mailbox.over_quota);
     rcpt.detail = failure.str();
-    rcpt.file.reset();  // its destructor removes the tmp/ file
+    rcpt.file.reset(); // its destructor removes the tmp/ file
 }
 
 void transaction::write(std::string_view bytes) {

@@ -1,9 +1,8 @@
-#include <mailseal/log/log.hpp>
-
-#include <unistd.h>
-
 #include <atomic>
 #include <cstdio>
+#include <unistd.h>
+
+#include <mailseal/log/log.hpp>
 
 namespace mailseal::log {
 namespace {
@@ -24,9 +23,13 @@ bool needs_quoting(std::string_view value) {
 
 } // namespace
 
-void set_level(config::log_level level) { threshold.store(level); }
+void set_level(config::log_level level) {
+    threshold.store(level);
+}
 
-bool enabled(config::log_level level) { return level >= threshold.load(); }
+bool enabled(config::log_level level) {
+    return level >= threshold.load();
+}
 
 void append_field(std::string& line, std::string_view key, std::string_view value) {
     if (!line.empty()) {
@@ -41,11 +44,21 @@ void append_field(std::string& line, std::string_view key, std::string_view valu
     line += '"';
     for (unsigned char c : value) {
         switch (c) {
-        case '"': line += "\\\""; break;
-        case '\\': line += "\\\\"; break;
-        case '\n': line += "\\n"; break;
-        case '\r': line += "\\r"; break;
-        case '\t': line += "\\t"; break;
+        case '"':
+            line += "\\\"";
+            break;
+        case '\\':
+            line += "\\\\";
+            break;
+        case '\n':
+            line += "\\n";
+            break;
+        case '\r':
+            line += "\\r";
+            break;
+        case '\t':
+            line += "\\t";
+            break;
         default:
             if (c < 0x20 || c == 0x7f) {
                 static constexpr char hex[] = "0123456789abcdef";

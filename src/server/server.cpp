@@ -1,18 +1,14 @@
-#include <mailseal/server/server.hpp>
-
-#include <grp.h>
-#include <pwd.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <utility>  // before Asio: Boost 1.81's awaitable.hpp uses std::exchange
-
 #include <array>
 #include <chrono>
 #include <deque>
+#include <grp.h>
 #include <list>
+#include <pwd.h>
 #include <random>
+#include <sys/stat.h>
 #include <type_traits>
+#include <unistd.h>
+#include <utility> // before Asio: Boost 1.81's awaitable.hpp uses std::exchange
 
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -21,6 +17,7 @@
 #include <mailseal/delivery/transaction.hpp>
 #include <mailseal/lmtp/session.hpp>
 #include <mailseal/log/log.hpp>
+#include <mailseal/server/server.hpp>
 #include <mailseal/store/maildir.hpp>
 
 namespace mailseal::server {
@@ -41,7 +38,7 @@ struct listener {
 /// What stop() needs to know about a live connection.
 struct connection_entry {
     asio::steady_timer* timer = nullptr;
-    bool idle = false;  ///< waiting for a command outside any transaction
+    bool idle = false; ///< waiting for a command outside any transaction
 };
 
 std::string hex_id(std::uint64_t v) {
@@ -60,7 +57,9 @@ std::string listener_name(const tcp::endpoint& ep) {
     return "tcp:" + host + ":" + std::to_string(ep.port());
 }
 
-std::string errno_text(int err) { return std::error_code(err, std::system_category()).message(); }
+std::string errno_text(int err) {
+    return std::error_code(err, std::system_category()).message();
+}
 
 /// Applies a unix listener's mode, owner and group to its socket file.
 std::optional<std::string> set_socket_permissions(const config::unix_listener& l) {
@@ -148,13 +147,22 @@ asio::awaitable<std::invoke_result_t<Work&>> on_pool(asio::thread_pool& pool, Wo
     using result = std::invoke_result_t<Work&>;
     if constexpr (std::is_void_v<result>) {
         co_await asio::co_spawn(
-            pool, [&work]() -> asio::awaitable<void> { work(); co_return; }, asio::use_awaitable);
+            pool,
+            [&work]() -> asio::awaitable<void> {
+                work();
+                co_return;
+            },
+            asio::use_awaitable);
     } else {
         // co_spawn's awaitable completion needs a default-constructible value; ours (replies,
         // transactions) are not, so the value travels through an optional.
         std::optional<result> value;
         co_await asio::co_spawn(
-            pool, [&]() -> asio::awaitable<void> { value.emplace(work()); co_return; },
+            pool,
+            [&]() -> asio::awaitable<void> {
+                value.emplace(work());
+                co_return;
+            },
             asio::use_awaitable);
         co_return std::move(*value);
     }
@@ -216,11 +224,14 @@ asio::awaitable<bool> write_with_deadline(Socket& socket, asio::steady_timer& ti
 
 std::chrono::seconds deadline_for(const config::limits& limits, lmtp::session::phase p) {
     switch (p) {
-    case lmtp::session::phase::idle: return limits.idle_timeout;
-    case lmtp::session::phase::data: return limits.data_timeout;
+    case lmtp::session::phase::idle:
+        return limits.idle_timeout;
+    case lmtp::session::phase::data:
+        return limits.data_timeout;
     case lmtp::session::phase::command:
     case lmtp::session::phase::delivering:
-    case lmtp::session::phase::closed: return limits.command_timeout;
+    case lmtp::session::phase::closed:
+        return limits.command_timeout;
     }
     return limits.command_timeout;
 }
@@ -245,11 +256,11 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
     }
     log::debug("connect", {{"session", session_id}, {"peer", peer}});
 
-    lmtp::session session(lmtp::session_options{cfg.server.hostname,
-                                                {cfg.limits.message_size, cfg.limits.recipients,
-                                                 cfg.limits.command_line_length,
-                                                 cfg.limits.data_line_length}},
-                          st->policy);
+    lmtp::session session(
+        lmtp::session_options{cfg.server.hostname,
+                              {cfg.limits.message_size, cfg.limits.recipients,
+                               cfg.limits.command_line_length, cfg.limits.data_line_length}},
+        st->policy);
     session.start();
 
     std::optional<delivery::transaction> txn;
@@ -300,7 +311,8 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                     for (auto& more : session.take_events()) {
                         queue.push_back(std::move(more));
                     }
-                    while (!queue.empty() && std::holds_alternative<lmtp::events::send>(queue.front())) {
+                    while (!queue.empty() &&
+                           std::holds_alternative<lmtp::events::send>(queue.front())) {
                         out += std::get<lmtp::events::send>(queue.front()).what.render();
                         queue.pop_front();
                     }
@@ -338,10 +350,9 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
         if (result.index() == 1) {
             auto [ec] = std::get<1>(result);
             if (ec == asio::error::operation_aborted && st->stopping) {
-                continue;  // woken by stop(): the loop answers 421 4.3.2
+                continue; // woken by stop(): the loop answers 421 4.3.2
             }
-            log::info("timeout", {{"session", session_id},
-                                  {"phase", lmtp::to_string(phase)}});
+            log::info("timeout", {{"session", session_id}, {"phase", lmtp::to_string(phase)}});
             co_await abandon("timeout");
             session.timed_out();
             continue;
@@ -461,6 +472,8 @@ void server::stop() {
     }
 }
 
-std::size_t server::open_connections() const { return state_->connections.size(); }
+std::size_t server::open_connections() const {
+    return state_->connections.size();
+}
 
 } // namespace mailseal::server

@@ -45,7 +45,7 @@ struct transaction_info {
 
 /// What is stored for one recipient.
 enum class disposition {
-    as_received,  ///< the message as received, with trace headers prepended
+    as_received, ///< the message as received, with trace headers prepended
 };
 std::string_view to_string(disposition);
 

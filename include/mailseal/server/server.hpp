@@ -27,8 +27,8 @@ class server {
 public:
     /// Binds every configured listener (unix sockets get their mode and owner). Returns an
     /// error message naming the listener on failure.
-    static std::variant<std::unique_ptr<server>, std::string>
-    bind(boost::asio::io_context& io, const config::config& cfg);
+    static std::variant<std::unique_ptr<server>, std::string> bind(boost::asio::io_context& io,
+                                                                   const config::config& cfg);
 
     ~server();
     server(const server&) = delete;
