@@ -1,0 +1,159 @@
+#pragma once
+
+/// Durable delivery of one message into one Maildir, the way Dovecot's maildir-save.c does it:
+/// create tmp/<unique> with O_EXCL|O_NOFOLLOW|O_CLOEXEC, write, fsync, check close, rename into
+/// new/<unique>,S=<size>,W=<crlf size>, fsync new/. Only after commit() returns a path may the
+/// caller answer 250.
+///
+/// Files are stored with LF line ends, as Dovecot stores them by default (mail_save_crlf = no):
+/// each CRLF of the input becomes LF, any other byte is kept. S= is the file's size and W= the
+/// size Dovecot computes when every LF not preceded by CR counts as CRLF; both are exact,
+/// because Dovecot trusts them (RFC822.SIZE is W=).
+///
+/// Failure policy: every error is a `failure` carrying its kind and errno; the caller maps kinds
+/// to replies. Nothing partial ever appears in new/: an uncommitted delivery removes its tmp/
+/// file when it is destroyed.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <variant>
+
+namespace mailseal::store {
+
+enum class error_kind {
+    no_space,   ///< ENOSPC
+    over_quota, ///< EDQUOT
+    permission, ///< EACCES, EPERM, EROFS
+    missing,    ///< the Maildir does not exist and creating it was not allowed
+    io,         ///< anything else
+};
+std::string_view to_string(error_kind);
+
+struct failure {
+    error_kind kind;
+    int sys_errno = 0;
+    std::string what; ///< the step and path, e.g. "fsync /var/vmail/.../tmp/123.M4P5.host"
+
+    std::string str() const;
+};
+
+/// Classifies an errno from a filesystem call.
+error_kind classify_errno(int err);
+
+struct maildir_options {
+    /// Create a missing Maildir (and its parents) with this mode; nullopt refuses instead.
+    std::optional<mode_t> create_mode;
+};
+
+/// Unique Maildir base names, `<secs>.M<usecs>P<pid>Q<n>.<host>`: seconds and microseconds of
+/// the delivery, the pid, and a per-process counter so two deliveries in the same microsecond
+/// differ. `/` and `:` in the host are written `\057` and `\072` as the Maildir spec asks.
+/// Safe to call from several threads at once.
+///
+/// The counter is shared by every generator in the process, so two generators (say, before and
+/// after a configuration reload) can never hand out the same name, and it also makes names
+/// unique when the clock stands still or goes backwards, which Dovecot guards against by
+/// bumping the microseconds instead.
+class name_generator {
+public:
+    explicit name_generator(std::string_view hostname);
+    std::string next(std::chrono::system_clock::time_point now);
+
+private:
+    std::string host_;
+};
+
+/// The `,S=<size>,W=<size>` suffix Dovecot reads.
+std::string size_suffix(std::uint64_t size, std::uint64_t crlf_size);
+
+/// Owns one file descriptor and closes it when destroyed. Not copyable; movable.
+class unique_fd {
+public:
+    unique_fd() = default;
+    explicit unique_fd(int fd) noexcept : fd_(fd) {}
+    unique_fd(unique_fd&& other) noexcept;
+    unique_fd& operator=(unique_fd&& other) noexcept;
+    unique_fd(const unique_fd&) = delete;
+    unique_fd& operator=(const unique_fd&) = delete;
+    ~unique_fd();
+
+    int get() const noexcept { return fd_; }
+    explicit operator bool() const noexcept { return fd_ >= 0; }
+
+    /// Closes the descriptor and returns 0, or the errno of a failed close(). The descriptor
+    /// is released either way: on Linux, close() frees it even when it reports an error, so a
+    /// retry could close an unrelated descriptor opened by another thread meanwhile.
+    [[nodiscard]] int close() noexcept;
+    /// Closes the descriptor, ignoring errors: for paths that already discard the file.
+    void reset() noexcept;
+
+private:
+    int fd_ = -1;
+};
+
+/// One message being written into one Maildir. Not copyable; movable: the moved-to object owns
+/// the tmp/ file, and the moved-from one neither writes nor removes anything.
+///
+/// After any failure the delivery is finished: its tmp/ file is already removed, and later
+/// write() and commit() calls return the same failure.
+class delivery {
+public:
+    /// Ensures the Maildir (cur/, new/, tmp/) exists per `options`, and creates tmp/<name>.
+    /// A missing directory is created with `options.create_mode` exactly (the umask does not
+    /// narrow it), parents included; otherwise the failure is `missing`. `unique_name` must be
+    /// a name_generator name: an empty name, a `/` or a leading `.` is refused, and an existing
+    /// tmp/<name> is an `io` failure, never overwritten.
+    static std::variant<delivery, failure> begin(const std::filesystem::path& maildir,
+                                                 const std::string& unique_name,
+                                                 const maildir_options& options);
+
+    delivery(delivery&& other) noexcept;
+    delivery& operator=(delivery&& other) noexcept;
+    delivery(const delivery&) = delete;
+    delivery& operator=(const delivery&) = delete;
+    ~delivery();
+
+    /// Appends bytes (CRLF line ends are turned into LF; a CR at the end of one chunk and LF at
+    /// the start of the next are handled).
+    std::optional<failure> write(std::string_view bytes);
+    /// fsync, close, rename into new/, fsync new/. Returns the path in new/.
+    std::variant<std::filesystem::path, failure> commit();
+    /// Removes the tmp/ file (also done by the destructor when not committed).
+    void abandon();
+
+    std::uint64_t size() const { return size_; }
+    std::uint64_t crlf_size() const { return crlf_size_; }
+
+private:
+    delivery(std::filesystem::path maildir, std::string name, unique_fd fd);
+    std::optional<failure> append(std::string_view out);
+    std::optional<failure> flush();
+    failure fail(failure f);
+
+    std::filesystem::path maildir_;
+    std::string name_;
+    std::filesystem::path tmp_path_;
+    unique_fd fd_;
+    bool tmp_exists_ = false;       ///< tmp_path_ is ours to remove
+    std::optional<failure> failed_; ///< the first failure; it finished the delivery
+    std::string buffer_;            ///< converted bytes not yet written
+    bool pending_cr_ = false;       ///< an input CR whose next byte has not arrived yet
+    char last_written_ = 0;         ///< the last byte of the file so far (buffer included)
+    std::uint64_t size_ = 0;
+    std::uint64_t crlf_size_ = 0;
+};
+
+/// Removes regular files in <maildir>/tmp whose last access (atime) and last status change
+/// (ctime) are both older than `max_age` (the Maildir spec's 36 hours): leftovers of deliveries
+/// that crashed. Symlinks and directories are left alone. Returns how many were removed; errors
+/// are skipped.
+std::size_t remove_stale_tmp(const std::filesystem::path& maildir,
+                             std::chrono::system_clock::time_point now,
+                             std::chrono::hours max_age = std::chrono::hours{36});
+
+} // namespace mailseal::store

@@ -1,0 +1,694 @@
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <fcntl.h>
+#include <limits>
+#include <span>
+#include <sys/un.h>
+#include <system_error>
+#include <tuple>
+#include <unistd.h>
+
+#include <toml++/toml.h>
+
+#include <mailseal/config/config.hpp>
+
+#include "syntax.hpp"
+
+namespace mailseal::config {
+
+std::string_view to_string(missing_maildir m) {
+    switch (m) {
+    case missing_maildir::create:
+        return "create";
+    case missing_maildir::refuse:
+        return "refuse";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(quota_reply q) {
+    switch (q) {
+    case quota_reply::temporary:
+        return "temporary";
+    case quota_reply::permanent:
+        return "permanent";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(log_level l) {
+    switch (l) {
+    case log_level::debug:
+        return "debug";
+    case log_level::info:
+        return "info";
+    case log_level::warning:
+        return "warning";
+    case log_level::error:
+        return "error";
+    }
+    return "unknown";
+}
+
+std::string error::str() const {
+    std::string out = file;
+    if (line != 0) {
+        out += ":" + std::to_string(line) + ":" + std::to_string(column);
+    }
+    out += ": ";
+    if (!key.empty()) {
+        out += key + ": ";
+    }
+    return out + message;
+}
+
+namespace {
+
+using namespace std::string_view_literals;
+
+constexpr std::int64_t unbounded = std::numeric_limits<std::int64_t>::max();
+
+/// An inclusive range and the words that state it in messages ("must be " + text).
+struct int_range {
+    std::int64_t lo;
+    std::int64_t hi;
+    std::string_view text;
+};
+
+// Keep each range next to its wording; tests check both ends of every one.
+constexpr int_range workers_range{1, 256, "between 1 and 256"};
+constexpr int_range mode_range{0, 0777, "between 0o0 and 0o777"};
+constexpr int_range message_size_range{64 * 1024, unbounded, "at least 64K (65536 bytes)"};
+// RFC 5321 §4.5.3.1.8: "The minimum total number of recipients that MUST be buffered is 100".
+constexpr int_range recipients_range{100, unbounded, "at least 100 (RFC 5321 §4.5.3.1.8)"};
+constexpr int_range connections_range{1, 100000, "between 1 and 100000"};
+// RFC 5321 §4.5.3.1.4: "The maximum total length of a command line including the command word
+// and the <CRLF> is 512 octets." A server may accept more, never less.
+constexpr int_range command_line_range{512, 65536, "between 512 (RFC 5321 §4.5.3.1.4) and 65536"};
+// RFC 5321 §4.5.3.1.6: "The maximum total length of a text line including the <CRLF> is 1000
+// octets (not counting the leading dot duplicated for transparency)."
+constexpr int_range data_line_range{1000, 1048576,
+                                    "between 1000 (RFC 5321 §4.5.3.1.6) and 1048576"};
+constexpr int_range timeout_range{1, 3600, "between 1s and 1h"};
+
+constexpr std::array top_keys{"server"sv, "listen"sv, "mailbox"sv, "limits"sv, "log"sv};
+constexpr std::array server_keys{"hostname"sv, "workers"sv};
+constexpr std::array listen_keys{"unix"sv, "tcp"sv, "mode"sv, "owner"sv, "group"sv};
+constexpr std::array mailbox_keys{"domains"sv,
+                                  "maildir"sv,
+                                  "lowercase_local_part"sv,
+                                  "recipient_delimiter"sv,
+                                  "on_missing"sv,
+                                  "create_mode"sv,
+                                  "over_quota"sv};
+constexpr std::array limits_keys{"message_size"sv,        "recipients"sv,       "connections"sv,
+                                 "command_line_length"sv, "data_line_length"sv, "idle_timeout"sv,
+                                 "command_timeout"sv,     "data_timeout"sv};
+constexpr std::array log_keys{"level"sv};
+
+constexpr std::array missing_maildir_values{missing_maildir::create, missing_maildir::refuse};
+constexpr std::array quota_reply_values{quota_reply::temporary, quota_reply::permanent};
+constexpr std::array log_level_values{log_level::debug, log_level::info, log_level::warning,
+                                      log_level::error};
+
+/// The longest path a unix socket can bind to: sun_path less its terminating NUL.
+constexpr std::size_t max_socket_path = sizeof(sockaddr_un{}.sun_path) - 1;
+
+std::string_view type_name(toml::node_type t) {
+    switch (t) {
+    case toml::node_type::none:
+        return "nothing";
+    case toml::node_type::table:
+        return "a table";
+    case toml::node_type::array:
+        return "an array";
+    case toml::node_type::string:
+        return "a string";
+    case toml::node_type::integer:
+        return "an integer";
+    case toml::node_type::floating_point:
+        return "a floating-point number";
+    case toml::node_type::boolean:
+        return "a boolean";
+    case toml::node_type::date:
+        return "a date";
+    case toml::node_type::time:
+        return "a time";
+    case toml::node_type::date_time:
+        return "a date-time";
+    }
+    return "an unknown type";
+}
+
+std::string join(std::string_view prefix, std::string_view name) {
+    return prefix.empty() ? std::string(name) : std::string(prefix) + "." + std::string(name);
+}
+
+std::string indexed(std::string_view prefix, std::size_t i) {
+    return std::string(prefix) + "[" + std::to_string(i) + "]";
+}
+
+/// A value as it reads in TOML, for the ", got ..." part of messages.
+std::string literal(const toml::node& n) {
+    if (const auto* s = n.as_string()) {
+        return detail::toml_string(s->get());
+    }
+    if (const auto* i = n.as_integer()) {
+        return std::to_string(i->get());
+    }
+    return std::string(type_name(n.type()));
+}
+
+/// Walks a parsed document against the format in examples/mailseal.toml. It records every
+/// problem and keeps going with defaults, so the error reported is the first one in the file
+/// whatever order the checks run in (toml++ tables iterate in key order, not file order).
+/// Every position comes from toml++'s parser, which gives each node and key one (the root
+/// table's is 1:1, even in an empty document).
+class loader {
+public:
+    explicit loader(std::string_view file) : file_(file) {}
+
+    config load(const toml::table& root) {
+        config c;
+        check_keys(root, "", top_keys);
+        if (const auto* t = table(root, "", "server")) {
+            read_server(*t, c.server);
+        }
+        read_listeners(root, c.listeners);
+        read_mailbox(root, c);
+        if (const auto* t = table(root, "", "limits")) {
+            read_limits(*t, c.limits);
+        }
+        if (const auto* t = table(root, "", "log")) {
+            check_keys(*t, "log", log_keys);
+            read_choice(*t, "log", "level", log_level_values, c.logging.level);
+        }
+        return c;
+    }
+
+    /// Problems with values written in the file come first, in file order; a missing
+    /// required key only after them, since its position (its table's) says little.
+    std::optional<error> first_error() const {
+        if (!errors_.empty()) {
+            return *std::min_element(
+                errors_.begin(), errors_.end(), [](const auto& a, const auto& b) {
+                    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+                });
+        }
+        if (!missing_.empty()) {
+            return missing_.front();
+        }
+        return std::nullopt;
+    }
+
+private:
+    void fail(const toml::source_region& at, std::string key, std::string message) {
+        errors_.push_back(located(at, std::move(key), std::move(message)));
+    }
+
+    /// A required key is absent from `in`.
+    void fail_missing(const toml::table& in, std::string key, std::string message) {
+        missing_.push_back(located(in.source(), std::move(key), std::move(message)));
+    }
+
+    error located(const toml::source_region& at, std::string key, std::string message) const {
+        return error{file_, at.begin.line, at.begin.column, std::move(key), std::move(message)};
+    }
+
+    void fail_type(const toml::node& n, std::string key, std::string_view expected) {
+        fail(n.source(), std::move(key),
+             "expected " + std::string(expected) + ", got " + std::string(type_name(n.type())));
+    }
+
+    void fail_value(const toml::node& n, std::string key, std::string_view problem) {
+        fail(n.source(), std::move(key), std::string(problem) + ", got " + literal(n));
+    }
+
+    void check_keys(const toml::table& t, std::string_view prefix,
+                    std::span<const std::string_view> known) {
+        for (auto&& [k, v] : t) {
+            if (std::find(known.begin(), known.end(), k.str()) == known.end()) {
+                fail(k.source(), join(prefix, k.str()), "unknown key");
+            }
+        }
+    }
+
+    const toml::table* table(const toml::table& parent, std::string_view prefix,
+                             std::string_view name) {
+        const toml::node* n = parent.get(name);
+        if (n == nullptr) {
+            return nullptr;
+        }
+        if (!n->is_table()) {
+            fail_type(*n, join(prefix, name), "a table");
+            return nullptr;
+        }
+        return n->as_table();
+    }
+
+    std::optional<std::int64_t> integer(const toml::node& n, const std::string& key) {
+        if (const auto* i = n.as_integer()) {
+            return i->get();
+        }
+        fail_type(n, key, "an integer");
+        return std::nullopt;
+    }
+
+    std::optional<std::string> string(const toml::node& n, const std::string& key) {
+        const auto* s = n.as_string();
+        if (s == nullptr) {
+            fail_type(n, key, "a string");
+            return std::nullopt;
+        }
+        // TOML allows "\u0000"; no path, name or delimiter can hold it.
+        if (s->get().find('\0') != std::string::npos) {
+            fail_value(n, key, "must not contain a NUL character");
+            return std::nullopt;
+        }
+        return s->get();
+    }
+
+    bool in_range(const toml::node& n, const std::string& key, std::int64_t v, const int_range& r) {
+        if (v < r.lo || v > r.hi) {
+            fail_value(n, key, "must be " + std::string(r.text));
+            return false;
+        }
+        return true;
+    }
+
+    template <typename T>
+    void read_count(const toml::table& t, std::string_view prefix, std::string_view name,
+                    const int_range& r, T& out) {
+        const toml::node* n = t.get(name);
+        if (n == nullptr) {
+            return;
+        }
+        auto key = join(prefix, name);
+        if (auto v = integer(*n, key); v && in_range(*n, key, *v, r)) {
+            out = static_cast<T>(*v);
+        }
+    }
+
+    void read_mode(const toml::table& t, std::string_view prefix, std::string_view name,
+                   mode_t& out) {
+        const toml::node* n = t.get(name);
+        if (n == nullptr) {
+            return;
+        }
+        auto key = join(prefix, name);
+        auto v = integer(*n, key);
+        if (!v) {
+            return;
+        }
+        // `mode = 660` is decimal 660, which is 0o1224: the classic chmod mistake. Requiring
+        // octal notation catches it even when the decimal number happens to be in range.
+        if (n->as_integer()->flags() != toml::value_flags::format_as_octal) {
+            fail_value(*n, key, "must be written in octal, such as 0o660");
+            return;
+        }
+        if (*v < mode_range.lo || *v > mode_range.hi) {
+            fail(n->source(), key,
+                 "must be " + std::string(mode_range.text) + ", got " +
+                     detail::toml_octal(static_cast<mode_t>(*v)));
+            return;
+        }
+        out = static_cast<mode_t>(*v);
+    }
+
+    void read_flag(const toml::table& t, std::string_view prefix, std::string_view name,
+                   bool& out) {
+        const toml::node* n = t.get(name);
+        if (n == nullptr) {
+            return;
+        }
+        if (const auto* b = n->as_boolean()) {
+            out = b->get();
+        } else {
+            fail_type(*n, join(prefix, name), "a boolean");
+        }
+    }
+
+    void read_text(const toml::table& t, std::string_view prefix, std::string_view name,
+                   std::string& out) {
+        if (const toml::node* n = t.get(name)) {
+            if (auto s = string(*n, join(prefix, name))) {
+                out = std::move(*s);
+            }
+        }
+    }
+
+    template <typename E, std::size_t N>
+    void read_choice(const toml::table& t, std::string_view prefix, std::string_view name,
+                     const std::array<E, N>& choices, E& out) {
+        const toml::node* n = t.get(name);
+        if (n == nullptr) {
+            return;
+        }
+        auto key = join(prefix, name);
+        auto s = string(*n, key);
+        if (!s) {
+            return;
+        }
+        std::string listed;
+        for (E choice : choices) {
+            if (*s == to_string(choice)) {
+                out = choice;
+                return;
+            }
+            listed += (listed.empty() ? "" : ", ") + detail::toml_string(to_string(choice));
+        }
+        fail_value(*n, key, "must be one of " + listed);
+    }
+
+    /// An integer, or a string of digits with one of `units`' suffixes.
+    std::optional<std::int64_t> read_scaled(const toml::table& t, std::string_view prefix,
+                                            std::string_view name,
+                                            std::span<const detail::unit> units,
+                                            std::string_view syntax, const int_range& r) {
+        const toml::node* n = t.get(name);
+        if (n == nullptr) {
+            return std::nullopt;
+        }
+        auto key = join(prefix, name);
+        std::int64_t v = 0;
+        if (const auto* i = n->as_integer()) {
+            v = i->get();
+        } else if (const auto* s = n->as_string()) {
+            auto parsed = detail::parse_scaled(s->get(), units);
+            if (const auto* e = std::get_if<detail::number_error>(&parsed)) {
+                if (*e == detail::number_error::syntax) {
+                    fail_value(*n, key, syntax);
+                } else if (r.hi == unbounded) {
+                    fail_value(*n, key, "must be at most " + std::to_string(unbounded));
+                } else {
+                    fail_value(*n, key, "must be " + std::string(r.text));
+                }
+                return std::nullopt;
+            }
+            v = std::get<std::int64_t>(parsed);
+        } else {
+            fail_type(*n, key, "an integer or a string");
+            return std::nullopt;
+        }
+        if (!in_range(*n, key, v, r)) {
+            return std::nullopt;
+        }
+        return v;
+    }
+
+    void read_duration(const toml::table& t, std::string_view name, std::chrono::seconds& out) {
+        if (auto v = read_scaled(t, "limits", name, detail::duration_units,
+                                 "must be a number of seconds with an optional s, m or h suffix",
+                                 timeout_range)) {
+            out = std::chrono::seconds(*v);
+        }
+    }
+
+    void read_server(const toml::table& t, server_settings& out) {
+        check_keys(t, "server", server_keys);
+        if (const toml::node* n = t.get("hostname")) {
+            if (auto s = string(*n, "server.hostname")) {
+                // The name goes into greetings and Received: lines as it is: a plain ASCII
+                // host name cannot smuggle a CRLF or a space into a reply.
+                auto problem = s->empty() ? std::nullopt : detail::check_domain(*s, false);
+                if (problem) {
+                    fail_value(*n, "server.hostname", "must be a host name: " + *problem);
+                } else {
+                    out.hostname = std::move(*s);
+                }
+            }
+        }
+        read_count(t, "server", "workers", workers_range, out.workers);
+    }
+
+    void read_listeners(const toml::table& root, std::vector<listener>& out) {
+        const toml::node* n = root.get("listen");
+        if (n == nullptr) {
+            fail_missing(root, "listen", "missing; at least one [[listen]] table is required");
+            return;
+        }
+        const auto* entries = n->as_array();
+        if (entries == nullptr) {
+            fail_type(*n, "listen", "an array of tables ([[listen]])");
+            return;
+        }
+        if (entries->empty()) {
+            fail(n->source(), "listen", "at least one [[listen]] table is required, got []");
+            return;
+        }
+        for (std::size_t i = 0; i < entries->size(); ++i) {
+            const toml::node& entry = *entries->get(i);
+            auto prefix = indexed("listen", i);
+            if (const auto* t = entry.as_table()) {
+                if (auto l = read_listener(*t, prefix)) {
+                    out.push_back(std::move(*l));
+                }
+            } else {
+                fail_type(entry, prefix, "a table");
+            }
+        }
+    }
+
+    std::optional<listener> read_listener(const toml::table& t, const std::string& prefix) {
+        check_keys(t, prefix, listen_keys);
+        const toml::node* unix_node = t.get("unix");
+        const toml::node* tcp_node = t.get("tcp");
+        if (unix_node == nullptr && tcp_node == nullptr) {
+            fail_missing(t, prefix, "needs exactly one of unix or tcp, got neither");
+            return std::nullopt;
+        }
+        if (unix_node != nullptr && tcp_node != nullptr) {
+            const toml::node* second =
+                unix_node->source().begin < tcp_node->source().begin ? tcp_node : unix_node;
+            fail(second->source(), prefix, "needs exactly one of unix or tcp, got both");
+            return std::nullopt;
+        }
+        if (tcp_node != nullptr) {
+            // Mode, owner and group belong to a socket file; a TCP port has none.
+            for (auto name : {"mode"sv, "owner"sv, "group"sv}) {
+                if (const toml::node* n = t.get(name)) {
+                    fail(n->source(), join(prefix, name), "only allowed with unix, not with tcp");
+                }
+            }
+            auto key = join(prefix, "tcp");
+            auto text = string(*tcp_node, key);
+            if (!text) {
+                return std::nullopt;
+            }
+            auto parsed = detail::parse_tcp_address(*text);
+            if (const auto* problem = std::get_if<std::string>(&parsed)) {
+                fail_value(*tcp_node, key, *problem);
+                return std::nullopt;
+            }
+            return std::get<tcp_listener>(std::move(parsed));
+        }
+        unix_listener u;
+        auto key = join(prefix, "unix");
+        auto path = string(*unix_node, key);
+        if (!path) {
+            return std::nullopt;
+        }
+        if (!path->starts_with('/')) {
+            fail_value(*unix_node, key, "must be an absolute path");
+            return std::nullopt;
+        }
+        if (path->size() > max_socket_path) {
+            fail_value(*unix_node, key,
+                       "must be at most " + std::to_string(max_socket_path) +
+                           " bytes long (the size of sockaddr_un.sun_path)");
+            return std::nullopt;
+        }
+        u.path = std::move(*path);
+        read_mode(t, prefix, "mode", u.mode);
+        read_text(t, prefix, "owner", u.owner);
+        read_text(t, prefix, "group", u.group);
+        return u;
+    }
+
+    void read_mailbox(const toml::table& root, config& c) {
+        const toml::node* section = root.get("mailbox");
+        const toml::table* t = table(root, "", "mailbox");
+        if (t == nullptr) {
+            if (section == nullptr) {
+                fail_missing(root, "mailbox.domains", "missing; at least one domain is required");
+            }
+            return;
+        }
+        check_keys(*t, "mailbox", mailbox_keys);
+        read_domains(*t, c.local_domains);
+        auto& m = c.mailbox;
+        if (const toml::node* n = t->get("maildir")) {
+            if (auto s = string(*n, "mailbox.maildir")) {
+                if (auto problem = detail::check_maildir_template(*s)) {
+                    fail_value(*n, "mailbox.maildir", *problem);
+                } else {
+                    m.maildir = std::move(*s);
+                }
+            }
+        }
+        read_flag(*t, "mailbox", "lowercase_local_part", m.lowercase_local_part);
+        if (const toml::node* n = t->get("recipient_delimiter")) {
+            read_delimiter(*n, m.recipient_delimiter);
+        }
+        read_choice(*t, "mailbox", "on_missing", missing_maildir_values, m.on_missing);
+        read_mode(*t, "mailbox", "create_mode", m.create_mode);
+        // Without the owner's rwx, mailseal (no longer root) could not make new/, cur/ and tmp/
+        // inside the directories it has just created.
+        if (const toml::node* n = t->get("create_mode"); n && (m.create_mode & 0700) != 0700) {
+            fail(n->source(), "mailbox.create_mode",
+                 "must include 0o700 so mailseal can create new/, cur/ and tmp/, got " +
+                     detail::toml_octal(m.create_mode));
+            m.create_mode = mailbox_settings{}.create_mode;
+        }
+        read_choice(*t, "mailbox", "over_quota", quota_reply_values, m.over_quota);
+    }
+
+    void read_domains(const toml::table& t, std::vector<std::string>& out) {
+        const toml::node* n = t.get("domains");
+        if (n == nullptr) {
+            fail_missing(t, "mailbox.domains", "missing; at least one domain is required");
+            return;
+        }
+        const auto* list = n->as_array();
+        if (list == nullptr) {
+            fail_type(*n, "mailbox.domains", "an array of strings");
+            return;
+        }
+        if (list->empty()) {
+            fail(n->source(), "mailbox.domains", "at least one domain is required, got []");
+            return;
+        }
+        for (std::size_t i = 0; i < list->size(); ++i) {
+            const toml::node& entry = *list->get(i);
+            auto key = indexed("mailbox.domains", i);
+            auto s = string(entry, key);
+            if (!s) {
+                continue;
+            }
+            // Domains compare case-insensitively (RFC 5321 §2.4); storing them lowercased
+            // lets delivery compare with ==. Only ASCII letters are folded.
+            auto domain = detail::ascii_lower(*s);
+            if (auto problem = detail::check_domain(domain, true)) {
+                fail_value(entry, key, "must be a domain name: " + *problem);
+                continue;
+            }
+            out.push_back(std::move(domain));
+        }
+    }
+
+    void read_delimiter(const toml::node& n, std::string& out) {
+        auto s = string(n, "mailbox.recipient_delimiter");
+        if (!s) {
+            return;
+        }
+        // Delivery matches the delimiter byte by byte, so each must be one ASCII character.
+        // '@' would split the domain off and '/' would reach into the Maildir path.
+        for (char c : *s) {
+            if (c == '@' || c == '/') {
+                fail_value(n, "mailbox.recipient_delimiter", "must not contain '@' or '/'");
+                return;
+            }
+            auto byte = static_cast<unsigned char>(c);
+            if (byte <= 0x20 || byte >= 0x7f) {
+                fail_value(n, "mailbox.recipient_delimiter",
+                           "must contain only visible ASCII characters");
+                return;
+            }
+        }
+        out = std::move(*s);
+    }
+
+    void read_limits(const toml::table& t, struct limits& out) {
+        check_keys(t, "limits", limits_keys);
+        if (auto v = read_scaled(t, "limits", "message_size", detail::size_units,
+                                 "must be a number of bytes with an optional K, M or G suffix",
+                                 message_size_range)) {
+            out.message_size = static_cast<std::uint64_t>(*v);
+        }
+        read_count(t, "limits", "recipients", recipients_range, out.recipients);
+        read_count(t, "limits", "connections", connections_range, out.connections);
+        read_count(t, "limits", "command_line_length", command_line_range, out.command_line_length);
+        read_count(t, "limits", "data_line_length", data_line_range, out.data_line_length);
+        read_duration(t, "idle_timeout", out.idle_timeout);
+        read_duration(t, "command_timeout", out.command_timeout);
+        read_duration(t, "data_timeout", out.data_timeout);
+    }
+
+    std::string file_;
+    std::vector<error> errors_;
+    std::vector<error> missing_;
+};
+
+/// Owns a file descriptor.
+class file_descriptor {
+public:
+    explicit file_descriptor(int fd) : fd_(fd) {}
+    file_descriptor(const file_descriptor&) = delete;
+    file_descriptor& operator=(const file_descriptor&) = delete;
+    ~file_descriptor() {
+        if (fd_ >= 0) {
+            ::close(fd_);
+        }
+    }
+    int get() const { return fd_; }
+
+private:
+    int fd_;
+};
+
+/// A configuration is a few kilobytes; the cap stops `--config /dev/zero` reading forever.
+constexpr std::size_t max_file_size = 1024 * 1024;
+
+std::variant<std::string, std::error_code> read_whole_file(const std::filesystem::path& path) {
+    file_descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) {
+        return std::error_code(errno, std::system_category());
+    }
+    std::string content;
+    std::array<char, 8192> buffer{};
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return std::error_code(errno, std::system_category());
+        }
+        if (n == 0) {
+            return content;
+        }
+        content.append(buffer.data(), static_cast<std::size_t>(n));
+        if (content.size() > max_file_size) {
+            return std::make_error_code(std::errc::file_too_large);
+        }
+    }
+}
+
+} // namespace
+
+std::variant<config, error> load_string(std::string_view toml, std::string_view source_name) {
+    toml::table root;
+    try {
+        root = toml::parse(toml, source_name);
+    } catch (const toml::parse_error& e) {
+        return error{std::string(source_name), e.source().begin.line, e.source().begin.column, "",
+                     std::string(e.description())};
+    }
+    loader l(source_name);
+    config c = l.load(root);
+    if (auto e = l.first_error()) {
+        return *std::move(e);
+    }
+    return c;
+}
+
+std::variant<config, error> load_file(const std::filesystem::path& path) {
+    auto content = read_whole_file(path);
+    if (const auto* ec = std::get_if<std::error_code>(&content)) {
+        return error{path.string(), 0, 0, "", "cannot read: " + ec->message()};
+    }
+    return load_string(std::get<std::string>(content), path.string());
+}
+
+} // namespace mailseal::config

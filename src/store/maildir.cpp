@@ -1,0 +1,449 @@
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <fcntl.h>
+#include <string>
+#include <sys/stat.h>
+#include <system_error>
+#include <unistd.h>
+#include <utility>
+#include <vector>
+
+#include <mailseal/store/maildir.hpp>
+
+namespace mailseal::store {
+
+namespace {
+
+/// Output is collected and written in blocks of this size: few system calls per message.
+constexpr std::size_t write_block = 64 * 1024;
+
+failure sys_failure(int err, std::string_view step, const std::filesystem::path& path) {
+    return failure{classify_errno(err), err, std::string(step) + " " + path.string()};
+}
+
+/// mkdir with `mode` exactly, creating missing parents with the same mode when `parents`.
+std::optional<failure> make_directory(const std::filesystem::path& dir, mode_t mode, bool parents) {
+    if (::mkdir(dir.c_str(), mode) == 0) {
+        // mkdir() applies the umask; the configured mode is the operator's explicit choice.
+        if (::chmod(dir.c_str(), mode) != 0) {
+            return sys_failure(errno, "chmod", dir);
+        }
+        return std::nullopt;
+    }
+    int err = errno;
+    if (err == EEXIST) {
+        // Another delivery to the same mailbox created it first. If it is not a directory,
+        // the open() in tmp/ fails later with ENOTDIR.
+        return std::nullopt;
+    }
+    auto parent = dir.parent_path();
+    if (err == ENOENT && parents && !parent.empty() && parent != dir) {
+        if (auto f = make_directory(parent, mode, true)) {
+            return f;
+        }
+        return make_directory(dir, mode, false);
+    }
+    return sys_failure(err, "mkdir", dir);
+}
+
+/// Makes sure <maildir>, cur/, new/ and tmp/ exist, creating them when allowed.
+std::optional<failure> ensure_maildir(const std::filesystem::path& maildir,
+                                      const maildir_options& options) {
+    const std::filesystem::path dirs[] = {maildir, maildir / "cur", maildir / "new",
+                                          maildir / "tmp"};
+    bool missing = false;
+    for (const auto& dir : dirs) {
+        struct stat st {};
+        if (::stat(dir.c_str(), &st) != 0) {
+            if (errno != ENOENT) {
+                return sys_failure(errno, "stat", dir);
+            }
+            missing = true;
+        } else if (!S_ISDIR(st.st_mode)) {
+            return sys_failure(ENOTDIR, "stat", dir);
+        }
+    }
+    if (!missing) {
+        return std::nullopt;
+    }
+    if (!options.create_mode) {
+        return failure{error_kind::missing, ENOENT,
+                       "maildir " + maildir.string() + " (or its cur/, new/, tmp/)"};
+    }
+    if (auto f = make_directory(maildir, *options.create_mode, true)) {
+        return f;
+    }
+    for (const auto* sub : {"cur", "new", "tmp"}) {
+        if (auto f = make_directory(maildir / sub, *options.create_mode, false)) {
+            return f;
+        }
+    }
+    return std::nullopt;
+}
+
+std::chrono::system_clock::time_point to_time_point(const struct timespec& ts) {
+    return std::chrono::system_clock::time_point{
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::seconds{ts.tv_sec} + std::chrono::nanoseconds{ts.tv_nsec})};
+}
+
+/// Process-wide, so that two name_generator objects never produce the same name.
+std::atomic<std::uint64_t> delivery_counter{0};
+
+} // namespace
+
+std::string_view to_string(error_kind kind) {
+    switch (kind) {
+    case error_kind::no_space:
+        return "no_space";
+    case error_kind::over_quota:
+        return "over_quota";
+    case error_kind::permission:
+        return "permission";
+    case error_kind::missing:
+        return "missing";
+    case error_kind::io:
+        return "io";
+    }
+    return "io";
+}
+
+std::string failure::str() const {
+    if (sys_errno == 0) {
+        return what;
+    }
+    return what + ": " + std::error_code(sys_errno, std::generic_category()).message();
+}
+
+error_kind classify_errno(int err) {
+    switch (err) {
+    case ENOSPC:
+        return error_kind::no_space;
+    case EDQUOT:
+        return error_kind::over_quota;
+    case EACCES:
+    case EPERM:
+    case EROFS:
+        return error_kind::permission;
+    default:
+        return error_kind::io;
+    }
+}
+
+name_generator::name_generator(std::string_view hostname) {
+    // Maildir spec: "/" and ":" in the host part are written as \057 and \072, because "/"
+    // cannot appear in a file name and ":" starts the info part (":2,<flags>").
+    host_.reserve(hostname.size());
+    for (char c : hostname) {
+        switch (c) {
+        case '/':
+            host_ += "\\057";
+            break;
+        case ':':
+            host_ += "\\072";
+            break;
+        default:
+            host_ += c;
+            break;
+        }
+    }
+}
+
+std::string name_generator::next(std::chrono::system_clock::time_point now) {
+    auto since_epoch = now.time_since_epoch();
+    auto secs = std::chrono::floor<std::chrono::seconds>(since_epoch);
+    auto usecs = std::chrono::duration_cast<std::chrono::microseconds>(since_epoch - secs);
+    auto n = delivery_counter.fetch_add(1, std::memory_order_relaxed) + 1;
+    // getpid() on every call: a forked child must not reuse its parent's names.
+    return std::to_string(secs.count()) + ".M" + std::to_string(usecs.count()) + "P" +
+           std::to_string(::getpid()) + "Q" + std::to_string(n) + "." + host_;
+}
+
+std::string size_suffix(std::uint64_t size, std::uint64_t crlf_size) {
+    return ",S=" + std::to_string(size) + ",W=" + std::to_string(crlf_size);
+}
+
+unique_fd::unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+
+unique_fd& unique_fd::operator=(unique_fd&& other) noexcept {
+    if (this != &other) {
+        reset();
+        fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+}
+
+unique_fd::~unique_fd() {
+    reset();
+}
+
+int unique_fd::close() noexcept {
+    if (fd_ < 0) {
+        return 0;
+    }
+    int result = ::close(std::exchange(fd_, -1));
+    return result == 0 ? 0 : errno;
+}
+
+void unique_fd::reset() noexcept {
+    if (fd_ >= 0) {
+        ::close(std::exchange(fd_, -1));
+    }
+}
+
+std::variant<delivery, failure> delivery::begin(const std::filesystem::path& maildir,
+                                                const std::string& unique_name,
+                                                const maildir_options& options) {
+    // A "/" would leave tmp/, and readers skip names starting with ".".
+    if (unique_name.empty() || unique_name.front() == '.' ||
+        unique_name.find('/') != std::string::npos) {
+        return failure{error_kind::io, EINVAL, "invalid Maildir file name \"" + unique_name + "\""};
+    }
+    if (auto f = ensure_maildir(maildir, options)) {
+        return *std::move(f);
+    }
+    auto tmp_path = maildir / "tmp" / unique_name;
+    // O_EXCL: never write into a file someone else created. The name is unique, so EEXIST
+    // means a bug or a hostile file, and fails instead of trying another name. O_NOFOLLOW: a
+    // symlink planted in tmp/ cannot redirect the write. O_CLOEXEC: no child inherits the fd.
+    unique_fd fd{
+        ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)};
+    if (!fd) {
+        return sys_failure(errno, "open", tmp_path);
+    }
+    return delivery{maildir, unique_name, std::move(fd)};
+}
+
+delivery::delivery(std::filesystem::path maildir, std::string name, unique_fd fd)
+    : maildir_(std::move(maildir)), name_(std::move(name)), tmp_path_(maildir_ / "tmp" / name_),
+      fd_(std::move(fd)), tmp_exists_(true) {
+    buffer_.reserve(write_block);
+}
+
+delivery::delivery(delivery&& other) noexcept
+    : maildir_(std::move(other.maildir_)), name_(std::move(other.name_)),
+      tmp_path_(std::move(other.tmp_path_)), fd_(std::move(other.fd_)),
+      tmp_exists_(std::exchange(other.tmp_exists_, false)), failed_(std::move(other.failed_)),
+      buffer_(std::move(other.buffer_)), pending_cr_(std::exchange(other.pending_cr_, false)),
+      last_written_(other.last_written_), size_(other.size_), crlf_size_(other.crlf_size_) {}
+
+delivery& delivery::operator=(delivery&& other) noexcept {
+    if (this != &other) {
+        abandon();
+        maildir_ = std::move(other.maildir_);
+        name_ = std::move(other.name_);
+        tmp_path_ = std::move(other.tmp_path_);
+        fd_ = std::move(other.fd_);
+        tmp_exists_ = std::exchange(other.tmp_exists_, false);
+        failed_ = std::move(other.failed_);
+        buffer_ = std::move(other.buffer_);
+        pending_cr_ = std::exchange(other.pending_cr_, false);
+        last_written_ = other.last_written_;
+        size_ = other.size_;
+        crlf_size_ = other.crlf_size_;
+    }
+    return *this;
+}
+
+delivery::~delivery() {
+    abandon();
+}
+
+void delivery::abandon() {
+    // The file is being thrown away, so a failing close() changes nothing.
+    fd_.reset();
+    if (tmp_exists_) {
+        ::unlink(tmp_path_.c_str());
+        tmp_exists_ = false;
+    }
+    buffer_.clear();
+    pending_cr_ = false;
+}
+
+failure delivery::fail(failure f) {
+    // Remove the tmp/ file at once: on a full disk this gives the space back to the other
+    // recipients of the same transaction.
+    abandon();
+    failed_ = f;
+    return f;
+}
+
+std::optional<failure> delivery::write(std::string_view bytes) {
+    if (failed_) {
+        return failed_;
+    }
+    if (!fd_) {
+        return failure{error_kind::io, EBADF, "write " + tmp_path_.string() + " after the end"};
+    }
+    // Each CRLF of the input becomes LF; every other byte, bare CR and bare LF included, is
+    // kept. A CR is held back until the next byte shows whether it starts a CRLF, which may be
+    // in the next call.
+    while (!bytes.empty()) {
+        if (pending_cr_) {
+            pending_cr_ = false;
+            if (bytes.front() == '\n') {
+                bytes.remove_prefix(1);
+                if (auto f = append("\n")) {
+                    return fail(*std::move(f));
+                }
+                continue;
+            }
+            if (auto f = append("\r")) {
+                return fail(*std::move(f));
+            }
+        }
+        auto cr = bytes.find('\r');
+        if (auto f = append(bytes.substr(0, cr))) {
+            return fail(*std::move(f));
+        }
+        if (cr == std::string_view::npos) {
+            break;
+        }
+        pending_cr_ = true;
+        bytes.remove_prefix(cr + 1);
+    }
+    return std::nullopt;
+}
+
+std::optional<failure> delivery::append(std::string_view out) {
+    // W= is the size Dovecot gets when it reads the file with CRLF line ends: every LF that
+    // has no CR before it in the file counts twice.
+    std::uint64_t bare_lf = 0;
+    char previous = last_written_;
+    for (char c : out) {
+        if (c == '\n' && previous != '\r') {
+            ++bare_lf;
+        }
+        previous = c;
+    }
+    if (!out.empty()) {
+        last_written_ = out.back();
+    }
+    size_ += out.size();
+    crlf_size_ += out.size() + bare_lf;
+    while (!out.empty()) {
+        auto n = std::min(out.size(), write_block - buffer_.size());
+        buffer_.append(out.substr(0, n));
+        out.remove_prefix(n);
+        if (buffer_.size() == write_block) {
+            if (auto f = flush()) {
+                return f;
+            }
+        }
+    }
+    return std::nullopt;
+}
+
+std::optional<failure> delivery::flush() {
+    std::string_view rest = buffer_;
+    while (!rest.empty()) {
+        auto n = ::write(fd_.get(), rest.data(), rest.size());
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return sys_failure(errno, "write", tmp_path_);
+        }
+        if (n == 0) {
+            // A regular file never accepts zero bytes of a non-empty write; retrying would
+            // loop forever.
+            return sys_failure(EIO, "write", tmp_path_);
+        }
+        // A short write (a signal, or the disk filling up) writes the rest in the next round,
+        // which then reports the error.
+        rest.remove_prefix(static_cast<std::size_t>(n));
+    }
+    buffer_.clear();
+    return std::nullopt;
+}
+
+std::variant<std::filesystem::path, failure> delivery::commit() {
+    if (failed_) {
+        return *failed_;
+    }
+    if (!fd_) {
+        return failure{error_kind::io, EBADF, "commit " + tmp_path_.string() + " after the end"};
+    }
+    // 1. A CR held back at the very end has no LF after it: it is a bare CR and stays.
+    if (pending_cr_) {
+        pending_cr_ = false;
+        if (auto f = append("\r")) {
+            return fail(*std::move(f));
+        }
+    }
+    // 2. Write what is still buffered; ENOSPC and EDQUOT often show up only here.
+    if (auto f = flush()) {
+        return fail(*std::move(f));
+    }
+    // 3. fsync and check it, as the Maildir spec asks. Without it the rename below can reach
+    //    the disk before the data, and a crash leaves an empty or truncated message in new/.
+    if (::fsync(fd_.get()) != 0) {
+        return fail(sys_failure(errno, "fsync", tmp_path_));
+    }
+    // 4. Check close() too: "fclose() may fail even while fflush and fsync() succeed. Think of
+    //    remote file systems such as AFS that copy the file back to the server upon close."
+    //    (Postfix, mail_copy.c)
+    if (int err = fd_.close(); err != 0) {
+        return fail(sys_failure(err, "close", tmp_path_));
+    }
+    // 5. Open new/ before the rename, so that the only step that can fail once the file is in
+    //    new/ is the directory fsync.
+    auto new_dir_path = maildir_ / "new";
+    unique_fd new_dir{::open(new_dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+    if (!new_dir) {
+        return fail(sys_failure(errno, "open", new_dir_path));
+    }
+    // 6. rename() into new/, as Dovecot does (maildir-save.c), not the spec's link() + unlink().
+    //    link() refuses to overwrite, but our name is unique (pid, microseconds and a
+    //    per-process counter; O_EXCL checked it in tmp/), so rename cannot overwrite either,
+    //    and link() would not catch a duplicate already moved on to cur/ anyway. rename is one
+    //    atomic step: the message is never in tmp/ and new/ at once, there is no second call
+    //    to fail, and it works where hard links do not. On failure the file stays in tmp/ and
+    //    fail() removes it, so new/ is untouched.
+    auto final_path = new_dir_path / (name_ + size_suffix(size_, crlf_size_));
+    if (::rename(tmp_path_.c_str(), final_path.c_str()) != 0) {
+        return fail(sys_failure(errno, "rename", final_path));
+    }
+    tmp_exists_ = false;
+    // 7. fsync new/ so that the rename itself survives a crash. Only now may the caller reply
+    //    250. If this fails, the caller replies 4xx and the client retries, so the file is
+    //    removed again: a crash may then still leave a duplicate, but never a lost message.
+    if (::fsync(new_dir.get()) != 0) {
+        auto f = sys_failure(errno, "fsync", new_dir_path);
+        ::unlink(final_path.c_str());
+        return fail(std::move(f));
+    }
+    return final_path;
+}
+
+std::size_t remove_stale_tmp(const std::filesystem::path& maildir,
+                             std::chrono::system_clock::time_point now,
+                             std::chrono::hours max_age) {
+    std::vector<std::filesystem::path> stale;
+    std::error_code ec;
+    std::filesystem::directory_iterator it{maildir / "tmp", ec};
+    for (; !ec && it != std::filesystem::directory_iterator{}; it.increment(ec)) {
+        struct stat st {};
+        // lstat: a symlink is never a delivery's file, and following it could reach anything.
+        if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+            continue;
+        }
+        // The Maildir spec lets readers delete tmp/ files not accessed for 36 hours. ctime is
+        // checked as well because a delivery that is still writing changes it (and mtime)
+        // without ever reading the file, so its atime stays old.
+        if (now - to_time_point(st.st_atim) > max_age &&
+            now - to_time_point(st.st_ctim) > max_age) {
+            stale.push_back(it->path());
+        }
+    }
+    std::size_t removed = 0;
+    for (const auto& path : stale) {
+        if (::unlink(path.c_str()) == 0) {
+            ++removed;
+        }
+    }
+    return removed;
+}
+
+} // namespace mailseal::store
