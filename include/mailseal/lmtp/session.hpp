@@ -1,0 +1,189 @@
+#pragma once
+
+/// The LMTP server protocol (RFC 2033 on RFC 5321) as a state machine with no I/O.
+///
+/// Bytes go in through feed(); replies and delivery actions come out as events, drained with
+/// take_events(). The caller (the Asio session) only moves bytes and time: it writes replies,
+/// streams body events to the delivery, reports each recipient's delivery result back with
+/// complete_recipient(), and calls timed_out() when a deadline expires.
+///
+/// Failure policy: every malformed or out-of-order input gets a reply and the session goes on;
+/// only QUIT, a timeout and shutdown close the connection. A limit that is crossed inside DATA
+/// (message size, line length) discards the message and answers every recipient with the same
+/// permanent reply once the final dot arrives, so the client is never left without its
+/// per-recipient replies (RFC 2033 §4.2).
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <mailseal/lmtp/address.hpp>
+#include <mailseal/lmtp/reply.hpp>
+
+namespace mailseal::lmtp {
+
+struct session_limits {
+    /// Largest message body accepted, in octets after dot-unstuffing; announced with SIZE.
+    std::uint64_t message_size = 50 * 1024 * 1024;
+    /// RCPTs accepted per transaction; RFC 5321 §4.5.3.1.8 requires at least 100.
+    std::size_t recipients = 1000;
+    /// Longest command line including CRLF (RFC 5321 §4.5.3.1.4: 512).
+    std::size_t command_line = 512;
+    /// Longest DATA line including CRLF, not counting a stuffed dot (§4.5.3.1.6: 1000).
+    std::size_t data_line = 1000;
+};
+
+struct session_options {
+    /// Our name, used in the greeting, the LHLO reply and the 421 replies.
+    std::string hostname;
+    session_limits limits;
+};
+
+/// A transaction's envelope: what MAIL, RCPT and LHLO established.
+struct envelope {
+    std::string lhlo_name;
+    reverse_path sender;
+    mail_parameters parameters;
+    /// RCPTs that got a 2xx, in RCPT order. A repeated forward-path appears again (§4.2).
+    std::vector<address> recipients;
+};
+
+/// Application policy for RCPT TO: the session checks syntax, sequence and the recipient limit,
+/// then asks this whether the recipient is one of ours.
+class recipient_policy {
+public:
+    virtual ~recipient_policy() = default;
+    /// Nothing to accept the recipient, or the reply that refuses it (e.g. 550 5.1.1).
+    virtual std::optional<reply> check(const address& recipient) = 0;
+};
+
+namespace events {
+/// Send this reply.
+struct send {
+    reply what;
+};
+/// DATA was accepted (its 354 precedes this event): open the per-recipient deliveries.
+struct begin_data {
+    envelope env;
+};
+/// Message bytes in order: dot-unstuffed, line ends exactly as received (CRLF on the wire).
+struct body {
+    std::string bytes;
+};
+/// The final dot arrived for a message that is still wanted: finish each recipient's delivery
+/// and report it with complete_recipient(i, reply) for every i in [0, recipients).
+struct end_data {
+    std::size_t recipients;
+};
+/// The message will not be delivered (a limit was crossed): drop what was written so far. The
+/// session replies to the recipients itself when the final dot arrives.
+struct discard_data {
+    reply why;
+};
+/// Close the connection after sending what came before.
+struct close {};
+} // namespace events
+
+using event = std::variant<events::send, events::begin_data, events::body, events::end_data,
+                           events::discard_data, events::close>;
+
+class session {
+public:
+    /// What the session waits for, so the caller can pick the deadline to arm.
+    enum class phase {
+        idle,       ///< no transaction: waiting for a command (idle timeout)
+        command,    ///< inside a transaction, waiting for a command (command timeout)
+        data,       ///< reading the message (data timeout)
+        delivering, ///< waiting for complete_recipient(); input is buffered, not parsed
+        closed,     ///< nothing more will be read
+    };
+
+    session(session_options options, recipient_policy& policy);
+
+    /// Emits the greeting.
+    void start();
+    /// Consumes bytes from the client; pipelined commands are all processed, in order.
+    void feed(std::string_view bytes);
+    /// Reports the delivery result of recipient `index` (0-based, RCPT order) while delivering.
+    /// Replies go out in RCPT order, each as soon as it and all before it are known; after the
+    /// last one the transaction ends and input buffered meanwhile is processed. A call outside
+    /// the delivering phase, with an index out of range or for an index already reported is
+    /// ignored: the first result for a recipient is the one its client was promised.
+    void complete_recipient(std::size_t index, reply result);
+    /// A deadline expired: emits 421 4.4.2 and closes.
+    void timed_out();
+    /// The daemon is stopping: emits 421 4.3.2 and closes.
+    void shut_down();
+
+    std::vector<event> take_events();
+    phase current_phase() const;
+    bool in_transaction() const;
+
+private:
+    /// Where the DATA reader is inside the current line (RFC 5321 §4.5.2 dot transparency).
+    enum class data_state {
+        line_start, ///< after CRLF, or at the first byte of the message
+        dot,        ///< a line began with "."; withheld until the next byte
+        dot_cr,     ///< a line began with ".\r"; "\n" now ends the message
+        in_line,    ///< inside a line
+        cr,         ///< after a CR inside a line; "\n" now ends the line
+    };
+
+    void consume(std::string_view bytes);
+    void consume_command(std::string_view& bytes);
+    void consume_data(std::string_view& bytes);
+    void on_command_line(std::string_view line);
+    void accept_body(std::string_view content);
+    void fail_data(const reply& why);
+    void finish_data();
+    void flush_body();
+    void send_completed_results();
+    template <class Event>
+    void emit(Event e);
+    void emit_reply(reply r);
+    void close_with(reply r);
+    void reset_transaction();
+
+    void cmd_lhlo(std::string_view args);
+    void cmd_mail(std::string_view args);
+    void cmd_rcpt(std::string_view args);
+    void cmd_data(std::string_view args);
+    void cmd_rset(std::string_view args);
+    void cmd_noop(std::string_view args);
+    void cmd_vrfy(std::string_view args);
+    void cmd_quit(std::string_view args);
+
+    session_options options_;
+    recipient_policy& policy_;
+    std::vector<event> events_;
+    phase phase_ = phase::idle;
+    bool greeted_ = false; // LHLO seen
+    bool have_mail_ = false;
+    envelope envelope_;
+
+    // Command reader. line_ holds the start of an unfinished command line, never more than
+    // limits.command_line - 1 octets; a longer line is skipped up to its CRLF instead.
+    std::string line_;
+    bool skipping_line_ = false;
+    bool skipped_cr_ = false; // the last skipped octet was CR
+
+    // DATA reader.
+    data_state data_state_ = data_state::line_start;
+    std::size_t line_length_ = 0; // octets of the current line delivered so far
+    std::uint64_t body_size_ = 0;
+    std::optional<reply> data_failure_; // limit crossed: discard, then answer every recipient
+    std::string body_out_;              // body octets of this feed() not yet emitted
+
+    // Delivering: input that arrived after the final dot, and the results reported so far.
+    std::string pending_;
+    std::vector<std::optional<reply>> results_;
+    std::size_t next_result_ = 0; // first recipient whose reply is not sent yet
+};
+
+std::string_view to_string(session::phase);
+
+} // namespace mailseal::lmtp
