@@ -290,7 +290,7 @@ class Mailseal:
     replaces the default listeners (one TCP listener on 127.0.0.1:0 and one unix socket).
     """
 
-    def __init__(self, workdir, overrides=None):
+    def __init__(self, workdir, overrides=None, env=None):
         if not MAILSEAL_BIN:
             raise unittest.SkipTest("MAILSEAL_BIN is not set (run the tests through ctest)")
         self.workdir = workdir
@@ -317,6 +317,7 @@ class Mailseal:
         self.config = config
         with open(self.config_path, "w") as f:
             f.write(to_toml(config))
+        self.env = {**os.environ, **(env or {})}
         self.proc = None
         self.port = None
         self.unix_path = None
@@ -337,7 +338,8 @@ class Mailseal:
         try:
             self.proc = subprocess.Popen(
                 [MAILSEAL_BIN, "serve", "--config", self.config_path],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                env=self.env)
         finally:
             log.close()
         expected = len(self.config["listen"])
@@ -837,8 +839,8 @@ class TestCase(unittest.TestCase):
         self.dir = make_test_dir()
         self.addCleanup(remove_test_dir, self.dir)
 
-    def start_mailseal(self, overrides=None):
-        server = Mailseal(self.dir, overrides)
+    def start_mailseal(self, overrides=None, env=None):
+        server = Mailseal(self.dir, overrides, env)
         self.addCleanup(server.stop)
         return server.start()
 
