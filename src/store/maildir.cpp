@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <fcntl.h>
 #include <string>
 #include <sys/stat.h>
@@ -22,6 +23,18 @@ failure sys_failure(int err, std::string_view step, const std::filesystem::path&
     return failure{classify_errno(err), err, std::string(step) + " " + path.string()};
 }
 
+/// fsync a directory, making the entries created or renamed in it durable.
+std::optional<failure> sync_directory(const std::filesystem::path& dir) {
+    unique_fd fd{::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+    if (!fd) {
+        return sys_failure(errno, "open", dir);
+    }
+    if (::fsync(fd.get()) != 0) {
+        return sys_failure(errno, "fsync", dir);
+    }
+    return std::nullopt;
+}
+
 /// mkdir with `mode` exactly, creating missing parents with the same mode when `parents`.
 std::optional<failure> make_directory(const std::filesystem::path& dir, mode_t mode, bool parents) {
     if (::mkdir(dir.c_str(), mode) == 0) {
@@ -29,7 +42,10 @@ std::optional<failure> make_directory(const std::filesystem::path& dir, mode_t m
         if (::chmod(dir.c_str(), mode) != 0) {
             return sys_failure(errno, "chmod", dir);
         }
-        return std::nullopt;
+        // The new entry must survive a crash like the message that will be stored below it:
+        // the fsync of new/ at commit does not cover its parents' entries.
+        auto parent = dir.parent_path();
+        return sync_directory(parent.empty() ? std::filesystem::path(".") : parent);
     }
     int err = errno;
     if (err == EEXIST) {
@@ -394,16 +410,25 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
     if (!new_dir) {
         return fail(sys_failure(errno, "open", new_dir_path));
     }
-    // 6. rename() into new/, as Dovecot does (maildir-save.c), not the spec's link() + unlink().
-    //    link() refuses to overwrite, but our name is unique (pid, microseconds and a
-    //    per-process counter; O_EXCL checked it in tmp/), so rename cannot overwrite either,
-    //    and link() would not catch a duplicate already moved on to cur/ anyway. rename is one
-    //    atomic step: the message is never in tmp/ and new/ at once, there is no second call
-    //    to fail, and it works where hard links do not. On failure the file stays in tmp/ and
+    // 6. Move into new/ in one atomic step, as Dovecot does (maildir-save.c), but never over an
+    //    existing file: names are unique per host name and pid, yet two machines sharing a
+    //    mail store under one configured host name, both running us as pid 1 in containers,
+    //    could meet. RENAME_NOREPLACE refuses to overwrite; where the file system lacks it
+    //    (NFS), the Maildir spec's link() + unlink() gives the same guarantee. A collision is
+    //    a temporary failure: the retry gets a new name. On failure the file stays in tmp/ and
     //    fail() removes it, so new/ is untouched.
     auto final_path = new_dir_path / (name_ + size_suffix(size_, crlf_size_));
-    if (::rename(tmp_path_.c_str(), final_path.c_str()) != 0) {
-        return fail(sys_failure(errno, "rename", final_path));
+    if (::renameat2(AT_FDCWD, tmp_path_.c_str(), AT_FDCWD, final_path.c_str(), RENAME_NOREPLACE) !=
+        0) {
+        if (errno != EINVAL) {
+            return fail(sys_failure(errno, "rename", final_path));
+        }
+        if (::link(tmp_path_.c_str(), final_path.c_str()) != 0) {
+            return fail(sys_failure(errno, "link", final_path));
+        }
+        // The message is in new/ now; a tmp/ name left behind by a failed unlink is only
+        // stale housekeeping (removed after 36 hours), never a second copy.
+        ::unlink(tmp_path_.c_str());
     }
     tmp_exists_ = false;
     // 7. fsync new/ so that the rename itself survives a crash. Only now may the caller reply

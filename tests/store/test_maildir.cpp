@@ -609,6 +609,22 @@ TEST_F(maildir_test, move_assignment_abandons_the_old_file) {
     EXPECT_TRUE(list_dir(maildir() / "tmp").empty());
 }
 
+TEST_F(maildir_test, commit_never_replaces_a_message_already_in_new) {
+    auto name = next_name();
+    auto d = must_begin(maildir(), name, create_0700);
+    ASSERT_TRUE(d);
+    auto taken = maildir() / "new" / (name + ",S=2,W=3");
+    { std::ofstream{taken} << "another host's message"; }
+    ASSERT_FALSE(d->write("a\r\n"));
+    auto committed = d->commit();
+    ASSERT_TRUE(std::holds_alternative<failure>(committed)) << "got a path, want EEXIST";
+    const auto& f = std::get<failure>(committed);
+    EXPECT_EQ(f.kind, error_kind::io) << "got " << to_string(f.kind);
+    EXPECT_EQ(f.sys_errno, EEXIST) << f.str();
+    EXPECT_EQ(read_all(taken), "another host's message");
+    EXPECT_TRUE(list_dir(maildir() / "tmp").empty());
+}
+
 TEST_F(maildir_test, existing_tmp_name_is_an_io_failure_and_left_alone) {
     ASSERT_TRUE(must_begin(maildir(), "probe", create_0700)); // creates the Maildir
     auto name = next_name();
