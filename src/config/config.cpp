@@ -12,6 +12,7 @@
 #include <toml++/toml.h>
 
 #include <mailseal/config/config.hpp>
+#include <mailseal/util/ascii.hpp>
 
 #include "syntax.hpp"
 
@@ -568,7 +569,7 @@ private:
             }
             // Domains compare case-insensitively (RFC 5321 §2.4); storing them lowercased
             // lets delivery compare with ==. Only ASCII letters are folded.
-            auto domain = detail::ascii_lower(*s);
+            auto domain = util::ascii_lower(*s);
             if (auto problem = detail::check_domain(domain, true)) {
                 fail_value(entry, key, "must be a domain name: " + *problem);
                 continue;

@@ -183,16 +183,6 @@ std::optional<std::string> check_maildir_template(std::string_view tmpl) {
     return std::nullopt;
 }
 
-std::string ascii_lower(std::string_view text) {
-    std::string out(text);
-    for (char& c : out) {
-        if (c >= 'A' && c <= 'Z') {
-            c = static_cast<char>(c - 'A' + 'a');
-        }
-    }
-    return out;
-}
-
 std::string toml_string(std::string_view text) {
     // TOML 1.0 basic strings: '"', '\' and control characters (U+0000..U+001F, U+007F) must
     // be escaped; everything else, UTF-8 included, is written as is.

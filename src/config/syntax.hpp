@@ -52,9 +52,6 @@ std::optional<std::string> check_domain(std::string_view name, bool allow_utf8);
 /// Checks a Maildir template: absolute, escapes limited to %u %n %d %%, and per-recipient.
 std::optional<std::string> check_maildir_template(std::string_view tmpl);
 
-/// `text` with ASCII letters lowercased; other bytes (including UTF-8) are kept.
-std::string ascii_lower(std::string_view text);
-
 /// `text` as a TOML basic string literal, quotes included.
 std::string toml_string(std::string_view text);
 

@@ -5,8 +5,10 @@
 #include <cstdio>
 #include <functional>
 #include <iostream>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sysexits.h>
+#include <thread>
 #include <unistd.h>
 #include <utility>
 
@@ -57,6 +59,29 @@ void remove_stale_tmp_files(const config::config& cfg) {
     }
 }
 
+/// Each recipient of a transaction holds an open file while its message arrives, so the soft
+/// open-file limit (1024 under systemd) is raised to the hard one, and a configuration that
+/// could still exceed it is reported: running out of descriptors defers mail.
+void raise_open_file_limit(const config::config& cfg) {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+        return;
+    }
+    if (limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &limit);
+        ::getrlimit(RLIMIT_NOFILE, &limit);
+    }
+    // Per connection: its socket and one file per recipient; plus listeners, logs, the pool.
+    auto needed = static_cast<rlim_t>(cfg.limits.connections) * (cfg.limits.recipients + 1) + 64;
+    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed) {
+        log::warning("open-file-limit-low",
+                     {{"limit", std::to_string(limit.rlim_cur)},
+                      {"needed", std::to_string(needed)},
+                      {"hint", "raise LimitNOFILE= or lower limits.connections/recipients"}});
+    }
+}
+
 int serve(const std::string& config_path) {
     auto cfg = load(config_path);
     if (!cfg) {
@@ -65,7 +90,7 @@ int serve(const std::string& config_path) {
     log::set_level(cfg->logging.level);
     ::umask(077);
     std::signal(SIGPIPE, SIG_IGN);
-    remove_stale_tmp_files(*cfg);
+    raise_open_file_limit(*cfg);
 
     boost::asio::io_context io(1);
     auto bound = server::server::bind(io, *cfg);
@@ -82,6 +107,7 @@ int serve(const std::string& config_path) {
     std::function<void()> wait_for_drain = [&] {
         if (srv.open_connections() == 0) {
             grace.cancel();
+            signals.cancel();
             return;
         }
         drained.expires_after(std::chrono::milliseconds(50));
@@ -90,6 +116,11 @@ int serve(const std::string& config_path) {
                 wait_for_drain();
             }
         });
+    };
+    auto force_stop = [&](std::string_view why) {
+        log::warning("shutdown-forced",
+                     {{"reason", why}, {"connections", std::to_string(srv.open_connections())}});
+        io.stop();
     };
     signals.async_wait([&](const boost::system::error_code& ec, int signo) {
         if (ec) {
@@ -101,9 +132,13 @@ int serve(const std::string& config_path) {
         grace.expires_after(shutdown_grace);
         grace.async_wait([&](const boost::system::error_code& wait_ec) {
             if (!wait_ec) {
-                log::warning("shutdown-forced",
-                             {{"connections", std::to_string(srv.open_connections())}});
-                io.stop();
+                force_stop("grace period over");
+            }
+        });
+        // A second signal means the operator does not want to wait.
+        signals.async_wait([&](const boost::system::error_code& again, int) {
+            if (!again) {
+                force_stop("second signal");
             }
         });
         wait_for_drain();
@@ -111,6 +146,8 @@ int serve(const std::string& config_path) {
 
     srv.start();
     log::info("started", {{"version", MAILSEAL_VERSION}, {"hostname", cfg->server.hostname}});
+    // Housekeeping that walks every Maildir must not delay the listeners: its own thread.
+    std::jthread housekeeping([&cfg] { remove_stale_tmp_files(*cfg); });
     io.run();
     log::info("stopped");
     return EX_OK;

@@ -1,20 +1,16 @@
 #include <algorithm>
+#include <cerrno>
 #include <glob.h>
 #include <memory>
+#include <sys/stat.h>
 #include <system_error>
 
 #include <mailseal/delivery/mailbox.hpp>
+#include <mailseal/log/log.hpp>
+#include <mailseal/util/ascii.hpp>
 
 namespace mailseal::delivery {
 namespace {
-
-std::string ascii_lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(), [](char c) {
-        return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-    });
-    return out;
-}
 
 bool is_local_domain(const config::config& cfg, const std::string& domain) {
     return std::find(cfg.local_domains.begin(), cfg.local_domains.end(), domain) !=
@@ -57,7 +53,11 @@ std::string expand_template(const std::string& pattern, const std::string& user,
 }
 
 std::optional<mailbox> resolve(const config::config& cfg, const lmtp::address& recipient) {
-    std::string domain = ascii_lower(recipient.domain);
+    std::string domain = util::ascii_lower(recipient.domain);
+    if (domain.empty() && util::iequals(recipient.local_part, "postmaster") &&
+        !cfg.local_domains.empty()) {
+        domain = cfg.local_domains.front();
+    }
     if (!is_local_domain(cfg, domain)) {
         return std::nullopt;
     }
@@ -68,7 +68,8 @@ std::optional<mailbox> resolve(const config::config& cfg, const lmtp::address& r
         // "+list" stays a mailbox name instead of becoming empty.
         local = local.substr(0, local.find_first_of(delimiters, 1));
     }
-    std::string user = cfg.mailbox.lowercase_local_part ? ascii_lower(local) : std::string(local);
+    std::string user =
+        cfg.mailbox.lowercase_local_part ? util::ascii_lower(local) : std::string(local);
     if (!usable_as_directory(user)) {
         return std::nullopt;
     }
@@ -113,18 +114,34 @@ std::vector<std::filesystem::path> existing_maildirs(const config::config& cfg) 
     return out;
 }
 
-std::optional<lmtp::reply> local_recipients::check(const lmtp::address& recipient) {
-    auto box = resolve(config_, recipient);
+bool verification_touches_filesystem(const config::config& cfg) {
+    return cfg.mailbox.on_missing == config::missing_maildir::refuse;
+}
+
+std::optional<lmtp::reply> verify_recipient(const config::config& cfg,
+                                            const lmtp::address& recipient) {
+    auto box = resolve(cfg, recipient);
     if (!box) {
         return lmtp::reply(lmtp::replies::unknown_recipient);
     }
-    if (config_.mailbox.on_missing == config::missing_maildir::refuse) {
-        std::error_code ec;
-        if (!std::filesystem::is_directory(box->maildir, ec)) {
-            return lmtp::reply(lmtp::replies::unknown_recipient);
-        }
+    if (!verification_touches_filesystem(cfg)) {
+        return std::nullopt;
     }
-    return std::nullopt;
+    struct stat st {};
+    if (::stat(box->maildir.c_str(), &st) == 0) {
+        if (S_ISDIR(st.st_mode)) {
+            return std::nullopt;
+        }
+        return lmtp::reply(lmtp::replies::unknown_recipient);
+    }
+    if (errno == ENOENT || errno == ENOTDIR) {
+        return lmtp::reply(lmtp::replies::unknown_recipient);
+    }
+    log::warning("mailbox-check-failed",
+                 {{"rcpt", "<" + recipient.str() + ">"},
+                  {"maildir", box->maildir.string()},
+                  {"error", std::error_code(errno, std::system_category()).message()}});
+    return lmtp::reply(lmtp::replies::local_error);
 }
 
 } // namespace mailseal::delivery

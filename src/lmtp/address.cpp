@@ -2,8 +2,11 @@
 #include <limits>
 
 #include <mailseal/lmtp/address.hpp>
+#include <mailseal/util/ascii.hpp>
 
 namespace mailseal::lmtp {
+
+using util::iequals;
 
 namespace {
 
@@ -22,22 +25,6 @@ bool is_digit(char c) {
 }
 bool is_ascii(char c) {
     return static_cast<unsigned char>(c) < 0x80;
-}
-
-char ascii_lower(char c) {
-    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) {
-        return false;
-    }
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (ascii_lower(a[i]) != ascii_lower(b[i])) {
-            return false;
-        }
-    }
-    return true;
 }
 
 // RFC 5322 §3.2.3 atext, which RFC 5321 §4.1.2 uses for Atom.

@@ -3,24 +3,11 @@
 #include <utility>
 
 #include <mailseal/lmtp/session.hpp>
+#include <mailseal/util/ascii.hpp>
 
 namespace mailseal::lmtp {
 
 namespace {
-
-char ascii_lower(char c) {
-    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return ascii_lower(x) == ascii_lower(y);
-           });
-}
-
-bool starts_with_icase(std::string_view s, std::string_view prefix) {
-    return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
-}
 
 std::string_view trim(std::string_view s) {
     constexpr std::string_view blanks = " \t";
@@ -89,8 +76,7 @@ reply with_hostname(const status& s, const std::string& hostname) {
 
 } // namespace
 
-session::session(session_options options, recipient_policy& policy)
-    : options_(std::move(options)), policy_(policy) {}
+session::session(session_options options) : options_(std::move(options)) {}
 
 // Built in place: moving a finished `event` into the vector trips GCC 12's
 // -Wmaybe-uninitialized inside std::variant.
@@ -105,6 +91,22 @@ void session::start() {
 
 void session::feed(std::string_view bytes) {
     consume(bytes);
+}
+
+void session::recipient_verified(std::optional<reply> refusal) {
+    if (phase_ != phase::verifying) {
+        return;
+    }
+    phase_ = phase::command;
+    if (refusal) {
+        emit_reply(std::move(*refusal));
+    } else {
+        envelope_.recipients.push_back(std::move(verifying_));
+        emit_reply(replies::recipient_ok);
+    }
+    verifying_ = {};
+    const std::string buffered = std::exchange(pending_, {});
+    consume(buffered);
 }
 
 void session::complete_recipient(std::size_t index, reply result) {
@@ -138,18 +140,20 @@ session::phase session::current_phase() const {
 }
 
 bool session::in_transaction() const {
-    return have_mail_ || phase_ == phase::data || phase_ == phase::delivering;
+    return have_mail_ || phase_ == phase::verifying || phase_ == phase::data ||
+           phase_ == phase::delivering;
 }
 
-// Input is cut into command lines and message data here. While the replies to a message are
-// outstanding, what a pipelining client sent meanwhile must not be dropped (RFC 2920), so it
-// waits in pending_ until the transaction is over.
+// Input is cut into command lines and message data here. While the answer to a RCPT or the
+// replies to a message are outstanding, what a pipelining client sent meanwhile must not be
+// dropped, and its replies must follow the outstanding ones, since the server replies strictly
+// in command order (RFC 2920 §3.2). So it waits in pending_ until the answer is in.
 void session::consume(std::string_view bytes) {
     while (!bytes.empty()) {
         if (phase_ == phase::closed) {
             break;
         }
-        if (phase_ == phase::delivering) {
+        if (phase_ == phase::verifying || phase_ == phase::delivering) {
             pending_.append(bytes);
             break;
         }
@@ -242,14 +246,14 @@ void session::on_command_line(std::string_view line) {
         {"QUIT", &session::cmd_quit},
     }};
     for (const command& c : commands) {
-        if (iequals(verb, c.verb)) {
+        if (util::iequals(verb, c.verb)) {
             (this->*c.handler)(args);
             return;
         }
     }
     // RFC 2033 §4.1: LHLO replaces HELO and EHLO; answering them tells a client that was
     // pointed at the wrong port what went wrong.
-    if (iequals(verb, "HELO") || iequals(verb, "EHLO")) {
+    if (util::iequals(verb, "HELO") || util::iequals(verb, "EHLO")) {
         emit_reply(replies::use_lhlo);
         return;
     }
@@ -286,7 +290,7 @@ void session::cmd_mail(std::string_view args) {
         return;
     }
     constexpr std::string_view from = "FROM:";
-    if (!starts_with_icase(args, from)) {
+    if (!util::istarts_with(args, from)) {
         emit_reply(replies::syntax_error);
         return;
     }
@@ -332,7 +336,7 @@ void session::cmd_rcpt(std::string_view args) {
         return;
     }
     constexpr std::string_view to = "TO:";
-    if (!starts_with_icase(args, to)) {
+    if (!util::istarts_with(args, to)) {
         emit_reply(replies::syntax_error);
         return;
     }
@@ -361,12 +365,11 @@ void session::cmd_rcpt(std::string_view args) {
         emit_reply(replies::too_many_recipients);
         return;
     }
-    if (auto refusal = policy_.check(*recipient)) {
-        emit_reply(std::move(*refusal));
-        return;
-    }
-    envelope_.recipients.push_back(std::move(*recipient));
-    emit_reply(replies::recipient_ok);
+    // Whether the mailbox exists is the caller's to find out, away from the event loop; the
+    // reply is sent when recipient_verified() brings the answer.
+    verifying_ = *recipient;
+    phase_ = phase::verifying;
+    emit(events::verify_recipient{std::move(*recipient)});
 }
 
 void session::cmd_data(std::string_view args) {
@@ -582,6 +585,8 @@ std::string_view to_string(session::phase p) {
         return "idle";
     case session::phase::command:
         return "command";
+    case session::phase::verifying:
+        return "verifying";
     case session::phase::data:
         return "data";
     case session::phase::delivering:

@@ -1,6 +1,7 @@
 #include <array>
 #include <chrono>
 #include <deque>
+#include <filesystem>
 #include <grp.h>
 #include <list>
 #include <pwd.h>
@@ -33,12 +34,18 @@ namespace {
 struct listener {
     std::variant<tcp::acceptor, local_stream::acceptor> acceptor;
     std::string name;
+    /// For a unix listener: its socket file, removed at stop unless another process has put a
+    /// socket of its own there (same path, other inode).
+    std::filesystem::path socket_path;
+    ino_t socket_inode = 0;
 };
 
 /// What stop() needs to know about a live connection.
 struct connection_entry {
     asio::steady_timer* timer = nullptr;
-    bool idle = false; ///< waiting for a command outside any transaction
+    /// Waiting for a command before DATA: stopping may answer 421 4.3.2 at once, since nothing
+    /// of a message has been accepted yet.
+    bool interruptible = false;
 };
 
 std::string hex_id(std::uint64_t v) {
@@ -111,20 +118,27 @@ std::variant<listener, std::string> bind_listener(asio::io_context& io, const co
             return "cannot listen on " + listener_name(ep) + ": " + ec.message();
         }
         std::string name = listener_name(acceptor.local_endpoint());
-        return listener{std::move(acceptor), std::move(name)};
+        return listener{std::move(acceptor), std::move(name), {}, 0};
     }
     const auto& u = std::get<config::unix_listener>(l);
     std::string name = "unix:" + u.path.string();
-    // A socket left by an earlier run is replaced; anything else at that path is not ours.
+    local_stream::endpoint ep(u.path.string());
+    // A socket left by an earlier run is replaced, but not one a running instance still
+    // listens on (two daemons would split the mail between them), and nothing that is not a
+    // socket.
     struct stat st {};
     if (::lstat(u.path.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
             return "cannot listen on " + name + ": exists and is not a socket";
         }
+        local_stream::socket probe(io);
+        probe.connect(ep, ec);
+        if (!ec) {
+            return "cannot listen on " + name + ": another process is listening there";
+        }
         ::unlink(u.path.c_str());
     }
     local_stream::acceptor acceptor(io);
-    local_stream::endpoint ep(u.path.string());
     acceptor.open(ep.protocol(), ec);
     if (!ec) {
         acceptor.bind(ep, ec);
@@ -138,7 +152,10 @@ std::variant<listener, std::string> bind_listener(asio::io_context& io, const co
     if (auto problem = set_socket_permissions(u)) {
         return *problem;
     }
-    return listener{std::move(acceptor), std::move(name)};
+    if (::lstat(u.path.c_str(), &st) != 0) {
+        return "stat " + u.path.string() + ": " + errno_text(errno);
+    }
+    return listener{std::move(acceptor), std::move(name), u.path, st.st_ino};
 }
 
 /// Runs `work` on the worker pool and resumes the calling coroutine on its own executor.
@@ -173,7 +190,7 @@ asio::awaitable<std::invoke_result_t<Work&>> on_pool(asio::thread_pool& pool, Wo
 struct server::state {
     state(asio::io_context& context, const config::config& configuration)
         : io(context), cfg(configuration), pool(configuration.server.workers),
-          names(configuration.server.hostname), policy(configuration) {
+          names(configuration.server.hostname) {
         std::random_device entropy;
         id_prefix = hex_id(entropy()) + "-";
     }
@@ -182,7 +199,6 @@ struct server::state {
     const config::config& cfg;
     asio::thread_pool pool;
     store::name_generator names;
-    delivery::local_recipients policy;
     std::vector<listener> listeners;
     std::list<connection_entry> connections;
     bool stopping = false;
@@ -201,7 +217,7 @@ public:
     connection_registration(const connection_registration&) = delete;
     connection_registration& operator=(const connection_registration&) = delete;
 
-    void set_idle(bool idle) { entry_->idle = idle; }
+    void set_interruptible(bool interruptible) { entry_->interruptible = interruptible; }
 
 private:
     std::list<connection_entry>& list_;
@@ -229,6 +245,7 @@ std::chrono::seconds deadline_for(const config::limits& limits, lmtp::session::p
     case lmtp::session::phase::data:
         return limits.data_timeout;
     case lmtp::session::phase::command:
+    case lmtp::session::phase::verifying:
     case lmtp::session::phase::delivering:
     case lmtp::session::phase::closed:
         return limits.command_timeout;
@@ -259,8 +276,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
     lmtp::session session(
         lmtp::session_options{cfg.server.hostname,
                               {cfg.limits.message_size, cfg.limits.recipients,
-                               cfg.limits.command_line_length, cfg.limits.data_line_length}},
-        st->policy);
+                               cfg.limits.command_line_length, cfg.limits.data_line_length}});
     session.start();
 
     std::optional<delivery::transaction> txn;
@@ -275,6 +291,14 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
             txn.reset();
         }
     };
+    // Sends the pending replies; false when the client is gone or stopped reading. (Callers
+    // test the result in a statement of its own: GCC 12 mishandles co_await inside conditions.)
+    auto flush = [&]() -> asio::awaitable<bool> {
+        if (out.empty()) {
+            co_return true;
+        }
+        co_return co_await write_with_deadline(socket, timer, out, cfg.limits.command_timeout);
+    };
 
     for (;;) {
         for (auto& e : session.take_events()) {
@@ -285,10 +309,23 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
             queue.pop_front();
             if (auto* send = std::get_if<lmtp::events::send>(&e)) {
                 out += send->what.render();
+            } else if (auto* verify = std::get_if<lmtp::events::verify_recipient>(&e)) {
+                auto check = [&] { return delivery::verify_recipient(cfg, verify->recipient); };
+                // A plain if: GCC 12 mishandles co_await inside a conditional expression.
+                std::optional<lmtp::reply> refusal;
+                if (delivery::verification_touches_filesystem(cfg)) {
+                    refusal = co_await on_pool(st->pool, check);
+                } else {
+                    refusal = check();
+                }
+                session.recipient_verified(std::move(refusal));
+                for (auto& more : session.take_events()) {
+                    queue.push_back(std::move(more));
+                }
             } else if (auto* begin = std::get_if<lmtp::events::begin_data>(&e)) {
                 // Let the client start sending while the files are opened.
-                if (!out.empty() &&
-                    !co_await write_with_deadline(socket, timer, out, cfg.limits.command_timeout)) {
+                bool sent = co_await flush();
+                if (!sent) {
                     co_return;
                 }
                 delivery::transaction_info info{session_id,
@@ -316,9 +353,9 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                         out += std::get<lmtp::events::send>(queue.front()).what.render();
                         queue.pop_front();
                     }
-                    if (!out.empty() && !co_await write_with_deadline(socket, timer, out,
-                                                                      cfg.limits.command_timeout)) {
-                        txn.reset();
+                    bool sent = co_await flush();
+                    if (!sent) {
+                        co_await abandon("client gone before its replies");
                         co_return;
                     }
                 }
@@ -329,24 +366,22 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 closing = true;
             }
         }
-        if (!out.empty() &&
-            !co_await write_with_deadline(socket, timer, out, cfg.limits.command_timeout)) {
+        bool sent = co_await flush();
+        if (!sent || closing) {
             break;
         }
-        if (closing) {
-            break;
-        }
-        if (st->stopping && !session.in_transaction()) {
+        auto phase = session.current_phase();
+        bool interruptible =
+            phase == lmtp::session::phase::idle || phase == lmtp::session::phase::command;
+        if (st->stopping && interruptible) {
             session.shut_down();
             continue;
         }
-
-        auto phase = session.current_phase();
-        registration.set_idle(phase == lmtp::session::phase::idle);
+        registration.set_interruptible(interruptible);
         timer.expires_after(deadline_for(cfg.limits, phase));
         auto result = co_await (socket.async_read_some(asio::buffer(buffer), use_tuple) ||
                                 timer.async_wait(use_tuple));
-        registration.set_idle(false);
+        registration.set_interruptible(false);
         if (result.index() == 1) {
             auto [ec] = std::get<1>(result);
             if (ec == asio::error::operation_aborted && st->stopping) {
@@ -459,14 +494,16 @@ void server::stop() {
     state_->stopping = true;
     for (auto& l : state_->listeners) {
         std::visit([](auto& acceptor) { acceptor.close(); }, l.acceptor);
-        if (l.name.starts_with("unix:")) {
-            ::unlink(l.name.substr(5).c_str());
+        struct stat st {};
+        if (!l.socket_path.empty() && ::lstat(l.socket_path.c_str(), &st) == 0 &&
+            st.st_ino == l.socket_inode) {
+            ::unlink(l.socket_path.c_str());
         }
     }
-    // Wake connections that wait for a command outside a transaction; the others notice the
-    // flag when their transaction ends.
+    // Wake connections that wait for a command before DATA; the others notice the flag when
+    // their message is delivered.
     for (auto& c : state_->connections) {
-        if (c.idle) {
+        if (c.interruptible) {
             c.timer->cancel();
         }
     }

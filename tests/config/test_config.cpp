@@ -580,7 +580,7 @@ over_quota = "temporary"
 
 [limits]
 message_size = 52428800
-recipients = 1000
+recipients = 100
 connections = 100
 command_line_length = 512
 data_line_length = 1000

@@ -92,7 +92,12 @@ INSTANTIATE_TEST_SUITE_P(
                      "+",
                      "/var/vmail/mail.example.net/bob/Maildir"},
         resolve_case{"foreign_domain", {"alice", "example.com"}, true, "+", std::nullopt},
-        resolve_case{"postmaster_without_domain", {"Postmaster", ""}, true, "+", std::nullopt},
+        resolve_case{"postmaster_without_domain",
+                     {"PostMaster", ""},
+                     true,
+                     "+",
+                     "/var/vmail/example.org/postmaster/Maildir"},
+        resolve_case{"other_local_part_without_domain", {"alice", ""}, true, "+", std::nullopt},
         resolve_case{"dot", {".", "example.org"}, true, "+", std::nullopt},
         resolve_case{"dotdot", {"..", "example.org"}, true, "+", std::nullopt},
         resolve_case{"dotdot_after_extension", {"..+x", "example.org"}, true, "+", std::nullopt},
@@ -122,23 +127,44 @@ protected:
 
 TEST_F(recipient_policy_test, refuse_missing_maildir) {
     cfg_.mailbox.on_missing = config::missing_maildir::refuse;
-    local_recipients policy(cfg_);
-    EXPECT_EQ(policy.check({"alice", "example.org"}), std::nullopt);
-    auto refused = policy.check({"carol", "example.org"});
+    EXPECT_EQ(verify_recipient(cfg_, {"alice", "example.org"}), std::nullopt);
+    auto refused = verify_recipient(cfg_, {"carol", "example.org"});
     ASSERT_TRUE(refused);
     EXPECT_EQ(refused->summary(), "550 5.1.1 No such user here");
 }
 
+TEST_F(recipient_policy_test, refuse_maildir_that_is_not_a_directory) {
+    cfg_.mailbox.on_missing = config::missing_maildir::refuse;
+    std::filesystem::create_directories(root_ / "example.org" / "dave");
+    { std::ofstream(root_ / "example.org" / "dave" / "Maildir") << "not a directory"; }
+    { std::ofstream(root_ / "example.org" / "frank") << "a file where a directory should be"; }
+    EXPECT_EQ(verify_recipient(cfg_, {"dave", "example.org"})->summary(),
+              "550 5.1.1 No such user here");
+    EXPECT_EQ(verify_recipient(cfg_, {"frank", "example.org"})->summary(),
+              "550 5.1.1 No such user here")
+        << "ENOTDIR";
+}
+
+TEST_F(recipient_policy_test, unreadable_mail_root_defers_instead_of_bouncing) {
+    cfg_.mailbox.on_missing = config::missing_maildir::refuse;
+    // A symlink loop gives ELOOP even for root: no verdict on the user, so 4xx.
+    std::filesystem::create_directory_symlink(root_ / "loop", root_ / "loop");
+    cfg_.mailbox.maildir = (root_ / "loop/%n/Maildir").string();
+    auto verdict = verify_recipient(cfg_, {"alice", "example.org"});
+    ASSERT_TRUE(verdict);
+    EXPECT_EQ(verdict->summary(), "451 4.3.0 Temporary local problem, try again later");
+}
+
 TEST_F(recipient_policy_test, create_accepts_missing_maildir) {
     cfg_.mailbox.on_missing = config::missing_maildir::create;
-    local_recipients policy(cfg_);
-    EXPECT_EQ(policy.check({"carol", "example.org"}), std::nullopt);
+    EXPECT_EQ(verify_recipient(cfg_, {"carol", "example.org"}), std::nullopt);
+    EXPECT_FALSE(std::filesystem::exists(root_ / "example.org" / "carol"))
+        << "RCPT must not create anything";
 }
 
 TEST_F(recipient_policy_test, foreign_domain_and_unsafe_name_refused) {
-    local_recipients policy(cfg_);
-    EXPECT_EQ(policy.check({"alice", "example.com"})->code(), 550);
-    EXPECT_EQ(policy.check({"..", "example.org"})->code(), 550);
+    EXPECT_EQ(verify_recipient(cfg_, {"alice", "example.com"})->code(), 550);
+    EXPECT_EQ(verify_recipient(cfg_, {"..", "example.org"})->code(), 550);
 }
 
 TEST_F(recipient_policy_test, existing_maildirs_found_by_template) {

@@ -224,6 +224,45 @@ class ShutdownTest(LmtpCase):
             self.fail("mailseal did not exit within 10s of SIGTERM\n" + self.server.diagnostics())
         self.assertEqual(code, 0, "exit status after SIGTERM\n" + self.server.diagnostics())
 
+    def test_sigterm_answers_a_client_waiting_inside_a_transaction(self):
+        # After MAIL and RCPT nothing of a message is accepted yet: a stopping daemon answers
+        # the next command with 421 at once instead of waiting for the client.
+        client = self.session()
+        self.assertReply(client.command(f"MAIL FROM:<{SENDER}>"), 250, "2.1.0")
+        self.assertReply(client.command(f"RCPT TO:<{addr('alice')}>"), 250, "2.1.5")
+        self.server.proc.send_signal(signal.SIGTERM)
+        self.assertReply(client.reply(), 421, "4.3.2", context="SIGTERM after RCPT")
+        self.assertTrue(client.closed_by_peer())
+        self.assertEqual(self.server.proc.wait(timeout=10), 0, "exit status after SIGTERM")
+        self.assertEqual(self.new_files("alice"), [])
+
+    def test_second_signal_stops_at_once(self):
+        client = self.session()
+        client.send(f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{addr('alice')}>\r\nDATA\r\n")
+        for reply in client.replies(3):
+            self.assertLess(reply.code, 400, f"{reply!r}")
+        client.send(b"Subject: never finished\r\n")
+        self.server.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "event=stopping" in self.server.log(), 10, "event=stopping",
+                   diagnostics=self.server.diagnostics)
+        self.assertTrue(self.server.running(), "a message in progress keeps the daemon up")
+        self.server.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.server.proc.wait(timeout=10), 0, "exit status after two signals")
+        self.assertIn("reason=\"second signal\"", self.server.log())
+        self.assertEqual(self.new_files("alice"), [], "an unfinished message is never delivered")
+        self.assertEqual(self.tmp_files("alice"), [], "nor left in tmp/")
+
+    def test_second_instance_does_not_take_over_the_socket(self):
+        second = harness.Mailseal(self.dir + "/second", {
+            "listen": [{"unix": self.server.unix_path, "mode": harness.Octal(0o666)}]})
+        proc = subprocess.run([harness.MAILSEAL_BIN, "serve", "--config", second.config_path],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=30)
+        self.assertNotEqual(proc.returncode, 0, "a second daemon on a live socket must not start")
+        self.assertIn("another process is listening there", proc.stderr)
+        self.assertEqual(self.session(unix=True).command("NOOP").code, 250,
+                         "the first daemon still owns its socket")
+
     def test_sigterm_finishes_transaction_in_progress(self):
         client = self.session()
         client.send(f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{addr('alice')}>\r\nDATA\r\n")

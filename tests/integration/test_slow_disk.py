@@ -71,6 +71,10 @@ class SlowDiskTest(harness.TestCase):
 
     def start(self, workers):
         vmail = os.path.join(self.dir, "vmail")
+        # The slow user's Maildir exists already, so only the message's own fsync and the
+        # fsync of new/ are slow, not the creation of its directories.
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(vmail, harness.DOMAIN, "slow", "Maildir", sub))
         return self.start_mailseal(
             {"server": {"workers": workers}},
             env={"LD_PRELOAD": self.shim,
@@ -91,6 +95,8 @@ class SlowDiskTest(harness.TestCase):
         return slow
 
     def test_greeting_and_commands_while_the_only_worker_is_blocked(self):
+        # With on_missing = "create" (the harness's default), RCPT needs no filesystem check
+        # and no worker; with "refuse" it would wait for the worker like the delivery does.
         server = self.start(workers=1)
         slow = self.begin_slow_delivery(server)
 

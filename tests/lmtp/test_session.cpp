@@ -141,24 +141,13 @@ reply parse_reply(std::string_view spec) {
     return replies::local_error;
 }
 
-class fake_policy : public recipient_policy {
-public:
-    std::optional<reply> check(const address& recipient) override {
-        auto it = refusals.find('<' + recipient.str() + '>');
-        if (it == refusals.end()) {
-            return std::nullopt;
-        }
-        return it->second;
-    }
-    std::map<std::string, reply> refusals;
-};
-
 // One step of a transcript: client bytes, or something the caller of the session does.
 struct step {
-    enum class kind { client, complete, timeout, shutdown, check_phase } what;
+    enum class kind { client, verified, complete, timeout, shutdown, check_phase } what;
     std::string bytes;     // client
     std::size_t index = 0; // complete
-    std::string arg;       // complete: reply spec; check_phase: phase name
+    std::string arg;       // verified: "accept" or reply spec; complete: reply spec;
+                           // check_phase: phase name
 };
 
 // What came out of the session, normalized so that runs can be compared: adjacent body
@@ -181,6 +170,9 @@ std::string show(const std::vector<record>& records) {
 struct transcript {
     session_options options{"mx.example.org", {}};
     std::map<std::string, reply> refusals;
+    // V: lines answer verify_recipient events; without them the harness answers each at once,
+    // from the P: lines.
+    bool manual_verification = false;
     std::vector<step> steps;
     std::vector<record> want;
 };
@@ -232,6 +224,10 @@ transcript load(const std::filesystem::path& file) {
             t.steps.push_back(
                 {step::kind::complete, {}, std::stoul(first), rest.substr(first.size() + 1)});
             break;
+        case 'V':
+            t.manual_verification = true;
+            t.steps.push_back({step::kind::verified, {}, 0, rest});
+            break;
         case 'T':
             t.steps.push_back(
                 {first == "timeout" ? step::kind::timeout : step::kind::shutdown, {}, 0, {}});
@@ -271,6 +267,9 @@ transcript load(const std::filesystem::path& file) {
             ADD_FAILURE() << file.filename() << ":" << number << ": unknown tag " << tag;
         }
     }
+    if (t.manual_verification && !t.refusals.empty()) {
+        ADD_FAILURE() << file.filename() << ": P: lines do nothing when V: lines answer";
+    }
     return t;
 }
 
@@ -292,15 +291,26 @@ std::string describe(const envelope& env) {
     return out;
 }
 
-// Drains the session's events into `out`. Fails when one batch holds two body events in a
-// row: the session must coalesce a feed's body octets into one event.
-void collect(session& s, std::vector<record>& out) {
+// Drains the session's events into `out` and returns the recipient of a verify_recipient
+// event, which is recorded only when `record_verify`. Fails when one batch holds two body
+// events in a row (the session must coalesce a feed's body octets into one event) or anything
+// after verify_recipient (the session must wait for the answer).
+std::optional<address> collect(session& s, std::vector<record>& out, bool record_verify) {
     bool previous_body = false;
+    std::optional<address> asked;
     for (event& e : s.take_events()) {
         const bool is_body = std::holds_alternative<events::body>(e);
         EXPECT_FALSE(is_body && previous_body) << "two body events from one call";
         previous_body = is_body;
-        if (auto* send = std::get_if<events::send>(&e)) {
+        EXPECT_FALSE(asked) << "an event after verify_recipient <" << asked->str() << ">";
+        if (auto* verify = std::get_if<events::verify_recipient>(&e)) {
+            EXPECT_EQ(s.current_phase(), session::phase::verifying)
+                << "verify_recipient outside the verifying phase";
+            asked = verify->recipient;
+            if (record_verify) {
+                out.push_back({false, "E: verify <" + verify->recipient.str() + '>'});
+            }
+        } else if (auto* send = std::get_if<events::send>(&e)) {
             const std::string wire = send->what.render();
             std::size_t start = 0;
             while (start < wire.size()) {
@@ -329,6 +339,19 @@ void collect(session& s, std::vector<record>& out) {
             out.push_back({false, "E: close"});
         }
     }
+    return asked;
+}
+
+// Collects the events of one call. Unless the transcript answers verifications itself, each
+// verify_recipient is answered at once from the P: lines, as a caller whose check never waits.
+void drain(session& s, const transcript& t, std::vector<record>& out) {
+    auto asked = collect(s, out, t.manual_verification);
+    while (asked && !t.manual_verification) {
+        const auto it = t.refusals.find('<' + asked->str() + '>');
+        s.recipient_verified(it == t.refusals.end() ? std::nullopt
+                                                    : std::optional<reply>(it->second));
+        asked = collect(s, out, false);
+    }
 }
 
 // How the client bytes of a transcript reach feed().
@@ -338,12 +361,10 @@ struct feeding {
 };
 
 std::vector<record> run(const transcript& t, feeding f) {
-    fake_policy policy;
-    policy.refusals = t.refusals;
-    session s(t.options, policy);
+    session s(t.options);
     std::vector<record> out;
     s.start();
-    collect(s, out);
+    drain(s, t, out);
     std::size_t base = 0; // global offset of the current client step
     for (const step& st : t.steps) {
         switch (st.what) {
@@ -352,32 +373,37 @@ std::vector<record> run(const transcript& t, feeding f) {
             if (f.how == feeding::mode::bytewise) {
                 for (char c : bytes) {
                     s.feed(std::string_view(&c, 1));
-                    collect(s, out);
+                    drain(s, t, out);
                 }
             } else if (f.how == feeding::mode::split && f.offset > base &&
                        f.offset < base + bytes.size()) {
                 s.feed(bytes.substr(0, f.offset - base));
-                collect(s, out);
+                drain(s, t, out);
                 s.feed(bytes.substr(f.offset - base));
-                collect(s, out);
+                drain(s, t, out);
             } else {
                 s.feed(bytes);
-                collect(s, out);
+                drain(s, t, out);
             }
             base += bytes.size();
             break;
         }
+        case step::kind::verified:
+            s.recipient_verified(st.arg == "accept" ? std::nullopt
+                                                    : std::optional<reply>(parse_reply(st.arg)));
+            drain(s, t, out);
+            break;
         case step::kind::complete:
             s.complete_recipient(st.index, parse_reply(st.arg));
-            collect(s, out);
+            drain(s, t, out);
             break;
         case step::kind::timeout:
             s.timed_out();
-            collect(s, out);
+            drain(s, t, out);
             break;
         case step::kind::shutdown:
             s.shut_down();
-            collect(s, out);
+            drain(s, t, out);
             break;
         case step::kind::check_phase:
             out.push_back({false, "Q: " + std::string(to_string(s.current_phase()))});
@@ -438,10 +464,13 @@ INSTANTIATE_TEST_SUITE_P(
 
 // --- API contracts -----------------------------------------------------------------------
 
-class accept_all : public recipient_policy {
-public:
-    std::optional<reply> check(const address&) override { return std::nullopt; }
-};
+// Feeds `bytes`, accepting every recipient the session asks about.
+void feed_accepting(session& s, std::string_view bytes) {
+    s.feed(bytes);
+    while (s.current_phase() == session::phase::verifying) {
+        s.recipient_verified(std::nullopt);
+    }
+}
 
 std::vector<std::string> rendered(session& s) {
     std::vector<std::string> out;
@@ -458,8 +487,7 @@ session_options small_options() {
 }
 
 TEST(session, over_long_line_is_skipped_not_stored) {
-    accept_all policy;
-    session s(small_options(), policy);
+    session s(small_options());
     s.start();
     s.take_events();
     // 16 MiB without a line end, in 64 KiB reads as the server would deliver them.
@@ -475,9 +503,8 @@ TEST(session, over_long_line_is_skipped_not_stored) {
 }
 
 TEST(session, one_body_event_per_feed) {
-    accept_all policy;
-    session s(small_options(), policy);
-    s.feed("LHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    session s(small_options());
+    feed_accepting(s, "LHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
     s.take_events();
     std::string message;
     for (int i = 0; i < 1000; ++i) {
@@ -493,10 +520,9 @@ TEST(session, one_body_event_per_feed) {
 }
 
 TEST(session, envelope_of_begin_data) {
-    accept_all policy;
-    session s(small_options(), policy);
-    s.feed("LHLO client.example\r\nMAIL FROM:<a@b> SIZE=10 BODY=8BITMIME\r\n"
-           "RCPT TO:<c@d>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    session s(small_options());
+    feed_accepting(s, "LHLO client.example\r\nMAIL FROM:<a@b> SIZE=10 BODY=8BITMIME\r\n"
+                      "RCPT TO:<c@d>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
     const envelope* env = nullptr;
     const auto got = s.take_events();
     for (const event& e : got) {
@@ -516,12 +542,12 @@ TEST(session, envelope_of_begin_data) {
 }
 
 TEST(session, completion_outside_delivery_or_repeated_is_ignored) {
-    accept_all policy;
-    session s(small_options(), policy);
+    session s(small_options());
     s.complete_recipient(0, replies::delivered);
     EXPECT_TRUE(s.take_events().empty()) << "completion while idle produced events";
 
-    s.feed("LHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n");
+    feed_accepting(s, "LHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n"
+                      "x\r\n.\r\n");
     s.take_events();
     ASSERT_EQ(s.current_phase(), session::phase::delivering);
     s.complete_recipient(2, replies::delivered);
@@ -539,9 +565,63 @@ TEST(session, completion_outside_delivery_or_repeated_is_ignored) {
     EXPECT_FALSE(s.in_transaction());
 }
 
+TEST(session, verify_event_carries_the_recipient_and_waits) {
+    session s(small_options());
+    s.feed("LHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<@relay.example:\"x y\"@d>\r\nNOOP\r\n");
+    auto got = s.take_events();
+    ASSERT_EQ(got.size(), 3U) << "want the LHLO and MAIL replies, then the verification";
+    const auto* verify = std::get_if<events::verify_recipient>(&got.back());
+    ASSERT_NE(verify, nullptr) << "the last event is not verify_recipient";
+    const address want{"x y", "d"};
+    EXPECT_EQ(verify->recipient, want)
+        << "got " << verify->recipient.str() << ", want " << want.str();
+    EXPECT_EQ(s.current_phase(), session::phase::verifying);
+
+    s.recipient_verified(reply(replies::unknown_recipient, "No such user here"));
+    const std::vector<std::string> replies{"550 5.1.1 No such user here\r\n", "250 2.0.0 Ok\r\n"};
+    EXPECT_EQ(rendered(s), replies);
+    EXPECT_EQ(s.current_phase(), session::phase::command);
+}
+
+// A stray answer must neither produce a reply nor change the state: the client was promised
+// nothing by it.
+TEST(session, verification_outside_verifying_is_ignored) {
+    struct {
+        std::string_view name;
+        std::string_view input;
+        session::phase phase;
+    } const table[] = {
+        {"before LHLO", "", session::phase::idle},
+        {"after LHLO", "LHLO c\r\n", session::phase::idle},
+        {"after MAIL", "LHLO c\r\nMAIL FROM:<a@b>\r\n", session::phase::command},
+        {"after an answered RCPT", "LHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n",
+         session::phase::command},
+        {"in DATA", "LHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx",
+         session::phase::data},
+        {"delivering", "LHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n",
+         session::phase::delivering},
+        {"after QUIT", "QUIT\r\n", session::phase::closed},
+    };
+    for (const auto& row : table) {
+        for (const bool refuse : {false, true}) {
+            session s(small_options());
+            feed_accepting(s, row.input);
+            s.take_events();
+            ASSERT_EQ(s.current_phase(), row.phase) << row.name;
+            s.recipient_verified(refuse ? std::optional<reply>(replies::unknown_recipient)
+                                        : std::nullopt);
+            EXPECT_TRUE(s.take_events().empty())
+                << row.name << (refuse ? ", refusing" : ", accepting") << ": produced events";
+            EXPECT_EQ(s.current_phase(), row.phase)
+                << row.name << ": got " << to_string(s.current_phase()) << ", want "
+                << to_string(row.phase);
+        }
+    }
+}
+
 TEST(session, phases_and_transaction_state) {
-    accept_all policy;
-    session s(small_options(), policy);
+    session s(small_options());
+    // An empty input stands for the caller accepting the recipient being verified.
     struct {
         std::string_view input;
         session::phase phase;
@@ -549,17 +629,22 @@ TEST(session, phases_and_transaction_state) {
     } const table[] = {
         {"LHLO c\r\n", session::phase::idle, false},
         {"MAIL FROM:<a@b>\r\n", session::phase::command, true},
-        {"RCPT TO:<c@d>\r\n", session::phase::command, true},
-        {"DATA\r\n", session::phase::data, true},
+        {"RCPT TO:<c@d>\r\n", session::phase::verifying, true},
+        {"DATA\r\n", session::phase::verifying, true},
+        {"", session::phase::data, true},
         {"hello\r\n.\r\n", session::phase::delivering, true},
         {"NOOP\r\n", session::phase::delivering, true},
     };
     for (const auto& row : table) {
-        s.feed(row.input);
-        EXPECT_EQ(s.current_phase(), row.phase)
-            << "after " << escape(row.input) << ": got " << to_string(s.current_phase())
-            << ", want " << to_string(row.phase);
-        EXPECT_EQ(s.in_transaction(), row.in_transaction) << "after " << escape(row.input);
+        if (row.input.empty()) {
+            s.recipient_verified(std::nullopt);
+        } else {
+            s.feed(row.input);
+        }
+        const std::string step = row.input.empty() ? "accepting" : "after " + escape(row.input);
+        EXPECT_EQ(s.current_phase(), row.phase) << step << ": got " << to_string(s.current_phase())
+                                                << ", want " << to_string(row.phase);
+        EXPECT_EQ(s.in_transaction(), row.in_transaction) << step;
     }
     s.timed_out();
     EXPECT_EQ(s.current_phase(), session::phase::closed);
@@ -569,12 +654,14 @@ TEST(session, phases_and_transaction_state) {
     s.timed_out();
     s.shut_down();
     s.complete_recipient(0, replies::delivered);
+    s.recipient_verified(std::nullopt);
     EXPECT_TRUE(s.take_events().empty()) << "a closed session produced events";
 }
 
 TEST(session, phase_names) {
     EXPECT_EQ(to_string(session::phase::idle), "idle");
     EXPECT_EQ(to_string(session::phase::command), "command");
+    EXPECT_EQ(to_string(session::phase::verifying), "verifying");
     EXPECT_EQ(to_string(session::phase::data), "data");
     EXPECT_EQ(to_string(session::phase::delivering), "delivering");
     EXPECT_EQ(to_string(session::phase::closed), "closed");

@@ -67,7 +67,9 @@ struct mailbox_settings {
 
 struct limits {
     std::uint64_t message_size = 50ull * 1024 * 1024;
-    std::size_t recipients = 1000;
+    /// Each recipient of a transaction holds an open file while the message streams in, so the
+    /// default is the RFC minimum; the MTA sends further recipients in another transaction.
+    std::size_t recipients = 100;
     std::size_t connections = 100;
     std::size_t command_line_length = 512;
     std::size_t data_line_length = 1000;

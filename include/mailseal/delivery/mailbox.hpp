@@ -7,6 +7,9 @@
 /// dropped (`user+tag` → `user`) and, when configured, ASCII-lowercased; the Maildir path is the
 /// configured template with %u, %n and %d replaced.
 ///
+/// `<Postmaster>` without a domain (which RFC 5321 §4.5.1 requires every server to accept) is
+/// postmaster of the first configured domain.
+///
 /// Failure policy: a local part that cannot name a directory safely (empty after dropping the
 /// extension, ".", "..", or holding '/' or NUL) is not a mailbox: such recipients are refused
 /// with 550 5.1.1 like unknown users, never mapped to a path outside the mail root.
@@ -18,7 +21,7 @@
 
 #include <mailseal/config/config.hpp>
 #include <mailseal/lmtp/address.hpp>
-#include <mailseal/lmtp/session.hpp>
+#include <mailseal/lmtp/reply.hpp>
 
 namespace mailseal::delivery {
 
@@ -42,15 +45,16 @@ std::string expand_template(const std::string& pattern, const std::string& user,
 /// wildcards), for start-up housekeeping such as removing stale tmp/ files.
 std::vector<std::filesystem::path> existing_maildirs(const config::config& cfg);
 
-/// The RCPT TO policy: local domain, usable local part, and a Maildir that exists unless
-/// missing ones are created. Refusals are 550 5.1.1.
-class local_recipients : public lmtp::recipient_policy {
-public:
-    explicit local_recipients(const config::config& cfg) : config_(cfg) {}
-    std::optional<lmtp::reply> check(const lmtp::address& recipient) override;
+/// The verdict on a RCPT TO: nothing accepts the recipient; 550 5.1.1 refuses one that is not
+/// ours (foreign domain, unusable local part, or no Maildir while missing ones are not
+/// created); 451 4.3.0 when the Maildir's existence cannot be told (a permission or I/O error
+/// is no verdict on the user, so the MTA retries). Blocks on the filesystem: the server runs it
+/// on the worker pool.
+std::optional<lmtp::reply> verify_recipient(const config::config& cfg,
+                                            const lmtp::address& recipient);
 
-private:
-    const config::config& config_;
-};
+/// Whether verify_recipient() looks at the filesystem (only when missing Maildirs are refused);
+/// otherwise it is cheap enough to run on the event loop.
+bool verification_touches_filesystem(const config::config& cfg);
 
 } // namespace mailseal::delivery

@@ -2,10 +2,14 @@
 
 /// The LMTP server protocol (RFC 2033 on RFC 5321) as a state machine with no I/O.
 ///
-/// Bytes go in through feed(); replies and delivery actions come out as events, drained with
-/// take_events(). The caller (the Asio session) only moves bytes and time: it writes replies,
-/// streams body events to the delivery, reports each recipient's delivery result back with
-/// complete_recipient(), and calls timed_out() when a deadline expires.
+/// Bytes go in through feed(); replies and actions come out as events, drained with
+/// take_events(). The caller (the Asio session) only moves bytes, time and answers: it writes
+/// replies, checks each recipient the session asks about (events::verify_recipient) and answers
+/// with recipient_verified(), streams body events to the delivery, reports each recipient's
+/// delivery result back with complete_recipient(), and calls timed_out() when a deadline
+/// expires. Both answers may come later, from another thread's work, since finding out whether
+/// a mailbox exists or storing a message touches the filesystem; the session waits for them
+/// with the client's further input buffered.
 ///
 /// Failure policy: every malformed or out-of-order input gets a reply and the session goes on;
 /// only QUIT, a timeout and shutdown close the connection. A limit that is crossed inside DATA
@@ -30,7 +34,7 @@ struct session_limits {
     /// Largest message body accepted, in octets after dot-unstuffing; announced with SIZE.
     std::uint64_t message_size = 50 * 1024 * 1024;
     /// RCPTs accepted per transaction; RFC 5321 §4.5.3.1.8 requires at least 100.
-    std::size_t recipients = 1000;
+    std::size_t recipients = 100;
     /// Longest command line including CRLF (RFC 5321 §4.5.3.1.4: 512).
     std::size_t command_line = 512;
     /// Longest DATA line including CRLF, not counting a stuffed dot (§4.5.3.1.6: 1000).
@@ -52,19 +56,15 @@ struct envelope {
     std::vector<address> recipients;
 };
 
-/// Application policy for RCPT TO: the session checks syntax, sequence and the recipient limit,
-/// then asks this whether the recipient is one of ours.
-class recipient_policy {
-public:
-    virtual ~recipient_policy() = default;
-    /// Nothing to accept the recipient, or the reply that refuses it (e.g. 550 5.1.1).
-    virtual std::optional<reply> check(const address& recipient) = 0;
-};
-
 namespace events {
 /// Send this reply.
 struct send {
     reply what;
+};
+/// A RCPT passed syntax, sequence and the recipient limit: decide whether the recipient is one
+/// of ours and answer with recipient_verified(). Nothing else happens until then.
+struct verify_recipient {
+    address recipient;
 };
 /// DATA was accepted (its 354 precedes this event): open the per-recipient deliveries.
 struct begin_data {
@@ -88,8 +88,8 @@ struct discard_data {
 struct close {};
 } // namespace events
 
-using event = std::variant<events::send, events::begin_data, events::body, events::end_data,
-                           events::discard_data, events::close>;
+using event = std::variant<events::send, events::verify_recipient, events::begin_data, events::body,
+                           events::end_data, events::discard_data, events::close>;
 
 class session {
 public:
@@ -97,17 +97,23 @@ public:
     enum class phase {
         idle,       ///< no transaction: waiting for a command (idle timeout)
         command,    ///< inside a transaction, waiting for a command (command timeout)
+        verifying,  ///< waiting for recipient_verified() (command timeout); input is buffered
         data,       ///< reading the message (data timeout)
         delivering, ///< waiting for complete_recipient(); input is buffered, not parsed
         closed,     ///< nothing more will be read
     };
 
-    session(session_options options, recipient_policy& policy);
+    explicit session(session_options options);
 
     /// Emits the greeting.
     void start();
     /// Consumes bytes from the client; pipelined commands are all processed, in order.
     void feed(std::string_view bytes);
+    /// Answers the last verify_recipient event: nullopt accepts the recipient (250 2.1.5),
+    /// otherwise `refusal` is sent (e.g. 550 5.1.1). The session then goes on with the input
+    /// buffered meanwhile, which may bring the next verify_recipient. A call outside the
+    /// verifying phase is ignored: after a timeout or shutdown nobody waits for the answer.
+    void recipient_verified(std::optional<reply> refusal);
     /// Reports the delivery result of recipient `index` (0-based, RCPT order) while delivering.
     /// Replies go out in RCPT order, each as soon as it and all before it are known; after the
     /// last one the transaction ends and input buffered meanwhile is processed. A call outside
@@ -158,7 +164,6 @@ private:
     void cmd_quit(std::string_view args);
 
     session_options options_;
-    recipient_policy& policy_;
     std::vector<event> events_;
     phase phase_ = phase::idle;
     bool greeted_ = false; // LHLO seen
@@ -178,7 +183,11 @@ private:
     std::optional<reply> data_failure_; // limit crossed: discard, then answer every recipient
     std::string body_out_;              // body octets of this feed() not yet emitted
 
-    // Delivering: input that arrived after the final dot, and the results reported so far.
+    // Verifying: the recipient asked about.
+    address verifying_;
+
+    // Verifying and delivering: input that arrived meanwhile. Delivering: the results reported
+    // so far.
     std::string pending_;
     std::vector<std::optional<reply>> results_;
     std::size_t next_result_ = 0; // first recipient whose reply is not sent yet

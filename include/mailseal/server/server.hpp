@@ -36,8 +36,9 @@ public:
 
     /// Starts accepting; logs `event=listening` per listener.
     void start();
-    /// Stops accepting; idle connections get 421 4.3.2 and close, connections in a transaction
-    /// finish it first. run() on the io_context returns once all have closed.
+    /// Stops accepting; connections waiting for a command before DATA get 421 4.3.2 and close,
+    /// a message being received or delivered is finished first. run() on the io_context
+    /// returns once all have closed.
     void stop();
 
     std::size_t open_connections() const;

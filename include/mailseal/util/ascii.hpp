@@ -1,0 +1,33 @@
+#pragma once
+
+/// ASCII-only case handling for protocol keywords, domains and local parts. Mail syntax is
+/// case-insensitive for ASCII letters only (RFC 5321 §2.4); bytes of UTF-8 text are left alone,
+/// and nothing here depends on the C locale.
+
+#include <algorithm>
+#include <string>
+#include <string_view>
+
+namespace mailseal::util {
+
+constexpr char ascii_lower(char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+inline std::string ascii_lower(std::string_view text) {
+    std::string out(text);
+    std::transform(out.begin(), out.end(), out.begin(), [](char c) { return ascii_lower(c); });
+    return out;
+}
+
+constexpr bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return ascii_lower(x) == ascii_lower(y);
+           });
+}
+
+constexpr bool istarts_with(std::string_view text, std::string_view prefix) {
+    return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
+}
+
+} // namespace mailseal::util
