@@ -26,11 +26,11 @@ def stop_leftovers(workdir):
     if os.path.isdir(postfix_conf):
         subprocess.run(["postfix", "-c", postfix_conf, "stop"], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, check=False)
-    for pid_file in (os.path.join(workdir, "mailseal.pid"),
-                     os.path.join(workdir, "dovecot", "run", "master.pid")):
+    for pid_file, command in ((os.path.join(workdir, "mailseal.pid"), "mailseal"),
+                              (os.path.join(workdir, "dovecot", "run", "master.pid"), "dovecot")):
         try:
-            harness.stop_pid(int(harness.read_text(pid_file).strip()))
-        except (ValueError, ProcessLookupError, OSError):
+            harness.stop_pid(int(harness.read_text(pid_file).strip()), command)
+        except ValueError:
             pass
 
 

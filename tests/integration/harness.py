@@ -144,23 +144,34 @@ def stop_process(proc, timeout=5.0):
         return proc.wait(timeout=timeout)
 
 
-def stop_pid(pid, timeout=5.0):
-    """Stops a process this test started but is not the parent of (a daemon that forked)."""
+def process_is(pid, command):
+    """True while pid is a live (not zombie) process whose command line mentions `command`.
+
+    Checked before every signal sent by pid number: pids are reused quickly on a busy machine,
+    and a stale pid file must never make a test signal someone else's process."""
     try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return command.encode() in f.read()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def stop_pid(pid, command, timeout=5.0):
+    """Stops a process this test started but is not the parent of (a daemon that forked),
+    provided pid still is that process (see process_is)."""
+    if not process_is(pid, command):
         return
+    os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not process_is(pid, command):
             return
         time.sleep(0.02)
-    try:
+    if process_is(pid, command):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def run_to_file(args, out_path, stdin=None, timeout=30):
@@ -659,7 +670,7 @@ class Postfix:
             wait_until(master_gone, 10, "postfix master to exit")
         except HarnessError:
             pid = int(read_text(pid_file).strip())
-            stop_pid(pid)
+            stop_pid(pid, "master")
 
     def flush(self):
         self._run("postfix", "-c", self.config_dir, "flush")
@@ -774,7 +785,7 @@ service stats {{
 
     def stop(self):
         if self.pid is not None:
-            stop_pid(self.pid)
+            stop_pid(self.pid, "dovecot")
             self.pid = None
 
     def doveadm(self, *args, timeout=60):
