@@ -95,6 +95,57 @@ struct server_settings {
     bool operator==(const server_settings&) const = default;
 };
 
+/// An authoritative server set for one zone (unbound's stub-zone).
+struct stub_zone {
+    std::string zone;
+    /// "IP" or "IP@port" (IPv6 without brackets, as unbound takes it).
+    std::vector<std::string> servers;
+
+    bool operator==(const stub_zone&) const = default;
+};
+
+/// Key discovery through DNS: SMIMEA (RFC 8162) validated with DNSSEC by libunbound.
+struct dns_settings {
+    /// DNSSEC trust anchors, zone-file DS or DNSKEY lines (unbound's auto-trust-anchor-file
+    /// format is not accepted: the file is read only). `serve` refuses to start when no anchor
+    /// can be loaded, because every answer would then be insecure and nothing sealed.
+    std::filesystem::path trust_anchor_file = "/usr/share/dns/root.key";
+    /// Extra anchors, one DS or DNSKEY record each (e.g. for a private signed zone).
+    std::vector<std::string> trust_anchors;
+    /// Recursive resolvers to forward to ("IP" or "IP@port"); empty: full recursion.
+    std::vector<std::string> forwarders;
+    std::vector<stub_zone> stub_zones;
+    /// An unbound.conf file whose settings are applied (ub_ctx_config); empty for none.
+    std::filesystem::path unbound_conf;
+    /// Deadline of one lookup (timer + ub_cancel); a lookup past it is a failure (4xx).
+    std::chrono::seconds timeout{10};
+    /// After a secure absence for the local part as written, also try it lowercased (RFC 8162
+    /// hashes the exact octets; this is policy, off by default).
+    bool lowercase_retry = false;
+
+    bool operator==(const dns_settings&) const = default;
+};
+
+enum class key_preference { rsa_only_if_any, all };
+std::string_view to_string(key_preference);
+
+/// Which certificates are usable as a recipient's keys.
+struct key_settings {
+    /// Directory of PEM certificates per address (layout in docs/keys.md); empty for none.
+    std::filesystem::path local_store;
+    /// PEM bundle of CAs trusted to issue S/MIME certificates, for SMIMEA usage 1 (PKIX-EE);
+    /// empty: usage-1 records are unusable.
+    std::filesystem::path smime_ca_file;
+    /// DANE-EE (usage 3): the DNS record is the binding, so an expired certificate is still
+    /// used (and logged) unless this is false.
+    bool accept_expired_dane_ee = true;
+    /// With both RSA and EC keys, use only the RSA ones: a single key-agreement RecipientInfo
+    /// makes NSS (Thunderbird) fail to open the message even for the RSA key's holder.
+    key_preference preference = key_preference::rsa_only_if_any;
+
+    bool operator==(const key_settings&) const = default;
+};
+
 struct config {
     server_settings server;
     std::vector<listener> listeners;
@@ -103,6 +154,8 @@ struct config {
     mailbox_settings mailbox;
     struct limits limits;
     struct logging logging;
+    dns_settings dns;
+    key_settings keys;
 
     bool operator==(const config&) const = default;
 };
