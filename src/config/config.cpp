@@ -52,6 +52,16 @@ std::string_view to_string(log_level l) {
     return "unknown";
 }
 
+std::string_view to_string(key_preference p) {
+    switch (p) {
+    case key_preference::rsa_only_if_any:
+        return "rsa-only-if-any";
+    case key_preference::all:
+        return "all";
+    }
+    return "unknown";
+}
+
 std::string error::str() const {
     std::string out = file;
     if (line != 0) {
@@ -92,8 +102,13 @@ constexpr int_range command_line_range{512, 65536, "between 512 (RFC 5321 §4.5.
 constexpr int_range data_line_range{1000, 1048576,
                                     "between 1000 (RFC 5321 §4.5.3.1.6) and 1048576"};
 constexpr int_range timeout_range{1, 3600, "between 1s and 1h"};
+// A lookup runs while the message is received, and its answer is awaited after the final dot,
+// inside Postfix's lmtp_data_done_timeout (600s); a bogus answer alone can take over a second
+// while unbound tries every server.
+constexpr int_range dns_timeout_range{1, 300, "between 1s and 5m"};
 
-constexpr std::array top_keys{"server"sv, "listen"sv, "mailbox"sv, "limits"sv, "log"sv};
+constexpr std::array top_keys{"server"sv, "listen"sv, "mailbox"sv, "limits"sv,
+                              "dns"sv,    "keys"sv,   "log"sv};
 constexpr std::array server_keys{"hostname"sv, "workers"sv};
 constexpr std::array listen_keys{"unix"sv, "tcp"sv, "mode"sv, "owner"sv, "group"sv};
 constexpr std::array mailbox_keys{"domains"sv,
@@ -106,12 +121,19 @@ constexpr std::array mailbox_keys{"domains"sv,
 constexpr std::array limits_keys{"message_size"sv,        "recipients"sv,       "connections"sv,
                                  "command_line_length"sv, "data_line_length"sv, "idle_timeout"sv,
                                  "command_timeout"sv,     "data_timeout"sv};
+constexpr std::array dns_keys{"trust_anchor_file"sv, "trust_anchors"sv, "forwarders"sv,
+                              "stub_zone"sv,         "unbound_conf"sv,  "timeout"sv,
+                              "lowercase_retry"sv};
+constexpr std::array stub_zone_keys{"zone"sv, "servers"sv};
+constexpr std::array keys_keys{"local_store"sv, "smime_ca_file"sv, "accept_expired_dane_ee"sv,
+                               "preference"sv};
 constexpr std::array log_keys{"level"sv};
 
 constexpr std::array missing_maildir_values{missing_maildir::create, missing_maildir::refuse};
 constexpr std::array quota_reply_values{quota_reply::temporary, quota_reply::permanent};
 constexpr std::array log_level_values{log_level::debug, log_level::info, log_level::warning,
                                       log_level::error};
+constexpr std::array key_preference_values{key_preference::rsa_only_if_any, key_preference::all};
 
 /// The longest path a unix socket can bind to: sun_path less its terminating NUL.
 constexpr std::size_t max_socket_path = sizeof(sockaddr_un{}.sun_path) - 1;
@@ -180,6 +202,12 @@ public:
         read_mailbox(root, c);
         if (const auto* t = table(root, "", "limits")) {
             read_limits(*t, c.limits);
+        }
+        if (const auto* t = table(root, "", "dns")) {
+            read_dns(*t, c.dns);
+        }
+        if (const auto* t = table(root, "", "keys")) {
+            read_keys(*t, c.keys);
         }
         if (const auto* t = table(root, "", "log")) {
             check_keys(*t, "log", log_keys);
@@ -398,12 +426,65 @@ private:
         return v;
     }
 
-    void read_duration(const toml::table& t, std::string_view name, std::chrono::seconds& out) {
-        if (auto v = read_scaled(t, "limits", name, detail::duration_units,
-                                 "must be a number of seconds with an optional s, m or h suffix",
-                                 timeout_range)) {
+    void read_duration(const toml::table& t, std::string_view prefix, std::string_view name,
+                       const int_range& r, std::chrono::seconds& out) {
+        if (auto v =
+                read_scaled(t, prefix, name, detail::duration_units,
+                            "must be a number of seconds with an optional s, m or h suffix", r)) {
             out = std::chrono::seconds(*v);
         }
+    }
+
+    /// A path that must be absolute; with `optional`, "" (meaning none) is accepted too.
+    void read_path(const toml::table& t, std::string_view prefix, std::string_view name,
+                   bool optional, std::filesystem::path& out) {
+        const toml::node* n = t.get(name);
+        if (n == nullptr) {
+            return;
+        }
+        auto key = join(prefix, name);
+        auto s = string(*n, key);
+        if (!s) {
+            return;
+        }
+        if (!s->starts_with('/') && !(optional && s->empty())) {
+            fail_value(*n, key,
+                       optional ? R"(must be an absolute path or "" for none)"
+                                : "must be an absolute path");
+            return;
+        }
+        out = std::move(*s);
+    }
+
+    /// An array of strings, each passed through `check` (std::nullopt: valid, else why not).
+    template <typename Check>
+    void read_strings(const toml::table& t, std::string_view prefix, std::string_view name,
+                      Check check, std::vector<std::string>& out) {
+        const toml::node* n = t.get(name);
+        if (n == nullptr) {
+            return;
+        }
+        auto key = join(prefix, name);
+        const auto* list = n->as_array();
+        if (list == nullptr) {
+            fail_type(*n, key, "an array of strings");
+            return;
+        }
+        std::vector<std::string> values;
+        for (std::size_t i = 0; i < list->size(); ++i) {
+            const toml::node& entry = *list->get(i);
+            auto entry_key = indexed(key, i);
+            auto s = string(entry, entry_key);
+            if (!s) {
+                continue;
+            }
+            if (std::optional<std::string> problem = check(*s)) {
+                fail_value(entry, entry_key, *problem);
+                continue;
+            }
+            values.push_back(std::move(*s));
+        }
+        out = std::move(values);
     }
 
     void read_server(const toml::table& t, server_settings& out) {
@@ -611,9 +692,116 @@ private:
         read_count(t, "limits", "connections", connections_range, out.connections);
         read_count(t, "limits", "command_line_length", command_line_range, out.command_line_length);
         read_count(t, "limits", "data_line_length", data_line_range, out.data_line_length);
-        read_duration(t, "idle_timeout", out.idle_timeout);
-        read_duration(t, "command_timeout", out.command_timeout);
-        read_duration(t, "data_timeout", out.data_timeout);
+        read_duration(t, "limits", "idle_timeout", timeout_range, out.idle_timeout);
+        read_duration(t, "limits", "command_timeout", timeout_range, out.command_timeout);
+        read_duration(t, "limits", "data_timeout", timeout_range, out.data_timeout);
+    }
+
+    void read_dns(const toml::table& t, dns_settings& out) {
+        check_keys(t, "dns", dns_keys);
+        if (const toml::node* n = t.get("trust_anchor_file")) {
+            // DNSSEC without an anchor calls every answer insecure, which would silently turn
+            // sealing off: there is no "none" here (use trust_anchors for private zones).
+            if (const auto* s = n->as_string(); s != nullptr && s->get().empty()) {
+                fail_value(*n, "dns.trust_anchor_file",
+                           "must name a file of DS or DNSKEY records (without a trust anchor "
+                           "every answer is insecure)");
+            } else {
+                read_path(t, "dns", "trust_anchor_file", false, out.trust_anchor_file);
+            }
+        }
+        read_strings(
+            t, "dns", "trust_anchors",
+            [](const std::string& s) -> std::optional<std::string> {
+                if (!detail::is_trust_anchor_record(s)) {
+                    return "must be one DS or DNSKEY record in zone-file format";
+                }
+                return std::nullopt;
+            },
+            out.trust_anchors);
+        read_strings(t, "dns", "forwarders", detail::check_dns_server, out.forwarders);
+        read_stub_zones(t, out.stub_zones);
+        read_path(t, "dns", "unbound_conf", true, out.unbound_conf);
+        read_duration(t, "dns", "timeout", dns_timeout_range, out.timeout);
+        read_flag(t, "dns", "lowercase_retry", out.lowercase_retry);
+    }
+
+    void read_stub_zones(const toml::table& dns, std::vector<stub_zone>& out) {
+        const toml::node* n = dns.get("stub_zone");
+        if (n == nullptr) {
+            return;
+        }
+        const auto* entries = n->as_array();
+        if (entries == nullptr) {
+            fail_type(*n, "dns.stub_zone", "an array of tables ([[dns.stub_zone]])");
+            return;
+        }
+        for (std::size_t i = 0; i < entries->size(); ++i) {
+            const toml::node& entry = *entries->get(i);
+            auto prefix = indexed("dns.stub_zone", i);
+            const auto* t = entry.as_table();
+            if (t == nullptr) {
+                fail_type(entry, prefix, "a table");
+                continue;
+            }
+            if (auto zone = read_stub_zone(*t, prefix, out)) {
+                out.push_back(std::move(*zone));
+            }
+        }
+    }
+
+    std::optional<stub_zone> read_stub_zone(const toml::table& t, const std::string& prefix,
+                                            const std::vector<stub_zone>& earlier) {
+        check_keys(t, prefix, stub_zone_keys);
+        stub_zone z;
+        bool ok = true;
+        if (const toml::node* n = t.get("zone")) {
+            auto key = join(prefix, "zone");
+            if (auto s = string(*n, key)) {
+                // DNS names compare case-insensitively (RFC 4343); lowercase makes duplicates
+                // visible.
+                auto zone = util::ascii_lower(*s);
+                auto same = std::find_if(earlier.begin(), earlier.end(),
+                                         [&](const stub_zone& e) { return e.zone == zone; });
+                if (auto problem = detail::check_zone_name(zone)) {
+                    fail_value(*n, key, *problem);
+                    ok = false;
+                } else if (same != earlier.end()) {
+                    fail_value(*n, key,
+                               "is already a stub zone (dns.stub_zone[" +
+                                   std::to_string(same - earlier.begin()) + "])");
+                    ok = false;
+                } else {
+                    z.zone = std::move(zone);
+                }
+            } else {
+                ok = false;
+            }
+        } else {
+            fail_missing(t, join(prefix, "zone"), "missing; a stub zone needs its zone name");
+            ok = false;
+        }
+        if (const toml::node* n = t.get("servers")) {
+            read_strings(t, prefix, "servers", detail::check_dns_server, z.servers);
+            if (const auto* list = n->as_array(); list != nullptr && list->empty()) {
+                fail(n->source(), join(prefix, "servers"),
+                     "at least one server is required, got []");
+            }
+            ok = ok && !z.servers.empty();
+        } else {
+            fail_missing(t, join(prefix, "servers"),
+                         "missing; a stub zone needs at least one server");
+            ok = false;
+        }
+        return ok ? std::optional<stub_zone>(std::move(z)) : std::nullopt;
+    }
+
+    void read_keys(const toml::table& t, key_settings& out) {
+        check_keys(t, "keys", keys_keys);
+        read_path(t, "keys", "local_store", true, out.local_store);
+        read_path(t, "keys", "smime_ca_file", true, out.smime_ca_file);
+        read_flag(t, "keys", "accept_expired_dane_ee", out.accept_expired_dane_ee);
+        read_choice(t, "keys", "preference", key_preference_values, out.preference);
     }
 
     std::string file_;

@@ -25,6 +25,41 @@ void describe_listener(std::ostringstream& out, const listener& l) {
         << "group = " << detail::toml_string(u.group) << "\n";
 }
 
+std::string string_array(const std::vector<std::string>& values) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        out += (i == 0 ? "" : ", ") + detail::toml_string(values[i]);
+    }
+    return out + "]";
+}
+
+std::string flag(bool value) {
+    return value ? "true" : "false";
+}
+
+void describe_dns(std::ostringstream& out, const dns_settings& d) {
+    out << "\n[dns]\n"
+        << "trust_anchor_file = " << detail::toml_string(d.trust_anchor_file.string()) << "\n"
+        << "trust_anchors = " << string_array(d.trust_anchors) << "\n"
+        << "forwarders = " << string_array(d.forwarders) << "\n"
+        << "unbound_conf = " << detail::toml_string(d.unbound_conf.string()) << "\n"
+        << "timeout = " << seconds(d.timeout) << "\n"
+        << "lowercase_retry = " << flag(d.lowercase_retry) << "\n";
+    for (const auto& stub : d.stub_zones) {
+        out << "\n[[dns.stub_zone]]\n"
+            << "zone = " << detail::toml_string(stub.zone) << "\n"
+            << "servers = " << string_array(stub.servers) << "\n";
+    }
+}
+
+void describe_keys(std::ostringstream& out, const key_settings& k) {
+    out << "\n[keys]\n"
+        << "local_store = " << detail::toml_string(k.local_store.string()) << "\n"
+        << "smime_ca_file = " << detail::toml_string(k.smime_ca_file.string()) << "\n"
+        << "accept_expired_dane_ee = " << flag(k.accept_expired_dane_ee) << "\n"
+        << "preference = " << detail::toml_string(to_string(k.preference)) << "\n";
+}
+
 } // namespace
 
 std::string describe(const config& c) {
@@ -62,6 +97,9 @@ std::string describe(const config& c) {
         << "idle_timeout = " << seconds(lim.idle_timeout) << "\n"
         << "command_timeout = " << seconds(lim.command_timeout) << "\n"
         << "data_timeout = " << seconds(lim.data_timeout) << "\n";
+
+    describe_dns(out, c.dns);
+    describe_keys(out, c.keys);
 
     out << "\n[log]\nlevel = " << detail::toml_string(to_string(c.logging.level)) << "\n";
     return out.str();

@@ -6,6 +6,8 @@
 #include <charconv>
 #include <netinet/in.h>
 
+#include <mailseal/util/ascii.hpp>
+
 namespace mailseal::config::detail {
 namespace {
 
@@ -144,6 +146,65 @@ std::optional<std::string> check_domain(std::string_view name, bool allow_utf8) 
             return std::nullopt;
         }
         start = dot + 1;
+    }
+}
+
+std::optional<std::string> check_dns_server(std::string_view text) {
+    const std::string format = R"(must be a numeric "IP" or "IP@port" (IPv6 without brackets))";
+    auto at = text.rfind('@');
+    std::string host(text.substr(0, at));
+    std::array<unsigned char, sizeof(in6_addr)> binary{};
+    if (::inet_pton(AF_INET, host.c_str(), binary.data()) != 1 &&
+        ::inet_pton(AF_INET6, host.c_str(), binary.data()) != 1) {
+        return format;
+    }
+    if (at == std::string_view::npos) {
+        return std::nullopt;
+    }
+    auto port = text.substr(at + 1);
+    if (!all_digits(port)) {
+        return format;
+    }
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (ec != std::errc{} || end != port.data() + port.size() || value == 0 || value > 65535) {
+        return std::string("must have a port between 1 and 65535");
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> check_zone_name(std::string_view name) {
+    if (name == ".") {
+        return std::nullopt;
+    }
+    if (!name.ends_with('.')) {
+        return std::string("must be a zone name ending in '.'");
+    }
+    if (auto problem = check_domain(name.substr(0, name.size() - 1), false)) {
+        return "must be a zone name: " + *problem;
+    }
+    return std::nullopt;
+}
+
+bool is_trust_anchor_record(std::string_view text) {
+    auto fields_of = text.substr(0, text.find(';'));
+    bool first = true;
+    std::size_t pos = 0;
+    for (;;) {
+        pos = fields_of.find_first_not_of(" \t", pos);
+        if (pos == std::string_view::npos) {
+            return false;
+        }
+        auto end = fields_of.find_first_of(" \t", pos);
+        auto field = fields_of.substr(pos, end == std::string_view::npos ? end : end - pos);
+        if (!first && (util::iequals(field, "DS") || util::iequals(field, "DNSKEY"))) {
+            return true;
+        }
+        first = false;
+        if (end == std::string_view::npos) {
+            return false;
+        }
+        pos = end;
     }
 }
 

@@ -49,6 +49,19 @@ std::variant<tcp_listener, std::string> parse_tcp_address(std::string_view text)
 /// non-ASCII UTF-8 (internationalised names written as U-labels, RFC 5890 §2.3.2.1).
 std::optional<std::string> check_domain(std::string_view name, bool allow_utf8);
 
+/// Checks a DNS server address as libunbound takes it (ub_ctx_set_fwd, ub_ctx_set_stub):
+/// a numeric IPv4 or IPv6 address (no brackets, no host name: resolving the resolver would
+/// need DNS), optionally followed by "@port" with a port of 1..65535.
+std::optional<std::string> check_dns_server(std::string_view text);
+
+/// Checks a DNS zone name for a stub zone: a domain name in ASCII (A-labels) ending in '.',
+/// or "." for the root.
+std::optional<std::string> check_zone_name(std::string_view name);
+
+/// Whether `text` is one DS or DNSKEY record in zone-file format (a field after the owner
+/// name is the type), as ub_ctx_add_ta() takes it.
+bool is_trust_anchor_record(std::string_view text);
+
 /// Checks a Maildir template: absolute, escapes limited to %u %n %d %%, and per-recipient.
 std::optional<std::string> check_maildir_template(std::string_view tmpl);
 

@@ -17,6 +17,7 @@
 
 #include <mailseal/config/config.hpp>
 #include <mailseal/delivery/mailbox.hpp>
+#include <mailseal/dns/resolver.hpp>
 #include <mailseal/log/log.hpp>
 #include <mailseal/server/server.hpp>
 #include <mailseal/store/maildir.hpp>
@@ -44,6 +45,18 @@ std::optional<config::config> load(const std::string& path) {
         }
     }
     return cfg;
+}
+
+/// The resolver for SMIMEA lookups. A configuration libunbound refuses, or one without a
+/// DNSSEC trust anchor, is a configuration error: without an anchor nothing would be sealed.
+std::unique_ptr<dns::resolver> make_resolver(boost::asio::io_context& io,
+                                             const config::config& cfg) {
+    auto made = dns::resolver::create(io.get_executor(), cfg.dns);
+    if (auto* problem = std::get_if<std::string>(&made)) {
+        std::cerr << "mailseal: dns: " << *problem << '\n';
+        return nullptr;
+    }
+    return std::move(std::get<std::unique_ptr<dns::resolver>>(made));
 }
 
 /// The Maildir spec: "readers ... should delete files in tmp/ that have not been accessed for
@@ -93,6 +106,10 @@ int serve(const std::string& config_path) {
     raise_open_file_limit(*cfg);
 
     boost::asio::io_context io(1);
+    auto resolver = make_resolver(io, *cfg);
+    if (!resolver) {
+        return EX_CONFIG;
+    }
     auto bound = server::server::bind(io, *cfg);
     if (auto* problem = std::get_if<std::string>(&bound)) {
         log::error("startup-failed", {{"error", *problem}});
@@ -156,6 +173,10 @@ int serve(const std::string& config_path) {
 int check_config(const std::string& config_path) {
     auto cfg = load(config_path);
     if (!cfg) {
+        return EX_CONFIG;
+    }
+    boost::asio::io_context io(1);
+    if (!make_resolver(io, *cfg)) {
         return EX_CONFIG;
     }
     std::cout << config::describe(*cfg);

@@ -381,6 +381,122 @@ std::vector<bad_case> bad_cases() {
          "cfg.toml:2:16: limits.data_timeout: must be a number of seconds with an optional s, m "
          "or h suffix, got \"-5s\""},
 
+        // [dns] and [[dns.stub_zone]].
+        {"unknown_in_dns", "[dns]\ntimout = 5\n" + required,
+         "cfg.toml:2:1: dns.timout: unknown key"},
+        {"unknown_in_stub_zone",
+         "[[dns.stub_zone]]\nzone = \"test.\"\nservers = [\"127.0.0.1\"]\nserver = 1\n" + required,
+         "cfg.toml:4:1: dns.stub_zone[0].server: unknown key"},
+        {"dns_is_array", "dns = []\n" + required,
+         "cfg.toml:1:7: dns: expected a table, got an array"},
+        {"trust_anchor_file_empty", "[dns]\ntrust_anchor_file = \"\"\n" + required,
+         "cfg.toml:2:21: dns.trust_anchor_file: must name a file of DS or DNSKEY records (without "
+         "a trust anchor every answer is insecure), got \"\""},
+        {"trust_anchor_file_relative", "[dns]\ntrust_anchor_file = \"root.key\"\n" + required,
+         "cfg.toml:2:21: dns.trust_anchor_file: must be an absolute path, got \"root.key\""},
+        {"trust_anchor_file_integer", "[dns]\ntrust_anchor_file = 1\n" + required,
+         "cfg.toml:2:21: dns.trust_anchor_file: expected a string, got an integer"},
+        {"trust_anchors_is_string", "[dns]\ntrust_anchors = \"test. DS 1 13 2 AB\"\n" + required,
+         "cfg.toml:2:17: dns.trust_anchors: expected an array of strings, got a string"},
+        {"trust_anchor_not_a_record",
+         "[dns]\ntrust_anchors = [\"test. IN DS 1 13 2 AB\", \"test. IN A 192.0.2.1\"]\n" +
+             required,
+         "cfg.toml:2:43: dns.trust_anchors[1]: must be one DS or DNSKEY record in zone-file "
+         "format, got \"test. IN A 192.0.2.1\""},
+        {"trust_anchor_type_only", "[dns]\ntrust_anchors = [\"DS\"]\n" + required,
+         "cfg.toml:2:18: dns.trust_anchors[0]: must be one DS or DNSKEY record in zone-file "
+         "format, got \"DS\""},
+        {"trust_anchor_in_comment",
+         "[dns]\ntrust_anchors = [\"test. ; DS 1 13 2 AB\"]\n" + required,
+         "cfg.toml:2:18: dns.trust_anchors[0]: must be one DS or DNSKEY record in zone-file "
+         "format, got \"test. ; DS 1 13 2 AB\""},
+        {"forwarder_host_name", "[dns]\nforwarders = [\"dns.example\"]\n" + required,
+         "cfg.toml:2:15: dns.forwarders[0]: must be a numeric \"IP\" or \"IP@port\" (IPv6 "
+         "without brackets), got \"dns.example\""},
+        {"forwarder_ipv6_brackets", "[dns]\nforwarders = [\"[::1]@53\"]\n" + required,
+         "cfg.toml:2:15: dns.forwarders[0]: must be a numeric \"IP\" or \"IP@port\" (IPv6 "
+         "without brackets), got \"[::1]@53\""},
+        {"forwarder_colon_port", "[dns]\nforwarders = [\"127.0.0.1:53\"]\n" + required,
+         "cfg.toml:2:15: dns.forwarders[0]: must be a numeric \"IP\" or \"IP@port\" (IPv6 "
+         "without brackets), got \"127.0.0.1:53\""},
+        {"forwarder_port_zero", "[dns]\nforwarders = [\"127.0.0.1@0\"]\n" + required,
+         "cfg.toml:2:15: dns.forwarders[0]: must have a port between 1 and 65535, got "
+         "\"127.0.0.1@0\""},
+        {"forwarder_port_too_large", "[dns]\nforwarders = [\"::1@65536\"]\n" + required,
+         "cfg.toml:2:15: dns.forwarders[0]: must have a port between 1 and 65535, got "
+         "\"::1@65536\""},
+        {"forwarder_empty_port", "[dns]\nforwarders = [\"127.0.0.1@\"]\n" + required,
+         "cfg.toml:2:15: dns.forwarders[0]: must be a numeric \"IP\" or \"IP@port\" (IPv6 "
+         "without brackets), got \"127.0.0.1@\""},
+        {"forwarder_is_integer", "[dns]\nforwarders = [53]\n" + required,
+         "cfg.toml:2:15: dns.forwarders[0]: expected a string, got an integer"},
+        {"unbound_conf_relative", "[dns]\nunbound_conf = \"unbound.conf\"\n" + required,
+         "cfg.toml:2:16: dns.unbound_conf: must be an absolute path or \"\" for none, got "
+         "\"unbound.conf\""},
+        {"dns_timeout_zero", "[dns]\ntimeout = 0\n" + required,
+         "cfg.toml:2:11: dns.timeout: must be between 1s and 5m, got 0"},
+        {"dns_timeout_too_long", "[dns]\ntimeout = \"301s\"\n" + required,
+         "cfg.toml:2:11: dns.timeout: must be between 1s and 5m, got \"301s\""},
+        {"dns_timeout_hours", "[dns]\ntimeout = \"1h\"\n" + required,
+         "cfg.toml:2:11: dns.timeout: must be between 1s and 5m, got \"1h\""},
+        {"dns_timeout_words", "[dns]\ntimeout = \"ten seconds\"\n" + required,
+         "cfg.toml:2:11: dns.timeout: must be a number of seconds with an optional s, m or h "
+         "suffix, got \"ten seconds\""},
+        {"lowercase_retry_is_string", "[dns]\nlowercase_retry = \"no\"\n" + required,
+         "cfg.toml:2:19: dns.lowercase_retry: expected a boolean, got a string"},
+        {"stub_zone_is_table", "[dns.stub_zone]\nzone = \"test.\"\n" + required,
+         "cfg.toml:1:1: dns.stub_zone: expected an array of tables ([[dns.stub_zone]]), got a "
+         "table"},
+        {"stub_zone_entry_is_string", "[dns]\nstub_zone = [\"test.\"]\n" + required,
+         "cfg.toml:2:14: dns.stub_zone[0]: expected a table, got a string"},
+        {"stub_zone_without_dot",
+         "[[dns.stub_zone]]\nzone = \"test\"\nservers = [\"127.0.0.1\"]\n" + required,
+         "cfg.toml:2:8: dns.stub_zone[0].zone: must be a zone name ending in '.', got \"test\""},
+        {"stub_zone_empty_label",
+         "[[dns.stub_zone]]\nzone = \"a..test.\"\nservers = [\"127.0.0.1\"]\n" + required,
+         "cfg.toml:2:8: dns.stub_zone[0].zone: must be a zone name: has an empty label, got "
+         "\"a..test.\""},
+        {"stub_zone_u_label",
+         "[[dns.stub_zone]]\nzone = \"bücher.test.\"\nservers = [\"127.0.0.1\"]\n" + required,
+         "cfg.toml:2:8: dns.stub_zone[0].zone: must be a zone name: label \"bücher\" contains "
+         "non-ASCII characters, got \"bücher.test.\""},
+        {"stub_zone_empty",
+         "[[dns.stub_zone]]\nzone = \"\"\nservers = [\"127.0.0.1\"]\n" + required,
+         "cfg.toml:2:8: dns.stub_zone[0].zone: must be a zone name ending in '.', got \"\""},
+        {"stub_zone_twice",
+         "[[dns.stub_zone]]\nzone = \"test.\"\nservers = [\"127.0.0.1\"]\n"
+         "[[dns.stub_zone]]\nzone = \"TEST.\"\nservers = [\"127.0.0.2\"]\n" +
+             required,
+         "cfg.toml:5:8: dns.stub_zone[1].zone: is already a stub zone (dns.stub_zone[0]), got "
+         "\"TEST.\""},
+        {"stub_zone_bad_server",
+         "[[dns.stub_zone]]\nzone = \"test.\"\nservers = [\"127.0.0.1@5300\", \"ns.test\"]\n" +
+             required,
+         "cfg.toml:3:30: dns.stub_zone[0].servers[1]: must be a numeric \"IP\" or \"IP@port\" "
+         "(IPv6 without brackets), got \"ns.test\""},
+        {"stub_zone_no_servers", "[[dns.stub_zone]]\nzone = \"test.\"\nservers = []\n" + required,
+         "cfg.toml:3:11: dns.stub_zone[0].servers: at least one server is required, got []"},
+        {"stub_zone_missing_servers", "\n[[dns.stub_zone]]\nzone = \"test.\"\n" + required,
+         "cfg.toml:2:1: dns.stub_zone[0].servers: missing; a stub zone needs at least one "
+         "server"},
+        {"stub_zone_missing_zone", "\n[[dns.stub_zone]]\nservers = [\"127.0.0.1\"]\n" + required,
+         "cfg.toml:2:1: dns.stub_zone[0].zone: missing; a stub zone needs its zone name"},
+
+        // [keys].
+        {"unknown_in_keys", "[keys]\npreferences = \"all\"\n" + required,
+         "cfg.toml:2:1: keys.preferences: unknown key"},
+        {"local_store_relative", "[keys]\nlocal_store = \"certs\"\n" + required,
+         "cfg.toml:2:15: keys.local_store: must be an absolute path or \"\" for none, got "
+         "\"certs\""},
+        {"smime_ca_file_relative", "[keys]\nsmime_ca_file = \"ca.pem\"\n" + required,
+         "cfg.toml:2:17: keys.smime_ca_file: must be an absolute path or \"\" for none, got "
+         "\"ca.pem\""},
+        {"accept_expired_is_integer", "[keys]\naccept_expired_dane_ee = 1\n" + required,
+         "cfg.toml:2:26: keys.accept_expired_dane_ee: expected a boolean, got an integer"},
+        {"preference_unknown", "[keys]\npreference = \"rsa-only\"\n" + required,
+         "cfg.toml:2:14: keys.preference: must be one of \"rsa-only-if-any\", \"all\", got "
+         "\"rsa-only\""},
+
         // TOML syntax errors: position and text come from toml++.
         {"syntax_missing_value", "[server]\nworkers = \n" + required,
          "cfg.toml:2:11: Error while parsing key-value pair: expected value, saw '\\n'"},
@@ -410,6 +526,68 @@ TEST(load_string, minimal_config_has_defaults) {
     EXPECT_EQ(got.limits.message_size, 50u * 1024 * 1024);
     EXPECT_EQ(got.limits.idle_timeout, std::chrono::seconds(300));
     EXPECT_EQ(got.logging.level, cfg::log_level::info);
+    EXPECT_EQ(got.dns.trust_anchor_file, "/usr/share/dns/root.key");
+    EXPECT_TRUE(got.dns.trust_anchors.empty());
+    EXPECT_TRUE(got.dns.forwarders.empty());
+    EXPECT_TRUE(got.dns.stub_zones.empty());
+    EXPECT_EQ(got.dns.unbound_conf, "");
+    EXPECT_EQ(got.dns.timeout, std::chrono::seconds(10));
+    EXPECT_FALSE(got.dns.lowercase_retry);
+    EXPECT_EQ(got.keys.local_store, "");
+    EXPECT_EQ(got.keys.smime_ca_file, "");
+    EXPECT_TRUE(got.keys.accept_expired_dane_ee);
+    EXPECT_EQ(got.keys.preference, cfg::key_preference::rsa_only_if_any);
+}
+
+TEST(load_string, reads_dns_and_keys) {
+    auto got = load_ok(R"(
+[dns]
+trust_anchor_file = "/etc/mailseal/anchors.key"
+trust_anchors = ["test. IN DS 33841 13 2 F036F64F", "corp.example. 3600 IN DNSKEY 257 3 13 AbC="]
+forwarders = ["127.0.0.1", "::1@5353", "192.0.2.53@53"]
+unbound_conf = "/etc/mailseal/unbound.conf"
+timeout = "5m"
+lowercase_retry = true
+
+[[dns.stub_zone]]
+zone = "Test."
+servers = ["127.0.0.1@5300", "::1@5300"]
+
+[[dns.stub_zone]]
+zone = "."
+servers = ["192.0.2.1@65535"]
+
+[keys]
+local_store = "/var/lib/mailseal/certs"
+smime_ca_file = "/etc/ssl/certs/ca-certificates.crt"
+accept_expired_dane_ee = false
+preference = "all"
+)" + required);
+    const auto& d = got.dns;
+    EXPECT_EQ(d.trust_anchor_file, "/etc/mailseal/anchors.key");
+    EXPECT_EQ(d.trust_anchors,
+              (std::vector<std::string>{"test. IN DS 33841 13 2 F036F64F",
+                                        "corp.example. 3600 IN DNSKEY 257 3 13 AbC="}));
+    EXPECT_EQ(d.forwarders, (std::vector<std::string>{"127.0.0.1", "::1@5353", "192.0.2.53@53"}));
+    EXPECT_EQ(d.unbound_conf, "/etc/mailseal/unbound.conf");
+    EXPECT_EQ(d.timeout, std::chrono::seconds(300));
+    EXPECT_TRUE(d.lowercase_retry);
+    ASSERT_EQ(d.stub_zones.size(), 2u);
+    EXPECT_TRUE((d.stub_zones[0] == cfg::stub_zone{"test.", {"127.0.0.1@5300", "::1@5300"}}))
+        << "zone names are stored lowercase, got " << d.stub_zones[0].zone;
+    EXPECT_TRUE((d.stub_zones[1] == cfg::stub_zone{".", {"192.0.2.1@65535"}}));
+    EXPECT_EQ(got.keys.local_store, "/var/lib/mailseal/certs");
+    EXPECT_EQ(got.keys.smime_ca_file, "/etc/ssl/certs/ca-certificates.crt");
+    EXPECT_FALSE(got.keys.accept_expired_dane_ee);
+    EXPECT_EQ(got.keys.preference, cfg::key_preference::all);
+}
+
+TEST(load_string, dns_timeout_boundaries) {
+    EXPECT_EQ(load_ok("[dns]\ntimeout = 1\n" + required).dns.timeout, std::chrono::seconds(1));
+    EXPECT_EQ(load_ok("[dns]\ntimeout = \"1s\"\n" + required).dns.timeout, std::chrono::seconds(1));
+    EXPECT_EQ(load_ok("[dns]\ntimeout = 300\n" + required).dns.timeout, std::chrono::seconds(300));
+    EXPECT_EQ(load_ok("[dns]\ntimeout = \"5m\"\n" + required).dns.timeout,
+              std::chrono::seconds(300));
 }
 
 TEST(load_string, accepts_every_boundary_value) {
@@ -588,6 +766,20 @@ idle_timeout = "300s"
 command_timeout = "300s"
 data_timeout = "300s"
 
+[dns]
+trust_anchor_file = "/usr/share/dns/root.key"
+trust_anchors = []
+forwarders = []
+unbound_conf = ""
+timeout = "10s"
+lowercase_retry = false
+
+[keys]
+local_store = ""
+smime_ca_file = ""
+accept_expired_dane_ee = true
+preference = "rsa-only-if-any"
+
 [log]
 level = "info"
 )";
@@ -619,6 +811,17 @@ cfg::config unusual() {
     c.limits.command_timeout = std::chrono::seconds(1);
     c.limits.data_timeout = std::chrono::seconds(3600);
     c.logging.level = cfg::log_level::debug;
+    c.dns.trust_anchor_file = "/etc/mailseal/\"anchors\".key";
+    c.dns.trust_anchors = {"test. IN DS 33841 13 2 F036F64F", "x. IN DNSKEY 257 3 13 A\\B="};
+    c.dns.forwarders = {"127.0.0.1@5353", "::1"};
+    c.dns.stub_zones = {{"test.", {"127.0.0.1@5300"}}, {"corp.example.", {"192.0.2.1", "::1@53"}}};
+    c.dns.unbound_conf = "/etc/mailseal/unbound.conf";
+    c.dns.timeout = std::chrono::seconds(299);
+    c.dns.lowercase_retry = true;
+    c.keys.local_store = "/var/lib/mailseal/certs";
+    c.keys.smime_ca_file = "/etc/ssl/ca.pem";
+    c.keys.accept_expired_dane_ee = false;
+    c.keys.preference = cfg::key_preference::all;
     return c;
 }
 
@@ -665,8 +868,9 @@ TEST(example, documents_every_key) {
         EXPECT_TRUE(set || shown) << key << ": no example setting";
         EXPECT_TRUE(explained) << key << ": no \"# " << key << ": ...\" explanation";
     }
-    // 2 in [server], 5 in [[listen]], 7 in [mailbox], 8 in [limits], 1 in [log].
-    EXPECT_EQ(keys.size(), 23u) << "describe() wrote " << keys.size() << " distinct keys";
+    // 2 in [server], 5 in [[listen]], 7 in [mailbox], 8 in [limits], 6 in [dns], 2 in
+    // [[dns.stub_zone]], 4 in [keys], 1 in [log].
+    EXPECT_EQ(keys.size(), 35u) << "describe() wrote " << keys.size() << " distinct keys";
 }
 
 TEST(enums, to_string) {
@@ -678,6 +882,8 @@ TEST(enums, to_string) {
     EXPECT_EQ(cfg::to_string(cfg::log_level::info), "info");
     EXPECT_EQ(cfg::to_string(cfg::log_level::warning), "warning");
     EXPECT_EQ(cfg::to_string(cfg::log_level::error), "error");
+    EXPECT_EQ(cfg::to_string(cfg::key_preference::rsa_only_if_any), "rsa-only-if-any");
+    EXPECT_EQ(cfg::to_string(cfg::key_preference::all), "all");
 }
 
 TEST(error, str_omits_what_is_absent) {
