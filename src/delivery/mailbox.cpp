@@ -52,6 +52,14 @@ std::string expand_template(const std::string& pattern, const std::string& user,
     return out;
 }
 
+std::string_view base_local_part(const config::config& cfg, std::string_view local_part) {
+    const auto& delimiters = cfg.mailbox.recipient_delimiter;
+    if (delimiters.empty()) {
+        return local_part;
+    }
+    return local_part.substr(0, local_part.find_first_of(delimiters, 1));
+}
+
 std::optional<mailbox> resolve(const config::config& cfg, const lmtp::address& recipient) {
     std::string domain = util::ascii_lower(recipient.domain);
     if (domain.empty() && util::iequals(recipient.local_part, "postmaster") &&
@@ -61,13 +69,7 @@ std::optional<mailbox> resolve(const config::config& cfg, const lmtp::address& r
     if (!is_local_domain(cfg, domain)) {
         return std::nullopt;
     }
-    std::string_view local = recipient.local_part;
-    const auto& delimiters = cfg.mailbox.recipient_delimiter;
-    if (!delimiters.empty()) {
-        // As Postfix's split_addr(): a delimiter in first position starts no extension, so
-        // "+list" stays a mailbox name instead of becoming empty.
-        local = local.substr(0, local.find_first_of(delimiters, 1));
-    }
+    std::string_view local = base_local_part(cfg, recipient.local_part);
     std::string user =
         cfg.mailbox.lowercase_local_part ? util::ascii_lower(local) : std::string(local);
     if (!usable_as_directory(user)) {

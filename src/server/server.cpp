@@ -20,6 +20,7 @@
 #include <mailseal/log/log.hpp>
 #include <mailseal/server/server.hpp>
 #include <mailseal/store/maildir.hpp>
+#include <mailseal/util/offload.hpp>
 
 namespace mailseal::server {
 
@@ -158,31 +159,10 @@ std::variant<listener, std::string> bind_listener(asio::io_context& io, const co
     return listener{std::move(acceptor), std::move(name), u.path, st.st_ino};
 }
 
-/// Runs `work` on the worker pool and resumes the calling coroutine on its own executor.
+/// Runs `work` on the worker pool; the connection's coroutine resumes on the event loop.
 template <class Work>
 asio::awaitable<std::invoke_result_t<Work&>> on_pool(asio::thread_pool& pool, Work work) {
-    using result = std::invoke_result_t<Work&>;
-    if constexpr (std::is_void_v<result>) {
-        co_await asio::co_spawn(
-            pool,
-            [&work]() -> asio::awaitable<void> {
-                work();
-                co_return;
-            },
-            asio::use_awaitable);
-    } else {
-        // co_spawn's awaitable completion needs a default-constructible value; ours (replies,
-        // transactions) are not, so the value travels through an optional.
-        std::optional<result> value;
-        co_await asio::co_spawn(
-            pool,
-            [&]() -> asio::awaitable<void> {
-                value.emplace(work());
-                co_return;
-            },
-            asio::use_awaitable);
-        co_return std::move(*value);
-    }
+    return util::run_on(pool.get_executor(), std::move(work));
 }
 
 } // namespace

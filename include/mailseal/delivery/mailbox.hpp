@@ -33,6 +33,10 @@ struct mailbox {
     std::filesystem::path maildir;
 };
 
+/// The local part without its address extension: "user+tag" -> "user" with delimiter "+". As
+/// Postfix's split_addr(), a delimiter in first position starts no extension ("+list" stays).
+std::string_view base_local_part(const config::config& cfg, std::string_view local_part);
+
 /// The mailbox for a recipient of a local domain; nullopt when the domain is not local or the
 /// local part cannot name a mailbox.
 std::optional<mailbox> resolve(const config::config& cfg, const lmtp::address& recipient);

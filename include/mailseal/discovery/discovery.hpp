@@ -1,0 +1,66 @@
+#pragma once
+
+/// Key discovery for one recipient: which public keys its mail is sealed to.
+///
+/// The recipient's base local part (address extension dropped) and A-label domain give the
+/// SMIMEA owner name (RFC 8162 §3); the DNSSEC-validated answer and the local certificate
+/// store then go through the precedence of keys::select_keys():
+///
+/// | lookup                      | keys from                                              |
+/// |-----------------------------|--------------------------------------------------------|
+/// | secure, usable records      | the records                                            |
+/// | secure, hash-only records   | local certificates the records' digests confirm        |
+/// | secure absence, insecure    | the local store                                        |
+/// | bogus, failure              | none, ever: the caller answers 4xx (never plaintext)    |
+///
+/// With `dns.lowercase_retry`, a secure absence for a local part with capitals is looked up
+/// once more in lowercase (policy: RFC 8162 hashes the exact octets).
+///
+/// Failure policy: find() never throws for DNS, store or certificate problems; every one ends
+/// in the result's lookup outcome and reports.
+
+#include <string>
+#include <utility> // before Asio: Boost 1.81's awaitable.hpp uses std::exchange
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <mailseal/config/config.hpp>
+#include <mailseal/dns/resolver.hpp>
+#include <mailseal/keys/evaluate.hpp>
+#include <mailseal/lmtp/address.hpp>
+
+namespace mailseal::discovery {
+
+struct recipient_keys {
+    /// The address looked up: base local part @ domain as written.
+    std::string address;
+    /// The lookup that decided (the lowercase retry's, when it ran).
+    dns::lookup_result lookup;
+    bool lowercase_retry_used = false;
+    /// Usable keys (empty unless sealing may use them), one report per candidate, the decision.
+    keys::evaluation evaluation;
+    /// Local-store files skipped (unreadable, no certificate, ...).
+    std::vector<keys::candidate_report> local_problems;
+};
+
+keys::dns_outcome to_keys_outcome(dns::outcome o);
+
+class key_discovery {
+public:
+    /// `blocking` runs the local-store read and certificate evaluation (a worker pool in the
+    /// daemon, the tool's own io_context in a one-shot command).
+    key_discovery(const config::config& cfg, dns::resolver& resolver, keys::policy policy,
+                  boost::asio::any_io_executor blocking);
+
+    boost::asio::awaitable<recipient_keys> find(const lmtp::address& recipient);
+
+private:
+    const config::config& config_;
+    dns::resolver& resolver_;
+    keys::policy policy_;
+    boost::asio::any_io_executor blocking_;
+};
+
+} // namespace mailseal::discovery
