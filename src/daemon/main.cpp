@@ -21,6 +21,7 @@
 #include <mailseal/log/log.hpp>
 #include <mailseal/server/server.hpp>
 #include <mailseal/store/maildir.hpp>
+#include <mailseal/tools/tools.hpp>
 
 namespace {
 
@@ -197,6 +198,32 @@ int main(int argc, char** argv) {
     check_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
     auto* version_cmd = app.add_subcommand("version", "Print the version");
 
+    std::string address;
+    bool json = false;
+    auto* lookup_cmd = app.add_subcommand(
+        "lookup", "Show the SMIMEA lookup, every candidate key and the keys sealing would use");
+    lookup_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+    lookup_cmd->add_flag("--json", json, "Print one JSON object");
+    lookup_cmd->add_option("address", address, "Recipient address")->required();
+
+    tools::record_options record_opts;
+    std::string record_config;
+    auto* record_cmd = app.add_subcommand(
+        "record", "Print the SMIMEA zone-file lines that publish a certificate for an address");
+    record_cmd->add_option("--cert", record_opts.certificate, "PEM or DER certificate file")
+        ->required();
+    record_cmd->add_option("--usage", record_opts.usage, "Certificate usage (0..3)")
+        ->capture_default_str();
+    record_cmd->add_option("--selector", record_opts.selector, "Selector (0..1)")
+        ->capture_default_str();
+    record_cmd->add_option("--matching", record_opts.matching_type, "Matching type (0..2)")
+        ->capture_default_str();
+    record_cmd->add_option("--ttl", record_opts.ttl, "TTL of the records")->capture_default_str();
+    record_cmd->add_option("-c,--config", record_config,
+                           "Configuration file (for the recipient delimiter); default: built-in "
+                           "defaults");
+    record_cmd->add_option("address", address, "Address the certificate is for")->required();
+
     CLI11_PARSE(app, argc, argv);
 
     if (serve_cmd->parsed()) {
@@ -204,6 +231,25 @@ int main(int argc, char** argv) {
     }
     if (check_cmd->parsed()) {
         return check_config(config_path);
+    }
+    if (lookup_cmd->parsed()) {
+        auto cfg = load(config_path);
+        if (!cfg) {
+            return EX_CONFIG;
+        }
+        // The report goes to stdout; only warnings and errors belong on stderr here.
+        log::set_level(config::log_level::warning);
+        return tools::lookup(*cfg, address, json, std::cout, std::cerr);
+    }
+    if (record_cmd->parsed()) {
+        std::optional<config::config> cfg = config::config{};
+        if (!record_config.empty()) {
+            cfg = load(record_config);
+            if (!cfg) {
+                return EX_CONFIG;
+            }
+        }
+        return tools::record(*cfg, address, record_opts, std::cout, std::cerr);
     }
     if (version_cmd->parsed()) {
         std::cout << "mailseal " << MAILSEAL_VERSION << '\n';
