@@ -208,6 +208,25 @@ int main(int argc, char** argv) {
 
     tools::record_options record_opts;
     std::string record_config;
+    tools::check_options check_opts;
+    auto* check_keys_cmd = app.add_subcommand(
+        "check", "Monitor published keys: one OK/WARNING/CRITICAL line per address");
+    check_keys_cmd->add_option("-c,--config", config_path, "Configuration file")
+        ->capture_default_str();
+    check_keys_cmd
+        ->add_option("--days", check_opts.days, "Warn this many days before a certificate expires")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 3650));
+    auto* all_flag = check_keys_cmd->add_flag("--all", check_opts.all,
+                                              "Every address in the local store or with a Maildir");
+    check_keys_cmd->add_option("addresses", check_opts.addresses, "Addresses to check")
+        ->excludes(all_flag);
+    check_keys_cmd->callback([&] {
+        if (!check_opts.all && check_opts.addresses.empty()) {
+            throw CLI::ValidationError("check", "name addresses or --all");
+        }
+    });
+
     auto* record_cmd = app.add_subcommand(
         "record", "Print the SMIMEA zone-file lines that publish a certificate for an address");
     record_cmd->add_option("--cert", record_opts.certificate, "PEM or DER certificate file")
@@ -240,6 +259,14 @@ int main(int argc, char** argv) {
         // The report goes to stdout; only warnings and errors belong on stderr here.
         log::set_level(config::log_level::warning);
         return tools::lookup(*cfg, address, json, std::cout, std::cerr);
+    }
+    if (check_keys_cmd->parsed()) {
+        auto cfg = load(config_path);
+        if (!cfg) {
+            return EX_CONFIG;
+        }
+        log::set_level(config::log_level::warning);
+        return tools::check(*cfg, check_opts, std::cout, std::cerr);
     }
     if (record_cmd->parsed()) {
         std::optional<config::config> cfg = config::config{};

@@ -10,11 +10,19 @@
 /// - `record --cert FILE ADDRESS`: the zone-file lines that publish a certificate as SMIMEA,
 ///   in presentation form and in RFC 3597 generic form (for servers that do not know type 53).
 ///   Exit status: 0; 64 bad arguments; 66 unreadable file or no certificate.
+/// - `check ADDRESS... | --all`: for monitoring. One line per address, `OK|WARNING|CRITICAL
+///   address: summary`, comparing what DNS publishes with the local store: a bogus or failed
+///   lookup is critical, as is an expired certificate in use; an insecure zone, an unusable
+///   record, a certificate expiring within `days`, a local certificate DNS does not publish
+///   (renewed without updating DNS) and unreadable store files are warnings. Exit status is
+///   the worst line's, Nagios-style: 0, 1, 2.
 
 #include <cstdint>
 #include <filesystem>
 #include <iosfwd>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <mailseal/config/config.hpp>
 
@@ -35,5 +43,26 @@ struct record_options {
 
 int record(const config::config& cfg, const std::string& address, const record_options& options,
            std::ostream& out, std::ostream& err);
+
+enum check_status : int { ok = 0, warning = 1, critical = 2 };
+
+struct check_options {
+    std::vector<std::string> addresses;
+    /// Every address with a directory in the local store, and every mailbox found through the
+    /// Maildir template when its path components are exactly %d and %n, or %u.
+    bool all = false;
+    int days = 30;
+};
+
+int check(const config::config& cfg, const check_options& options, std::ostream& out,
+          std::ostream& err);
+
+/// The addresses `check --all` covers, sorted and unique.
+std::vector<std::string> known_addresses(const config::config& cfg);
+
+/// The address a Maildir path stands for under `maildir_template`, when the template's path
+/// components are exactly %d and %n (or %u); nullopt otherwise.
+std::optional<std::string> address_from_maildir(const std::string& maildir_template,
+                                                const std::filesystem::path& maildir);
 
 } // namespace mailseal::tools

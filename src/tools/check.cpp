@@ -1,0 +1,248 @@
+#include <algorithm>
+#include <map>
+#include <ostream>
+#include <set>
+#include <sysexits.h>
+#include <utility> // before Asio: Boost 1.81's awaitable.hpp uses std::exchange
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <openssl/x509.h>
+
+#include <mailseal/delivery/mailbox.hpp>
+#include <mailseal/discovery/discovery.hpp>
+#include <mailseal/keys/local_store.hpp>
+#include <mailseal/lmtp/address.hpp>
+#include <mailseal/tools/tools.hpp>
+#include <mailseal/util/ascii.hpp>
+
+namespace mailseal::tools {
+namespace {
+
+/// One address's findings: the worst severity and what caused it.
+struct verdict {
+    check_status status = ok;
+    std::vector<std::string> notes;
+
+    void raise(check_status s, std::string note) {
+        status = std::max(status, s);
+        notes.push_back(std::move(note));
+    }
+};
+
+std::string_view label(check_status s) {
+    switch (s) {
+    case ok:
+        return "OK";
+    case warning:
+        return "WARNING";
+    case critical:
+        return "CRITICAL";
+    }
+    return "CRITICAL";
+}
+
+/// Whole days from now until the certificate's notAfter (negative once expired).
+std::optional<int> days_left(X509& cert) {
+    int days = 0;
+    int seconds = 0;
+    if (ASN1_TIME_diff(&days, &seconds, nullptr, X509_get0_notAfter(&cert)) != 1) {
+        return std::nullopt;
+    }
+    return days;
+}
+
+std::vector<std::uint8_t> spki_of(X509& cert) {
+    unsigned char* der = nullptr;
+    int length = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(&cert), &der);
+    if (length <= 0) {
+        return {};
+    }
+    keys::c_ptr<unsigned char> owned(der);
+    return {der, der + length};
+}
+
+void check_expiry(verdict& v, X509& cert, const std::string& what, int warn_days) {
+    auto days = days_left(cert);
+    if (!days) {
+        return;
+    }
+    if (*days < 0) {
+        v.raise(critical, what + " expired " + std::to_string(-*days) + " days ago");
+    } else if (*days < warn_days) {
+        v.raise(warning, what + " expires in " + std::to_string(*days) + " days");
+    }
+}
+
+verdict judge(const discovery::recipient_keys& found, const keys::local_listing& local,
+              int warn_days) {
+    verdict v;
+    const auto& lookup = found.lookup;
+    switch (lookup.result) {
+    case dns::outcome::bogus:
+        v.raise(critical, "DNSSEC bogus: " + lookup.detail);
+        return v;
+    case dns::outcome::failure:
+        v.raise(critical, "lookup failed: " + lookup.detail);
+        return v;
+    case dns::outcome::insecure:
+        v.raise(warning, "zone not DNSSEC-signed: SMIMEA records cannot be used");
+        break;
+    case dns::outcome::secure_absent:
+    case dns::outcome::secure_records:
+        break;
+    }
+    for (const auto& report : found.evaluation.reports) {
+        if (!report.usable && report.source.starts_with("smimea")) {
+            v.raise(warning, report.source + " unusable: " + report.why);
+        }
+    }
+    for (const auto& problem : found.local_problems) {
+        v.raise(warning, problem.source + ": " + problem.why);
+    }
+    std::set<std::vector<std::uint8_t>> in_use;
+    for (const auto& key : found.evaluation.keys) {
+        in_use.insert(key.spki_der);
+        if (key.certificate) {
+            check_expiry(v, *key.certificate, key.source, warn_days);
+        }
+    }
+    for (const auto& cert : local.certificates) {
+        auto source = "local " + cert.path.string();
+        if (lookup.result == dns::outcome::secure_records &&
+            !in_use.contains(spki_of(*cert.certificate))) {
+            v.raise(warning, source + " is not published in DNS (renewed without updating DNS?)");
+        }
+        if (!in_use.contains(spki_of(*cert.certificate))) {
+            check_expiry(v, *cert.certificate, source, warn_days);
+        }
+    }
+    return v;
+}
+
+std::string summary(const discovery::recipient_keys& found, const verdict& v) {
+    std::string out = std::to_string(found.evaluation.keys.size()) + " key" +
+                      (found.evaluation.keys.size() == 1 ? "" : "s") + " (" +
+                      std::string(dns::to_string(found.lookup.result)) + ")";
+    for (const auto& note : v.notes) {
+        out += "; " + note;
+    }
+    return out;
+}
+
+} // namespace
+
+std::optional<std::string> address_from_maildir(const std::string& maildir_template,
+                                                const std::filesystem::path& maildir) {
+    std::vector<std::string> pattern;
+    for (const auto& part : std::filesystem::path(maildir_template)) {
+        pattern.push_back(part.string());
+    }
+    std::vector<std::string> actual;
+    for (const auto& part : maildir) {
+        actual.push_back(part.string());
+    }
+    if (pattern.size() != actual.size()) {
+        return std::nullopt;
+    }
+    std::optional<std::string> user;
+    std::optional<std::string> domain;
+    for (std::size_t i = 0; i < pattern.size(); ++i) {
+        if (pattern[i] == "%u") {
+            return actual[i];
+        }
+        if (pattern[i] == "%n") {
+            user = actual[i];
+        } else if (pattern[i] == "%d") {
+            domain = actual[i];
+        } else if (pattern[i].find('%') != std::string::npos) {
+            return std::nullopt; // an escape inside a component: not recoverable
+        }
+    }
+    if (!user || !domain) {
+        return std::nullopt;
+    }
+    return *user + "@" + *domain;
+}
+
+std::vector<std::string> known_addresses(const config::config& cfg) {
+    std::set<std::string> found;
+    std::error_code ec;
+    if (!cfg.keys.local_store.empty()) {
+        for (const auto& domain : std::filesystem::directory_iterator(cfg.keys.local_store, ec)) {
+            std::error_code inner;
+            if (!domain.is_directory(inner)) {
+                continue;
+            }
+            for (const auto& user : std::filesystem::directory_iterator(domain.path(), inner)) {
+                std::error_code kind;
+                if (user.is_directory(kind)) {
+                    found.insert(user.path().filename().string() + "@" +
+                                 domain.path().filename().string());
+                }
+            }
+        }
+    }
+    for (const auto& maildir : delivery::existing_maildirs(cfg)) {
+        if (auto address = address_from_maildir(cfg.mailbox.maildir, maildir)) {
+            found.insert(*address);
+        }
+    }
+    return {found.begin(), found.end()};
+}
+
+int check(const config::config& cfg, const check_options& options, std::ostream& out,
+          std::ostream& err) {
+    auto addresses = options.all ? known_addresses(cfg) : options.addresses;
+    std::vector<lmtp::address> parsed;
+    for (const auto& a : addresses) {
+        auto p = lmtp::parse_forward_path("<" + a + ">", true);
+        if (!p || p->domain.empty()) {
+            err << "mailseal: check: not an address: " << a << "\n";
+            return EX_USAGE;
+        }
+        parsed.push_back(std::move(*p));
+    }
+    boost::asio::io_context io(1);
+    auto made = dns::resolver::create(io.get_executor(), cfg.dns);
+    if (auto* problem = std::get_if<std::string>(&made)) {
+        err << "mailseal: dns: " << *problem << "\n";
+        return EX_CONFIG;
+    }
+    auto& resolver = *std::get<std::unique_ptr<dns::resolver>>(made);
+    auto policy = keys::make_policy(cfg.keys);
+    if (auto* problem = std::get_if<std::string>(&policy)) {
+        err << "mailseal: keys: " << *problem << "\n";
+        return EX_CONFIG;
+    }
+    discovery::key_discovery discovery(cfg, resolver, std::move(std::get<keys::policy>(policy)),
+                                       io.get_executor());
+    check_status worst = ok;
+    std::exception_ptr crashed;
+    boost::asio::co_spawn(
+        io,
+        [&]() -> boost::asio::awaitable<void> {
+            for (const auto& address : parsed) {
+                auto found = co_await discovery.find(address);
+                std::string local(delivery::base_local_part(cfg, address.local_part));
+                std::string user =
+                    cfg.mailbox.lowercase_local_part ? util::ascii_lower(local) : local;
+                auto listing = keys::read_local_store(cfg.keys.local_store, user,
+                                                      util::ascii_lower(address.domain));
+                auto v = judge(found, listing, options.days);
+                worst = std::max(worst, v.status);
+                out << label(v.status) << " " << found.address << ": " << summary(found, v) << "\n";
+            }
+        },
+        [&](std::exception_ptr e) { crashed = e; });
+    io.run();
+    if (crashed) {
+        std::rethrow_exception(crashed);
+    }
+    if (parsed.empty()) {
+        out << "OK no addresses to check\n";
+    }
+    return worst;
+}
+
+} // namespace mailseal::tools
