@@ -1,4 +1,6 @@
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <ostream>
 #include <sysexits.h>
 
@@ -15,6 +17,25 @@ namespace {
 constexpr const char* usage_names[] = {"PKIX-TA", "PKIX-EE", "DANE-TA", "DANE-EE"};
 constexpr const char* selector_names[] = {"full certificate", "SubjectPublicKeyInfo"};
 constexpr const char* matching_names[] = {"exact", "SHA-256", "SHA-512"};
+
+/// The certificates in a PEM file, or the one certificate of a DER file (what `openssl x509
+/// -outform der` and most CA downloads give).
+keys::local_listing load_certificates(const std::filesystem::path& file) {
+    auto listing = keys::read_certificate_file(file);
+    std::error_code ec;
+    if (!listing.certificates.empty() || !std::filesystem::is_regular_file(file, ec)) {
+        return listing;
+    }
+    std::ifstream in(file, std::ios::binary);
+    std::vector<unsigned char> der((std::istreambuf_iterator<char>(in)),
+                                   std::istreambuf_iterator<char>());
+    const unsigned char* p = der.data();
+    keys::c_ptr<X509> cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+    if (cert && p == der.data() + der.size()) {
+        return keys::local_listing{{{keys::share(std::move(cert)), file}}, {}};
+    }
+    return listing;
+}
 
 } // namespace
 
@@ -34,12 +55,13 @@ int record(const config::config& cfg, const std::string& address, const record_o
         err << "mailseal: record: not a valid IDNA2008 domain: " << parsed->domain << "\n";
         return EX_USAGE;
     }
-    auto listing = keys::read_certificate_file(options.certificate);
-    for (const auto& problem : listing.problems) {
-        err << "mailseal: record: " << problem.source << ": " << problem.why << "\n";
-    }
+    auto listing = load_certificates(options.certificate);
     if (listing.certificates.empty()) {
-        err << "mailseal: record: no certificate in " << options.certificate.string() << "\n";
+        err << "mailseal: record: no PEM or DER certificate in " << options.certificate.string();
+        for (const auto& problem : listing.problems) {
+            err << ": " << problem.why;
+        }
+        err << "\n";
         return EX_NOINPUT;
     }
 
