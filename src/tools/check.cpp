@@ -5,8 +5,6 @@
 #include <sysexits.h>
 #include <utility> // before Asio: Boost 1.81's awaitable.hpp uses std::exchange
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
 #include <openssl/x509.h>
 
 #include <mailseal/delivery/mailbox.hpp>
@@ -15,6 +13,8 @@
 #include <mailseal/lmtp/address.hpp>
 #include <mailseal/tools/tools.hpp>
 #include <mailseal/util/ascii.hpp>
+
+#include "discovery_session.hpp"
 
 namespace mailseal::tools {
 namespace {
@@ -203,25 +203,9 @@ int check(const config::config& cfg, const check_options& options, std::ostream&
         }
         parsed.push_back(std::move(*p));
     }
-    boost::asio::io_context io(1);
-    auto made = dns::resolver::create(io.get_executor(), cfg.dns);
-    if (auto* problem = std::get_if<std::string>(&made)) {
-        err << "mailseal: dns: " << *problem << "\n";
-        return EX_CONFIG;
-    }
-    auto& resolver = *std::get<std::unique_ptr<dns::resolver>>(made);
-    auto policy = keys::make_policy(cfg.keys);
-    if (auto* problem = std::get_if<std::string>(&policy)) {
-        err << "mailseal: keys: " << *problem << "\n";
-        return EX_CONFIG;
-    }
-    discovery::key_discovery discovery(cfg, resolver, std::move(std::get<keys::policy>(policy)),
-                                       io.get_executor());
     check_status worst = ok;
-    std::exception_ptr crashed;
-    boost::asio::co_spawn(
-        io,
-        [&]() -> boost::asio::awaitable<void> {
+    int setup = run_discovery(
+        cfg, err, [&](discovery::key_discovery& discovery) -> boost::asio::awaitable<void> {
             for (const auto& address : parsed) {
                 auto found = co_await discovery.find(address);
                 std::string local(delivery::base_local_part(cfg, address.local_part));
@@ -233,11 +217,9 @@ int check(const config::config& cfg, const check_options& options, std::ostream&
                 worst = std::max(worst, v.status);
                 out << label(v.status) << " " << found.address << ": " << summary(found, v) << "\n";
             }
-        },
-        [&](std::exception_ptr e) { crashed = e; });
-    io.run();
-    if (crashed) {
-        std::rethrow_exception(crashed);
+        });
+    if (setup != EX_OK) {
+        return setup;
     }
     if (parsed.empty()) {
         out << "OK no addresses to check\n";

@@ -6,14 +6,14 @@
 #include <sysexits.h>
 #include <utility> // before Asio: Boost 1.81's awaitable.hpp uses std::exchange
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
 #include <openssl/evp.h>
 
 #include <mailseal/discovery/discovery.hpp>
 #include <mailseal/dns/resolver.hpp>
 #include <mailseal/lmtp/address.hpp>
 #include <mailseal/tools/tools.hpp>
+
+#include "discovery_session.hpp"
 
 namespace mailseal::tools {
 namespace {
@@ -171,28 +171,13 @@ int lookup(const config::config& cfg, const std::string& address, bool json, std
         err << "mailseal: lookup: not an address: " << address << "\n";
         return EX_USAGE;
     }
-    boost::asio::io_context io(1);
-    auto made = dns::resolver::create(io.get_executor(), cfg.dns);
-    if (auto* problem = std::get_if<std::string>(&made)) {
-        err << "mailseal: dns: " << *problem << "\n";
-        return EX_CONFIG;
-    }
-    auto& resolver = *std::get<std::unique_ptr<dns::resolver>>(made);
-    auto policy = keys::make_policy(cfg.keys);
-    if (auto* problem = std::get_if<std::string>(&policy)) {
-        err << "mailseal: keys: " << *problem << "\n";
-        return EX_CONFIG;
-    }
-    discovery::key_discovery discovery(cfg, resolver, std::move(std::get<keys::policy>(policy)),
-                                       io.get_executor());
     std::optional<discovery::recipient_keys> found;
-    std::exception_ptr crashed;
-    boost::asio::co_spawn(
-        io, [&]() -> boost::asio::awaitable<void> { found = co_await discovery.find(*parsed); },
-        [&](std::exception_ptr e) { crashed = e; });
-    io.run();
-    if (crashed) {
-        std::rethrow_exception(crashed);
+    int setup = run_discovery(
+        cfg, err, [&](discovery::key_discovery& discovery) -> boost::asio::awaitable<void> {
+            found = co_await discovery.find(*parsed);
+        });
+    if (setup != EX_OK) {
+        return setup;
     }
     auto status = status_of(*found);
     if (json) {
