@@ -216,7 +216,7 @@ int main(int argc, char** argv) {
     check_keys_cmd
         ->add_option("--days", check_opts.days, "Warn this many days before a certificate expires")
         ->capture_default_str()
-        ->check(CLI::Range(0, 3650));
+        ->check(CLI::Range(0, 36500));
     auto* all_flag = check_keys_cmd->add_flag("--all", check_opts.all,
                                               "Every address in the local store or with a Maildir");
     check_keys_cmd->add_option("addresses", check_opts.addresses, "Addresses to check")

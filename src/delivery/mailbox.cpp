@@ -60,12 +60,17 @@ std::string_view base_local_part(const config::config& cfg, std::string_view loc
     return local_part.substr(0, local_part.find_first_of(delimiters, 1));
 }
 
-std::optional<mailbox> resolve(const config::config& cfg, const lmtp::address& recipient) {
+std::string recipient_domain(const config::config& cfg, const lmtp::address& recipient) {
     std::string domain = util::ascii_lower(recipient.domain);
     if (domain.empty() && util::iequals(recipient.local_part, "postmaster") &&
         !cfg.local_domains.empty()) {
         domain = cfg.local_domains.front();
     }
+    return domain;
+}
+
+std::optional<mailbox> resolve(const config::config& cfg, const lmtp::address& recipient) {
+    std::string domain = recipient_domain(cfg, recipient);
     if (!is_local_domain(cfg, domain)) {
         return std::nullopt;
     }

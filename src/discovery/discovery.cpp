@@ -29,11 +29,14 @@ key_discovery::key_discovery(const config::config& cfg, dns::resolver& resolver,
     : config_(cfg), resolver_(resolver), policy_(std::move(policy)),
       blocking_(std::move(blocking)) {}
 
-boost::asio::awaitable<recipient_keys> key_discovery::find(const lmtp::address& recipient) {
+boost::asio::awaitable<recipient_keys> key_discovery::find(lmtp::address recipient) {
     std::string local(delivery::base_local_part(config_, recipient.local_part));
     recipient_keys out;
-    out.address = local + "@" + recipient.domain;
-    auto domain = dns::to_a_label(recipient.domain);
+    // Certificates name internationalised domains in their A-label form (RFC 5280 §7.5), and
+    // the store is keyed the same way, whichever form the address came in.
+    auto domain = dns::to_a_label(delivery::recipient_domain(config_, recipient));
+    std::string store_domain = domain.value_or(util::ascii_lower(recipient.domain));
+    out.address = local + "@" + store_domain;
     if (!domain) {
         out.lookup.owner = "(none)";
         out.lookup.result = dns::outcome::failure;
@@ -60,8 +63,7 @@ boost::asio::awaitable<recipient_keys> key_discovery::find(const lmtp::address& 
         auto listing =
             (outcome == keys::dns_outcome::bogus || outcome == keys::dns_outcome::failure)
                 ? keys::local_listing{}
-                : keys::read_local_store(config_.keys.local_store, user,
-                                         util::ascii_lower(recipient.domain));
+                : keys::read_local_store(config_.keys.local_store, user, store_domain);
         auto evaluation = keys::select_keys(outcome, records, listing.certificates, policy_,
                                             out.address, std::chrono::system_clock::now());
         return std::pair{std::move(evaluation), std::move(listing.problems)};

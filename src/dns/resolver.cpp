@@ -337,6 +337,21 @@ std::optional<std::string> configure(ub_ctx* ctx, const config::dns_settings& s,
     if (int err = ub_ctx_set_option(ctx, "do-tcp:", "yes"); err != 0) {
         return std::string("do-tcp") + refused(err);
     }
+    // DNSSEC or nothing: an unbound.conf must not turn bogus answers into insecure ones (which
+    // send a recipient to the local store) nor accept answers stripped of their signatures.
+    for (const auto& [option, value] :
+         {std::pair{"val-permissive-mode:", "no"}, std::pair{"harden-dnssec-stripped:", "yes"}}) {
+        if (int err = ub_ctx_set_option(ctx, option, value); err != 0) {
+            return std::string(option) + refused(err);
+        }
+    }
+    char* raw = nullptr;
+    int err = ub_ctx_get_option(ctx, "domain-insecure", &raw);
+    std::unique_ptr<char, malloc_deleter> insecure(raw);
+    if (err == 0 && insecure && *insecure.get() != '\0') {
+        return "unbound_conf: domain-insecure " + in_quotes(insecure.get()) +
+               " would make signed zones insecure (DNSSEC or nothing)";
+    }
     return std::nullopt;
 }
 

@@ -1,5 +1,4 @@
 #include <algorithm>
-#include <map>
 #include <ostream>
 #include <set>
 #include <sysexits.h>
@@ -62,13 +61,16 @@ std::vector<std::uint8_t> spki_of(X509& cert) {
     return {der, der + length};
 }
 
-void check_expiry(verdict& v, X509& cert, const std::string& what, int warn_days) {
+/// `expired` is the severity of an expired certificate: critical for one in use, a warning for
+/// one that is only lying in the store.
+void check_expiry(verdict& v, X509& cert, const std::string& what, int warn_days,
+                  check_status expired) {
     auto days = days_left(cert);
     if (!days) {
         return;
     }
     if (*days < 0) {
-        v.raise(critical, what + " expired " + std::to_string(-*days) + " days ago");
+        v.raise(expired, what + " expired " + std::to_string(-*days) + " days ago");
     } else if (*days < warn_days) {
         v.raise(warning, what + " expires in " + std::to_string(*days) + " days");
     }
@@ -104,7 +106,7 @@ verdict judge(const discovery::recipient_keys& found, const keys::local_listing&
     for (const auto& key : found.evaluation.keys) {
         in_use.insert(key.spki_der);
         if (key.certificate) {
-            check_expiry(v, *key.certificate, key.source, warn_days);
+            check_expiry(v, *key.certificate, key.source, warn_days, critical);
         }
     }
     for (const auto& cert : local.certificates) {
@@ -114,7 +116,7 @@ verdict judge(const discovery::recipient_keys& found, const keys::local_listing&
             v.raise(warning, source + " is not published in DNS (renewed without updating DNS?)");
         }
         if (!in_use.contains(spki_of(*cert.certificate))) {
-            check_expiry(v, *cert.certificate, source, warn_days);
+            check_expiry(v, *cert.certificate, source, warn_days, warning);
         }
     }
     return v;
@@ -208,14 +210,17 @@ int check(const config::config& cfg, const check_options& options, std::ostream&
         cfg, err, [&](discovery::key_discovery& discovery) -> boost::asio::awaitable<void> {
             for (const auto& address : parsed) {
                 auto found = co_await discovery.find(address);
-                std::string local(delivery::base_local_part(cfg, address.local_part));
+                // The store is keyed as discovery read it: user name and A-label domain.
+                auto at = found.address.rfind('@');
+                std::string local = found.address.substr(0, at);
                 std::string user =
                     cfg.mailbox.lowercase_local_part ? util::ascii_lower(local) : local;
                 auto listing = keys::read_local_store(cfg.keys.local_store, user,
-                                                      util::ascii_lower(address.domain));
+                                                      found.address.substr(at + 1));
                 auto v = judge(found, listing, options.days);
                 worst = std::max(worst, v.status);
-                out << label(v.status) << " " << found.address << ": " << summary(found, v) << "\n";
+                out << label(v.status) << " " << util::printable(found.address) << ": "
+                    << util::printable(summary(found, v)) << "\n";
             }
         });
     if (setup != EX_OK) {

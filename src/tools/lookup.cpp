@@ -12,6 +12,7 @@
 #include <mailseal/dns/resolver.hpp>
 #include <mailseal/lmtp/address.hpp>
 #include <mailseal/tools/tools.hpp>
+#include <mailseal/util/ascii.hpp>
 
 #include "discovery_session.hpp"
 
@@ -104,13 +105,13 @@ void print_report(std::ostream& out, const keys::candidate_report& r) {
     out << "  [" << (r.usable ? (r.selected ? "used" : "usable") : "unusable") << "] " << r.source
         << "\n";
     if (!r.why.empty()) {
-        out << "      why:     " << r.why << "\n";
+        out << "      why:     " << util::printable(r.why) << "\n";
     }
     if (!r.subject.empty()) {
-        out << "      subject: " << r.subject << "\n";
+        out << "      subject: " << util::printable(r.subject) << "\n";
     }
     for (const auto& email : r.san_emails) {
-        out << "      email:   " << email << "\n";
+        out << "      email:   " << util::printable(email) << "\n";
     }
     if (!r.key_description.empty()) {
         out << "      key:     " << r.key_description << "\n";
@@ -138,7 +139,7 @@ void print_text(std::ostream& out, const discovery::recipient_keys& found, looku
         out << (l.nxdomain ? " (NXDOMAIN)" : " (NODATA)");
     }
     if (!l.detail.empty()) {
-        out << ": " << l.detail;
+        out << ": " << util::printable(l.detail);
     }
     out << "\n";
     if (found.lowercase_retry_used) {
@@ -181,7 +182,9 @@ int lookup(const config::config& cfg, const std::string& address, bool json, std
     }
     auto status = status_of(*found);
     if (json) {
-        out << to_json(*found, status).dump(2) << "\n";
+        // Certificate text is not always valid UTF-8: replace bad sequences rather than abort.
+        out << to_json(*found, status).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+            << "\n";
     } else {
         print_text(out, *found, status);
     }

@@ -105,6 +105,13 @@ INSTANTIATE_TEST_SUITE_P(
         resolve_case{"nul", {std::string("a\0b", 3), "example.org"}, true, "+", std::nullopt}),
     [](const auto& p) { return p.param.name; });
 
+TEST(recipient_domain, postmaster_without_domain_is_the_first_local_domain) {
+    auto cfg = base_config();
+    EXPECT_EQ(recipient_domain(cfg, {"POSTMASTER", ""}), "example.org");
+    EXPECT_EQ(recipient_domain(cfg, {"alice", "Example.ORG"}), "example.org");
+    EXPECT_EQ(recipient_domain(cfg, {"alice", ""}), "");
+}
+
 TEST(expand_template, every_escape) {
     EXPECT_EQ(expand_template("/m/%d/%n/%u/100%%/Maildir", "bob", "example.org"),
               "/m/example.org/bob/bob@example.org/100%/Maildir");

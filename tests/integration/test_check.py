@@ -42,7 +42,7 @@ class CheckTest(BedTestCase):
 
     def test_expiry_warning(self):
         # The bed's certificates are valid for ten years: a horizon beyond that warns.
-        code, lines, output = self.check("--days", "3650", "alice@signed.test")
+        code, lines, output = self.check("--days", "4000", "alice@signed.test")
         self.assertEqual(code, WARNING, output)
         self.assertRegex(lines["alice@signed.test"][1], r"expires in \d+ days")
 

@@ -357,6 +357,27 @@ class LookupTest(BedTestCase):
         self.assertNotIn(spki_sha256(own), result.stdout, "the local certificate's key")
         self.assertFalse([c for c in result["candidates"] if c["selected"]], result.context())
 
+    def test_unbound_conf_cannot_weaken_validation(self):
+        # An unbound.conf passthrough must not turn a bogus answer into an insecure one, which
+        # would send the recipient to the local store.
+        case = self.bed.case("alice@bogus.test")
+        store = self.make_store(self.bed.certs["alice@bogus.test"])
+        permissive = os.path.join(self.dir, "permissive.conf")
+        with open(permissive, "w") as f:
+            f.write("server:\n  val-permissive-mode: yes\n  harden-dnssec-stripped: no\n")
+        result = self.lookup(case.address,
+                             self.write_config(local_store=store, unbound_conf=permissive))
+        self.assertLookup(result, "bogus", "bogus", [], owner=case.owner)
+
+        insecure = os.path.join(self.dir, "insecure.conf")
+        with open(insecure, "w") as f:
+            f.write('server:\n  domain-insecure: "bogus.test"\n')
+        code, _, err = run_mailseal("lookup", "--config",
+                                    self.write_config(local_store=store, unbound_conf=insecure),
+                                    case.address)
+        self.assertEqual(code, 78, err)
+        self.assertIn("domain-insecure", err)
+
     def test_expired_signatures_are_bogus(self):
         case = self.bed.case("alice@expired.test")
         store = self.make_store(self.bed.certs["alice@expired.test"])

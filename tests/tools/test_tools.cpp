@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <mailseal/tools/tools.hpp>
+#include <mailseal/util/ascii.hpp>
 
 namespace mailseal::tools {
 namespace {
@@ -36,6 +37,11 @@ INSTANTIATE_TEST_SUITE_P(
                     maildir_case{"depth_differs", "/var/vmail/%d/%n/Maildir",
                                  "/var/vmail/example.org/Maildir", std::nullopt}),
     [](const auto& p) { return p.param.name; });
+
+TEST(printable, control_characters_cannot_start_a_line) {
+    EXPECT_EQ(util::printable("CN=a\nOK forged@line\r\t\x7f\xc3\xa9"),
+              "CN=a?OK forged@line???\xc3\xa9");
+}
 
 } // namespace
 } // namespace mailseal::tools

@@ -33,6 +33,10 @@ struct mailbox {
     std::filesystem::path maildir;
 };
 
+/// The recipient's domain, lowercased; `<Postmaster>` without a domain is postmaster of the
+/// first configured domain (RFC 5321 §4.5.1).
+std::string recipient_domain(const config::config& cfg, const lmtp::address& recipient);
+
 /// The local part without its address extension: "user+tag" -> "user" with delimiter "+". As
 /// Postfix's split_addr(), a delimiter in first position starts no extension ("+list" stays).
 std::string_view base_local_part(const config::config& cfg, std::string_view local_part);

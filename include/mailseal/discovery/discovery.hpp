@@ -34,7 +34,7 @@
 namespace mailseal::discovery {
 
 struct recipient_keys {
-    /// The address looked up: base local part @ domain as written.
+    /// The address looked up: base local part @ A-label domain.
     std::string address;
     /// The lookup that decided (the lowercase retry's, when it ran).
     dns::lookup_result lookup;
@@ -54,7 +54,8 @@ public:
     key_discovery(const config::config& cfg, dns::resolver& resolver, keys::policy policy,
                   boost::asio::any_io_executor blocking);
 
-    boost::asio::awaitable<recipient_keys> find(const lmtp::address& recipient);
+    /// By value: the caller may start a lookup and await it after the address is gone.
+    boost::asio::awaitable<recipient_keys> find(lmtp::address recipient);
 
 private:
     const config::config& config_;

@@ -30,4 +30,15 @@ constexpr bool istarts_with(std::string_view text, std::string_view prefix) {
     return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
 }
 
+/// `text` with every control character (C0 and DEL) replaced by '?': for one-line output of
+/// strings that come from outside, such as certificate subjects, so that none can start a line
+/// of its own.
+inline std::string printable(std::string_view text) {
+    std::string out(text);
+    std::replace_if(
+        out.begin(), out.end(),
+        [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }, '?');
+    return out;
+}
+
 } // namespace mailseal::util
