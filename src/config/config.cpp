@@ -632,30 +632,22 @@ private:
             fail_missing(t, "mailbox.domains", "missing; at least one domain is required");
             return;
         }
-        const auto* list = n->as_array();
-        if (list == nullptr) {
-            fail_type(*n, "mailbox.domains", "an array of strings");
-            return;
-        }
-        if (list->empty()) {
+        read_strings(
+            t, "mailbox", "domains",
+            [](const std::string& s) -> std::optional<std::string> {
+                if (auto problem = detail::check_domain(util::ascii_lower(s), true)) {
+                    return "must be a domain name: " + *problem;
+                }
+                return std::nullopt;
+            },
+            out);
+        if (const auto* list = n->as_array(); list != nullptr && list->empty()) {
             fail(n->source(), "mailbox.domains", "at least one domain is required, got []");
-            return;
         }
-        for (std::size_t i = 0; i < list->size(); ++i) {
-            const toml::node& entry = *list->get(i);
-            auto key = indexed("mailbox.domains", i);
-            auto s = string(entry, key);
-            if (!s) {
-                continue;
-            }
-            // Domains compare case-insensitively (RFC 5321 §2.4); storing them lowercased
-            // lets delivery compare with ==. Only ASCII letters are folded.
-            auto domain = util::ascii_lower(*s);
-            if (auto problem = detail::check_domain(domain, true)) {
-                fail_value(entry, key, "must be a domain name: " + *problem);
-                continue;
-            }
-            out.push_back(std::move(domain));
+        // Domains compare case-insensitively (RFC 5321 §2.4); storing them lowercased lets
+        // delivery compare with ==. Only ASCII letters are folded.
+        for (auto& domain : out) {
+            domain = util::ascii_lower(domain);
         }
     }
 
