@@ -66,10 +66,11 @@ boost::asio::awaitable<recipient_keys> key_discovery::find(lmtp::address recipie
                 : keys::read_local_store(config_.keys.local_store, user, store_domain);
         auto evaluation = keys::select_keys(outcome, records, listing.certificates, policy_,
                                             out.address, std::chrono::system_clock::now());
-        return std::pair{std::move(evaluation), std::move(listing.problems)};
+        return std::pair{std::move(evaluation), std::move(listing)};
     });
     out.evaluation = std::move(evaluated.first);
-    out.local_problems = std::move(evaluated.second);
+    out.local_certificates = std::move(evaluated.second.certificates);
+    out.local_problems = std::move(evaluated.second.problems);
 
     log::info("key-lookup", {{"rcpt", "<" + out.address + ">"},
                              {"owner", out.lookup.owner},

@@ -8,7 +8,6 @@
 
 #include <mailseal/delivery/mailbox.hpp>
 #include <mailseal/discovery/discovery.hpp>
-#include <mailseal/keys/local_store.hpp>
 #include <mailseal/lmtp/address.hpp>
 #include <mailseal/tools/tools.hpp>
 #include <mailseal/util/ascii.hpp>
@@ -76,8 +75,7 @@ void check_expiry(verdict& v, X509& cert, const std::string& what, int warn_days
     }
 }
 
-verdict judge(const discovery::recipient_keys& found, const keys::local_listing& local,
-              int warn_days) {
+verdict judge(const discovery::recipient_keys& found, int warn_days) {
     verdict v;
     const auto& lookup = found.lookup;
     switch (lookup.result) {
@@ -109,7 +107,7 @@ verdict judge(const discovery::recipient_keys& found, const keys::local_listing&
             check_expiry(v, *key.certificate, key.source, warn_days, critical);
         }
     }
-    for (const auto& cert : local.certificates) {
+    for (const auto& cert : found.local_certificates) {
         auto source = "local " + cert.path.string();
         if (lookup.result == dns::outcome::secure_records &&
             !in_use.contains(spki_of(*cert.certificate))) {
@@ -210,14 +208,7 @@ int check(const config::config& cfg, const check_options& options, std::ostream&
         cfg, err, [&](discovery::key_discovery& discovery) -> boost::asio::awaitable<void> {
             for (const auto& address : parsed) {
                 auto found = co_await discovery.find(address);
-                // The store is keyed as discovery read it: user name and A-label domain.
-                auto at = found.address.rfind('@');
-                std::string local = found.address.substr(0, at);
-                std::string user =
-                    cfg.mailbox.lowercase_local_part ? util::ascii_lower(local) : local;
-                auto listing = keys::read_local_store(cfg.keys.local_store, user,
-                                                      found.address.substr(at + 1));
-                auto v = judge(found, listing, options.days);
+                auto v = judge(found, options.days);
                 worst = std::max(worst, v.status);
                 out << label(v.status) << " " << util::printable(found.address) << ": "
                     << util::printable(summary(found, v)) << "\n";

@@ -41,7 +41,9 @@ struct recipient_keys {
     bool lowercase_retry_used = false;
     /// Usable keys (empty unless sealing may use them), one report per candidate, the decision.
     keys::evaluation evaluation;
-    /// Local-store files skipped (unreadable, no certificate, ...).
+    /// The local store's certificates for the address (none after a bogus or failed lookup,
+    /// when the store is not read), and the files it skipped (unreadable, no certificate, ...).
+    std::vector<keys::local_certificate> local_certificates;
     std::vector<keys::candidate_report> local_problems;
 };
 
