@@ -62,6 +62,74 @@ std::string_view to_string(key_preference p) {
     return "unknown";
 }
 
+std::string_view to_string(no_key_action a) {
+    switch (a) {
+    case no_key_action::plain:
+        return "plain";
+    case no_key_action::defer:
+        return "defer";
+    case no_key_action::reject:
+        return "reject";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(content_cipher c) {
+    switch (c) {
+    case content_cipher::aes_256_cbc:
+        return "aes-256-cbc";
+    case content_cipher::aes_128_cbc:
+        return "aes-128-cbc";
+    case content_cipher::aes_256_gcm:
+        return "aes-256-gcm";
+    case content_cipher::aes_128_gcm:
+        return "aes-128-gcm";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(rsa_padding p) {
+    switch (p) {
+    case rsa_padding::pkcs1:
+        return "pkcs1";
+    case rsa_padding::oaep:
+        return "oaep";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(header_mode h) {
+    switch (h) {
+    case header_mode::keep:
+        return "keep";
+    case header_mode::protect:
+        return "protect";
+    }
+    return "unknown";
+}
+
+seal_policy seal_settings::policy_for(std::string_view user, std::string_view domain) const {
+    seal_policy out = defaults;
+    auto apply = [&out](const seal_rule& r) {
+        out.on_no_key = r.on_no_key.value_or(out.on_no_key);
+        out.cipher = r.cipher.value_or(out.cipher);
+        out.padding = r.padding.value_or(out.padding);
+        out.headers = r.headers.value_or(out.headers);
+    };
+    std::string address = std::string(user) + "@" + std::string(domain);
+    for (const auto& r : rules) {
+        if (r.match == domain) {
+            apply(r);
+        }
+    }
+    for (const auto& r : rules) {
+        if (r.match == address) {
+            apply(r);
+        }
+    }
+    return out;
+}
+
 std::string error::str() const {
     std::string out = file;
     if (line != 0) {
@@ -108,7 +176,7 @@ constexpr int_range timeout_range{1, 3600, "between 1s and 1h"};
 constexpr int_range dns_timeout_range{1, 300, "between 1s and 5m"};
 
 constexpr std::array top_keys{"server"sv, "listen"sv, "mailbox"sv, "limits"sv,
-                              "dns"sv,    "keys"sv,   "log"sv};
+                              "dns"sv,    "keys"sv,   "seal"sv,    "log"sv};
 constexpr std::array server_keys{"hostname"sv, "workers"sv};
 constexpr std::array listen_keys{"unix"sv, "tcp"sv, "mode"sv, "owner"sv, "group"sv};
 constexpr std::array mailbox_keys{"domains"sv,
@@ -128,12 +196,23 @@ constexpr std::array stub_zone_keys{"zone"sv, "servers"sv};
 constexpr std::array keys_keys{"local_store"sv, "smime_ca_file"sv, "accept_expired_dane_ee"sv,
                                "preference"sv};
 constexpr std::array log_keys{"level"sv};
+constexpr std::array seal_keys{"on_no_key"sv,         "cipher"sv, "rsa_padding"sv, "headers"sv,
+                               "protected_subject"sv, "policy"sv};
+constexpr std::array seal_rule_keys{"match"sv, "on_no_key"sv, "cipher"sv, "rsa_padding"sv,
+                                    "headers"sv};
 
 constexpr std::array missing_maildir_values{missing_maildir::create, missing_maildir::refuse};
 constexpr std::array quota_reply_values{quota_reply::temporary, quota_reply::permanent};
 constexpr std::array log_level_values{log_level::debug, log_level::info, log_level::warning,
                                       log_level::error};
 constexpr std::array key_preference_values{key_preference::rsa_only_if_any, key_preference::all};
+constexpr std::array no_key_action_values{no_key_action::plain, no_key_action::defer,
+                                          no_key_action::reject};
+constexpr std::array content_cipher_values{content_cipher::aes_256_cbc, content_cipher::aes_128_cbc,
+                                           content_cipher::aes_256_gcm,
+                                           content_cipher::aes_128_gcm};
+constexpr std::array rsa_padding_values{rsa_padding::pkcs1, rsa_padding::oaep};
+constexpr std::array header_mode_values{header_mode::keep, header_mode::protect};
 
 /// The longest path a unix socket can bind to: sun_path less its terminating NUL.
 constexpr std::size_t max_socket_path = sizeof(sockaddr_un{}.sun_path) - 1;
@@ -208,6 +287,9 @@ public:
         }
         if (const auto* t = table(root, "", "keys")) {
             read_keys(*t, c.keys);
+        }
+        if (const auto* t = table(root, "", "seal")) {
+            read_seal(*t, c);
         }
         if (const auto* t = table(root, "", "log")) {
             check_keys(*t, "log", log_keys);
@@ -794,6 +876,95 @@ private:
         read_path(t, "keys", "smime_ca_file", true, out.smime_ca_file);
         read_flag(t, "keys", "accept_expired_dane_ee", out.accept_expired_dane_ee);
         read_choice(t, "keys", "preference", key_preference_values, out.preference);
+    }
+
+    void read_seal(const toml::table& t, config& c) {
+        auto& out = c.seal;
+        check_keys(t, "seal", seal_keys);
+        read_choice(t, "seal", "on_no_key", no_key_action_values, out.defaults.on_no_key);
+        read_choice(t, "seal", "cipher", content_cipher_values, out.defaults.cipher);
+        read_choice(t, "seal", "rsa_padding", rsa_padding_values, out.defaults.padding);
+        read_choice(t, "seal", "headers", header_mode_values, out.defaults.headers);
+        if (const toml::node* n = t.get("protected_subject")) {
+            if (auto s = string(*n, "seal.protected_subject")) {
+                if (s->empty() || util::printable(*s) != *s) {
+                    fail_value(*n, "seal.protected_subject",
+                               "must be non-empty printable text (it becomes a header field)");
+                } else {
+                    out.protected_subject = std::move(*s);
+                }
+            }
+        }
+        const toml::node* n = t.get("policy");
+        if (n == nullptr) {
+            return;
+        }
+        const auto* entries = n->as_array();
+        if (entries == nullptr) {
+            fail_type(*n, "seal.policy", "an array of tables ([[seal.policy]])");
+            return;
+        }
+        for (std::size_t i = 0; i < entries->size(); ++i) {
+            const toml::node& entry = *entries->get(i);
+            auto prefix = indexed("seal.policy", i);
+            if (const auto* rule_table = entry.as_table()) {
+                read_seal_rule(*rule_table, prefix, c);
+            } else {
+                fail_type(entry, prefix, "a table");
+            }
+        }
+    }
+
+    void read_seal_rule(const toml::table& t, const std::string& prefix, config& c) {
+        check_keys(t, prefix, seal_rule_keys);
+        seal_rule rule;
+        const toml::node* n = t.get("match");
+        if (n == nullptr) {
+            fail_missing(t, join(prefix, "match"), "missing; a policy names a domain or address");
+            return;
+        }
+        auto key = join(prefix, "match");
+        auto text = string(*n, key);
+        if (!text) {
+            return;
+        }
+        // Domains compare case-insensitively; the user part as the mailbox names it.
+        auto at = text->rfind('@');
+        std::string user = at == std::string::npos ? std::string() : text->substr(0, at);
+        std::string domain =
+            util::ascii_lower(at == std::string::npos ? *text : text->substr(at + 1));
+        if (c.mailbox.lowercase_local_part) {
+            user = util::ascii_lower(user);
+        }
+        if (auto problem = detail::check_domain(domain, true)) {
+            fail_value(*n, key, "must be a domain or user@domain: " + *problem);
+            return;
+        }
+        if (at != std::string::npos && (user.empty() || util::printable(user) != user)) {
+            fail_value(*n, key, "must be a domain or user@domain with a non-empty user");
+            return;
+        }
+        rule.match = at == std::string::npos ? domain : user + "@" + domain;
+        auto same = std::find_if(c.seal.rules.begin(), c.seal.rules.end(),
+                                 [&](const seal_rule& r) { return r.match == rule.match; });
+        if (same != c.seal.rules.end()) {
+            fail_value(*n, key,
+                       "already has a policy (seal.policy[" +
+                           std::to_string(same - c.seal.rules.begin()) + "])");
+            return;
+        }
+        auto optional_choice = [&](std::string_view name, const auto& values, auto& slot) {
+            if (t.get(name) != nullptr) {
+                auto value = values.front();
+                read_choice(t, prefix, name, values, value);
+                slot = value;
+            }
+        };
+        optional_choice("on_no_key", no_key_action_values, rule.on_no_key);
+        optional_choice("cipher", content_cipher_values, rule.cipher);
+        optional_choice("rsa_padding", rsa_padding_values, rule.padding);
+        optional_choice("headers", header_mode_values, rule.headers);
+        c.seal.rules.push_back(std::move(rule));
     }
 
     std::string file_;

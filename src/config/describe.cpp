@@ -60,6 +60,30 @@ void describe_keys(std::ostringstream& out, const key_settings& k) {
         << "preference = " << detail::toml_string(to_string(k.preference)) << "\n";
 }
 
+void describe_seal(std::ostream& out, const seal_settings& s) {
+    out << "\n[seal]\n"
+        << "on_no_key = " << detail::toml_string(to_string(s.defaults.on_no_key)) << "\n"
+        << "cipher = " << detail::toml_string(to_string(s.defaults.cipher)) << "\n"
+        << "rsa_padding = " << detail::toml_string(to_string(s.defaults.padding)) << "\n"
+        << "headers = " << detail::toml_string(to_string(s.defaults.headers)) << "\n"
+        << "protected_subject = " << detail::toml_string(s.protected_subject) << "\n";
+    for (const auto& r : s.rules) {
+        out << "\n[[seal.policy]]\nmatch = " << detail::toml_string(r.match) << "\n";
+        if (r.on_no_key) {
+            out << "on_no_key = " << detail::toml_string(to_string(*r.on_no_key)) << "\n";
+        }
+        if (r.cipher) {
+            out << "cipher = " << detail::toml_string(to_string(*r.cipher)) << "\n";
+        }
+        if (r.padding) {
+            out << "rsa_padding = " << detail::toml_string(to_string(*r.padding)) << "\n";
+        }
+        if (r.headers) {
+            out << "headers = " << detail::toml_string(to_string(*r.headers)) << "\n";
+        }
+    }
+}
+
 } // namespace
 
 std::string describe(const config& c) {
@@ -100,6 +124,7 @@ std::string describe(const config& c) {
 
     describe_dns(out, c.dns);
     describe_keys(out, c.keys);
+    describe_seal(out, c.seal);
 
     out << "\n[log]\nlevel = " << detail::toml_string(to_string(c.logging.level)) << "\n";
     return out.str();

@@ -18,7 +18,9 @@
 #include <mailseal/config/config.hpp>
 #include <mailseal/delivery/mailbox.hpp>
 #include <mailseal/dns/resolver.hpp>
+#include <mailseal/keys/evaluate.hpp>
 #include <mailseal/log/log.hpp>
+#include <mailseal/seal/message.hpp>
 #include <mailseal/server/server.hpp>
 #include <mailseal/store/maildir.hpp>
 #include <mailseal/tools/tools.hpp>
@@ -111,7 +113,13 @@ int serve(const std::string& config_path) {
     if (!resolver) {
         return EX_CONFIG;
     }
-    auto bound = server::server::bind(io, *cfg);
+    auto policy = keys::make_policy(cfg->keys);
+    if (auto* problem = std::get_if<std::string>(&policy)) {
+        std::cerr << "mailseal: keys: " << *problem << '\n';
+        return EX_CONFIG;
+    }
+    auto bound =
+        server::server::bind(io, *cfg, *resolver, std::move(std::get<keys::policy>(policy)));
     if (auto* problem = std::get_if<std::string>(&bound)) {
         log::error("startup-failed", {{"error", *problem}});
         return EX_OSERR;
@@ -180,6 +188,10 @@ int check_config(const std::string& config_path) {
     if (!make_resolver(io, *cfg)) {
         return EX_CONFIG;
     }
+    if (auto policy = keys::make_policy(cfg->keys); std::holds_alternative<std::string>(policy)) {
+        std::cerr << "mailseal: keys: " << std::get<std::string>(policy) << '\n';
+        return EX_CONFIG;
+    }
     std::cout << config::describe(*cfg);
     return EX_OK;
 }
@@ -187,7 +199,10 @@ int check_config(const std::string& config_path) {
 } // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"mailseal: an LMTP delivery agent that stores mail in Maildir"};
+    // Before any thread starts, as gmime requires.
+    seal::gmime_library gmime;
+    CLI::App app{"mailseal: an LMTP delivery agent that seals mail to its recipients' S/MIME "
+                 "keys and stores it in Maildir"};
     app.require_subcommand(1);
     std::string config_path = "/etc/mailseal/mailseal.toml";
 
@@ -243,6 +258,16 @@ int main(int argc, char** argv) {
                            "defaults");
     record_cmd->add_option("address", address, "Address the certificate is for")->required();
 
+    tools::seal_options seal_opts;
+    auto* seal_cmd = app.add_subcommand(
+        "seal", "Seal one message from stdin to stdout exactly as delivery would");
+    std::string seal_config;
+    seal_cmd->add_option("-c,--config", seal_config,
+                         "Configuration file (policy, key discovery); default: built-in defaults");
+    seal_cmd->add_option("--to", seal_opts.to, "Recipient address")->required();
+    seal_cmd->add_option("--cert", seal_opts.certificates,
+                         "PEM or DER certificate to seal to (repeatable); default: key discovery");
+
     CLI11_PARSE(app, argc, argv);
 
     if (serve_cmd->parsed()) {
@@ -277,6 +302,19 @@ int main(int argc, char** argv) {
             }
         }
         return tools::record(*cfg, address, record_opts, std::cout, std::cerr);
+    }
+    if (seal_cmd->parsed()) {
+        std::optional<config::config> cfg = config::config{};
+        if (!seal_config.empty()) {
+            cfg = load(seal_config);
+            if (!cfg) {
+                return EX_CONFIG;
+            }
+        }
+        log::set_level(config::log_level::warning);
+        // Messages can be large: unsynchronised streams read and write in big blocks.
+        std::ios_base::sync_with_stdio(false);
+        return tools::seal(*cfg, seal_opts, std::cin, std::cout, std::cerr);
     }
     if (version_cmd->parsed()) {
         std::cout << "mailseal " << MAILSEAL_VERSION << '\n';

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <ctime>
 
 #include <mailseal/delivery/transaction.hpp>
@@ -35,14 +36,6 @@ std::string rfc5322_date(std::chrono::system_clock::time_point now) {
 
 } // namespace
 
-std::string_view to_string(disposition d) {
-    switch (d) {
-    case disposition::as_received:
-        return "as-received";
-    }
-    return "unknown";
-}
-
 lmtp::reply to_reply(const store::failure& failure, config::quota_reply over_quota) {
     switch (failure.kind) {
     case store::error_kind::no_space:
@@ -77,86 +70,70 @@ std::string trace_headers(const lmtp::envelope& env, const lmtp::address& recipi
     return out;
 }
 
-transaction::transaction(const config::config& cfg, store::name_generator& names,
-                         lmtp::envelope env, transaction_info info)
-    : config_(cfg), envelope_(std::move(env)), info_(std::move(info)),
-      started_(std::chrono::steady_clock::now()) {
-    auto now = std::chrono::system_clock::now();
-    store::maildir_options options;
-    if (cfg.mailbox.on_missing == config::missing_maildir::create) {
-        options.create_mode = cfg.mailbox.create_mode;
-    }
-    recipients_.reserve(envelope_.recipients.size());
-    for (const auto& address : envelope_.recipients) {
-        auto& rcpt = recipients_.emplace_back(recipient_delivery{address, {}, {}, {}, {}});
-        auto box = resolve(cfg, address);
-        if (!box) {
-            // Accepted at RCPT, so only a configuration change since then gets here.
-            rcpt.outcome = lmtp::replies::unknown_recipient;
-            rcpt.detail = "no mailbox for recipient";
-            continue;
+struct transaction::state final : seal::copy_sink {
+    struct file_state {
+        std::optional<mailbox> box;
+        std::optional<store::delivery> file;
+        /// The final reply once finish() ran (or a marker after abandon()).
+        std::optional<lmtp::reply> outcome;
+        /// For the log: a store failure (step, path, errno) or the file name in new/.
+        std::string detail;
+    };
+
+    state(const config::config& cfg, store::name_generator& generator, lmtp::envelope env,
+          transaction_info ti, std::vector<config::seal_policy> policies)
+        : config(cfg), names(generator), envelope(std::move(env)), info(std::move(ti)),
+          started(std::chrono::steady_clock::now()),
+          sealer(std::move(policies), cfg.seal.protected_subject, *this) {}
+
+    std::variant<std::string, lmtp::reply> open(std::size_t index) override {
+        auto& f = files.at(index);
+        auto now = std::chrono::system_clock::now();
+        store::maildir_options options;
+        if (config.mailbox.on_missing == config::missing_maildir::create) {
+            options.create_mode = config.mailbox.create_mode;
         }
-        auto begun = store::delivery::begin(box->maildir, names.next(now), options);
+        auto begun = store::delivery::begin(f.box->maildir, names.next(now), options);
         if (auto* failure = std::get_if<store::failure>(&begun)) {
-            rcpt.outcome = to_reply(*failure, cfg.mailbox.over_quota);
-            rcpt.detail = failure->str();
-            continue;
+            f.detail = failure->str();
+            return to_reply(*failure, config.mailbox.over_quota);
         }
-        rcpt.file.emplace(std::move(std::get<store::delivery>(begun)));
-        if (auto failure = rcpt.file->write(trace_headers(envelope_, address, info_, now))) {
-            fail(rcpt, *failure);
-        }
+        f.file.emplace(std::move(std::get<store::delivery>(begun)));
+        return trace_headers(envelope, envelope.recipients.at(index), info, now);
     }
-}
 
-void transaction::fail(recipient_delivery& rcpt, const store::failure& failure) {
-    rcpt.outcome = to_reply(failure, config_.mailbox.over_quota);
-    rcpt.detail = failure.str();
-    rcpt.file.reset(); // its destructor removes the tmp/ file
-}
-
-void transaction::write(std::string_view bytes) {
-    body_size_ += bytes.size();
-    for (auto& rcpt : recipients_) {
-        if (!rcpt.file) {
-            continue;
+    std::optional<lmtp::reply> write(std::size_t index, std::string_view bytes) override {
+        auto& f = files.at(index);
+        if (!f.file) {
+            return lmtp::reply(lmtp::replies::local_error);
         }
-        if (auto failure = rcpt.file->write(bytes)) {
-            fail(rcpt, *failure);
+        if (auto failure = f.file->write(bytes)) {
+            f.detail = failure->str();
+            f.file.reset(); // its destructor removes the tmp/ file
+            return to_reply(*failure, config.mailbox.over_quota);
         }
+        return std::nullopt;
     }
-}
 
-lmtp::reply transaction::finish(std::size_t index) {
-    auto& rcpt = recipients_.at(index);
-    if (rcpt.file) {
-        auto committed = rcpt.file->commit();
-        if (auto* failure = std::get_if<store::failure>(&committed)) {
-            fail(rcpt, *failure);
-        } else {
-            rcpt.outcome = lmtp::replies::delivered;
-            rcpt.detail = std::get<std::filesystem::path>(committed).filename().string();
-            rcpt.file.reset();
-        }
-    }
-    log_outcome(rcpt, &*rcpt.outcome);
-    return *rcpt.outcome;
-}
+    const config::config& config;
+    store::name_generator& names;
+    lmtp::envelope envelope;
+    transaction_info info;
+    std::chrono::steady_clock::time_point started;
+    std::uint64_t body_size = 0;
+    std::vector<file_state> files;
+    seal::message_sealer sealer;
+};
 
-void transaction::abandon(std::string_view reason) {
-    for (auto& rcpt : recipients_) {
-        if (rcpt.file) {
-            rcpt.file->abandon();
-            rcpt.file.reset();
-            rcpt.detail = std::string(reason);
-            log_outcome(rcpt, nullptr);
-        }
-    }
-}
+namespace {
 
-void transaction::log_outcome(const recipient_delivery& rcpt, const lmtp::reply* reply) const {
+/// The delivery line; `reply` is null for an abandoned delivery (no reply was given). Never
+/// message content: addresses, decisions, sizes and times only.
+void log_outcome(const transaction::state& st, std::size_t index, const lmtp::reply* reply) {
+    const auto& f = st.files.at(index);
+    const auto& r = st.sealer.recipient(index);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  std::chrono::steady_clock::now() - started_)
+                  std::chrono::steady_clock::now() - st.started)
                   .count();
     std::string code;
     std::string_view result = "abandoned";
@@ -168,17 +145,133 @@ void transaction::log_outcome(const recipient_delivery& rcpt, const lmtp::reply*
         result = reply->positive() ? "delivered" : (reply->transient() ? "deferred" : "bounced");
     }
     auto level = reply && reply->positive() ? config::log_level::info : config::log_level::warning;
+    bool sealed = r.decided && r.decided->what == seal::action::seal;
+    std::string detail = f.detail;
+    if (!r.detail.empty() && r.detail != f.detail) {
+        detail = detail.empty() ? r.detail : r.detail + "; " + detail;
+    }
     log::write(level, "delivery",
-               {{"session", info_.session_id},
-                {"txn", info_.transaction_id},
-                {"from", angle(envelope_.sender)},
-                {"rcpt", "<" + rcpt.address.str() + ">"},
-                {"decision", to_string(rcpt.how)},
+               {{"session", st.info.session_id},
+                {"txn", st.info.transaction_id},
+                {"from", angle(st.envelope.sender)},
+                {"rcpt", "<" + st.envelope.recipients.at(index).str() + ">"},
+                {"keys_outcome", r.keys ? std::string(keys::to_string(r.keys->outcome)) : "none"},
+                {"decision", r.decided ? std::string(seal::to_string(r.decided->what)) : "none"},
+                {"reason", r.decided ? r.decided->reason : ""},
+                {"keys", sealed ? std::to_string(r.keys->keys.size()) : "0"},
+                {"cipher", sealed ? std::string(config::to_string(r.policy.cipher)) : ""},
                 {"result", result},
                 {"reply", code},
-                {"size", std::to_string(body_size_)},
+                {"size", std::to_string(st.body_size)},
                 {"ms", std::to_string(ms)},
-                {"detail", rcpt.detail}});
+                {"detail", detail}});
+}
+
+std::vector<config::seal_policy> policies_for(const config::config& cfg,
+                                              const std::vector<std::optional<mailbox>>& boxes) {
+    std::vector<config::seal_policy> out;
+    for (const auto& box : boxes) {
+        out.push_back(box ? cfg.seal.policy_for(box->user, box->domain) : cfg.seal.defaults);
+    }
+    return out;
+}
+
+std::vector<std::optional<mailbox>> resolve_all(const config::config& cfg,
+                                                const lmtp::envelope& env) {
+    std::vector<std::optional<mailbox>> out;
+    for (const auto& address : env.recipients) {
+        out.push_back(resolve(cfg, address));
+    }
+    return out;
+}
+
+} // namespace
+
+transaction::transaction(const config::config& cfg, store::name_generator& names,
+                         lmtp::envelope env, transaction_info info) {
+    auto boxes = resolve_all(cfg, env);
+    state_ = std::make_unique<state>(cfg, names, std::move(env), std::move(info),
+                                     policies_for(cfg, boxes));
+    for (std::size_t i = 0; i < boxes.size(); ++i) {
+        state_->files.push_back(state::file_state{std::move(boxes[i]), {}, {}, {}});
+        if (!state_->files[i].box) {
+            // Accepted at RCPT, so only a configuration change since then gets here.
+            state_->sealer.exclude(i, lmtp::replies::unknown_recipient, "no mailbox for recipient");
+        }
+    }
+}
+
+transaction::~transaction() = default;
+transaction::transaction(transaction&&) noexcept = default;
+
+std::size_t transaction::recipients() const {
+    return state_->files.size();
+}
+
+void transaction::provide_keys(std::size_t index, seal::recipient_keys keys) {
+    state_->sealer.provide_keys(index, std::move(keys));
+}
+
+bool transaction::has_keys(std::size_t index) const {
+    const auto& r = state_->sealer.recipient(index);
+    return r.keys.has_value() || r.refusal.has_value();
+}
+
+bool transaction::needs_keys() const {
+    return state_->sealer.needs_keys();
+}
+
+void transaction::write(std::string_view bytes) {
+    state_->body_size += bytes.size();
+    state_->sealer.write(bytes);
+}
+
+void transaction::end_of_data() {
+    state_->sealer.end_of_data();
+}
+
+lmtp::reply transaction::finish(std::size_t index) {
+    auto& st = *state_;
+    auto& f = st.files.at(index);
+    const auto& r = st.sealer.recipient(index);
+    if (r.refusal) {
+        f.file.reset();
+        f.outcome = *r.refusal;
+    } else if (f.file) {
+        auto committed = f.file->commit();
+        if (auto* failure = std::get_if<store::failure>(&committed)) {
+            f.outcome = to_reply(*failure, st.config.mailbox.over_quota);
+            f.detail = failure->str();
+        } else {
+            f.outcome = lmtp::replies::delivered;
+            f.detail = std::get<std::filesystem::path>(committed).filename().string();
+        }
+        f.file.reset();
+    } else {
+        // end_of_data() decides every copy; reaching here without one is a local error.
+        f.outcome = lmtp::replies::local_error;
+        f.detail = "no copy was produced";
+    }
+    log_outcome(st, index, &*f.outcome);
+    return *f.outcome;
+}
+
+void transaction::abandon(std::string_view reason) {
+    auto& st = *state_;
+    for (std::size_t i = 0; i < st.files.size(); ++i) {
+        auto& f = st.files[i];
+        if (f.outcome) {
+            continue;
+        }
+        if (f.file) {
+            f.file->abandon();
+            f.file.reset();
+        }
+        f.detail = std::string(reason);
+        log_outcome(st, i, nullptr);
+        // No reply will be given; marked so a second abandon() does not log it again.
+        f.outcome = lmtp::replies::local_error;
+    }
 }
 
 } // namespace mailseal::delivery

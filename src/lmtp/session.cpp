@@ -369,7 +369,7 @@ void session::cmd_rcpt(std::string_view args) {
     // reply is sent when recipient_verified() brings the answer.
     verifying_ = *recipient;
     phase_ = phase::verifying;
-    emit(events::verify_recipient{std::move(*recipient)});
+    emit(events::verify_recipient{std::move(*recipient), envelope_.recipients.size()});
 }
 
 void session::cmd_data(std::string_view args) {

@@ -16,6 +16,7 @@
 
 #include <mailseal/delivery/mailbox.hpp>
 #include <mailseal/delivery/transaction.hpp>
+#include <mailseal/discovery/discovery.hpp>
 #include <mailseal/lmtp/session.hpp>
 #include <mailseal/log/log.hpp>
 #include <mailseal/server/server.hpp>
@@ -168,8 +169,10 @@ asio::awaitable<std::invoke_result_t<Work&>> on_pool(asio::thread_pool& pool, Wo
 } // namespace
 
 struct server::state {
-    state(asio::io_context& context, const config::config& configuration)
+    state(asio::io_context& context, const config::config& configuration, dns::resolver& resolver,
+          keys::policy key_policy)
         : io(context), cfg(configuration), pool(configuration.server.workers),
+          discovery(configuration, resolver, std::move(key_policy), pool.get_executor()),
           names(configuration.server.hostname) {
         std::random_device entropy;
         id_prefix = hex_id(entropy()) + "-";
@@ -178,6 +181,7 @@ struct server::state {
     asio::io_context& io;
     const config::config& cfg;
     asio::thread_pool pool;
+    discovery::key_discovery discovery;
     store::name_generator names;
     std::vector<listener> listeners;
     std::list<connection_entry> connections;
@@ -187,6 +191,34 @@ struct server::state {
 };
 
 namespace {
+
+void log_crash(std::exception_ptr e) {
+    if (!e) {
+        return;
+    }
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        log::error("connection-failed", {{"error", ex.what()}});
+    } catch (...) {
+        log::error("connection-failed", {{"error", "unknown exception"}});
+    }
+}
+
+/// A recipient's key lookup, started when its RCPT is accepted and awaited when its copy must
+/// be decided, so DNS time overlaps the upload (issue 3). Shared with the lookup's completion.
+struct pending_keys {
+    explicit pending_keys(const asio::any_io_executor& ex) : ready(ex) {
+        ready.expires_at(asio::steady_timer::time_point::max());
+    }
+    /// Cancelled (woken) when `result` is set.
+    asio::steady_timer ready;
+    std::optional<seal::recipient_keys> result;
+    asio::cancellation_signal cancel;
+};
+
+std::shared_ptr<pending_keys> start_lookup(server::state& st, const asio::any_io_executor& ex,
+                                           const lmtp::address& recipient);
 
 /// Registers a connection for its lifetime, so stop() can reach it and the limit can count it.
 class connection_registration {
@@ -233,6 +265,43 @@ std::chrono::seconds deadline_for(const config::limits& limits, lmtp::session::p
     return limits.command_timeout;
 }
 
+std::shared_ptr<pending_keys> start_lookup(server::state& st, const asio::any_io_executor& ex,
+                                           const lmtp::address& recipient) {
+    auto pending = std::make_shared<pending_keys>(ex);
+    asio::co_spawn(st.io, st.discovery.find(recipient),
+                   asio::bind_cancellation_slot(
+                       pending->cancel.slot(),
+                       [pending](std::exception_ptr e, discovery::recipient_keys found) {
+                           seal::recipient_keys keys;
+                           if (e) {
+                               log_crash(e);
+                           } else {
+                               keys.outcome = discovery::to_keys_outcome(found.lookup.result);
+                               keys.keys = std::move(found.evaluation.keys);
+                           }
+                           pending->result = std::move(keys);
+                           pending->ready.cancel();
+                       }));
+    return pending;
+}
+
+/// Waits for a lookup's answer (each lookup has its own deadline, dns.timeout).
+asio::awaitable<void> await_keys(pending_keys& pending) {
+    if (!pending.result) {
+        co_await pending.ready.async_wait(use_tuple);
+    }
+}
+
+/// Ends lookups nobody will wait for (RSET, a new transaction, a closed connection).
+void drop_lookups(std::vector<std::shared_ptr<pending_keys>>& lookups, std::size_t from) {
+    for (std::size_t i = from; i < lookups.size(); ++i) {
+        if (!lookups[i]->result) {
+            lookups[i]->cancel.emit(asio::cancellation_type::terminal);
+        }
+    }
+    lookups.resize(std::min(from, lookups.size()));
+}
+
 template <class Socket>
 asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket socket,
                                      std::string peer) {
@@ -260,15 +329,44 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
     session.start();
 
     std::optional<delivery::transaction> txn;
+    std::vector<std::shared_ptr<pending_keys>> lookups;
     std::uint64_t transactions = 0;
     std::deque<lmtp::event> queue;
     std::array<char, 64 * 1024> buffer;
     bool closing = false;
 
     auto abandon = [&](std::string_view reason) -> asio::awaitable<void> {
+        drop_lookups(lookups, 0);
         if (txn) {
             co_await on_pool(st->pool, [&] { txn->abandon(reason); });
             txn.reset();
+        }
+    };
+    // Hands the transaction the answers that have arrived; with `wait`, waits for all first.
+    auto provide_keys = [&](bool wait) -> asio::awaitable<void> {
+        std::vector<std::pair<std::size_t, seal::recipient_keys>> ready;
+        for (std::size_t i = 0; i < txn->recipients(); ++i) {
+            if (txn->has_keys(i)) {
+                continue;
+            }
+            if (i >= lookups.size()) {
+                // No lookup was started (cannot happen for an accepted RCPT): no key known.
+                ready.emplace_back(i, seal::recipient_keys{});
+                continue;
+            }
+            if (wait) {
+                co_await await_keys(*lookups[i]);
+            }
+            if (lookups[i]->result) {
+                ready.emplace_back(i, std::move(*lookups[i]->result));
+            }
+        }
+        if (!ready.empty()) {
+            co_await on_pool(st->pool, [&] {
+                for (auto& [index, keys] : ready) {
+                    txn->provide_keys(index, std::move(keys));
+                }
+            });
         }
     };
     // Sends the pending replies; false when the client is gone or stopped reading. (Callers
@@ -298,6 +396,11 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 } else {
                     refusal = check();
                 }
+                if (!refusal) {
+                    // A new transaction's first RCPT reuses index 0: earlier lookups are void.
+                    drop_lookups(lookups, verify->index);
+                    lookups.push_back(start_lookup(*st, socket.get_executor(), verify->recipient));
+                }
                 session.recipient_verified(std::move(refusal));
                 for (auto& more : session.take_events()) {
                     queue.push_back(std::move(more));
@@ -311,15 +414,23 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 delivery::transaction_info info{session_id,
                                                 session_id + "." + std::to_string(++transactions),
                                                 peer, cfg.server.hostname};
-                txn.emplace(co_await on_pool(st->pool, [&] {
-                    return delivery::transaction(cfg, st->names, std::move(begin->env),
-                                                 std::move(info));
-                }));
+                txn.emplace(
+                    delivery::transaction(cfg, st->names, std::move(begin->env), std::move(info)));
+                co_await provide_keys(false);
             } else if (auto* body = std::get_if<lmtp::events::body>(&e)) {
                 if (txn) {
+                    co_await provide_keys(false);
                     co_await on_pool(st->pool, [&] { txn->write(body->bytes); });
+                    // Held plaintext is bounded: past the bound, wait for the keys before
+                    // reading more (the client waits on TCP flow control meanwhile).
+                    if (txn->needs_keys()) {
+                        co_await provide_keys(true);
+                    }
                 }
             } else if (auto* end = std::get_if<lmtp::events::end_data>(&e)) {
+                co_await provide_keys(true);
+                co_await on_pool(st->pool, [&] { txn->end_of_data(); });
+                drop_lookups(lookups, 0);
                 // RFC 2033 §4.2: one reply per recipient, in RCPT order, each sent as soon as
                 // it is known.
                 for (std::size_t i = 0; i < end->recipients; ++i) {
@@ -400,19 +511,6 @@ std::string peer_name(const Socket& socket) {
     }
 }
 
-void log_crash(std::exception_ptr e) {
-    if (!e) {
-        return;
-    }
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-        log::error("connection-failed", {{"error", ex.what()}});
-    } catch (...) {
-        log::error("connection-failed", {{"error", "unknown exception"}});
-    }
-}
-
 template <class Acceptor>
 asio::awaitable<void> accept_loop(std::shared_ptr<server::state> st, Acceptor& acceptor,
                                   std::string name) {
@@ -444,8 +542,10 @@ server::~server() {
 }
 
 std::variant<std::unique_ptr<server>, std::string> server::bind(asio::io_context& io,
-                                                                const config::config& cfg) {
-    auto st = std::make_unique<state>(io, cfg);
+                                                                const config::config& cfg,
+                                                                dns::resolver& resolver,
+                                                                keys::policy key_policy) {
+    auto st = std::make_unique<state>(io, cfg, resolver, std::move(key_policy));
     for (const auto& l : cfg.listeners) {
         auto bound = bind_listener(io, l);
         if (auto* problem = std::get_if<std::string>(&bound)) {

@@ -496,6 +496,41 @@ std::vector<bad_case> bad_cases() {
         {"preference_unknown", "[keys]\npreference = \"rsa-only\"\n" + required,
          "cfg.toml:2:14: keys.preference: must be one of \"rsa-only-if-any\", \"all\", got "
          "\"rsa-only\""},
+        {"on_no_key_unknown", "[seal]\non_no_key = \"drop\"\n" + required,
+         "cfg.toml:2:13: seal.on_no_key: must be one of \"plain\", \"defer\", \"reject\", got "
+         "\"drop\""},
+        {"cipher_unknown", "[seal]\ncipher = \"des-ede3-cbc\"\n" + required,
+         "cfg.toml:2:10: seal.cipher: must be one of \"aes-256-cbc\", \"aes-128-cbc\", "
+         "\"aes-256-gcm\", \"aes-128-gcm\", got \"des-ede3-cbc\""},
+        {"protected_subject_empty", "[seal]\nprotected_subject = \"\"\n" + required,
+         "cfg.toml:2:21: seal.protected_subject: must be non-empty printable text (it becomes a "
+         "header field), got \"\""},
+        {"protected_subject_newline", "[seal]\nprotected_subject = \"a\\r\\nBcc: x\"\n" + required,
+         "cfg.toml:2:21: seal.protected_subject: must be non-empty printable text (it becomes a "
+         "header field), got \"a\\r\\nBcc: x\""},
+        {"policy_not_array", "[seal]\npolicy = \"x\"\n" + required,
+         "cfg.toml:2:10: seal.policy: expected an array of tables ([[seal.policy]]), got a "
+         "string"},
+        {"policy_without_match", "[[seal.policy]]\non_no_key = \"defer\"\n" + required,
+         "cfg.toml:1:1: seal.policy[0].match: missing; a policy names a domain or address"},
+        {"policy_bad_domain", "[[seal.policy]]\nmatch = \"ceo@-bad\"\n" + required,
+         "cfg.toml:2:9: seal.policy[0].match: must be a domain or user@domain: label \"-bad\" "
+         "begins or ends with '-', got \"ceo@-bad\""},
+        {"policy_empty_user", "[[seal.policy]]\nmatch = \"@example.org\"\n" + required,
+         "cfg.toml:2:9: seal.policy[0].match: must be a domain or user@domain with a non-empty "
+         "user, got \"@example.org\""},
+        {"policy_duplicate",
+         "[[seal.policy]]\nmatch = \"Example.org\"\n[[seal.policy]]\nmatch = \"example.ORG\"\n" +
+             required,
+         "cfg.toml:4:9: seal.policy[1].match: already has a policy (seal.policy[0]), got "
+         "\"example.ORG\""},
+        {"policy_unknown_key",
+         "[[seal.policy]]\nmatch = \"example.org\"\npadding = \"oaep\"\n" + required,
+         "cfg.toml:3:1: seal.policy[0].padding: unknown key"},
+        {"policy_bad_value",
+         "[[seal.policy]]\nmatch = \"example.org\"\nheaders = \"hide\"\n" + required,
+         "cfg.toml:3:11: seal.policy[0].headers: must be one of \"keep\", \"protect\", got "
+         "\"hide\""},
 
         // TOML syntax errors: position and text come from toml++.
         {"syntax_missing_value", "[server]\nworkers = \n" + required,
@@ -580,6 +615,55 @@ preference = "all"
     EXPECT_EQ(got.keys.smime_ca_file, "/etc/ssl/certs/ca-certificates.crt");
     EXPECT_FALSE(got.keys.accept_expired_dane_ee);
     EXPECT_EQ(got.keys.preference, cfg::key_preference::all);
+}
+
+TEST(load_string, seal_policy_precedence) {
+    auto got = load_ok(R"(
+[mailbox]
+domains = ["example.org", "example.net"]
+maildir = "/var/vmail/%d/%n/Maildir"
+
+[seal]
+on_no_key = "plain"
+cipher = "aes-256-cbc"
+
+[[seal.policy]]
+match = "CEO@Example.ORG"
+cipher = "aes-256-gcm"
+
+[[seal.policy]]
+match = "example.org"
+on_no_key = "defer"
+headers = "protect"
+
+[[listen]]
+unix = "/run/mailseal.sock"
+)");
+    using cfg::content_cipher;
+    using cfg::header_mode;
+    using cfg::no_key_action;
+    struct row {
+        const char* user;
+        const char* domain;
+        no_key_action on_no_key;
+        content_cipher cipher;
+        header_mode headers;
+    };
+    // The address's rule over the domain's over [seal]; the user as the mailbox names it.
+    for (const auto& r : {
+             row{"ceo", "example.org", no_key_action::defer, content_cipher::aes_256_gcm,
+                 header_mode::protect},
+             row{"alice", "example.org", no_key_action::defer, content_cipher::aes_256_cbc,
+                 header_mode::protect},
+             row{"ceo", "example.net", no_key_action::plain, content_cipher::aes_256_cbc,
+                 header_mode::keep},
+         }) {
+        auto p = got.seal.policy_for(r.user, r.domain);
+        EXPECT_EQ(p.on_no_key, r.on_no_key) << r.user << "@" << r.domain;
+        EXPECT_EQ(p.cipher, r.cipher) << r.user << "@" << r.domain;
+        EXPECT_EQ(p.headers, r.headers) << r.user << "@" << r.domain;
+        EXPECT_EQ(p.padding, cfg::rsa_padding::pkcs1) << r.user << "@" << r.domain;
+    }
 }
 
 TEST(load_string, dns_timeout_boundaries) {
@@ -780,6 +864,13 @@ smime_ca_file = ""
 accept_expired_dane_ee = true
 preference = "rsa-only-if-any"
 
+[seal]
+on_no_key = "plain"
+cipher = "aes-256-cbc"
+rsa_padding = "pkcs1"
+headers = "keep"
+protected_subject = "[...]"
+
 [log]
 level = "info"
 )";
@@ -822,6 +913,13 @@ cfg::config unusual() {
     c.keys.smime_ca_file = "/etc/ssl/ca.pem";
     c.keys.accept_expired_dane_ee = false;
     c.keys.preference = cfg::key_preference::all;
+    c.seal.defaults = {cfg::no_key_action::defer, cfg::content_cipher::aes_128_gcm,
+                       cfg::rsa_padding::oaep, cfg::header_mode::protect};
+    c.seal.protected_subject = "(encrypted \"message\")";
+    c.seal.rules = {
+        {"example.net", cfg::no_key_action::reject, std::nullopt, std::nullopt, std::nullopt},
+        {"ceo@example.net", std::nullopt, cfg::content_cipher::aes_256_cbc, cfg::rsa_padding::pkcs1,
+         cfg::header_mode::keep}};
     return c;
 }
 
@@ -869,8 +967,9 @@ TEST(example, documents_every_key) {
         EXPECT_TRUE(explained) << key << ": no \"# " << key << ": ...\" explanation";
     }
     // 2 in [server], 5 in [[listen]], 7 in [mailbox], 8 in [limits], 6 in [dns], 2 in
-    // [[dns.stub_zone]], 4 in [keys], 1 in [log].
-    EXPECT_EQ(keys.size(), 35u) << "describe() wrote " << keys.size() << " distinct keys";
+    // [[dns.stub_zone]], 4 in [keys], 5 in [seal] (whose 4 policy keys [[seal.policy]] repeats,
+    // plus match), 1 in [log].
+    EXPECT_EQ(keys.size(), 41u) << "describe() wrote " << keys.size() << " distinct keys";
 }
 
 TEST(enums, to_string) {

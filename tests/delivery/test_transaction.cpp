@@ -47,6 +47,13 @@ protected:
 
     transaction_info info() { return {"S1", "S1.1", "127.0.0.1", "mx.example.org"}; }
 
+    /// Key discovery found nothing for anyone (an unsigned zone): copies are stored plain.
+    static void without_keys(transaction& txn) {
+        for (std::size_t i = 0; i < txn.recipients(); ++i) {
+            txn.provide_keys(i, seal::recipient_keys{keys::dns_outcome::insecure, {}});
+        }
+    }
+
     fs::path root_;
     config::config cfg_;
     lmtp::envelope env_;
@@ -56,8 +63,10 @@ protected:
 TEST_F(transaction_test, delivers_each_recipient_with_trace_headers) {
     env_.recipients = {{"alice", "example.org"}, {"Bob+news", "example.org"}};
     transaction txn(cfg_, names_, env_, info());
+    without_keys(txn);
     txn.write("Subject: hi\r\n\r\nline one\r");
     txn.write("\nline two\r\n");
+    txn.end_of_data();
     for (std::size_t i = 0; i < 2; ++i) {
         auto reply = txn.finish(i);
         EXPECT_EQ(reply.summary(), "250 2.0.0 Delivered") << "recipient " << i;
@@ -72,6 +81,9 @@ TEST_F(transaction_test, delivers_each_recipient_with_trace_headers) {
                                  rcpt + "\nReceived: from postfix.example.org (127.0.0.1)\n" +
                                  "\tby mx.example.org (mailseal) with LMTP id S1.1\n\tfor <" +
                                  rcpt + ">; ";
+        EXPECT_NE(content.find("\nMailseal: plain; reason=no-key\nSubject: hi\n"),
+                  std::string::npos)
+            << content;
         EXPECT_EQ(content.substr(0, want_start.size()), want_start) << user;
         std::string want_end = "\nSubject: hi\n\nline one\nline two\n";
         ASSERT_GE(content.size(), want_end.size());
@@ -94,7 +106,9 @@ TEST_F(transaction_test, one_failing_recipient_does_not_affect_others) {
     }
     std::ofstream(maildir("broken") / "tmp") << "a file where tmp/ should be";
     transaction txn(cfg_, names_, env_, info());
+    without_keys(txn);
     txn.write("Subject: x\r\n\r\nbody\r\n");
+    txn.end_of_data();
     EXPECT_EQ(txn.finish(0).summary(), "250 2.0.0 Delivered");
     EXPECT_EQ(txn.finish(1).summary(), "451 4.3.0 Temporary local problem, try again later");
     EXPECT_EQ(txn.finish(2).summary(), "250 2.0.0 Delivered");
@@ -106,7 +120,9 @@ TEST_F(transaction_test, refused_missing_maildir_bounces) {
     cfg_.mailbox.on_missing = config::missing_maildir::refuse;
     env_.recipients = {{"ghost", "example.org"}};
     transaction txn(cfg_, names_, env_, info());
+    without_keys(txn);
     txn.write("x\r\n");
+    txn.end_of_data();
     EXPECT_EQ(txn.finish(0).summary(), "550 5.1.1 No such user here");
     EXPECT_FALSE(fs::exists(maildir("ghost")));
 }
@@ -115,7 +131,8 @@ TEST_F(transaction_test, abandon_leaves_nothing) {
     env_.recipients = {{"alice", "example.org"}};
     {
         transaction txn(cfg_, names_, env_, info());
-        txn.write("Subject: x\r\n\r\npartial");
+        without_keys(txn);
+        txn.write("Subject: x\r\n\r\nfirst line\r\npartial");
         EXPECT_EQ(files_in(maildir("alice") / "tmp").size(), 1u);
         txn.abandon("test");
     }

@@ -146,6 +146,63 @@ struct key_settings {
     bool operator==(const key_settings&) const = default;
 };
 
+/// What is stored for a recipient without a usable key (issue 4's policy table).
+enum class no_key_action {
+    plain,  ///< the message as received (the default: most users have no key)
+    defer,  ///< 451 4.7.1: the MTA keeps retrying until the user publishes a key
+    reject, ///< 550 5.7.1: the message bounces
+};
+/// The content-encryption algorithm. CBC goes in EnvelopedData, which every client opens; GCM
+/// in AuthEnvelopedData (RFC 5083), which Outlook, NSS (Thunderbird) and gpgsm cannot open yet.
+enum class content_cipher { aes_256_cbc, aes_128_cbc, aes_256_gcm, aes_128_gcm };
+/// RSA key transport: PKCS#1 v1.5 (every client) or RSAES-OAEP with SHA-256 (RFC 8017).
+enum class rsa_padding { pkcs1, oaep };
+/// keep: the outer message keeps the original header fields (clients list Subject and From).
+/// protect: RFC 9788 header protection; the inner part carries the full header section and the
+/// outer Subject is replaced.
+enum class header_mode { keep, protect };
+
+std::string_view to_string(no_key_action);
+std::string_view to_string(content_cipher);
+std::string_view to_string(rsa_padding);
+std::string_view to_string(header_mode);
+
+/// The sealing policy of one recipient.
+struct seal_policy {
+    no_key_action on_no_key = no_key_action::plain;
+    content_cipher cipher = content_cipher::aes_256_cbc;
+    rsa_padding padding = rsa_padding::pkcs1;
+    header_mode headers = header_mode::keep;
+
+    bool operator==(const seal_policy&) const = default;
+};
+
+/// An override for one domain ("example.org") or one address ("ceo@example.org"); settings it
+/// leaves out come from the domain's rule, then from [seal].
+struct seal_rule {
+    /// Lowercase domain, or user@domain where user is the mailbox's user name (extension
+    /// dropped, lowercased when mailbox.lowercase_local_part is set).
+    std::string match;
+    std::optional<no_key_action> on_no_key;
+    std::optional<content_cipher> cipher;
+    std::optional<rsa_padding> padding;
+    std::optional<header_mode> headers;
+
+    bool operator==(const seal_rule&) const = default;
+};
+
+struct seal_settings {
+    seal_policy defaults;
+    /// The outer Subject under headers = "protect" (RFC 9788's hcp_baseline writes "[...]").
+    std::string protected_subject = "[...]";
+    std::vector<seal_rule> rules;
+
+    bool operator==(const seal_settings&) const = default;
+
+    /// The policy of user@domain: the address's rule over the domain's over the defaults.
+    seal_policy policy_for(std::string_view user, std::string_view domain) const;
+};
+
 struct config {
     server_settings server;
     std::vector<listener> listeners;
@@ -156,6 +213,7 @@ struct config {
     struct logging logging;
     dns_settings dns;
     key_settings keys;
+    seal_settings seal;
 
     bool operator==(const config&) const = default;
 };

@@ -1,24 +1,26 @@
 #pragma once
 
-/// One LMTP transaction's deliveries: from the envelope and the streamed body to one reply per
-/// recipient.
+/// One LMTP transaction's deliveries: from the envelope, each recipient's keys and the streamed
+/// body to one reply per recipient.
 ///
-/// Between the envelope and the store sits the per-recipient decision of what to store
-/// (`disposition`). Today every accepted recipient's copy is stored as received; the sealing
-/// stage adds the other outcomes (sealed, passed through, deferred, refused) at this seam, with
-/// the reason logged on the delivery line.
+/// What each recipient's copy is, and its bytes, come from a seal::message_sealer; this class
+/// stores the copies in Maildirs and turns the outcomes into replies. When needs_keys() says
+/// the held body reached its bound, the server waits for the missing key lookups before
+/// reading on (TCP back-pressure).
 ///
-/// All member functions block (file writes, fsync): the server runs them on its worker pool,
-/// never on the event loop. One transaction is used by one thread at a time.
+/// All member functions block (file writes, fsync, encryption): the server runs them on its
+/// worker pool, never on the event loop. One transaction is used by one thread at a time.
 ///
 /// Failure policy (Postfix virtual(8)'s rule): a recipient whose Maildir is missing and may not
-/// be created bounces (550 5.1.1), a full mailbox follows the configured quota reply, and every
-/// other problem defers (4xx) so the MTA retries. A failure for one recipient never affects
-/// another. Nothing is answered 250 before its file is fsync'd, renamed into new/ and new/ is
-/// fsync'd.
+/// be created bounces (550 5.1.1), a full mailbox follows the configured quota reply, a bogus or
+/// failed key lookup defers (451 4.7.5, 451 4.4.3), a missing key follows seal.on_no_key, and
+/// every other problem defers (4xx) so the MTA retries. A failure for one recipient never
+/// affects another. Nothing is answered 250 before its file is fsync'd, renamed into new/ and
+/// new/ is fsync'd.
 
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,6 +31,7 @@
 #include <mailseal/delivery/mailbox.hpp>
 #include <mailseal/lmtp/reply.hpp>
 #include <mailseal/lmtp/session.hpp>
+#include <mailseal/seal/sealer.hpp>
 #include <mailseal/store/maildir.hpp>
 
 namespace mailseal::delivery {
@@ -43,12 +46,6 @@ struct transaction_info {
     std::string hostname;
 };
 
-/// What is stored for one recipient.
-enum class disposition {
-    as_received, ///< the message as received, with trace headers prepended
-};
-std::string_view to_string(disposition);
-
 /// Maps a store failure to the reply for that recipient (the only store → reply boundary).
 lmtp::reply to_reply(const store::failure& failure, config::quota_reply over_quota);
 
@@ -60,42 +57,40 @@ std::string trace_headers(const lmtp::envelope& env, const lmtp::address& recipi
 
 class transaction {
 public:
-    /// Decides and opens each recipient's delivery (tmp/ files are created now).
+    /// Resolves each recipient's mailbox and policy; files are created when each copy is
+    /// decided.
     transaction(const config::config& cfg, store::name_generator& names, lmtp::envelope env,
                 transaction_info info);
+    ~transaction();
+    transaction(transaction&&) noexcept;
+    transaction& operator=(transaction&&) = delete;
+    transaction(const transaction&) = delete;
+    transaction& operator=(const transaction&) = delete;
 
-    /// Appends body bytes to every recipient still being delivered.
+    /// Key discovery's answer for recipient `index` (RCPT order). May decide and start its copy.
+    void provide_keys(std::size_t index, seal::recipient_keys keys);
+    /// Appends body bytes (as received, dot-unstuffed).
     void write(std::string_view bytes);
-    /// Completes recipient `index` (RCPT order): commits its file and returns its reply. Logs
-    /// the delivery line.
+    /// Body is held beyond held_body_limit for recipients without keys: provide them before
+    /// writing more.
+    bool needs_keys() const;
+    bool has_keys(std::size_t index) const;
+    /// The whole message was written; call after every recipient's keys were provided. Decides
+    /// every remaining copy and completes the sealed ones.
+    void end_of_data();
+    /// Completes recipient `index`: commits its file and returns its reply. Logs the delivery
+    /// line.
     lmtp::reply finish(std::size_t index);
     /// Drops every uncommitted delivery (client gone, limit crossed, shutdown), logging each
     /// with `reason`.
     void abandon(std::string_view reason);
 
-    std::size_t recipients() const { return recipients_.size(); }
+    std::size_t recipients() const;
+
+    struct state;
 
 private:
-    struct recipient_delivery {
-        lmtp::address address;
-        disposition how = disposition::as_received;
-        std::optional<store::delivery> file;
-        /// Set once the outcome is known (a failure before the end, or the final reply).
-        std::optional<lmtp::reply> outcome;
-        /// For the log: the failure (step, path, errno) or the file name in new/.
-        std::string detail;
-    };
-
-    void fail(recipient_delivery& rcpt, const store::failure& failure);
-    /// The delivery line; `reply` is null for an abandoned delivery (no reply was given).
-    void log_outcome(const recipient_delivery& rcpt, const lmtp::reply* reply) const;
-
-    const config::config& config_;
-    lmtp::envelope envelope_;
-    transaction_info info_;
-    std::chrono::steady_clock::time_point started_;
-    std::uint64_t body_size_ = 0;
-    std::vector<recipient_delivery> recipients_;
+    std::unique_ptr<state> state_;
 };
 
 } // namespace mailseal::delivery

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include <openssl/bio.h>
+#include <openssl/cms.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -57,6 +58,14 @@ struct deleter<X509_EXTENSION> {
 template <>
 struct deleter<STACK_OF(X509)> {
     void operator()(STACK_OF(X509) * p) const noexcept { sk_X509_pop_free(p, X509_free); }
+};
+template <>
+struct deleter<CMS_ContentInfo> {
+    void operator()(CMS_ContentInfo* p) const noexcept { CMS_ContentInfo_free(p); }
+};
+template <>
+struct deleter<ASN1_OCTET_STRING> {
+    void operator()(ASN1_OCTET_STRING* p) const noexcept { ASN1_OCTET_STRING_free(p); }
 };
 /// GENERAL_NAMES is STACK_OF(GENERAL_NAME); its free function frees the elements too.
 template <>

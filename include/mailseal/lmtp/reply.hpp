@@ -143,6 +143,19 @@ inline constexpr status local_error{451, enhanced_code{4, 3, 0},
                                     "Temporary local problem, try again later"};
 inline constexpr status mailbox_unavailable{451, enhanced_code{4, 2, 0},
                                             "Mailbox temporarily unavailable"};
+
+// Sealing (docs/replies.md has the policy table). A bogus or failed key lookup is always
+// temporary: nothing is stored in clear while the recipient's key cannot be known.
+inline constexpr status key_bogus{451, enhanced_code{4, 7, 5},
+                                  "Recipient's key failed DNSSEC validation, try again later"};
+inline constexpr status key_lookup_failed{451, enhanced_code{4, 4, 3},
+                                          "Recipient's key lookup failed, try again later"};
+inline constexpr status no_key_deferred{451, enhanced_code{4, 7, 1},
+                                        "Recipient requires encryption but has no usable key yet"};
+inline constexpr status no_key_rejected{
+    550, enhanced_code{5, 7, 1}, "Recipient accepts only encrypted mail and has no usable key"};
+inline constexpr status sealing_failed{451, enhanced_code{4, 3, 0},
+                                       "Encryption failed, try again later"};
 } // namespace replies
 
 } // namespace mailseal::lmtp

@@ -65,6 +65,10 @@ struct send {
 /// of ours and answer with recipient_verified(). Nothing else happens until then.
 struct verify_recipient {
     address recipient;
+    /// The position the recipient takes in the envelope if accepted (RCPT order, 0-based),
+    /// so work started for it now (the key lookup) can be matched at DATA; a new transaction
+    /// starts again at 0.
+    std::size_t index = 0;
 };
 /// DATA was accepted (its 354 precedes this event): open the per-recipient deliveries.
 struct begin_data {

@@ -6,7 +6,9 @@
 /// A connection's coroutine only moves bytes and time: it feeds what it reads to an
 /// lmtp::session, writes the replies the session emits, arms the deadline the session's phase
 /// calls for, and hands delivery actions to a delivery::transaction on the worker pool, so a
-/// slow disk never stalls the event loop (greetings, other sessions).
+/// slow disk or a large message's encryption never stalls the event loop (greetings, other
+/// sessions). Each accepted recipient's key lookup starts at RCPT and is awaited only when its
+/// copy must be decided, at the latest after the final dot.
 ///
 /// Failure policy: a failing connection (reset, timeout, client gone mid-DATA) ends only that
 /// connection; its uncommitted deliveries are abandoned, so nothing partial reaches new/. An
@@ -20,15 +22,20 @@
 #include <boost/asio/io_context.hpp>
 
 #include <mailseal/config/config.hpp>
+#include <mailseal/dns/resolver.hpp>
+#include <mailseal/keys/evaluate.hpp>
 
 namespace mailseal::server {
 
 class server {
 public:
     /// Binds every configured listener (unix sockets get their mode and owner). Returns an
-    /// error message naming the listener on failure.
+    /// error message naming the listener on failure. Key lookups go through `resolver`, which
+    /// must outlive the server, and certificates are judged by `key_policy`.
     static std::variant<std::unique_ptr<server>, std::string> bind(boost::asio::io_context& io,
-                                                                   const config::config& cfg);
+                                                                   const config::config& cfg,
+                                                                   dns::resolver& resolver,
+                                                                   keys::policy key_policy);
 
     ~server();
     server(const server&) = delete;

@@ -16,6 +16,14 @@
 ///   record, a certificate expiring within `days`, a local certificate DNS does not publish
 ///   (renewed without updating DNS) and unreadable store files are warnings. Exit status is
 ///   the worst line's, Nagios-style: 0, 1, 2.
+/// - `seal --to ADDRESS [--cert FILE]...`: seals one message from stdin to stdout exactly as
+///   delivery would (same detection, MIME layout, algorithms, policy and Mailseal: field; LF
+///   line ends as in a Maildir), to the given certificates (judged as local store ones) or,
+///   without --cert, to what key discovery finds. Exit status: 0 sealed, 1 passthrough
+///   (already encrypted, written as received), 2 no usable key (written as received under
+///   on_no_key = "plain", nothing written under "defer"/"reject"), 75 bogus or failed lookup
+///   (nothing written), 64 bad address, 66 no certificate in a --cert file, 70 encryption
+///   failure, 78 configuration. One line on stderr says which.
 
 #include <cstdint>
 #include <filesystem>
@@ -56,6 +64,16 @@ struct check_options {
 
 int check(const config::config& cfg, const check_options& options, std::ostream& out,
           std::ostream& err);
+
+enum seal_status : int { sealed = 0, passthrough = 1, no_key = 2 };
+
+struct seal_options {
+    std::string to;
+    std::vector<std::filesystem::path> certificates;
+};
+
+int seal(const config::config& cfg, const seal_options& options, std::istream& in,
+         std::ostream& out, std::ostream& err);
 
 /// The addresses `check --all` covers, sorted and unique.
 std::vector<std::string> known_addresses(const config::config& cfg);

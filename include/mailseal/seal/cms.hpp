@@ -1,0 +1,59 @@
+#pragma once
+
+/// One recipient's CMS EnvelopedData (or AuthEnvelopedData for GCM), encrypted as the plaintext
+/// streams in and emitted as base64 lines of 76 characters (RFC 2045 §6.8).
+///
+/// OpenSSL writes the CMS in BER with indefinite lengths as data arrives (BIO_new_CMS), so
+/// memory does not grow with the message. The plaintext is handed to OpenSSL in chunks of 64
+/// KiB (one OCTET STRING each); the staging buffer is wiped when it is emptied and when the
+/// encoder is destroyed. CMS_BINARY is always set: OpenSSL's text mode would rewrite line ends,
+/// and the input is already canonical.
+///
+/// Key management per RFC 8551 §2.3: RSA key transport (PKCS#1 v1.5, or RSAES-OAEP with
+/// SHA-256 and MGF1-SHA-256), EC P-256/P-384 ephemeral-static ECDH with a SHA-256 KDF and the
+/// AES key wrap matching the content key. A key without a certificate (SMIMEA selector 1) is
+/// named by subjectKeyIdentifier, computed as RFC 5280 §4.2.1.2 method 1.
+///
+/// Failure policy: every OpenSSL failure becomes an error text (OpenSSL's error queue
+/// included); the caller answers 451 4.3.0 and stores nothing for that recipient.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <mailseal/config/config.hpp>
+#include <mailseal/keys/evaluate.hpp>
+
+namespace mailseal::seal {
+
+/// The MIME subtype parameter for a cipher: "enveloped-data" or "authEnveloped-data".
+std::string_view smime_type(config::content_cipher cipher);
+
+class cms_encoder {
+public:
+    /// Prepares a CMS object with one RecipientInfo per key. `keys` must not be empty.
+    static std::variant<cms_encoder, std::string> begin(const std::vector<keys::key>& keys,
+                                                        config::content_cipher cipher,
+                                                        config::rsa_padding padding);
+
+    cms_encoder(cms_encoder&&) noexcept;
+    cms_encoder& operator=(cms_encoder&&) noexcept;
+    ~cms_encoder();
+
+    /// Encrypts `plaintext`; complete base64 lines (CRLF-terminated) are appended to `out`.
+    std::optional<std::string> write(std::string_view plaintext, std::string& out);
+    /// Finalizes the CMS (the GCM tag included) and appends the remaining base64 lines. The
+    /// content must not be empty (OpenSSL's streaming cannot encode it).
+    std::optional<std::string> finish(std::string& out);
+
+    struct state;
+
+private:
+    explicit cms_encoder(std::unique_ptr<state> s);
+    std::unique_ptr<state> state_;
+};
+
+} // namespace mailseal::seal

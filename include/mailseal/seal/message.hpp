@@ -1,0 +1,133 @@
+#pragma once
+
+/// The message as sealing sees it: canonical (CRLF) bytes, a header section split into raw
+/// fields, and whether the message is already encrypted.
+///
+/// Nothing here re-serializes a message. Fields keep their bytes exactly (folding, spacing,
+/// case), because the inner entity of a sealed copy must be the original entity byte for byte
+/// (RFC 8551 §3.1: a signature inside must still verify after decryption). gmime is used only
+/// to interpret Content-Type values (RFC 2045/2231 parameters, quoting, comments), never to
+/// write anything.
+///
+/// Failure policy: malformed input is never an error. A header section that is too large or
+/// has no end is treated as having no fields (the whole message is body, sealed as opaque
+/// content); a line that is neither a field nor a continuation ends the header section there.
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mailseal::seal {
+
+/// Turns every LF not preceded by CR into CRLF (RFC 8551 §3.1.1 canonical form). Chunks may
+/// split a CRLF anywhere.
+class canonicalizer {
+public:
+    /// Appends the canonical form of `in` to `out`.
+    void feed(std::string_view in, std::string& out);
+
+private:
+    bool last_was_cr_ = false;
+};
+
+/// One header field: its name and its raw text, continuation lines and final CRLF included.
+struct header_field {
+    std::string name;
+    std::string raw;
+
+    /// The unfolded value (after the colon, CRLFs of continuation lines removed, ends trimmed).
+    std::string value() const;
+    /// A field of the MIME entity rather than of the message: Content-* (RFC 2045 §9) and
+    /// MIME-Version, which travel inside a sealed copy.
+    bool describes_content() const;
+    bool is(std::string_view field_name) const;
+};
+
+struct header_section {
+    std::vector<header_field> fields;
+    /// An empty line ended the section (it is not part of any field, nor of the body).
+    bool has_separator = false;
+    /// The first field named `name` (case-insensitively), or null.
+    const header_field* find(std::string_view name) const;
+};
+
+/// Splits a canonical message into its header section and body, incrementally.
+class header_scanner {
+public:
+    /// Beyond `max_header_bytes` without an end, the message is treated as all body.
+    explicit header_scanner(std::size_t max_header_bytes);
+
+    /// Takes the next canonical bytes; bytes that belong to the body are appended to `body`
+    /// (including those held while the header section was still open).
+    void feed(std::string_view in, std::string& body);
+    /// End of the message: a header section still open ends here.
+    void finish(std::string& body);
+
+    bool complete() const { return complete_; }
+    const header_section& section() const { return section_; }
+
+private:
+    void end_section(std::size_t body_start, std::string& body);
+
+    std::size_t max_;
+    std::string held_;
+    std::size_t scanned_ = 0;
+    bool complete_ = false;
+    header_section section_;
+};
+
+/// Already-encrypted forms, by MIME structure (issue 4): stored as received.
+enum class encrypted_form {
+    none,
+    pgp_mime,            ///< multipart/encrypted (RFC 3156, RFC 1847)
+    smime_enveloped,     ///< application/(x-)pkcs7-mime; smime-type=enveloped-data
+    smime_authenveloped, ///< ...; smime-type=authEnveloped-data (RFC 5083)
+    pgp_inline,          ///< one text part that is wholly an ASCII-armoured PGP MESSAGE
+};
+std::string_view to_string(encrypted_form);
+
+/// What the header section says about encryption.
+struct classification {
+    encrypted_form form = encrypted_form::none;
+    /// A single text part in an identity transfer encoding: only its body can tell whether it
+    /// is an inline PGP message (armour_scanner).
+    bool may_be_inline_pgp = false;
+};
+
+/// Classifies by the top-level Content-Type and Content-Transfer-Encoding, parsed with gmime.
+/// Requires gmime_library to be alive.
+classification classify(const header_section& headers);
+
+/// Whether a text body is an ASCII-armoured PGP MESSAGE (RFC 4880 §6.2) from its first
+/// non-blank line to its end: BEGIN line, armour headers, an empty line, radix-64 lines, an
+/// optional checksum, END line, then only blank lines. Anything else — a quoted armour block
+/// inside other text, text after the END line, a non-radix-64 line inside — is not.
+class armour_scanner {
+public:
+    void feed(std::string_view canonical_body);
+    /// The verdict once the whole body was fed.
+    bool finish();
+    /// False as soon as the body cannot be an armoured message any more.
+    bool still_possible() const { return state_ != state::rejected; }
+
+private:
+    enum class state { leading, headers, data, trailing, rejected };
+    void line(std::string_view text);
+
+    state state_ = state::leading;
+    std::string partial_;
+};
+
+/// gmime's process-wide initialisation (g_mime_init / g_mime_shutdown): construct one in
+/// main() before any thread starts, as gmime requires.
+class gmime_library {
+public:
+    gmime_library();
+    ~gmime_library();
+    gmime_library(const gmime_library&) = delete;
+    gmime_library& operator=(const gmime_library&) = delete;
+};
+
+} // namespace mailseal::seal

@@ -1,0 +1,107 @@
+#pragma once
+
+/// One message's copies for several recipients, decided and produced as the message streams
+/// in: the part of delivery that `mailseal seal` shares, so both produce the same bytes.
+///
+/// Each recipient's copy is decided (seal::decide) once three things are known: the header
+/// section, whether the message is already encrypted, and the recipient's keys. Until then the
+/// canonical body is held in memory, bounded by `held_body_limit`; needs_keys() tells the
+/// caller to wait for the missing keys before writing more, so memory stays bounded and no
+/// plaintext is ever written anywhere to wait. An inline PGP message can only be recognised at
+/// its end: one larger than the bound is sealed (a second layer, never a loss).
+///
+/// Failure policy: a copy that cannot be produced (OpenSSL) or stored (the sink) ends for that
+/// recipient only, with the reply to give; the others go on.
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <mailseal/config/config.hpp>
+#include <mailseal/lmtp/reply.hpp>
+#include <mailseal/seal/message.hpp>
+#include <mailseal/seal/seal.hpp>
+
+namespace mailseal::seal {
+
+/// Body bytes held while some recipient's copy is undecided.
+inline constexpr std::size_t held_body_limit = 1024 * 1024;
+/// A header section larger than this is not parsed: the whole message is sealed as opaque
+/// content (Postfix's header_size_limit is 100 KiB, so real mail stays far below).
+inline constexpr std::size_t header_section_limit = 1024 * 1024;
+
+/// Where copies go (Maildir files for delivery, stdout for `mailseal seal`).
+class copy_sink {
+public:
+    virtual ~copy_sink() = default;
+    /// Recipient `index`'s copy will be stored: returns the trace fields to put first, or the
+    /// reply that ends this recipient (e.g. its Maildir cannot be created).
+    virtual std::variant<std::string, lmtp::reply> open(std::size_t index) = 0;
+    /// Appends CRLF text to the copy; a reply ends this recipient.
+    virtual std::optional<lmtp::reply> write(std::size_t index, std::string_view bytes) = 0;
+};
+
+class message_sealer {
+public:
+    struct recipient_state {
+        config::seal_policy policy;
+        std::optional<recipient_keys> keys;
+        std::optional<seal::decision> decided;
+        /// Set when the recipient gets no copy: its policy's refusal, or a failure.
+        std::optional<lmtp::reply> refusal;
+        /// Why, for the log: the failure text.
+        std::string detail;
+        std::optional<copy_writer> writer;
+    };
+
+    message_sealer(std::vector<config::seal_policy> policies, std::string protected_subject,
+                   copy_sink& sink);
+    ~message_sealer();
+    message_sealer(const message_sealer&) = delete;
+    message_sealer& operator=(const message_sealer&) = delete;
+
+    void provide_keys(std::size_t index, recipient_keys keys);
+    /// Appends message bytes (as received; LF or CRLF line ends).
+    void write(std::string_view bytes);
+    /// Body is held beyond held_body_limit for recipients without keys.
+    bool needs_keys() const;
+    bool has_keys(std::size_t index) const;
+    /// The whole message was written. A recipient still without keys counts as a failed
+    /// lookup. Decides every copy and completes them.
+    void end_of_data();
+    /// A recipient the caller gave up on (e.g. no mailbox): it gets no copy.
+    void exclude(std::size_t index, lmtp::reply why, std::string detail);
+
+    const recipient_state& recipient(std::size_t index) const { return recipients_.at(index); }
+    std::size_t recipients() const { return recipients_.size(); }
+
+private:
+    void decide(std::size_t index);
+    void decide_all();
+    void send(std::size_t index, std::string_view bytes);
+    void fail(std::size_t index, lmtp::reply why, std::string detail);
+    bool flush(std::size_t index);
+    bool any_undecided() const;
+    void headers_complete();
+    void body_arrived(std::string_view bytes);
+
+    std::vector<recipient_state> recipients_;
+    std::string protected_subject_;
+    copy_sink& sink_;
+    canonicalizer canonicalize_;
+    header_scanner headers_{header_section_limit};
+    /// Known once the header section is (and, for a possible inline PGP message, its end).
+    std::optional<encrypted_form> form_;
+    std::optional<armour_scanner> armour_;
+    /// Canonical body bytes since the header section, while some copy is undecided.
+    std::string held_;
+    /// Scratch buffers, reused; wiped after each use.
+    std::string canonical_;
+    std::string body_;
+    std::string output_;
+};
+
+} // namespace mailseal::seal

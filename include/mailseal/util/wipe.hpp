@@ -1,0 +1,20 @@
+#pragma once
+
+/// Clearing buffers that held message plaintext before their memory is reused or freed, so no
+/// later heap dump or core file shows it (issue 4: "buffers wiped").
+
+#include <cstring>
+#include <string>
+
+namespace mailseal::util {
+
+/// Overwrites the contents with zeros (explicit_bzero: the compiler may not drop it) and empties
+/// the string; its capacity is kept for reuse.
+inline void wipe(std::string& s) noexcept {
+    if (!s.empty()) {
+        ::explicit_bzero(s.data(), s.size());
+        s.clear();
+    }
+}
+
+} // namespace mailseal::util

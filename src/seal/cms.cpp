@@ -1,0 +1,271 @@
+#include <mutex>
+
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/rsa.h>
+
+#include <mailseal/keys/openssl.hpp>
+#include <mailseal/seal/cms.hpp>
+#include <mailseal/util/wipe.hpp>
+
+namespace mailseal::seal {
+namespace {
+
+using keys::c_ptr;
+
+/// Plaintext handed to OpenSSL at a time: each write becomes one OCTET STRING of the
+/// indefinite-length content, so tiny writes would bloat the output.
+constexpr std::size_t chunk_size = 64 * 1024;
+/// RFC 2045 §6.8: at most 76 characters per base64 line; 57 octets make exactly 76.
+constexpr std::size_t base64_group = 57;
+
+std::string openssl_error(std::string_view what) {
+    std::string out(what);
+    while (unsigned long code = ERR_get_error()) {
+        char text[256];
+        ERR_error_string_n(code, text, sizeof text);
+        out += "; ";
+        out += text;
+    }
+    return out;
+}
+
+const EVP_CIPHER* cipher_for(config::content_cipher c) {
+    switch (c) {
+    case config::content_cipher::aes_256_cbc:
+        return EVP_aes_256_cbc();
+    case config::content_cipher::aes_128_cbc:
+        return EVP_aes_128_cbc();
+    case config::content_cipher::aes_256_gcm:
+        return EVP_aes_256_gcm();
+    case config::content_cipher::aes_128_gcm:
+        return EVP_aes_128_gcm();
+    }
+    return EVP_aes_256_cbc();
+}
+
+/// The key that signs throwaway certificates: their signature is never checked, but OpenSSL
+/// expects a complete certificate. Made once per process.
+EVP_PKEY* throwaway_signer() {
+    static std::once_flag once;
+    static c_ptr<EVP_PKEY> signer;
+    std::call_once(once, [] { signer.reset(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519")); });
+    return signer.get();
+}
+
+/// A certificate carrying a bare public key (SMIMEA selector 1), so CMS can address it by
+/// subjectKeyIdentifier: there is no public OpenSSL API for a recipient without one.
+std::variant<c_ptr<X509>, std::string> certificate_for_bare_key(EVP_PKEY& key) {
+    c_ptr<X509> cert(X509_new());
+    EVP_PKEY* signer = throwaway_signer();
+    if (!cert || signer == nullptr || X509_set_version(cert.get(), X509_VERSION_3) != 1 ||
+        ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1) != 1 ||
+        X509_set_pubkey(cert.get(), &key) != 1 ||
+        X509_NAME_add_entry_by_txt(X509_get_subject_name(cert.get()), "CN", MBSTRING_ASC,
+                                   reinterpret_cast<const unsigned char*>("SMIMEA bare key"), -1,
+                                   -1, 0) != 1 ||
+        X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get())) != 1 ||
+        X509_gmtime_adj(X509_getm_notBefore(cert.get()), 0) == nullptr ||
+        X509_gmtime_adj(X509_getm_notAfter(cert.get()), 60) == nullptr) {
+        return openssl_error("building a certificate for a bare key");
+    }
+    // RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING's contents.
+    const ASN1_BIT_STRING* bits = X509_get0_pubkey_bitstr(cert.get());
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    c_ptr<ASN1_OCTET_STRING> ski(ASN1_OCTET_STRING_new());
+    if (bits == nullptr || !ski ||
+        EVP_Digest(bits->data, static_cast<std::size_t>(bits->length), digest, &digest_len,
+                   EVP_sha1(), nullptr) != 1 ||
+        ASN1_OCTET_STRING_set(ski.get(), digest, static_cast<int>(digest_len)) != 1 ||
+        X509_add1_ext_i2d(cert.get(), NID_subject_key_identifier, ski.get(), 0, 0) != 1 ||
+        X509_sign(cert.get(), signer, nullptr) <= 0) {
+        return openssl_error("building a certificate for a bare key");
+    }
+    return cert;
+}
+
+/// Sets the key-management parameters on a RecipientInfo made with CMS_KEY_PARAM: RSAES-OAEP
+/// with SHA-256 for RSA (only OAEP gets here), a SHA-256 KDF for ECDH (RFC 8551 §2.3).
+bool set_key_parameters(CMS_RecipientInfo* ri, const keys::key& k) {
+    EVP_PKEY_CTX* ctx = CMS_RecipientInfo_get0_pkey_ctx(ri);
+    if (ctx == nullptr) {
+        return false;
+    }
+    if (k.type == keys::key_type::rsa) {
+        return EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) > 0 &&
+               EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha256()) > 0 &&
+               EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256()) > 0;
+    }
+    // OpenSSL's default KDF is SHA-1 (dhSinglePass-stdDH-sha1kdf-scheme).
+    return EVP_PKEY_CTX_set_ecdh_kdf_md(ctx, EVP_sha256()) > 0;
+}
+
+} // namespace
+
+std::string_view smime_type(config::content_cipher cipher) {
+    switch (cipher) {
+    case config::content_cipher::aes_256_gcm:
+    case config::content_cipher::aes_128_gcm:
+        return "authEnveloped-data";
+    case config::content_cipher::aes_256_cbc:
+    case config::content_cipher::aes_128_cbc:
+        return "enveloped-data";
+    }
+    return "enveloped-data";
+}
+
+struct cms_encoder::state {
+    c_ptr<CMS_ContentInfo> cms;
+    /// Receives the BER output; drained into base64 after every write.
+    c_ptr<BIO> output;
+    /// The CMS BIO chain (cipher → ASN.1 streaming → output), owned up to `output`.
+    BIO* chain = nullptr;
+    std::string staged;
+    bool wrote_any = false;
+    /// BER octets not yet making a whole base64 group.
+    std::string base64_pending;
+
+    ~state() {
+        release_chain();
+        util::wipe(staged);
+    }
+
+    void release_chain() {
+        // Free each BIO the CMS layer pushed, but not `output`, which we own.
+        while (chain != nullptr && chain != output.get()) {
+            BIO* next = BIO_pop(chain);
+            BIO_free(chain);
+            chain = next;
+        }
+        chain = nullptr;
+    }
+
+    std::optional<std::string> push_staged(std::string& out) {
+        std::size_t done = 0;
+        wrote_any = wrote_any || !staged.empty();
+        while (done < staged.size()) {
+            int n = BIO_write(chain, staged.data() + done, static_cast<int>(staged.size() - done));
+            if (n <= 0) {
+                util::wipe(staged);
+                return openssl_error("encrypting");
+            }
+            done += static_cast<std::size_t>(n);
+        }
+        util::wipe(staged);
+        drain(out, false);
+        return std::nullopt;
+    }
+
+    void drain(std::string& out, bool last) {
+        char* data = nullptr;
+        long size = BIO_get_mem_data(output.get(), &data);
+        if (size > 0) {
+            base64_pending.append(data, static_cast<std::size_t>(size));
+            (void)BIO_reset(output.get());
+        }
+        std::size_t used = 0;
+        unsigned char line[80];
+        while (base64_pending.size() - used >= base64_group ||
+               (last && used < base64_pending.size())) {
+            std::size_t n = std::min(base64_group, base64_pending.size() - used);
+            int len = EVP_EncodeBlock(
+                line, reinterpret_cast<const unsigned char*>(base64_pending.data() + used),
+                static_cast<int>(n));
+            out.append(reinterpret_cast<const char*>(line), static_cast<std::size_t>(len));
+            out += "\r\n";
+            used += n;
+        }
+        base64_pending.erase(0, used);
+    }
+};
+
+cms_encoder::cms_encoder(std::unique_ptr<state> s) : state_(std::move(s)) {}
+cms_encoder::cms_encoder(cms_encoder&&) noexcept = default;
+cms_encoder& cms_encoder::operator=(cms_encoder&&) noexcept = default;
+cms_encoder::~cms_encoder() = default;
+
+std::variant<cms_encoder, std::string> cms_encoder::begin(const std::vector<keys::key>& keys,
+                                                          config::content_cipher cipher,
+                                                          config::rsa_padding padding) {
+    if (keys.empty()) {
+        return std::string("no keys to encrypt to");
+    }
+    ERR_clear_error();
+    auto st = std::make_unique<state>();
+    // A GCM cipher makes CMS_encrypt build AuthEnvelopedData (RFC 5083) instead.
+    st->cms.reset(
+        CMS_encrypt(nullptr, nullptr, cipher_for(cipher), CMS_STREAM | CMS_PARTIAL | CMS_BINARY));
+    if (!st->cms) {
+        return openssl_error("creating the CMS object");
+    }
+    for (const auto& k : keys) {
+        c_ptr<X509> bare_key_cert;
+        X509* cert = k.certificate.get();
+        unsigned int flags = CMS_BINARY;
+        if (cert == nullptr) {
+            auto made = certificate_for_bare_key(*k.public_key);
+            if (auto* problem = std::get_if<std::string>(&made)) {
+                return std::move(*problem);
+            }
+            bare_key_cert = std::move(std::get<c_ptr<X509>>(made));
+            cert = bare_key_cert.get();
+            flags |= CMS_USE_KEYID;
+        }
+        bool custom = k.type != keys::key_type::rsa || padding == config::rsa_padding::oaep;
+        if (custom) {
+            flags |= CMS_KEY_PARAM;
+        }
+        CMS_RecipientInfo* ri = CMS_add1_recipient_cert(st->cms.get(), cert, flags);
+        if (ri == nullptr) {
+            return openssl_error("adding the recipient " + k.source);
+        }
+        if (custom && !set_key_parameters(ri, k)) {
+            return openssl_error("setting key parameters for " + k.source);
+        }
+    }
+    st->output.reset(BIO_new(BIO_s_mem()));
+    if (!st->output) {
+        return openssl_error("allocating the output buffer");
+    }
+    st->chain = BIO_new_CMS(st->output.get(), st->cms.get());
+    if (st->chain == nullptr) {
+        return openssl_error("starting the CMS stream");
+    }
+    st->staged.reserve(chunk_size);
+    return cms_encoder(std::move(st));
+}
+
+std::optional<std::string> cms_encoder::write(std::string_view plaintext, std::string& out) {
+    while (!plaintext.empty()) {
+        std::size_t take = std::min(plaintext.size(), chunk_size - state_->staged.size());
+        state_->staged.append(plaintext.substr(0, take));
+        plaintext.remove_prefix(take);
+        if (state_->staged.size() == chunk_size) {
+            if (auto problem = state_->push_staged(out)) {
+                return problem;
+            }
+        }
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> cms_encoder::finish(std::string& out) {
+    if (auto problem = state_->push_staged(out)) {
+        return problem;
+    }
+    // OpenSSL's streaming cannot end content it never started; a sealed copy always holds at
+    // least the inner entity's empty line.
+    if (!state_->wrote_any) {
+        return std::string("no content to encrypt");
+    }
+    // The flush writes the end of the content, the GCM tag and the closing octets.
+    if (BIO_flush(state_->chain) != 1) {
+        return openssl_error("finishing the CMS stream");
+    }
+    state_->release_chain();
+    state_->drain(out, true);
+    return std::nullopt;
+}
+
+} // namespace mailseal::seal

@@ -1,0 +1,292 @@
+#include <memory>
+
+#include <gmime/gmime.h>
+
+#include <mailseal/seal/message.hpp>
+#include <mailseal/util/ascii.hpp>
+
+namespace mailseal::seal {
+namespace {
+
+bool is_blank(std::string_view line) {
+    return line.find_first_not_of(" \t") == std::string_view::npos;
+}
+
+std::string_view trim(std::string_view s) {
+    auto first = s.find_first_not_of(" \t\r\n");
+    if (first == std::string_view::npos) {
+        return {};
+    }
+    auto last = s.find_last_not_of(" \t\r\n");
+    return s.substr(first, last - first + 1);
+}
+
+/// The length of the field name if `line` starts a header field (RFC 5322 §3.6.8: 1*ftext
+/// ":"), else 0. Obsolete syntax allows white space before the colon (§4.5.3), which Postfix
+/// and gmime accept too.
+std::size_t field_name_length(std::string_view line) {
+    std::size_t i = 0;
+    while (i < line.size()) {
+        auto c = static_cast<unsigned char>(line[i]);
+        if (c == ':' || c <= 32 || c >= 127) {
+            break;
+        }
+        ++i;
+    }
+    std::size_t name_end = i;
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) {
+        ++i;
+    }
+    return name_end > 0 && i < line.size() && line[i] == ':' ? name_end : 0;
+}
+
+struct gobject_deleter {
+    void operator()(void* p) const noexcept { g_object_unref(p); }
+};
+
+} // namespace
+
+void canonicalizer::feed(std::string_view in, std::string& out) {
+    out.reserve(out.size() + in.size() + in.size() / 64);
+    // Copies runs up to each LF in one go; only an LF without its CR gets one inserted.
+    while (!in.empty()) {
+        auto lf = in.find('\n');
+        if (lf == std::string_view::npos) {
+            out.append(in);
+            last_was_cr_ = in.back() == '\r';
+            return;
+        }
+        bool has_cr = lf > 0 ? in[lf - 1] == '\r' : last_was_cr_;
+        out.append(in.substr(0, lf));
+        out += has_cr ? "\n" : "\r\n";
+        in.remove_prefix(lf + 1);
+        last_was_cr_ = false;
+    }
+}
+
+std::string header_field::value() const {
+    std::string_view raw_view(raw);
+    auto colon = raw_view.find(':');
+    std::string out;
+    for (char c : raw_view.substr(colon + 1)) {
+        if (c != '\r' && c != '\n') {
+            out += c;
+        }
+    }
+    return std::string(trim(out));
+}
+
+bool header_field::describes_content() const {
+    return util::istarts_with(name, "content-") || util::iequals(name, "mime-version");
+}
+
+bool header_field::is(std::string_view field_name) const {
+    return util::iequals(name, field_name);
+}
+
+const header_field* header_section::find(std::string_view name) const {
+    for (const auto& f : fields) {
+        if (f.is(name)) {
+            return &f;
+        }
+    }
+    return nullptr;
+}
+
+header_scanner::header_scanner(std::size_t max_header_bytes) : max_(max_header_bytes) {}
+
+void header_scanner::feed(std::string_view in, std::string& body) {
+    if (complete_) {
+        body.append(in);
+        return;
+    }
+    held_.append(in);
+    // Each complete line either starts a field, continues one, is the empty separator, or ends
+    // the header section as the body's first line.
+    for (;;) {
+        auto lf = held_.find('\n', scanned_);
+        if (lf == std::string::npos) {
+            break;
+        }
+        std::string_view line(held_.data() + scanned_, lf + 1 - scanned_);
+        std::string_view text = line.substr(
+            0, line.size() - (line.size() >= 2 && line[line.size() - 2] == '\r' ? 2 : 1));
+        if (text.empty()) {
+            section_.has_separator = true;
+            end_section(lf + 1, body);
+            return;
+        }
+        if ((text[0] == ' ' || text[0] == '\t') && !section_.fields.empty()) {
+            section_.fields.back().raw.append(line);
+        } else if (auto n = field_name_length(text); n > 0) {
+            section_.fields.push_back(
+                header_field{std::string(text.substr(0, n)), std::string(line)});
+        } else {
+            end_section(scanned_, body);
+            return;
+        }
+        scanned_ = lf + 1;
+    }
+    if (held_.size() > max_) {
+        // No end in sight: all of it is body, and nothing is taken from it as headers.
+        section_.fields.clear();
+        end_section(0, body);
+    }
+}
+
+void header_scanner::finish(std::string& body) {
+    if (complete_) {
+        return;
+    }
+    // A last line without a line end is body: it might not be a whole field.
+    end_section(scanned_, body);
+}
+
+void header_scanner::end_section(std::size_t body_start, std::string& body) {
+    complete_ = true;
+    body.append(held_, body_start, std::string::npos);
+    held_.clear();
+    held_.shrink_to_fit();
+}
+
+std::string_view to_string(encrypted_form f) {
+    switch (f) {
+    case encrypted_form::none:
+        return "none";
+    case encrypted_form::pgp_mime:
+        return "pgp-mime";
+    case encrypted_form::smime_enveloped:
+        return "smime-enveloped";
+    case encrypted_form::smime_authenveloped:
+        return "smime-authenveloped";
+    case encrypted_form::pgp_inline:
+        return "pgp-inline";
+    }
+    return "unknown";
+}
+
+classification classify(const header_section& headers) {
+    classification out;
+    const header_field* type_field = headers.find("Content-Type");
+    const header_field* encoding_field = headers.find("Content-Transfer-Encoding");
+    // RFC 2045 §5.2: no Content-Type means text/plain; us-ascii. An unparsable one is
+    // treated the same way by readers, so it gets the same (body) check.
+    std::string type = "text";
+    std::string subtype = "plain";
+    std::string smime_type;
+    if (type_field != nullptr) {
+        auto value = type_field->value();
+        std::unique_ptr<GMimeContentType, gobject_deleter> parsed(
+            g_mime_content_type_parse(nullptr, value.c_str()));
+        if (parsed) {
+            const char* media = g_mime_content_type_get_media_type(parsed.get());
+            const char* sub = g_mime_content_type_get_media_subtype(parsed.get());
+            type = util::ascii_lower(media ? media : "");
+            subtype = util::ascii_lower(sub ? sub : "");
+            // gmime 3.2 has no enum value for authEnveloped-data: read the parameter itself.
+            if (const char* st = g_mime_content_type_get_parameter(parsed.get(), "smime-type")) {
+                smime_type = util::ascii_lower(st);
+            }
+        }
+    }
+    if (type == "multipart" && subtype == "encrypted") {
+        out.form = encrypted_form::pgp_mime;
+    } else if (type == "application" && (subtype == "pkcs7-mime" || subtype == "x-pkcs7-mime")) {
+        if (smime_type == "enveloped-data") {
+            out.form = encrypted_form::smime_enveloped;
+        } else if (smime_type == "authenveloped-data") {
+            out.form = encrypted_form::smime_authenveloped;
+        }
+    } else if (type == "text") {
+        // An armour block survives only an identity encoding unchanged; a base64 or
+        // quoted-printable text part is sealed (a second layer, never a lost message).
+        std::string encoding =
+            encoding_field ? util::ascii_lower(encoding_field->value()) : std::string("7bit");
+        out.may_be_inline_pgp = encoding == "7bit" || encoding == "8bit" || encoding == "binary";
+    }
+    return out;
+}
+
+void armour_scanner::feed(std::string_view canonical_body) {
+    while (!canonical_body.empty() && state_ != state::rejected) {
+        auto lf = canonical_body.find('\n');
+        if (lf == std::string_view::npos) {
+            partial_.append(canonical_body);
+            // Armour lines are at most 76 characters (RFC 4880 §6.3); a long line is text.
+            if (partial_.size() > 1000) {
+                state_ = state::rejected;
+            }
+            return;
+        }
+        partial_.append(canonical_body.substr(0, lf));
+        canonical_body.remove_prefix(lf + 1);
+        if (!partial_.empty() && partial_.back() == '\r') {
+            partial_.pop_back();
+        }
+        line(partial_);
+        partial_.clear();
+    }
+}
+
+bool armour_scanner::finish() {
+    if (!partial_.empty()) {
+        line(partial_);
+        partial_.clear();
+    }
+    return state_ == state::trailing;
+}
+
+void armour_scanner::line(std::string_view text) {
+    // Trailing white space is not part of armour (RFC 4880 §6.2 "should be ignored").
+    auto end = text.find_last_not_of(" \t");
+    std::string_view t =
+        end == std::string_view::npos ? std::string_view() : text.substr(0, end + 1);
+    switch (state_) {
+    case state::leading:
+        if (t.empty()) {
+            return;
+        }
+        state_ = t == "-----BEGIN PGP MESSAGE-----" ? state::headers : state::rejected;
+        return;
+    case state::headers:
+        if (t.empty()) {
+            state_ = state::data;
+            return;
+        }
+        // Armour headers are "Key: Value" (Version, Comment, Hash, Charset, MessageID).
+        state_ = field_name_length(t) > 0 ? state::headers : state::rejected;
+        return;
+    case state::data:
+        if (t == "-----END PGP MESSAGE-----") {
+            state_ = state::trailing;
+            return;
+        }
+        for (std::size_t i = 0; i < t.size(); ++i) {
+            char c = t[i];
+            bool radix64 = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                           (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=';
+            if (!radix64) {
+                state_ = state::rejected;
+                return;
+            }
+        }
+        return;
+    case state::trailing:
+        if (!is_blank(t)) {
+            state_ = state::rejected;
+        }
+        return;
+    case state::rejected:
+        return;
+    }
+}
+
+gmime_library::gmime_library() {
+    g_mime_init();
+}
+
+gmime_library::~gmime_library() {
+    g_mime_shutdown();
+}
+
+} // namespace mailseal::seal

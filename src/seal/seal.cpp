@@ -1,0 +1,219 @@
+#include <mailseal/seal/seal.hpp>
+#include <mailseal/util/ascii.hpp>
+#include <mailseal/util/wipe.hpp>
+
+namespace mailseal::seal {
+namespace {
+
+/// RFC 9788 hcp_baseline: the Subject is replaced, Keywords and Comments are removed, and the
+/// other fields stay readable outside (clients need From, To, Date and Message-ID to list and
+/// thread the message).
+bool hidden_when_protected(const header_field& f) {
+    return f.is("Keywords") || f.is("Comments");
+}
+
+/// A Content-Type field with hp="cipher" appended to its parameters (RFC 9788 §2.1.1: the
+/// cryptographic payload's root part says its header section is the protected one).
+std::string with_hp_parameter(const header_field& f) {
+    std::string raw = f.raw;
+    auto end = raw.size();
+    while (end > 0 && (raw[end - 1] == '\r' || raw[end - 1] == '\n')) {
+        --end;
+    }
+    raw.insert(end, "; hp=\"cipher\"");
+    return raw;
+}
+
+} // namespace
+
+std::string_view to_string(action a) {
+    switch (a) {
+    case action::seal:
+        return "sealed";
+    case action::passthrough:
+        return "passthrough";
+    case action::plain:
+        return "plain";
+    case action::defer:
+        return "deferred";
+    case action::reject:
+        return "rejected";
+    case action::key_bogus:
+        return "bogus";
+    case action::key_failure:
+        return "lookup-failed";
+    }
+    return "unknown";
+}
+
+std::optional<lmtp::reply> decision::refusal() const {
+    switch (what) {
+    case action::seal:
+    case action::passthrough:
+    case action::plain:
+        return std::nullopt;
+    case action::defer:
+        return lmtp::reply(lmtp::replies::no_key_deferred);
+    case action::reject:
+        return lmtp::reply(lmtp::replies::no_key_rejected);
+    case action::key_bogus:
+        return lmtp::reply(lmtp::replies::key_bogus);
+    case action::key_failure:
+        return lmtp::reply(lmtp::replies::key_lookup_failed);
+    }
+    return lmtp::reply(lmtp::replies::local_error);
+}
+
+decision decide(keys::dns_outcome outcome, std::size_t usable_keys, encrypted_form form,
+                config::no_key_action on_no_key) {
+    // Ciphertext is stored as it came whatever DNS said: it is no plaintext, and a second
+    // layer would only make it harder to read.
+    if (form != encrypted_form::none) {
+        return {action::passthrough, std::string(to_string(form))};
+    }
+    switch (outcome) {
+    case keys::dns_outcome::bogus:
+        return {action::key_bogus, "dnssec-bogus"};
+    case keys::dns_outcome::failure:
+        return {action::key_failure, "lookup-failed"};
+    case keys::dns_outcome::secure_records:
+    case keys::dns_outcome::secure_absent:
+    case keys::dns_outcome::insecure:
+        break;
+    }
+    if (usable_keys > 0) {
+        return {action::seal, "keys=" + std::to_string(usable_keys)};
+    }
+    switch (on_no_key) {
+    case config::no_key_action::plain:
+        return {action::plain, "no-key"};
+    case config::no_key_action::defer:
+        return {action::defer, "no-key"};
+    case config::no_key_action::reject:
+        return {action::reject, "no-key"};
+    }
+    return {action::plain, "no-key"};
+}
+
+std::string mailseal_field(const decision& d, std::size_t keys, config::content_cipher cipher) {
+    switch (d.what) {
+    case action::seal:
+        return "Mailseal: sealed; keys=" + std::to_string(keys) +
+               "; cipher=" + std::string(config::to_string(cipher)) + "\r\n";
+    case action::passthrough:
+        return "Mailseal: passthrough; form=" + d.reason + "\r\n";
+    case action::plain:
+    case action::defer:
+    case action::reject:
+    case action::key_bogus:
+    case action::key_failure:
+        break;
+    }
+    return "Mailseal: plain; reason=" + d.reason + "\r\n";
+}
+
+split_headers split_for_sealing(const header_section& headers, config::header_mode mode,
+                                std::string_view protected_subject) {
+    split_headers out;
+    if (mode == config::header_mode::keep) {
+        for (const auto& f : headers.fields) {
+            (f.describes_content() ? out.inner : out.outer) += f.raw;
+        }
+        return out;
+    }
+    // Injected headers (RFC 9788 §2): the inner header section is the whole original one;
+    // HP-Outer records each field left readable outside, so a reader can tell what an
+    // attacker could have changed.
+    bool has_type = false;
+    std::string hp_outer;
+    for (const auto& f : headers.fields) {
+        if (f.is("Content-Type") && !has_type) {
+            out.inner += with_hp_parameter(f);
+            has_type = true;
+        } else {
+            out.inner += f.raw;
+        }
+        if (f.describes_content() || hidden_when_protected(f)) {
+            continue;
+        }
+        if (f.is("Subject")) {
+            std::string subject = "Subject: " + std::string(protected_subject);
+            out.outer += subject + "\r\n";
+            hp_outer += "HP-Outer: " + subject + "\r\n";
+        } else {
+            out.outer += f.raw;
+            hp_outer += "HP-Outer: " + f.name + ": " + f.value() + "\r\n";
+        }
+    }
+    if (!has_type) {
+        // RFC 2045 §5.2's default, made explicit to carry the parameter.
+        out.inner += "Content-Type: text/plain; charset=us-ascii; hp=\"cipher\"\r\n";
+    }
+    out.inner += hp_outer;
+    return out;
+}
+
+copy_writer copy_writer::as_received(std::string_view trace, const header_section& headers,
+                                     std::string_view mailseal_field, std::string& out) {
+    out += trace;
+    out += mailseal_field;
+    for (const auto& f : headers.fields) {
+        out += f.raw;
+    }
+    if (headers.has_separator) {
+        out += "\r\n";
+    }
+    return copy_writer();
+}
+
+std::variant<copy_writer, std::string>
+copy_writer::sealed(std::string_view trace, const header_section& headers,
+                    const std::vector<keys::key>& keys, const config::seal_policy& policy,
+                    std::string_view protected_subject, std::string& out) {
+    auto encoder = cms_encoder::begin(keys, policy.cipher, policy.padding);
+    if (auto* problem = std::get_if<std::string>(&encoder)) {
+        return std::move(*problem);
+    }
+    copy_writer w;
+    w.encoder_.emplace(std::move(std::get<cms_encoder>(encoder)));
+    auto parts = split_for_sealing(headers, policy.headers, protected_subject);
+    decision sealed_decision{action::seal, {}};
+    out += trace;
+    out += mailseal_field(sealed_decision, keys.size(), policy.cipher);
+    out += parts.outer;
+    // RFC 8551 §3.3, with name/filename so clients that go by extension recognise it.
+    out += "MIME-Version: 1.0\r\n"
+           "Content-Type: application/pkcs7-mime; smime-type=";
+    out += smime_type(policy.cipher);
+    out += "; name=\"smime.p7m\"\r\n"
+           "Content-Disposition: attachment; filename=\"smime.p7m\"\r\n"
+           "Content-Transfer-Encoding: base64\r\n"
+           "\r\n";
+    // The inner entity: its header section and the empty line that ends it, which the
+    // original may have lacked (a header section ended by a non-field line).
+    std::string inner = std::move(parts.inner);
+    inner += "\r\n";
+    auto problem = w.encoder_->write(inner, out);
+    util::wipe(inner);
+    if (problem) {
+        return std::move(*problem);
+    }
+    return w;
+}
+
+std::optional<std::string> copy_writer::body(std::string_view canonical, std::string& out) {
+    if (encoder_) {
+        return encoder_->write(canonical, out);
+    }
+    out.append(canonical);
+    return std::nullopt;
+}
+
+std::optional<std::string> copy_writer::finish(std::string& out) {
+    if (encoder_) {
+        return encoder_->finish(out);
+    }
+    return std::nullopt;
+}
+
+} // namespace mailseal::seal

@@ -1,0 +1,208 @@
+#include <algorithm>
+
+#include <mailseal/log/log.hpp>
+#include <mailseal/seal/sealer.hpp>
+#include <mailseal/util/wipe.hpp>
+
+namespace mailseal::seal {
+
+message_sealer::message_sealer(std::vector<config::seal_policy> policies,
+                               std::string protected_subject, copy_sink& sink)
+    : protected_subject_(std::move(protected_subject)), sink_(sink) {
+    recipients_.reserve(policies.size());
+    for (auto& p : policies) {
+        recipients_.push_back(recipient_state{p, {}, {}, {}, {}, {}});
+    }
+}
+
+message_sealer::~message_sealer() {
+    util::wipe(held_);
+    util::wipe(canonical_);
+    util::wipe(body_);
+    util::wipe(output_);
+}
+
+void message_sealer::provide_keys(std::size_t index, recipient_keys keys) {
+    auto& r = recipients_.at(index);
+    if (r.keys) {
+        return;
+    }
+    r.keys = std::move(keys);
+    decide_all();
+}
+
+bool message_sealer::has_keys(std::size_t index) const {
+    return recipients_.at(index).keys.has_value();
+}
+
+bool message_sealer::needs_keys() const {
+    return held_.size() > held_body_limit &&
+           std::any_of(recipients_.begin(), recipients_.end(),
+                       [](const recipient_state& r) { return !r.keys && !r.refusal; });
+}
+
+void message_sealer::exclude(std::size_t index, lmtp::reply why, std::string detail) {
+    fail(index, std::move(why), std::move(detail));
+    decide_all();
+}
+
+void message_sealer::write(std::string_view bytes) {
+    canonicalize_.feed(bytes, canonical_);
+    bool was_complete = headers_.complete();
+    headers_.feed(canonical_, body_);
+    util::wipe(canonical_);
+    if (!headers_.complete()) {
+        return;
+    }
+    if (!was_complete) {
+        headers_complete();
+    }
+    body_arrived(body_);
+    util::wipe(body_);
+}
+
+void message_sealer::end_of_data() {
+    if (!headers_.complete()) {
+        headers_.finish(body_);
+        headers_complete();
+        body_arrived(body_);
+        util::wipe(body_);
+    }
+    if (!form_) {
+        form_ = armour_ && armour_->finish() ? encrypted_form::pgp_inline : encrypted_form::none;
+    }
+    for (auto& r : recipients_) {
+        if (!r.keys && !r.refusal) {
+            r.keys = recipient_keys{keys::dns_outcome::failure, {}};
+        }
+    }
+    decide_all();
+    for (std::size_t i = 0; i < recipients_.size(); ++i) {
+        auto& r = recipients_[i];
+        if (!r.writer) {
+            continue;
+        }
+        if (auto problem = r.writer->finish(output_)) {
+            util::wipe(output_);
+            fail(i, lmtp::replies::sealing_failed, *problem);
+            continue;
+        }
+        flush(i);
+    }
+}
+
+void message_sealer::headers_complete() {
+    auto c = classify(headers_.section());
+    if (c.form != encrypted_form::none) {
+        form_ = c.form;
+    } else if (c.may_be_inline_pgp) {
+        armour_.emplace();
+    } else {
+        form_ = encrypted_form::none;
+    }
+}
+
+void message_sealer::body_arrived(std::string_view bytes) {
+    if (armour_ && !form_) {
+        armour_->feed(bytes);
+        if (!armour_->still_possible()) {
+            form_ = encrypted_form::none;
+        }
+    }
+    for (std::size_t i = 0; i < recipients_.size(); ++i) {
+        if (recipients_[i].writer) {
+            send(i, bytes);
+        }
+    }
+    if (any_undecided()) {
+        held_.append(bytes);
+    }
+    if (!form_ && held_.size() > held_body_limit) {
+        // Too long to wait for the end of a possible inline PGP message: seal it.
+        form_ = encrypted_form::none;
+        log::info("inline-pgp-unconfirmed", {{"held", std::to_string(held_.size())}});
+    }
+    decide_all();
+}
+
+bool message_sealer::any_undecided() const {
+    return std::any_of(recipients_.begin(), recipients_.end(),
+                       [](const recipient_state& r) { return !r.decided && !r.refusal; });
+}
+
+void message_sealer::decide_all() {
+    for (std::size_t i = 0; i < recipients_.size(); ++i) {
+        const auto& r = recipients_[i];
+        if (!r.decided && !r.refusal && r.keys && form_) {
+            decide(i);
+        }
+    }
+    if (!any_undecided()) {
+        util::wipe(held_);
+    }
+}
+
+void message_sealer::decide(std::size_t index) {
+    auto& r = recipients_[index];
+    r.decided = seal::decide(r.keys->outcome, r.keys->keys.size(), *form_, r.policy.on_no_key);
+    if (auto refusal = r.decided->refusal()) {
+        r.refusal = std::move(*refusal);
+        r.detail = r.decided->reason;
+        return;
+    }
+    auto opened = sink_.open(index);
+    if (auto* refusal = std::get_if<lmtp::reply>(&opened)) {
+        fail(index, std::move(*refusal), "");
+        return;
+    }
+    const auto& trace = std::get<std::string>(opened);
+    const auto& section = headers_.section();
+    if (r.decided->what == action::seal) {
+        auto made = copy_writer::sealed(trace, section, r.keys->keys, r.policy, protected_subject_,
+                                        output_);
+        if (auto* problem = std::get_if<std::string>(&made)) {
+            util::wipe(output_);
+            fail(index, lmtp::replies::sealing_failed, *problem);
+            return;
+        }
+        r.writer.emplace(std::move(std::get<copy_writer>(made)));
+    } else {
+        r.writer.emplace(copy_writer::as_received(
+            trace, section, mailseal_field(*r.decided, 0, r.policy.cipher), output_));
+    }
+    send(index, held_);
+}
+
+void message_sealer::send(std::size_t index, std::string_view bytes) {
+    auto& r = recipients_[index];
+    if (auto problem = r.writer->body(bytes, output_)) {
+        util::wipe(output_);
+        fail(index, lmtp::replies::sealing_failed, *problem);
+        return;
+    }
+    flush(index);
+}
+
+bool message_sealer::flush(std::size_t index) {
+    std::optional<lmtp::reply> failed;
+    if (!output_.empty()) {
+        failed = sink_.write(index, output_);
+    }
+    util::wipe(output_);
+    if (failed) {
+        fail(index, std::move(*failed), "");
+        return false;
+    }
+    return true;
+}
+
+void message_sealer::fail(std::size_t index, lmtp::reply why, std::string detail) {
+    auto& r = recipients_[index];
+    r.writer.reset();
+    if (!r.refusal) {
+        r.refusal = std::move(why);
+        r.detail = std::move(detail);
+    }
+}
+
+} // namespace mailseal::seal

@@ -1,0 +1,190 @@
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include <mailseal/seal/cms.hpp>
+
+#include "../keys/test_certs.hpp"
+#include "decrypt.hpp"
+
+namespace mailseal::seal {
+namespace {
+
+namespace kt = keys::test;
+using keys::c_ptr;
+
+keys::key rsa_key(std::shared_ptr<X509> cert, std::shared_ptr<EVP_PKEY> pkey) {
+    return keys::key{pkey, cert, {}, keys::key_type::rsa, 2048, "test"};
+}
+
+std::string plaintext_of(std::size_t size) {
+    std::string out;
+    for (std::size_t i = 0; out.size() < size; ++i) {
+        out += "line " + std::to_string(i) + " \xc3\xa9 with bytes\r\n";
+    }
+    out.resize(size);
+    return out;
+}
+
+/// Encrypts `plain` in pieces of `step` bytes and returns the base64 text.
+std::string seal_text(const std::vector<keys::key>& ks, config::content_cipher cipher,
+                      config::rsa_padding padding, const std::string& plain, std::size_t step) {
+    auto begun = cms_encoder::begin(ks, cipher, padding);
+    if (auto* problem = std::get_if<std::string>(&begun)) {
+        ADD_FAILURE() << *problem;
+        return {};
+    }
+    auto& enc = std::get<cms_encoder>(begun);
+    std::string out;
+    for (std::size_t i = 0; i < plain.size(); i += step) {
+        EXPECT_EQ(enc.write(std::string_view(plain).substr(i, step), out), std::nullopt);
+    }
+    EXPECT_EQ(enc.finish(out), std::nullopt);
+    return out;
+}
+
+void expect_76_column_lines(const std::string& text) {
+    std::size_t start = 0;
+    std::size_t lines = 0;
+    while (start < text.size()) {
+        auto end = text.find("\r\n", start);
+        ASSERT_NE(end, std::string::npos) << "unterminated last line";
+        bool last = end + 2 == text.size();
+        if (!last) {
+            ASSERT_EQ(end - start, 76u) << "line " << lines;
+        } else {
+            ASSERT_LE(end - start, 76u);
+        }
+        start = end + 2;
+        ++lines;
+    }
+}
+
+TEST(cms_encoder, round_trips_every_cipher_and_key_form) {
+    const auto& c = kt::certs();
+    struct row {
+        const char* name;
+        std::vector<keys::key> keys;
+        config::content_cipher cipher;
+        config::rsa_padding padding;
+        std::shared_ptr<EVP_PKEY> private_key;
+        std::shared_ptr<X509> certificate; ///< null: try every RecipientInfo
+        int content_nid;
+    };
+    auto rsa = rsa_key(c.rsa, c.rsa_key);
+    keys::key ec{c.ec_key, c.ec_agree, {}, keys::key_type::ec_p256, 256, "ec"};
+    keys::key ec384{c.ec384_key, c.ec384, {}, keys::key_type::ec_p384, 384, "ec384"};
+    keys::key bare_rsa{c.rsa_key2, nullptr, {}, keys::key_type::rsa, 2048, "spki"};
+    keys::key bare_ec{c.ec_key2, nullptr, {}, keys::key_type::ec_p256, 256, "spki-ec"};
+    using cc = config::content_cipher;
+    using rp = config::rsa_padding;
+    std::vector<row> rows = {
+        {"rsa_cbc256", {rsa}, cc::aes_256_cbc, rp::pkcs1, c.rsa_key, c.rsa, NID_pkcs7_enveloped},
+        {"rsa_cbc128", {rsa}, cc::aes_128_cbc, rp::pkcs1, c.rsa_key, c.rsa, NID_pkcs7_enveloped},
+        {"rsa_gcm256",
+         {rsa},
+         cc::aes_256_gcm,
+         rp::pkcs1,
+         c.rsa_key,
+         c.rsa,
+         NID_id_smime_ct_authEnvelopedData},
+        {"rsa_gcm128",
+         {rsa},
+         cc::aes_128_gcm,
+         rp::pkcs1,
+         c.rsa_key,
+         c.rsa,
+         NID_id_smime_ct_authEnvelopedData},
+        {"rsa_oaep", {rsa}, cc::aes_256_cbc, rp::oaep, c.rsa_key, c.rsa, NID_pkcs7_enveloped},
+        {"ec_p256", {ec}, cc::aes_256_cbc, rp::pkcs1, c.ec_key, c.ec_agree, NID_pkcs7_enveloped},
+        {"ec_p384_gcm",
+         {ec384},
+         cc::aes_256_gcm,
+         rp::pkcs1,
+         c.ec384_key,
+         c.ec384,
+         NID_id_smime_ct_authEnvelopedData},
+        {"bare_rsa_key",
+         {bare_rsa},
+         cc::aes_256_cbc,
+         rp::pkcs1,
+         c.rsa_key2,
+         nullptr,
+         NID_pkcs7_enveloped},
+        {"bare_ec_key",
+         {bare_ec},
+         cc::aes_256_cbc,
+         rp::pkcs1,
+         c.ec_key2,
+         nullptr,
+         NID_pkcs7_enveloped},
+        {"second_of_two",
+         {rsa, bare_rsa},
+         cc::aes_256_cbc,
+         rp::pkcs1,
+         c.rsa_key2,
+         nullptr,
+         NID_pkcs7_enveloped},
+    };
+    // Sizes around the 64 KiB chunk and the 57-octet base64 group.
+    for (std::size_t size : {1u, 57u, 65536u, 65537u, 300000u}) {
+        auto plain = plaintext_of(size);
+        for (const auto& r : rows) {
+            auto text = seal_text(r.keys, r.cipher, r.padding, plain, 1000);
+            expect_76_column_lines(text);
+            auto cms = test::parse_base64_cms(text);
+            ASSERT_TRUE(cms) << r.name;
+            EXPECT_EQ(OBJ_obj2nid(CMS_get0_type(cms.get())), r.content_nid) << r.name;
+            EXPECT_EQ(sk_CMS_RecipientInfo_num(CMS_get0_RecipientInfos(cms.get())),
+                      static_cast<int>(r.keys.size()))
+                << r.name;
+            auto got = test::decrypt(*cms, *r.private_key, r.certificate.get());
+            ASSERT_TRUE(got) << r.name << " size " << size << ": " << test::openssl_errors();
+            EXPECT_TRUE(*got == plain) << r.name << " size " << size;
+        }
+    }
+}
+
+TEST(cms_encoder, key_parameters_follow_rfc8551) {
+    const auto& c = kt::certs();
+    auto print = [](const std::string& text) {
+        auto cms = test::parse_base64_cms(text);
+        c_ptr<BIO> out(BIO_new(BIO_s_mem()));
+        CMS_ContentInfo_print_ctx(out.get(), cms.get(), 0, nullptr);
+        char* data = nullptr;
+        long n = BIO_get_mem_data(out.get(), &data);
+        return std::string(data, static_cast<std::size_t>(n));
+    };
+    auto oaep = print(seal_text({rsa_key(c.rsa, c.rsa_key)}, config::content_cipher::aes_256_cbc,
+                                config::rsa_padding::oaep, "x", 1));
+    EXPECT_NE(oaep.find("rsaesOaep"), std::string::npos) << oaep;
+    EXPECT_NE(oaep.find("sha256"), std::string::npos) << oaep;
+    auto ec =
+        print(seal_text({{c.ec_key, c.ec_agree, {}, keys::key_type::ec_p256, 256, "ec"}},
+                        config::content_cipher::aes_256_cbc, config::rsa_padding::pkcs1, "x", 1));
+    EXPECT_NE(ec.find("dhSinglePass-stdDH-sha256kdf-scheme"), std::string::npos) << ec;
+    EXPECT_NE(ec.find("id-aes256-wrap"), std::string::npos) << ec;
+    auto bare =
+        print(seal_text({{c.rsa_key2, nullptr, {}, keys::key_type::rsa, 2048, "spki"}},
+                        config::content_cipher::aes_256_cbc, config::rsa_padding::pkcs1, "x", 1));
+    EXPECT_NE(bare.find("subjectKeyIdentifier"), std::string::npos) << bare;
+}
+
+TEST(cms_encoder, refuses_no_keys_and_empty_content) {
+    auto begun =
+        cms_encoder::begin({}, config::content_cipher::aes_256_cbc, config::rsa_padding::pkcs1);
+    ASSERT_TRUE(std::holds_alternative<std::string>(begun));
+    auto empty =
+        cms_encoder::begin({rsa_key(kt::certs().rsa, kt::certs().rsa_key)},
+                           config::content_cipher::aes_256_cbc, config::rsa_padding::pkcs1);
+    ASSERT_TRUE(std::holds_alternative<cms_encoder>(empty));
+    std::string out;
+    EXPECT_EQ(std::get<cms_encoder>(empty).finish(out), "no content to encrypt");
+}
+
+} // namespace
+} // namespace mailseal::seal

@@ -1,0 +1,228 @@
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <mailseal/seal/message.hpp>
+
+namespace mailseal::seal {
+namespace {
+
+std::string canonical(const std::vector<std::string>& chunks) {
+    canonicalizer c;
+    std::string out;
+    for (const auto& chunk : chunks) {
+        c.feed(chunk, out);
+    }
+    return out;
+}
+
+TEST(canonicalizer, turns_bare_lf_into_crlf_across_chunks) {
+    struct row {
+        std::vector<std::string> in;
+        std::string want;
+    };
+    for (const auto& r : std::vector<row>{
+             {{"a\r\nb\nc\n"}, "a\r\nb\r\nc\r\n"},
+             {{"a\r", "\nb"}, "a\r\nb"},   // CRLF split between chunks stays one CRLF
+             {{"a\r", "x\n"}, "a\rx\r\n"}, // a bare CR is kept
+             {{"\n\n"}, "\r\n\r\n"},       // empty lines
+             {{"", "a"}, "a"},
+         }) {
+        EXPECT_EQ(canonical(r.in), r.want) << testing::PrintToString(r.in);
+    }
+}
+
+struct scanned {
+    header_section section;
+    std::string body;
+};
+
+/// Feeds `message` in pieces of `step` bytes (0: whole) and finishes.
+scanned scan(const std::string& message, std::size_t step = 0, std::size_t limit = 4096) {
+    header_scanner s(limit);
+    std::string body;
+    if (step == 0) {
+        s.feed(message, body);
+    } else {
+        for (std::size_t i = 0; i < message.size(); i += step) {
+            s.feed(std::string_view(message).substr(i, step), body);
+        }
+    }
+    s.finish(body);
+    return {s.section(), body};
+}
+
+std::vector<std::string> names(const header_section& h) {
+    std::vector<std::string> out;
+    for (const auto& f : h.fields) {
+        out.push_back(f.name);
+    }
+    return out;
+}
+
+TEST(header_scanner, splits_fields_keeping_raw_bytes) {
+    std::string msg =
+        "From: a@b\r\nSubject: one\r\n two\r\nContent-Type: text/plain;\r\n\tcharset=utf-8"
+        "\r\nX-Weird :  spaced\r\n\r\nbody\r\nSubject: not a header\r\n";
+    for (std::size_t step : {0u, 1u, 3u, 7u}) {
+        auto got = scan(msg, step);
+        EXPECT_EQ(names(got.section),
+                  (std::vector<std::string>{"From", "Subject", "Content-Type", "X-Weird"}))
+            << "step " << step;
+        ASSERT_EQ(got.section.fields.size(), 4u);
+        EXPECT_EQ(got.section.fields[1].raw, "Subject: one\r\n two\r\n");
+        EXPECT_EQ(got.section.fields[1].value(), "one two");
+        EXPECT_EQ(got.section.fields[2].value(), "text/plain;\tcharset=utf-8");
+        EXPECT_TRUE(got.section.has_separator);
+        EXPECT_EQ(got.body, "body\r\nSubject: not a header\r\n") << "step " << step;
+    }
+}
+
+TEST(header_scanner, malformed_sections) {
+    struct row {
+        const char* name;
+        std::string in;
+        std::vector<std::string> fields;
+        bool separator;
+        std::string body;
+    };
+    for (const auto& r : std::vector<row>{
+             // A line that is neither a field nor a continuation starts the body.
+             {"non_field_line",
+              "Subject: x\r\nno colon here\r\nmore\r\n",
+              {"Subject"},
+              false,
+              "no colon here\r\nmore\r\n"},
+             {"mbox_from_line",
+              "From someone Tue\r\nSubject: x\r\n\r\nb\r\n",
+              {},
+              false,
+              "From someone Tue\r\nSubject: x\r\n\r\nb\r\n"},
+             {"leading_continuation",
+              " folded\r\nSubject: x\r\n\r\n",
+              {},
+              false,
+              " folded\r\nSubject: x\r\n\r\n"},
+             {"no_body", "Subject: x\r\nTo: y\r\n", {"Subject", "To"}, false, ""},
+             {"last_line_unterminated", "Subject: x\r\nTo: y", {"Subject"}, false, "To: y"},
+             {"empty_message", "", {}, false, ""},
+             {"only_separator", "\r\n", {}, true, ""},
+             {"colon_first", ": x\r\n\r\n", {}, false, ": x\r\n\r\n"},
+             {"space_in_name", "Bad Name: x\r\n\r\n", {}, false, "Bad Name: x\r\n\r\n"},
+         }) {
+        auto got = scan(r.in);
+        EXPECT_EQ(names(got.section), r.fields) << r.name;
+        EXPECT_EQ(got.section.has_separator, r.separator) << r.name;
+        EXPECT_EQ(got.body, r.body) << r.name;
+    }
+}
+
+TEST(header_scanner, oversized_section_is_all_body) {
+    std::string msg = "Subject: x\r\n";
+    while (msg.size() < 200) {
+        msg += "X-Filler: yyyyyyyyyyyyyyyy\r\n";
+    }
+    msg += "\r\nbody\r\n";
+    auto got = scan(msg, 10, 100);
+    EXPECT_TRUE(got.section.fields.empty());
+    EXPECT_EQ(got.body, msg) << "every byte is kept, in order";
+}
+
+header_section headers_of(const std::string& fields) {
+    return scan(fields + "\r\n").section;
+}
+
+TEST(classify, by_top_level_mime_structure) {
+    struct row {
+        std::string headers;
+        encrypted_form form;
+        bool may_be_inline;
+    };
+    for (const auto& r : std::vector<row>{
+             {"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; "
+              "boundary=x\r\n",
+              encrypted_form::pgp_mime, false},
+             {"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; "
+              "name=smime.p7m\r\n",
+              encrypted_form::smime_enveloped, false},
+             {"content-type: Application/X-PKCS7-MIME;\r\n smime-type=\"Enveloped-Data\"\r\n",
+              encrypted_form::smime_enveloped, false},
+             // MimeKit writes the parameter in lowercase; gmime 3.2 has no enum value for it.
+             {"Content-Type: application/pkcs7-mime; smime-type=authenveloped-data\r\n",
+              encrypted_form::smime_authenveloped, false},
+             {"Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data\r\n",
+              encrypted_form::smime_authenveloped, false},
+             // Signed-only and parameterless forms are not encrypted.
+             {"Content-Type: application/pkcs7-mime; smime-type=signed-data\r\n",
+              encrypted_form::none, false},
+             {"Content-Type: application/pkcs7-mime\r\n", encrypted_form::none, false},
+             {"Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; "
+              "boundary=b\r\n",
+              encrypted_form::none, false},
+             {"Content-Type: multipart/mixed; boundary=b\r\n", encrypted_form::none, false},
+             {"Subject: no content type\r\n", encrypted_form::none, true},
+             {"Content-Type: text/plain; charset=utf-8\r\n", encrypted_form::none, true},
+             {"Content-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n",
+              encrypted_form::none, true},
+             {"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n",
+              encrypted_form::none, false},
+             {"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n",
+              encrypted_form::none, false},
+             // A comment in the type (RFC 2045 §5.1) is no obstacle to gmime.
+             {"Content-Type: multipart/encrypted (PGP); boundary=q\r\n", encrypted_form::pgp_mime,
+              false},
+         }) {
+        auto got = classify(headers_of(r.headers));
+        EXPECT_EQ(got.form, r.form) << r.headers << " got " << to_string(got.form);
+        EXPECT_EQ(got.may_be_inline_pgp, r.may_be_inline) << r.headers;
+    }
+}
+
+bool armoured(const std::string& body, std::size_t step = 0) {
+    armour_scanner a;
+    if (step == 0) {
+        a.feed(body);
+    } else {
+        for (std::size_t i = 0; i < body.size(); i += step) {
+            a.feed(std::string_view(body).substr(i, step));
+        }
+    }
+    return a.finish();
+}
+
+TEST(armour_scanner, whole_body_must_be_one_armoured_message) {
+    const std::string block =
+        "-----BEGIN PGP MESSAGE-----\r\nVersion: GnuPG v2\r\nComment: x\r\n\r\n"
+        "hQEMA5Xm+/abc=\r\nZm9vYmFy\r\n=njUN\r\n-----END PGP MESSAGE-----\r\n";
+    struct row {
+        const char* name;
+        std::string body;
+        bool want;
+    };
+    for (const auto& r : std::vector<row>{
+             {"armour", block, true},
+             {"blank_lines_around", "\r\n  \r\n" + block + "\r\n\t\r\n", true},
+             {"no_armour_headers",
+              "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA5Xm\r\n-----END PGP MESSAGE-----\r\n", true},
+             {"no_final_line_end",
+              "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA5Xm\r\n-----END PGP MESSAGE-----", true},
+             {"quoted_in_text", "See below:\r\n" + block, false},
+             {"text_after_end", block + "Sent from my phone\r\n", false},
+             {"plain_text_inside",
+              "-----BEGIN PGP MESSAGE-----\r\n\r\nmy password is hunter2\r\n"
+              "-----END PGP MESSAGE-----\r\n",
+              false},
+             {"unterminated", "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA5Xm\r\n", false},
+             {"signed_message", "-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nhi\r\n",
+              false},
+             {"second_block_after_end", block + block, false},
+             {"empty", "", false},
+         }) {
+        EXPECT_EQ(armoured(r.body), r.want) << r.name;
+        EXPECT_EQ(armoured(r.body, 5), r.want) << r.name << " in 5-byte pieces";
+    }
+}
+
+} // namespace
+} // namespace mailseal::seal

@@ -1,0 +1,312 @@
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <mailseal/seal/sealer.hpp>
+
+#include "../keys/test_certs.hpp"
+#include "decrypt.hpp"
+
+namespace mailseal::seal {
+namespace {
+
+namespace kt = keys::test;
+using keys::dns_outcome;
+
+TEST(decide, follows_the_policy_table) {
+    using cfg_nk = config::no_key_action;
+    struct row {
+        dns_outcome outcome;
+        std::size_t keys;
+        encrypted_form form;
+        cfg_nk on_no_key;
+        action want;
+        std::string reply; ///< empty: a copy is stored
+    };
+    for (const auto& r : std::vector<row>{
+             {dns_outcome::secure_records, 2, encrypted_form::none, cfg_nk::plain, action::seal,
+              ""},
+             {dns_outcome::insecure, 1, encrypted_form::none, cfg_nk::reject, action::seal, ""},
+             {dns_outcome::secure_records, 1, encrypted_form::pgp_mime, cfg_nk::plain,
+              action::passthrough, ""},
+             {dns_outcome::bogus, 0, encrypted_form::smime_enveloped, cfg_nk::plain,
+              action::passthrough, ""},
+             {dns_outcome::failure, 0, encrypted_form::pgp_inline, cfg_nk::reject,
+              action::passthrough, ""},
+             {dns_outcome::secure_absent, 0, encrypted_form::none, cfg_nk::plain, action::plain,
+              ""},
+             {dns_outcome::insecure, 0, encrypted_form::none, cfg_nk::plain, action::plain, ""},
+             {dns_outcome::secure_records, 0, encrypted_form::none, cfg_nk::defer, action::defer,
+              "451 4.7.1"},
+             {dns_outcome::insecure, 0, encrypted_form::none, cfg_nk::reject, action::reject,
+              "550 5.7.1"},
+             {dns_outcome::bogus, 0, encrypted_form::none, cfg_nk::plain, action::key_bogus,
+              "451 4.7.5"},
+             {dns_outcome::failure, 0, encrypted_form::none, cfg_nk::plain, action::key_failure,
+              "451 4.4.3"},
+         }) {
+        auto d = decide(r.outcome, r.keys, r.form, r.on_no_key);
+        auto label = std::string(keys::to_string(r.outcome)) + "/" + std::to_string(r.keys) + "/" +
+                     std::string(to_string(r.form));
+        EXPECT_EQ(d.what, r.want) << label << ": got " << to_string(d.what);
+        auto refusal = d.refusal();
+        std::string got_reply;
+        if (refusal) {
+            got_reply = std::to_string(refusal->code()) + " " + refusal->enhanced()->str();
+        }
+        EXPECT_EQ(got_reply, r.reply) << label;
+    }
+}
+
+header_section section_of(const std::string& headers) {
+    header_scanner s(4096);
+    std::string body;
+    s.feed(headers + "\r\n", body);
+    return s.section();
+}
+
+TEST(split_for_sealing, keep_moves_only_content_fields_inside) {
+    auto h = section_of("From: a@x\r\nContent-Type: text/plain;\r\n charset=utf-8\r\nSubject: s\r\n"
+                        "MIME-Version: 1.0\r\nContent-Transfer-Encoding: 8bit\r\nTo: b@y\r\n");
+    auto got = split_for_sealing(h, config::header_mode::keep, "[...]");
+    EXPECT_EQ(got.inner, "Content-Type: text/plain;\r\n charset=utf-8\r\nMIME-Version: 1.0\r\n"
+                         "Content-Transfer-Encoding: 8bit\r\n");
+    EXPECT_EQ(got.outer, "From: a@x\r\nSubject: s\r\nTo: b@y\r\n");
+}
+
+TEST(split_for_sealing, protect_injects_headers_rfc9788) {
+    auto h = section_of("From: a@x\r\nSubject: secret plans\r\nKeywords: k\r\n"
+                        "Content-Type: text/plain; charset=utf-8\r\nTo: b@y\r\n");
+    auto got = split_for_sealing(h, config::header_mode::protect, "[...]");
+    EXPECT_EQ(got.inner,
+              "From: a@x\r\nSubject: secret plans\r\nKeywords: k\r\n"
+              "Content-Type: text/plain; charset=utf-8; hp=\"cipher\"\r\nTo: b@y\r\n"
+              "HP-Outer: From: a@x\r\nHP-Outer: Subject: [...]\r\nHP-Outer: To: b@y\r\n");
+    EXPECT_EQ(got.outer, "From: a@x\r\nSubject: [...]\r\nTo: b@y\r\n");
+    auto no_type =
+        split_for_sealing(section_of("Subject: s\r\n"), config::header_mode::protect, "(hidden)");
+    EXPECT_EQ(no_type.inner, "Subject: s\r\nContent-Type: text/plain; charset=us-ascii; "
+                             "hp=\"cipher\"\r\nHP-Outer: Subject: (hidden)\r\n");
+}
+
+/// Copies kept in memory, per recipient.
+class memory_sink final : public copy_sink {
+public:
+    std::variant<std::string, lmtp::reply> open(std::size_t index) override {
+        if (refuse_open.count(index)) {
+            return lmtp::reply(lmtp::replies::disk_full);
+        }
+        opened.push_back(index);
+        return std::string("X-Trace: ") + std::to_string(index) + "\r\n";
+    }
+    std::optional<lmtp::reply> write(std::size_t index, std::string_view bytes) override {
+        copies[index].append(bytes);
+        return std::nullopt;
+    }
+    std::map<std::size_t, std::string> copies;
+    std::vector<std::size_t> opened;
+    std::set<std::size_t> refuse_open;
+};
+
+keys::key alice_key() {
+    const auto& c = kt::certs();
+    return keys::key{c.rsa_key, c.rsa, {}, keys::key_type::rsa, 2048, "test"};
+}
+
+/// The header section and body of a sealed copy; the inner entity decrypted with alice's key.
+struct opened_copy {
+    std::string outer_headers;
+    std::string inner;
+};
+
+opened_copy open_sealed(const std::string& copy) {
+    auto split = copy.find("\r\n\r\n");
+    opened_copy out;
+    out.outer_headers = copy.substr(0, split + 2);
+    auto cms = test::parse_base64_cms(copy.substr(split + 4));
+    if (!cms) {
+        ADD_FAILURE() << "no CMS in copy";
+        return out;
+    }
+    auto plain = test::decrypt(*cms, *kt::certs().rsa_key, kt::certs().rsa.get());
+    if (!plain) {
+        ADD_FAILURE() << "cannot decrypt: " << test::openssl_errors();
+        return out;
+    }
+    out.inner = *plain;
+    return out;
+}
+
+std::vector<config::seal_policy> policies(std::size_t n) {
+    return std::vector<config::seal_policy>(n);
+}
+
+TEST(message_sealer, three_recipients_three_outcomes) {
+    memory_sink sink;
+    message_sealer sealer(policies(3), "[...]", sink);
+    sealer.provide_keys(0, {dns_outcome::secure_records, {alice_key()}});
+    sealer.provide_keys(1, {dns_outcome::secure_absent, {}});
+    sealer.provide_keys(2, {dns_outcome::bogus, {}});
+    const std::string message =
+        "From: s@x\nSubject: Hi\nContent-Type: text/plain\n\nline 1\nline 2\n";
+    for (char ch : message) {
+        sealer.write(std::string(1, ch));
+    }
+    sealer.end_of_data();
+
+    auto sealed = open_sealed(sink.copies.at(0));
+    EXPECT_EQ(sealed.outer_headers,
+              "X-Trace: 0\r\nMailseal: sealed; keys=1; cipher=aes-256-cbc\r\nFrom: s@x\r\n"
+              "Subject: Hi\r\nMIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; "
+              "smime-type=enveloped-data; name=\"smime.p7m\"\r\nContent-Disposition: attachment; "
+              "filename=\"smime.p7m\"\r\nContent-Transfer-Encoding: base64\r\n");
+    EXPECT_EQ(sealed.inner, "Content-Type: text/plain\r\n\r\nline 1\r\nline 2\r\n");
+    EXPECT_EQ(sink.copies.at(1),
+              "X-Trace: 1\r\nMailseal: plain; reason=no-key\r\nFrom: s@x\r\n"
+              "Subject: Hi\r\nContent-Type: text/plain\r\n\r\nline 1\r\nline 2\r\n");
+    EXPECT_EQ(sink.copies.count(2), 0u) << "nothing is stored for a bogus lookup";
+    EXPECT_EQ(sealer.recipient(2).refusal->summary(),
+              "451 4.7.5 Recipient's key failed DNSSEC validation, try again later");
+    EXPECT_EQ(sealer.recipient(0).decided->what, action::seal);
+    EXPECT_EQ(sealer.recipient(1).decided->what, action::plain);
+}
+
+TEST(message_sealer, keys_arriving_late_get_the_held_body) {
+    memory_sink sink;
+    message_sealer sealer(policies(2), "[...]", sink);
+    sealer.provide_keys(1, {dns_outcome::insecure, {}});
+    sealer.write("Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n");
+    EXPECT_EQ(sink.opened, std::vector<std::size_t>{1}) << "decided as soon as it can be";
+    sealer.write("part\r\n--b--\r\n");
+    EXPECT_FALSE(sealer.needs_keys());
+    sealer.provide_keys(0, {dns_outcome::secure_records, {alice_key()}});
+    sealer.end_of_data();
+    auto sealed = open_sealed(sink.copies.at(0));
+    EXPECT_EQ(sealed.inner,
+              "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\npart\r\n--b--\r\n");
+}
+
+TEST(message_sealer, held_body_is_bounded) {
+    memory_sink sink;
+    message_sealer sealer(policies(1), "[...]", sink);
+    sealer.write("Content-Type: application/octet-stream\r\n\r\n");
+    std::string chunk(64 * 1024, 'a');
+    std::size_t written = 0;
+    while (!sealer.needs_keys()) {
+        sealer.write(chunk);
+        written += chunk.size();
+        ASSERT_LE(written, held_body_limit + chunk.size());
+    }
+    sealer.provide_keys(0, {dns_outcome::secure_records, {alice_key()}});
+    EXPECT_FALSE(sealer.needs_keys());
+    sealer.write("tail\r\n");
+    sealer.end_of_data();
+    auto sealed = open_sealed(sink.copies.at(0));
+    EXPECT_EQ(sealed.inner.size(),
+              std::string("Content-Type: application/octet-stream\r\n\r\n").size() + written + 6);
+}
+
+const std::string armour = "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA5Xm+/abc=\r\n=njUN\r\n"
+                           "-----END PGP MESSAGE-----\r\n";
+
+TEST(message_sealer, already_encrypted_is_stored_as_received) {
+    struct row {
+        const char* name;
+        std::string message;
+        action want;
+    };
+    for (const auto& r : std::vector<row>{
+             {"pgp_mime",
+              "Subject: s\r\nContent-Type: multipart/encrypted; boundary=x;\r\n "
+              "protocol=\"application/pgp-encrypted\"\r\n\r\n--x\r\nVersion: 1\r\n--x--\r\n",
+              action::passthrough},
+             {"smime",
+              "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"
+              "Content-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQA=\r\n",
+              action::passthrough},
+             {"inline_pgp", "Subject: s\r\n\r\n\r\n" + armour + "\r\n", action::passthrough},
+             {"quoted_armour", "Subject: s\r\n\r\nLook:\r\n" + armour, action::seal},
+             {"signed_only",
+              "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; "
+              "boundary=b\r\n\r\n--b\r\nx\r\n--b--\r\n",
+              action::seal},
+         }) {
+        memory_sink sink;
+        message_sealer sealer(policies(1), "[...]", sink);
+        sealer.provide_keys(0, {dns_outcome::secure_records, {alice_key()}});
+        sealer.write(r.message);
+        sealer.end_of_data();
+        EXPECT_EQ(sealer.recipient(0).decided->what, r.want) << r.name;
+        if (r.want == action::passthrough) {
+            EXPECT_EQ(sink.copies.at(0), "X-Trace: 0\r\nMailseal: passthrough; form=" +
+                                             sealer.recipient(0).decided->reason + "\r\n" +
+                                             r.message)
+                << r.name;
+        }
+    }
+}
+
+TEST(message_sealer, malformed_messages_are_sealed_whole) {
+    struct row {
+        std::string message;
+        std::string outer_fields; ///< the original fields left outside
+        std::string inner;
+    };
+    // The inner entity always gets its empty line; no byte of the original is lost.
+    for (const auto& r : std::vector<row>{
+             {"no header at all\r\nsecond line\r\n", "", "\r\nno header at all\r\nsecond line\r\n"},
+             {"Subject: x\r\nthis line ends the header section\r\nbody\r\n", "Subject: x\r\n",
+              "\r\nthis line ends the header section\r\nbody\r\n"},
+             {"Subject: only a header", "", "\r\nSubject: only a header"},
+             {"", "", "\r\n"},
+         }) {
+        memory_sink sink;
+        message_sealer sealer(policies(1), "[...]", sink);
+        sealer.provide_keys(0, {dns_outcome::secure_records, {alice_key()}});
+        sealer.write(r.message);
+        sealer.end_of_data();
+        auto sealed = open_sealed(sink.copies.at(0));
+        std::string want_start = "X-Trace: 0\r\nMailseal: sealed; keys=1; cipher=aes-256-cbc\r\n" +
+                                 r.outer_fields + "MIME-Version: 1.0\r\n";
+        EXPECT_EQ(sealed.outer_headers.substr(0, want_start.size()), want_start)
+            << testing::PrintToString(r.message);
+        EXPECT_EQ(sealed.inner, r.inner) << testing::PrintToString(r.message);
+    }
+}
+
+TEST(message_sealer, sink_failure_ends_one_recipient) {
+    memory_sink sink;
+    sink.refuse_open = {0};
+    message_sealer sealer(policies(2), "[...]", sink);
+    sealer.provide_keys(0, {dns_outcome::secure_records, {alice_key()}});
+    sealer.provide_keys(1, {dns_outcome::secure_records, {alice_key()}});
+    sealer.write("Subject: x\r\nContent-Type: image/png\r\n\r\nbody\r\n");
+    sealer.end_of_data();
+    EXPECT_EQ(sealer.recipient(0).refusal->summary(), "452 4.3.1 Insufficient system storage");
+    EXPECT_EQ(open_sealed(sink.copies.at(1)).inner, "Content-Type: image/png\r\n\r\nbody\r\n");
+}
+
+TEST(message_sealer, protect_mode_and_gcm_per_recipient) {
+    memory_sink sink;
+    auto p = policies(1);
+    p[0].headers = config::header_mode::protect;
+    p[0].cipher = config::content_cipher::aes_256_gcm;
+    message_sealer sealer(p, "[...]", sink);
+    sealer.provide_keys(0, {dns_outcome::secure_records, {alice_key()}});
+    sealer.write("From: a@x\r\nSubject: plans\r\nContent-Type: image/png\r\n\r\nbody\r\n");
+    sealer.end_of_data();
+    auto sealed = open_sealed(sink.copies.at(0));
+    EXPECT_NE(sealed.outer_headers.find("\r\nSubject: [...]\r\n"), std::string::npos);
+    EXPECT_EQ(sealed.outer_headers.find("plans"), std::string::npos);
+    EXPECT_NE(sealed.outer_headers.find("smime-type=authEnveloped-data"), std::string::npos);
+    EXPECT_NE(sealed.outer_headers.find("cipher=aes-256-gcm"), std::string::npos);
+    EXPECT_EQ(sealed.inner, "From: a@x\r\nSubject: plans\r\nContent-Type: image/png; "
+                            "hp=\"cipher\"\r\nHP-Outer: From: a@x\r\nHP-Outer: Subject: [...]\r\n"
+                            "\r\nbody\r\n");
+}
+
+} // namespace
+} // namespace mailseal::seal
