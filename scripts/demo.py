@@ -1,6 +1,8 @@
-"""The demo behind scripts/demo: Postfix -> mailseal (LMTP) -> Maildir -> Dovecot.
+"""The demo behind scripts/demo: Postfix -> mailseal (LMTP, SMIMEA keys from a DNSSEC-signed
+zone served by NSD) -> sealed Maildir copies -> Dovecot, and OpenSSL opening a sealed copy.
 
-It reuses the integration tests' harness, so the demo and the tests start the peers the same way.
+It reuses the integration tests' harness and DNS test bed, so the demo and the tests start the
+peers the same way.
 """
 
 import argparse
@@ -11,9 +13,13 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
+import dnsbed  # noqa: E402
 import harness  # noqa: E402
 
 DEMO_DIR = os.environ.get("MAILSEAL_DEMO_DIR", "/tmp/mailseal-demo")
+DOMAIN = "signed.test"
+# alice publishes a certificate (SMIMEA 3 0 0), bob a bare public key (3 1 0), erin nothing.
+RECIPIENTS = [f"alice@{DOMAIN}", f"bob+newsletter@{DOMAIN}", f"erin@{DOMAIN}"]
 
 
 def say(text=""):
@@ -32,6 +38,8 @@ def stop_leftovers(workdir):
             harness.stop_pid(int(harness.read_text(pid_file).strip()), command)
         except ValueError:
             pass
+    for pid in dnsbed.DnsTestBed(workdir).leftover_processes():
+        harness.stop_pid(pid, "nsd")
 
 
 def message(to, subject, body):
@@ -57,79 +65,98 @@ def main():
     os.makedirs(DEMO_DIR, mode=0o755)
     os.chmod(DEMO_DIR, 0o755)
 
-    mailseal = harness.Mailseal(DEMO_DIR)
-    postfix = dovecot = None
+    bed = dnsbed.DnsTestBed(DEMO_DIR)
+    mailseal = postfix = dovecot = None
     try:
+        bed.start()
+        say(f"NSD serves the DNSSEC-signed zone {DOMAIN} on 127.0.0.1:{bed.port}; trust anchor: "
+            f"{bed.anchor_file}")
+        for address in RECIPIENTS:
+            case = bed.case(address.replace("+newsletter", ""))
+            say(f"  {case.address}: {case.purpose}")
+
+        mailseal = harness.Mailseal(DEMO_DIR, {
+            "mailbox": {"domains": [DOMAIN]},
+            **bed.mailseal_overrides(),
+        })
         mailseal.start()
         with open(os.path.join(DEMO_DIR, "mailseal.pid"), "w") as f:
             f.write(f"{mailseal.proc.pid}\n")
+        say()
         say(f"mailseal is listening on {mailseal.unix_path} and 127.0.0.1:{mailseal.port}")
         say(f"  configuration: {mailseal.config_path}")
+        lookup = subprocess.run([harness.MAILSEAL_BIN, "lookup", "--config", mailseal.config_path,
+                                 RECIPIENTS[0]], capture_output=True, text=True, timeout=60)
+        say(f"  mailseal lookup {RECIPIENTS[0]}:")
+        for line in lookup.stdout.splitlines()[:4]:
+            say("    " + line)
 
-        postfix = harness.Postfix(DEMO_DIR, f"lmtp:unix:{mailseal.unix_path}").start()
-        say(f"Postfix routes {harness.DOMAIN} to it (virtual_transport = "
-            f"lmtp:unix:{mailseal.unix_path})")
+        postfix = harness.Postfix(DEMO_DIR, f"lmtp:unix:{mailseal.unix_path}",
+                                  {"virtual_mailbox_domains": DOMAIN}).start()
+        say(f"Postfix routes {DOMAIN} to it (virtual_transport = lmtp:unix:{mailseal.unix_path})")
         say()
 
-        recipients = [f"alice@{harness.DOMAIN}", f"bob+newsletter@{harness.DOMAIN}"]
-        postfix.sendmail(harness.SENDER, recipients,
-                         message(", ".join(recipients), "Hello from the mailseal demo",
-                                 "Delivered by Postfix through mailseal. Grüße!"))
+        secret = "The meeting moved to Thursday. Grüße!"
+        postfix.sendmail(harness.SENDER, RECIPIENTS,
+                         message(", ".join(RECIPIENTS), "Hello from the mailseal demo", secret))
         say("Postfix's log:")
-        for rcpt in recipients:
+        for rcpt in RECIPIENTS:
             say("  " + postfix.wait_status(rcpt)["line"])
-
-        swaks = subprocess.run(
-            ["swaks", "--protocol", "LMTP", "--socket", mailseal.unix_path,
-             "--from", harness.SENDER, "--to", f"carol@{harness.DOMAIN}",
-             "--header", "Subject: Straight over LMTP with swaks"],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-        say()
-        say("swaks over LMTP, the server's replies to DATA:")
-        for line in swaks.stdout.splitlines():
-            if line.startswith("<-") and " Delivered" in line:
-                say("  " + line)
-        if swaks.returncode != 0:
-            raise harness.HarnessError("swaks failed:\n" + swaks.stdout + swaks.stderr)
 
         say()
         say("mailseal's delivery log:")
         for line in mailseal.log().splitlines():
-            if "event=delivery" in line:
+            if "event=delivery" in line or "event=key-lookup" in line:
                 say("  " + line)
 
         say()
-        say("What landed (file names carry Dovecot's exact S= and W= sizes):")
-        for user in ("alice", "bob", "carol"):
-            for path in harness.maildir_files(mailseal.maildir(user)):
-                say(f"  {path}")
+        say("What landed:")
+        for user in ("alice", "bob", "erin"):
+            for path in harness.maildir_files(mailseal.maildir(user, DOMAIN)):
+                data = harness.read_bytes(path)
+                where = "in clear" if secret.encode() in data else "nowhere in the file"
+                mark = [line for line in data.decode("utf-8", "replace").splitlines()
+                        if line.startswith("Mailseal:")]
+                say(f"  {user}: {os.path.basename(path)}")
+                say(f"    {mark[0] if mark else ''}; the body text is {where}")
+
+        alice_file = harness.maildir_files(mailseal.maildir("alice", DOMAIN))[0]
+        say()
+        say(f"The top of alice's copy ({os.path.basename(alice_file)}):")
+        with open(alice_file, "rb") as f:
+            for line in f.read().decode("utf-8", "replace").splitlines()[:16]:
+                say("  " + line)
+        alice = bed.certs[f"alice@{DOMAIN}"]
+        opened = subprocess.run(
+            ["openssl", "cms", "-decrypt", "-recip", alice.pem, "-inkey", alice.key],
+            stdin=open(alice_file, "rb"), capture_output=True, timeout=60)
+        say()
+        say("alice opens it with her private key (openssl cms -decrypt):")
+        for line in opened.stdout.decode("utf-8", "replace").splitlines():
+            say("  " + line)
+        if secret.encode() not in opened.stdout:
+            raise harness.HarnessError("alice's copy did not decrypt:\n" + opened.stderr.decode())
 
         harness.Dovecot.chown_for_dovecot(mailseal.vmail)
         dovecot = harness.Dovecot(DEMO_DIR, mailseal.vmail).start()
         say()
-        say("Dovecot reads them (doveadm fetch):")
-        for user in ("alice", "bob", "carol"):
-            for record in dovecot.fetch(f"{user}@{harness.DOMAIN}",
+        say("Dovecot reads the mailboxes (doveadm fetch):")
+        for user in ("alice", "bob", "erin"):
+            for record in dovecot.fetch(f"{user}@{DOMAIN}",
                                         ("size.physical", "size.virtual", "hdr.subject")):
                 say(f"  {user}: size.physical={record['size.physical']} "
                     f"size.virtual={record['size.virtual']} "
                     f"subject={record['hdr.subject'].strip().decode()}")
-
-        first = harness.maildir_files(mailseal.maildir("alice"))[0]
-        say()
-        say(f"The top of {os.path.basename(first)}:")
-        with open(first, "rb") as f:
-            for line in f.read().decode("utf-8", "replace").splitlines()[:6]:
-                say("  " + line)
     finally:
         if not args.keep:
             for peer in (dovecot, postfix, mailseal):
                 if peer is not None:
                     peer.stop()
+            bed.stop()
     if args.keep:
         say()
         say(f"Left running under {DEMO_DIR}; scripts/demo stops them before it starts again.")
-        say(f"To stop them now: kill {mailseal.proc.pid} {dovecot.pid}; "
+        say(f"To stop them now: kill {mailseal.proc.pid} {dovecot.pid} {bed.nsd.pid}; "
             f"postfix -c {postfix.config_dir} stop")
     return 0
 

@@ -198,6 +198,28 @@ class Identity:
         ski = re.search(r"Subject Key Identifier:\s*\n\s*([0-9A-Fa-f:]+)", text).group(1)
         self.subject_key_identifier = bytes.fromhex(ski.replace(":", ""))
 
+    @classmethod
+    def from_files(cls, address, cert_path, key_path, key_type="rsa"):
+        """An identity for an existing certificate and key (e.g. the DNS test bed's): files are
+        read where they are; only the PKCS#12 is written, in a temporary directory of its own."""
+        self = cls.__new__(cls)
+        self.address = address
+        self.key_type = key_type
+        self.dir = tempfile.mkdtemp(prefix="mailseal-id-")
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.dir, True)
+        self.cert_path = cert_path
+        self.key_path = key_path
+        self._p12_path = None
+        text = _run(
+            ["openssl", "x509", "-in", cert_path, "-noout", "-serial", "-nameopt", "RFC2253",
+             "-issuer", "-ext", "subjectKeyIdentifier"]
+        ).stdout.decode()
+        self.serial = int(re.search(r"^serial=([0-9A-Fa-f]+)$", text, re.M).group(1), 16)
+        self.issuer = re.search(r"^issuer=(.*)$", text, re.M).group(1)
+        ski = re.search(r"Subject Key Identifier:\s*\n\s*([0-9A-Fa-f:]+)", text)
+        self.subject_key_identifier = bytes.fromhex(ski.group(1).replace(":", "")) if ski else b""
+        return self
+
     def pkcs12(self):
         """Path of a PKCS#12 file with key and certificate, protected by P12_PASSPHRASE, friendly
         name = address. Legacy format (3DES, RC2): gpgsm 2.2.40 imports nothing newer."""

@@ -1,0 +1,468 @@
+"""Sealing at delivery, end to end against the real DNSSEC test bed (dnsbed.py).
+
+What each test is for (issue 4):
+- the policy table, every row over LMTP in one daemon: keyed recipients get a sealed copy
+  (250), secure absence and insecure zones follow on_no_key (plain 250 by default, 451 4.7.1
+  under "defer", 550 5.7.1 under "reject", set per address), a bogus answer 451 4.7.5, a
+  failed lookup 451 4.4.3 with nothing stored, and already-encrypted mail is stored as
+  received whatever DNS said;
+- three independent decryptors (OpenSSL, gpgsm, NSS cmsutil) open the sealed copy and get the
+  original MIME entity back byte for byte (CRLF-canonical); two published keys give one CMS
+  that each key opens; a bare SPKI key and an EC key open with the implementations that can;
+- each copy of a multi-recipient transaction names only its own recipient's keys;
+- a signed message (openssl smime -sign) still verifies after decryption;
+- already-encrypted forms (PGP/MIME, S/MIME enveloped and authEnveloped, an armoured single
+  part) are stored byte-identical; a message that only quotes an armour block is sealed;
+- a real-world corpus (libmime-explode-perl, malformed messages included) is sealed and every
+  line of every original comes back (outer fields + decrypted entity);
+- a 100 MB message to a keyed recipient leaves its canary in no file under the test's root;
+- `mailseal seal` produces what delivery produces and tells its outcomes apart by exit status;
+- through Postfix: sendmail -> Postfix -> mailseal -> Maildir, read back by Dovecot.
+"""
+
+import collections
+import concurrent.futures
+import os
+import re
+import secrets
+import subprocess
+import unittest
+
+import corpus
+import decryptors
+import dnsbed
+import harness
+
+SENDER = harness.SENDER
+BED_DOMAINS = ["signed.test", "bogus.test", "expired.test", "unsigned.test", "dead.test"]
+RUN_TIMEOUT = 60
+EX_TEMPFAIL = 75
+# The MIME fields mailseal puts at the end of a sealed copy's outer header section.
+SEALED_MIME_FIELDS = [
+    b"MIME-Version: 1.0",
+    b'Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"',
+    b'Content-Disposition: attachment; filename="smime.p7m"',
+    b"Content-Transfer-Encoding: base64",
+]
+
+ARMOUR = (b"-----BEGIN PGP MESSAGE-----\r\n\r\n"
+          b"hQEMA5Xm/6KzK3J7AQf/ZXhhbXBsZSBjaXBoZXJ0ZXh0IG9ubHk=\r\n=njUN\r\n"
+          b"-----END PGP MESSAGE-----\r\n")
+
+
+def entity_message(subject, body, content_type=b"text/plain; charset=utf-8", extra=b""):
+    return (b"From: <" + SENDER.encode() + b">\r\nTo: <alice@signed.test>\r\nSubject: "
+            + subject.encode() + b"\r\nMessage-ID: <" + secrets.token_hex(8).encode()
+            + b"@remote.example>\r\nMIME-Version: 1.0\r\nContent-Type: " + content_type + b"\r\n"
+            + extra + b"\r\n" + body)
+
+
+def split_header(data):
+    """(header lines with folded lines joined by LF, body) of a message with LF or CRLF ends."""
+    text = data.replace(b"\r\n", b"\n")
+    head, _, body = text.partition(b"\n\n")
+    fields = []
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\n" + line
+        else:
+            fields.append(line)
+    return fields, body
+
+
+def identity(bed, name, key_type="rsa"):
+    cert = bed.certs[name]
+    return decryptors.Identity.from_files(cert.address, cert.pem, cert.key, key_type)
+
+
+class SealingCase(harness.TestCase):
+    """One test bed and one daemon per class, with keys for the bed's users."""
+
+    policies = [
+        {"match": "frank@signed.test", "on_no_key": "defer"},
+        {"match": "gina@signed.test", "on_no_key": "reject"},
+    ]
+
+    @classmethod
+    def setUpClass(cls):
+        if not harness.MAILSEAL_BIN:
+            raise unittest.SkipTest("MAILSEAL_BIN is not set (run the tests through ctest)")
+        cls.workdir = harness.make_test_dir()
+        cls.addClassCleanup(harness.remove_test_dir, cls.workdir)
+        cls.bed = dnsbed.DnsTestBed(cls.workdir)
+        cls.addClassCleanup(cls.bed.stop)
+        cls.bed.start()
+        cls.server = harness.Mailseal(cls.workdir, cls.overrides())
+        cls.addClassCleanup(cls.server.stop)
+        cls.server.start()
+
+    @classmethod
+    def overrides(cls):
+        return {
+            "mailbox": {"domains": BED_DOMAINS,
+                        "maildir": os.path.join(cls.workdir, "vmail", "%d", "%n", "Maildir")},
+            "limits": {"message_size": "200M"},
+            "seal.policy": cls.policies,
+            **cls.bed.mailseal_overrides(),
+        }
+
+    def deliver(self, recipients, data):
+        with self.server.raw() as client:
+            client.lhlo()
+            txn = client.transaction(SENDER, recipients, data)
+            client.command("QUIT")
+        return txn
+
+    def stored(self, address):
+        """The one file in address's new/, removed so the next test starts empty."""
+        local, domain = address.split("@")
+        files = harness.maildir_files(os.path.join(self.workdir, "vmail", domain, local,
+                                                   "Maildir"), "new")
+        self.assertEqual(len(files), 1, f"{address}'s new/: {files}\n{self.server.diagnostics()}")
+        data = harness.read_bytes(files[0])
+        os.unlink(files[0])
+        return data
+
+    def assertNothingStored(self, address):
+        local, domain = address.split("@")
+        maildir = os.path.join(self.workdir, "vmail", domain, local, "Maildir")
+        for sub in ("new", "tmp"):
+            self.assertEqual(harness.maildir_files(maildir, sub), [],
+                             f"{address}'s {sub}/ must stay empty")
+
+    def assertSealed(self, stored, original, keys=1, cipher="aes-256-cbc"):
+        """stored is a sealed copy of `original`: trace fields, the Mailseal field, the original
+        non-content fields, the S/MIME fields; returns the CMS (DER/BER bytes)."""
+        fields, _ = split_header(stored)
+        self.assertTrue(fields[0].startswith(b"Return-Path:"), fields[0])
+        self.assertEqual(fields[3], f"Mailseal: sealed; keys={keys}; cipher={cipher}".encode())
+        self.assertEqual(fields[-4:], SEALED_MIME_FIELDS)
+        original_fields, _ = split_header(original)
+        outside = [f for f in original_fields
+                   if not f.lower().startswith((b"content-", b"mime-version:"))]
+        self.assertEqual(fields[4:-4], outside, "outer fields: the original non-content ones")
+        return decryptors.extract_cms(stored, strict=True)
+
+    def inner_entity(self, original):
+        """The MIME entity a sealed copy of `original` holds: its content fields, an empty
+        line, its body; CRLF-canonical."""
+        fields, body = split_header(original)
+        inner = [f for f in fields if f.lower().startswith((b"content-", b"mime-version:"))]
+        text = b"".join(f + b"\n" for f in inner) + b"\n" + body
+        return decryptors.canonicalize(text)
+
+
+class PolicyTableTest(SealingCase):
+    def test_every_row_in_one_transaction(self):
+        rows = [
+            ("alice@signed.test", 250, "2.0.0", "sealed"),
+            ("erin@signed.test", 250, "2.0.0", "plain"),        # secure absence
+            ("alice@unsigned.test", 250, "2.0.0", "plain"),     # insecure zone
+            ("frank@signed.test", 451, "4.7.1", None),          # no usable key, defer
+            ("gina@signed.test", 550, "5.7.1", None),           # no usable key, reject
+            ("alice@bogus.test", 451, "4.7.5", None),           # bogus
+            ("alice@expired.test", 451, "4.7.5", None),         # bogus (expired RRSIGs)
+            ("alice@dead.test", 451, "4.4.3", None),            # lookup timeout
+        ]
+        data = entity_message("policy table", b"Secret body.\r\n")
+        txn = self.deliver([r[0] for r in rows], data)
+        self.assertEqual(len(txn.finals), len(rows), repr(txn))
+        for (address, code, enhanced, stored), reply in zip(rows, txn.finals):
+            self.assertReply(reply, code, enhanced, rcpt=address, context=address)
+            if stored is None:
+                self.assertNothingStored(address)
+                continue
+            copy = self.stored(address)
+            if stored == "sealed":
+                self.assertSealed(copy, data)
+                self.assertNotIn(b"Secret body", copy)
+            else:
+                harness.split_trace_headers(copy, data)
+                self.assertIn(b"\nMailseal: plain; reason=no-key\n", copy)
+        # The latest delivery line per recipient: this transaction's.
+        events = {e["rcpt"]: e for e in self.server.delivery_events()}
+        self.assertEqual(events["<alice@signed.test>"]["decision"], "sealed")
+        self.assertEqual(events["<alice@bogus.test>"]["keys_outcome"], "bogus")
+        self.assertEqual(events["<alice@dead.test>"]["keys_outcome"], "failure")
+        self.assertEqual(events["<erin@signed.test>"]["keys_outcome"], "secure-absent")
+
+    def test_already_encrypted_is_stored_as_received_whatever_dns_says(self):
+        pgp = entity_message(
+            "pgp/mime", b"--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
+            b"--b\r\nContent-Type: application/octet-stream\r\n\r\n" + ARMOUR + b"--b--\r\n",
+            b'multipart/encrypted; protocol="application/pgp-encrypted"; boundary="b"')
+        recipients = ["alice@signed.test", "alice@bogus.test", "alice@dead.test"]
+        txn = self.deliver(recipients, pgp)
+        for address, reply in zip(recipients, txn.finals):
+            self.assertReply(reply, 250, "2.0.0", rcpt=address, context=address)
+            headers = harness.split_trace_headers(self.stored(address), pgp)
+            self.assertEqual(headers[3], b"Mailseal: passthrough; form=pgp-mime")
+
+
+class DecryptorsTest(SealingCase):
+    def decrypt_all(self, cms, ident, tools=("openssl", "gpgsm", "nss")):
+        results = decryptors.decrypt_all(cms, ident, tools=tools)
+        self.assertEqual(sorted(results), sorted(tools))
+        return results
+
+    def test_three_decryptors_agree_byte_for_byte(self):
+        body = ("Grüße\r\n.leading dot\r\n\r\ntrailing spaces   \r\nbare\nlf\r\n").encode()
+        data = entity_message("three decryptors", body,
+                              extra=b"Content-Transfer-Encoding: 8bit\r\n")
+        txn = self.deliver(["alice@signed.test"], data)
+        self.assertReply(txn.finals[0], 250, "2.0.0")
+        cms = self.assertSealed(self.stored("alice@signed.test"), data)
+        ident = identity(self.bed, "alice@signed.test")
+        self.addCleanup(ident.close)
+        want = self.inner_entity(data)
+        for tool, plain in self.decrypt_all(cms, ident).items():
+            self.assertEqual(plain, want, f"{tool} decrypts to the original entity")
+
+    def test_two_published_keys_one_cms(self):
+        data = entity_message("rollover", b"Either key opens this.\r\n")
+        txn = self.deliver(["dave@signed.test"], data)
+        self.assertReply(txn.finals[0], 250, "2.0.0")
+        cms = self.assertSealed(self.stored("dave@signed.test"), data, keys=2)
+        infos = decryptors.recipient_infos(cms)
+        self.assertEqual(len(infos), 2, infos)
+        for name in ("dave@signed.test-1", "dave@signed.test-2"):
+            ident = identity(self.bed, name)
+            self.addCleanup(ident.close)
+            self.assertEqual(sum(1 for i in infos if i.serial == ident.serial), 1, name)
+            for tool, plain in self.decrypt_all(cms, ident).items():
+                self.assertEqual(plain, self.inner_entity(data), f"{tool} with {name}")
+
+    def test_bare_key_and_ec_key(self):
+        data = entity_message("bare and ec", b"Body.\r\n")
+        txn = self.deliver(["bob@signed.test", "hugo@signed.test"], data)
+        for reply in txn.finals:
+            self.assertReply(reply, 250, "2.0.0")
+        bob = self.assertSealed(self.stored("bob@signed.test"), data)
+        [info] = decryptors.recipient_infos(bob)
+        self.assertEqual(info.version, 2, "bare key: RecipientInfo by subjectKeyIdentifier")
+        ident = identity(self.bed, "bob@signed.test")
+        self.addCleanup(ident.close)
+        # gpgsm 2.2.40 cannot find its key by subjectKeyIdentifier (docs/sealing.md).
+        for tool, plain in self.decrypt_all(bob, ident, ("openssl", "nss")).items():
+            self.assertEqual(plain, self.inner_entity(data), tool)
+        hugo = self.assertSealed(self.stored("hugo@signed.test"), data)
+        [info] = decryptors.recipient_infos(hugo)
+        self.assertEqual((info.kind, info.key_encryption),
+                         ("kari", "dhSinglePass-stdDH-sha256kdf-scheme"))
+        ident = identity(self.bed, "hugo@signed.test", "ec")
+        self.addCleanup(ident.close)
+        self.assertEqual(decryptors.decrypt_openssl(hugo, ident), self.inner_entity(data))
+
+    def test_each_copy_names_only_its_recipient(self):
+        data = entity_message("bcc", b"Nobody learns who else got this.\r\n")
+        txn = self.deliver(["alice@signed.test", "dave@signed.test"], data)
+        for reply in txn.finals:
+            self.assertReply(reply, 250, "2.0.0")
+        serials = {name: identity(self.bed, name).serial
+                   for name in ("alice@signed.test", "dave@signed.test-1", "dave@signed.test-2")}
+        alice = decryptors.recipient_infos(decryptors.extract_cms(self.stored("alice@signed.test")))
+        dave = decryptors.recipient_infos(decryptors.extract_cms(self.stored("dave@signed.test")))
+        self.assertEqual([i.serial for i in alice], [serials["alice@signed.test"]])
+        self.assertEqual(sorted(i.serial for i in dave),
+                         sorted([serials["dave@signed.test-1"], serials["dave@signed.test-2"]]))
+
+    def test_signed_message_still_verifies(self):
+        signer = self.bed.certs["erin@signed.test"]
+        content = b"Content-Type: text/plain; charset=us-ascii\r\n\r\nSigned words.\r\n"
+        signed = subprocess.run(
+            ["openssl", "smime", "-sign", "-signer", signer.pem, "-inkey", signer.key,
+             "-from", signer.address, "-to", "alice@signed.test", "-subject", "signed"],
+            input=content, stdout=subprocess.PIPE, check=True).stdout
+        signed = decryptors.canonicalize(signed)
+        txn = self.deliver(["alice@signed.test"], signed)
+        self.assertReply(txn.finals[0], 250, "2.0.0")
+        cms = self.assertSealed(self.stored("alice@signed.test"), signed)
+        ident = identity(self.bed, "alice@signed.test")
+        self.addCleanup(ident.close)
+        inner = decryptors.decrypt_openssl(cms, ident)
+        self.assertEqual(inner, self.inner_entity(signed))
+        verified = subprocess.run(
+            ["openssl", "smime", "-verify", "-CAfile", self.bed.ca_cert, "-purpose", "any"],
+            input=inner, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertEqual(verified.returncode, 0, verified.stderr.decode())
+        self.assertIn(b"Signed words.", verified.stdout)
+
+
+class DetectionTest(SealingCase):
+    def test_encrypted_forms_are_stored_byte_identical(self):
+        cases = [
+            ("pgp-mime", entity_message(
+                "pgp", b"--q\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
+                b"--q\r\nContent-Type: application/octet-stream\r\n\r\n" + ARMOUR + b"--q--\r\n",
+                b'multipart/encrypted; boundary=q; protocol="application/pgp-encrypted"')),
+            ("smime-enveloped", entity_message(
+                "smime", b"MIAGCSqGSIb3DQEHA6CAMIACAQAxggFE\r\n",
+                b'application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"',
+                b"Content-Transfer-Encoding: base64\r\n")),
+            ("smime-authenveloped", entity_message(
+                "auth", b"MIAGCyqGSIb3DQEJEAEXoIAwgAIBADGC\r\n",
+                b"application/pkcs7-mime; smime-type=authenveloped-data",
+                b"Content-Transfer-Encoding: base64\r\n")),
+            ("pgp-inline", entity_message("inline", b"\r\n" + ARMOUR + b"\r\n",
+                                          b"text/plain; charset=us-ascii")),
+        ]
+        for form, data in cases:
+            with self.subTest(form=form):
+                txn = self.deliver(["alice@signed.test"], data)
+                self.assertReply(txn.finals[0], 250, "2.0.0")
+                headers = harness.split_trace_headers(self.stored("alice@signed.test"), data)
+                self.assertEqual(headers[3], f"Mailseal: passthrough; form={form}".encode())
+
+    def test_quoted_armour_and_signed_only_are_sealed(self):
+        for data in (entity_message("quoted", b"He sent me this:\r\n" + ARMOUR),
+                     entity_message("signed", b"--s\r\nx\r\n--s--\r\n",
+                                    b'multipart/signed; protocol="application/pkcs7-signature"; '
+                                    b"boundary=s")):
+            txn = self.deliver(["alice@signed.test"], data)
+            self.assertReply(txn.finals[0], 250, "2.0.0")
+            self.assertSealed(self.stored("alice@signed.test"), data)
+
+
+class CorpusTest(SealingCase):
+    def test_real_world_messages_lose_no_line(self):
+        if not corpus.available():
+            self.skipTest(corpus.install_hint())
+        ident = identity(self.bed, "alice@signed.test")
+        self.addCleanup(ident.close)
+        messages = corpus.messages()
+        self.assertEqual(len(messages), corpus.EXPECTED_COUNT)
+        with self.server.raw() as client:
+            client.lhlo()
+            for name, data in messages:
+                txn = client.transaction(SENDER, ["alice@signed.test"], data)
+                self.assertReply(txn.finals[0], 250, "2.0.0", context=name)
+                stored = self.stored("alice@signed.test")
+                plain = decryptors.decrypt_openssl(decryptors.extract_cms(stored), ident)
+                self.assertNoLineLost(name, data, stored, plain)
+            client.command("QUIT")
+
+    def assertNoLineLost(self, name, original, stored, inner):
+        """Every line of the original is in the outer header section or the decrypted entity;
+        the only line added is the inner entity's empty line, when the original lacked one."""
+        fields, _ = split_header(stored)
+        # The delivery's trace fields and Mailseal come first, the S/MIME fields last.
+        kept = [line for f in fields[4:-len(SEALED_MIME_FIELDS)] for line in f.split(b"\n")]
+        original_lines = collections.Counter(original.split(b"\r\n"))
+        got = collections.Counter(kept) + collections.Counter(inner.split(b"\r\n"))
+        missing = original_lines - got
+        extra = got - original_lines
+        self.assertEqual(missing, collections.Counter(), f"{name}: lines lost")
+        self.assertLessEqual(sum(extra.values()), 1, f"{name}: lines added: {extra}")
+        self.assertTrue(set(extra) <= {b""}, f"{name}: lines added: {extra}")
+
+
+class CanaryTest(SealingCase):
+    def test_no_plaintext_anywhere_after_100_mb(self):
+        canary = ("CANARY-" + secrets.token_hex(16)).encode()
+        line = b"filler " * 10 + b"\r\n"
+        chunk = line * (1024 * 1024 // len(line))
+        body = canary + b"\r\n" + chunk * 50 + canary + b"\r\n" + chunk * 51 + canary + b"\r\n"
+        data = entity_message("canary", body, b"text/plain")
+        self.assertGreater(len(data), 100 * 1024 * 1024)
+        txn = self.deliver(["alice@signed.test"], data)
+        self.assertReply(txn.finals[0], 250, "2.0.0")
+        del data, body
+        roots = [self.workdir, self.dir]
+        found = []
+        for root in roots:
+            for directory, _, names in os.walk(root):
+                for n in names:
+                    path = os.path.join(directory, n)
+                    if os.path.islink(path) or not os.path.isfile(path):
+                        continue
+                    with open(path, "rb") as f:
+                        tail = b""
+                        while block := f.read(1 << 20):
+                            if canary in tail + block:
+                                found.append(path)
+                                break
+                            tail = block[-len(canary):]
+        self.assertEqual(found, [], "the canary is in these files")
+        stored = self.stored("alice@signed.test")
+        self.assertIn(b"\nMailseal: sealed; keys=1;", stored)
+
+
+class SealToolTest(SealingCase):
+    def run_seal(self, data, *args):
+        proc = subprocess.run([harness.MAILSEAL_BIN, "seal", *args], input=data,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=RUN_TIMEOUT)
+        return proc.returncode, proc.stdout, proc.stderr.decode()
+
+    def test_seal_matches_delivery_and_reports_outcomes(self):
+        data = entity_message("tool", b"Offline sealing.\r\n")
+        ident = identity(self.bed, "alice@signed.test")
+        self.addCleanup(ident.close)
+        config = self.server.config_path
+        status, out, err = self.run_seal(data, "--config", config, "--to", "alice@signed.test")
+        self.assertEqual(status, 0, err)
+        self.assertIn("sealed to 1 key(s)", err)
+        self.assertEqual(decryptors.decrypt_openssl(decryptors.extract_cms(out, strict=True),
+                                                    ident), self.inner_entity(data))
+        # The same header section as a delivered copy, minus the delivery's trace fields.
+        txn = self.deliver(["alice@signed.test"], data)
+        self.assertReply(txn.finals[0], 250, "2.0.0")
+        delivered, _ = split_header(self.stored("alice@signed.test"))
+        tool, _ = split_header(out)
+        self.assertEqual(tool, delivered[3:])
+        # --cert: the given certificate, judged as a local-store one.
+        cert = self.bed.certs["alice@signed.test"].pem
+        status, out, err = self.run_seal(data, "--to", "alice@signed.test", "--cert", cert)
+        self.assertEqual(status, 0, err)
+        self.assertEqual(decryptors.decrypt_openssl(decryptors.extract_cms(out), ident),
+                         self.inner_entity(data))
+        for address, message, want in [
+            ("alice@signed.test", entity_message("x", b"\r\n" + ARMOUR), 1),
+            ("erin@signed.test", data, 2),
+            ("alice@bogus.test", data, EX_TEMPFAIL),
+        ]:
+            status, out, err = self.run_seal(message, "--config", config, "--to", address)
+            self.assertEqual(status, want, f"{address}: {err}")
+            self.assertEqual(len(err.strip().splitlines()), 1, err)
+            if want == 1:
+                self.assertTrue(out.endswith(message.replace(b"\r\n", b"\n")), out[:300])
+            if want == EX_TEMPFAIL:
+                self.assertEqual(out, b"")
+
+
+class PostfixDovecotTest(SealingCase):
+    def test_sendmail_postfix_mailseal_dovecot(self):
+        postfix = harness.Postfix(self.dir, f"lmtp:unix:{self.server.unix_path}",
+                                  {"virtual_mailbox_domains": "signed.test"})
+        self.addCleanup(postfix.stop)
+        postfix.start()
+        subject = "through postfix " + secrets.token_hex(4)
+        data = (f"From: <{SENDER}>\r\nTo: <alice@signed.test>\r\nSubject: {subject}\r\n"
+                "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
+                "\r\nSealed on the way in: ünïcödé\r\n").encode()
+        postfix.sendmail(SENDER, ["alice@signed.test"], data)
+        entry = postfix.wait_status("alice@signed.test")
+        self.assertEqual((entry["status"], entry["dsn"]), ("sent", "2.0.0"),
+                         entry["line"] + "\n" + postfix.diagnostics())
+        local_dir = os.path.join(self.workdir, "vmail", "signed.test", "alice", "Maildir")
+        files = harness.maildir_files(local_dir, "new")
+        self.assertEqual(len(files), 1, files)
+        stored = harness.read_bytes(files[0])
+        self.assertIn(b"\nMailseal: sealed; keys=1; cipher=aes-256-cbc\n", stored)
+        self.assertNotIn("Sealed on the way in".encode(), stored)
+        ident = identity(self.bed, "alice@signed.test")
+        self.addCleanup(ident.close)
+        inner = decryptors.decrypt_openssl(decryptors.extract_cms(stored), ident)
+        self.assertTrue(inner.endswith("Sealed on the way in: ünïcödé\r\n".encode()), inner)
+
+        harness.Dovecot.chown_for_dovecot(os.path.join(self.workdir, "vmail"))
+        dovecot = self.start_dovecot(os.path.join(self.workdir, "vmail"))
+        records = dovecot.fetch("alice@signed.test", ("guid", "hdr.subject", "text"))
+        self.assertEqual(len(records), 1, records)
+        self.assertEqual(records[0]["guid"], os.path.basename(files[0]).split(":")[0])
+        self.assertIn(subject, records[0]["hdr.subject"])
+        self.assertIn(b"application/pkcs7-mime", records[0]["text"])
+        os.unlink(files[0])
+
+
+if __name__ == "__main__":
+    unittest.main()
