@@ -8,6 +8,14 @@
 
 namespace mailseal::discovery {
 
+std::string key_address(const config::config& cfg, const lmtp::address& recipient) {
+    std::string local(delivery::base_local_part(cfg, recipient.local_part));
+    // Certificates name internationalised domains in their A-label form (RFC 5280 §7.5), and
+    // the store is keyed the same way, whichever form the address came in.
+    auto domain = dns::to_a_label(delivery::recipient_domain(cfg, recipient));
+    return local + "@" + domain.value_or(util::ascii_lower(recipient.domain));
+}
+
 keys::dns_outcome to_keys_outcome(dns::outcome o) {
     switch (o) {
     case dns::outcome::secure_records:
@@ -32,11 +40,9 @@ key_discovery::key_discovery(const config::config& cfg, dns::resolver& resolver,
 boost::asio::awaitable<recipient_keys> key_discovery::find(lmtp::address recipient) {
     std::string local(delivery::base_local_part(config_, recipient.local_part));
     recipient_keys out;
-    // Certificates name internationalised domains in their A-label form (RFC 5280 §7.5), and
-    // the store is keyed the same way, whichever form the address came in.
     auto domain = dns::to_a_label(delivery::recipient_domain(config_, recipient));
-    std::string store_domain = domain.value_or(util::ascii_lower(recipient.domain));
-    out.address = local + "@" + store_domain;
+    out.address = key_address(config_, recipient);
+    std::string store_domain = out.address.substr(out.address.rfind('@') + 1);
     if (!domain) {
         out.lookup.owner = "(none)";
         out.lookup.result = dns::outcome::failure;

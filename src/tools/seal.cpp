@@ -68,14 +68,15 @@ private:
 };
 
 /// The keys in certificate files given on the command line, judged as local store
-/// certificates for `address` would be (valid now, naming the address, a usable key).
-std::optional<seal::recipient_keys> keys_from_files(const config::config& cfg,
-                                                    const std::vector<std::filesystem::path>& files,
-                                                    const std::string& address, std::ostream& err) {
+/// certificates for `address` would be (valid now, naming the address, a usable key); or the
+/// exit status when they cannot be.
+std::variant<seal::recipient_keys, int>
+keys_from_files(const config::config& cfg, const std::vector<std::filesystem::path>& files,
+                const std::string& address, std::ostream& err) {
     auto policy = keys::make_policy(cfg.keys);
     if (auto* problem = std::get_if<std::string>(&policy)) {
         err << "mailseal: keys: " << *problem << "\n";
-        return std::nullopt;
+        return EX_CONFIG;
     }
     std::vector<keys::local_certificate> certs;
     for (const auto& file : files) {
@@ -85,7 +86,7 @@ std::optional<seal::recipient_keys> keys_from_files(const config::config& cfg,
                 << "\n";
         }
         if (listing.certificates.empty()) {
-            return std::nullopt;
+            return EX_NOINPUT;
         }
         certs.insert(certs.end(), listing.certificates.begin(), listing.certificates.end());
     }
@@ -150,10 +151,13 @@ int seal(const config::config& cfg, const seal_options& options, std::istream& i
             : cfg.seal.policy_for(recipient->local_part, util::ascii_lower(recipient->domain));
     std::optional<seal::recipient_keys> keys;
     if (!options.certificates.empty()) {
-        keys = keys_from_files(cfg, options.certificates, recipient->str(), err);
-        if (!keys) {
-            return EX_NOINPUT;
+        // As delivery judges them: for the address without its extension.
+        auto found = keys_from_files(cfg, options.certificates,
+                                     discovery::key_address(cfg, *recipient), err);
+        if (auto* status = std::get_if<int>(&found)) {
+            return *status;
         }
+        keys = std::move(std::get<seal::recipient_keys>(found));
     } else {
         int setup = run_discovery(
             cfg, err, [&](discovery::key_discovery& discovery) -> boost::asio::awaitable<void> {

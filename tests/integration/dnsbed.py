@@ -52,6 +52,7 @@ import socket
 import struct
 import subprocess
 import threading
+import unittest
 
 import harness
 
@@ -465,6 +466,19 @@ server:
 remote-control:
     control-enable: no
 """
+
+
+def start_for_class(test_class):
+    """Starts one bed for a unittest test class (in setUpClass) under a fresh work directory
+    (`test_class.workdir`); both are removed by class cleanups. Skips without MAILSEAL_BIN."""
+    if not harness.MAILSEAL_BIN:
+        raise unittest.SkipTest("MAILSEAL_BIN is not set (run the tests through ctest)")
+    test_class.workdir = harness.make_test_dir()
+    test_class.addClassCleanup(harness.remove_test_dir, test_class.workdir)
+    bed = DnsTestBed(test_class.workdir)
+    test_class.addClassCleanup(bed.stop)
+    bed.start()
+    return bed
 
 
 class DnsTestBed:

@@ -114,13 +114,7 @@ class BedTestCase(harness.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not harness.MAILSEAL_BIN:
-            raise unittest.SkipTest("MAILSEAL_BIN is not set (run the tests through ctest)")
-        cls.workdir = harness.make_test_dir()
-        cls.addClassCleanup(harness.remove_test_dir, cls.workdir)
-        cls.bed = dnsbed.DnsTestBed(cls.workdir)
-        cls.addClassCleanup(cls.bed.stop)
-        cls.bed.start()
+        cls.bed = dnsbed.start_for_class(cls)
 
     def write_config(self, local_store=None, name="mailseal.toml", **dns_extra):
         config = {

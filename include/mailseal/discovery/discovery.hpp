@@ -49,6 +49,10 @@ struct recipient_keys {
 
 keys::dns_outcome to_keys_outcome(dns::outcome o);
 
+/// The address keys are looked up and certificates checked for: the base local part (address
+/// extension dropped, case kept) @ the A-label domain.
+std::string key_address(const config::config& cfg, const lmtp::address& recipient);
+
 class key_discovery {
 public:
     /// `blocking` runs the local-store read and certificate evaluation (a worker pool in the
