@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <functional>
 #include <iostream>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sysexits.h>
@@ -105,6 +106,10 @@ int serve(const std::string& config_path) {
     }
     log::set_level(cfg->logging.level);
     ::umask(077);
+    // No core dump may hold message plaintext: a crash must not write it to disk.
+    rlimit no_core{0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     std::signal(SIGPIPE, SIG_IGN);
     raise_open_file_limit(*cfg);
 

@@ -47,6 +47,17 @@ void message_sealer::exclude(std::size_t index, lmtp::reply why, std::string det
 }
 
 void message_sealer::write(std::string_view bytes) {
+    // Each scratch buffer is sized for the chunk before use: a reallocation would leave the
+    // old copy of the plaintext in freed memory, unwiped.
+    std::size_t room = 2 * bytes.size() + header_section_limit;
+    if (canonical_.capacity() < room) {
+        util::wipe(canonical_);
+        canonical_.reserve(room);
+    }
+    if (body_.capacity() < room) {
+        util::wipe(body_);
+        body_.reserve(room);
+    }
     canonicalize_.feed(bytes, canonical_);
     bool was_complete = headers_.complete();
     headers_.feed(canonical_, body_);
@@ -69,7 +80,7 @@ void message_sealer::end_of_data() {
         util::wipe(body_);
     }
     if (!form_) {
-        form_ = armour_ && armour_->finish() ? encrypted_form::pgp_inline : encrypted_form::none;
+        form_ = check_ && check_->finish() ? claimed_ : encrypted_form::none;
     }
     for (auto& r : recipients_) {
         if (!r.keys && !r.refusal) {
@@ -93,20 +104,27 @@ void message_sealer::end_of_data() {
 
 void message_sealer::headers_complete() {
     auto c = classify(headers_.section());
-    if (c.form != encrypted_form::none) {
+    claimed_ = c.form;
+    switch (c.check) {
+    case classification::body_check::none:
         form_ = c.form;
-    } else if (c.may_be_inline_pgp) {
-        armour_.emplace();
-    } else {
-        form_ = encrypted_form::none;
+        break;
+    case classification::body_check::cms:
+        check_ = std::make_unique<cms_scanner>();
+        break;
+    case classification::body_check::armour:
+        check_ = std::make_unique<armour_scanner>();
+        break;
     }
 }
 
 void message_sealer::body_arrived(std::string_view bytes) {
-    if (armour_ && !form_) {
-        armour_->feed(bytes);
-        if (!armour_->still_possible()) {
+    if (check_ && !form_) {
+        check_->feed(bytes);
+        if (!check_->still_possible()) {
             form_ = encrypted_form::none;
+        } else if (check_->confirmed()) {
+            form_ = claimed_;
         }
     }
     for (std::size_t i = 0; i < recipients_.size(); ++i) {
@@ -115,12 +133,17 @@ void message_sealer::body_arrived(std::string_view bytes) {
         }
     }
     if (any_undecided()) {
+        if (held_.capacity() < held_body_limit + bytes.size()) {
+            // Reserved once, so growing never leaves a copy of the body in freed memory.
+            held_.reserve(held_body_limit + bytes.size());
+        }
         held_.append(bytes);
     }
     if (!form_ && held_.size() > held_body_limit) {
-        // Too long to wait for the end of a possible inline PGP message: seal it.
+        // Too long to wait for the body to confirm what the header section claims: seal it.
         form_ = encrypted_form::none;
-        log::info("inline-pgp-unconfirmed", {{"held", std::to_string(held_.size())}});
+        log::info("encryption-unconfirmed", {{"claimed", std::string(to_string(claimed_))},
+                                             {"held", std::to_string(held_.size())}});
     }
     decide_all();
 }

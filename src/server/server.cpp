@@ -22,6 +22,7 @@
 #include <mailseal/server/server.hpp>
 #include <mailseal/store/maildir.hpp>
 #include <mailseal/util/offload.hpp>
+#include <mailseal/util/wipe.hpp>
 
 namespace mailseal::server {
 
@@ -265,6 +266,16 @@ std::chrono::seconds deadline_for(const config::limits& limits, lmtp::session::p
     return limits.command_timeout;
 }
 
+bool is_cancellation(const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const boost::system::system_error& ex) {
+        return ex.code() == asio::error::operation_aborted;
+    } catch (...) {
+        return false;
+    }
+}
+
 std::shared_ptr<pending_keys> start_lookup(server::state& st, const asio::any_io_executor& ex,
                                            const lmtp::address& recipient) {
     auto pending = std::make_shared<pending_keys>(ex);
@@ -274,7 +285,10 @@ std::shared_ptr<pending_keys> start_lookup(server::state& st, const asio::any_io
                        [pending](std::exception_ptr e, discovery::recipient_keys found) {
                            seal::recipient_keys keys;
                            if (e) {
-                               log_crash(e);
+                               // Cancelled by drop_lookups(): nobody waits for the answer.
+                               if (!is_cancellation(e)) {
+                                   log_crash(e);
+                               }
                            } else {
                                keys.outcome = discovery::to_keys_outcome(found.lookup.result);
                                keys.keys = std::move(found.evaluation.keys);
@@ -292,7 +306,8 @@ asio::awaitable<void> await_keys(pending_keys& pending) {
     }
 }
 
-/// Ends lookups nobody will wait for (RSET, a new transaction, a closed connection).
+/// Ends lookups nobody will wait for (RSET, a new transaction, a closed connection): the
+/// resolver cancels the query (ub_cancel), and the answer is dropped.
 void drop_lookups(std::vector<std::shared_ptr<pending_keys>>& lookups, std::size_t from) {
     for (std::size_t i = from; i < lookups.size(); ++i) {
         if (!lookups[i]->result) {
@@ -421,6 +436,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 if (txn) {
                     co_await provide_keys(false);
                     co_await on_pool(st->pool, [&] { txn->write(body->bytes); });
+                    util::wipe(body->bytes);
                     // Held plaintext is bounded: past the bound, wait for the keys before
                     // reading more (the client waits on TCP flow control meanwhile).
                     if (txn->needs_keys()) {
@@ -495,6 +511,8 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
             break;
         }
         session.feed(std::string_view(buffer.data(), n));
+        // The session keeps what it needs; the read buffer's plaintext goes now.
+        ::explicit_bzero(buffer.data(), n);
     }
     co_await abandon("connection closed");
     log::debug("disconnect", {{"session", session_id}});

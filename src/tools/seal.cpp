@@ -53,13 +53,14 @@ public:
         return std::nullopt;
     }
 
-    /// Writes a CR held back at the very end.
-    void close() {
+    /// Writes a CR held back at the very end; false when the output could not be written.
+    bool close() {
         if (pending_cr_) {
             out_.put('\r');
             pending_cr_ = false;
         }
         out_.flush();
+        return static_cast<bool>(out_);
     }
 
 private:
@@ -101,7 +102,16 @@ keys_from_files(const config::config& cfg, const std::vector<std::filesystem::pa
     return seal::recipient_keys{keys::dns_outcome::secure_absent, std::move(evaluation.keys)};
 }
 
-int exit_status(const seal::message_sealer::recipient_state& r, std::ostream& err) {
+int exit_status(const seal::message_sealer::recipient_state& r, bool output_ok, std::ostream& err) {
+    bool stores_a_copy = r.decided && (r.decided->what == seal::action::seal ||
+                                       r.decided->what == seal::action::passthrough ||
+                                       r.decided->what == seal::action::plain);
+    if (!output_ok || (stores_a_copy && r.refusal)) {
+        // A script must never take an empty or cut-off output for a sealed message.
+        err << "mailseal: seal: error: "
+            << (output_ok ? r.detail : std::string("cannot write the output")) << "\n";
+        return output_ok ? EX_SOFTWARE : EX_IOERR;
+    }
     if (!r.decided) {
         err << "mailseal: seal: error: " << r.detail << "\n";
         return EX_SOFTWARE;
@@ -109,10 +119,6 @@ int exit_status(const seal::message_sealer::recipient_state& r, std::ostream& er
     std::string why = r.refusal ? r.refusal->summary() : "";
     switch (r.decided->what) {
     case seal::action::seal:
-        if (r.refusal) {
-            err << "mailseal: seal: error: " << r.detail << "\n";
-            return EX_SOFTWARE;
-        }
         err << "mailseal: sealed to " << r.keys->keys.size() << " key(s), "
             << config::to_string(r.policy.cipher) << "\n";
         return seal_status::sealed;
@@ -182,8 +188,8 @@ int seal(const config::config& cfg, const seal_options& options, std::istream& i
         }
     }
     sealer.end_of_data();
-    sink.close();
-    return exit_status(sealer.recipient(0), err);
+    bool output_ok = sink.close();
+    return exit_status(sealer.recipient(0), output_ok, err);
 }
 
 } // namespace mailseal::tools

@@ -445,7 +445,14 @@ def run_gpgsm(cms: bytes, identity: Identity) -> GpgsmOutcome:
         gpgsm = ["gpgsm", "--homedir", home, "--batch", "--no-tty", "--disable-dirmngr",
                  "--pinentry-mode", "loopback", "--passphrase-fd", "0"]
         passphrase = (P12_PASSPHRASE + "\n").encode()
-        _run([*gpgsm, "--import", identity.pkcs12()], stdin=passphrase, tool="gpgsm")
+        try:
+            _run([*gpgsm, "--import", identity.pkcs12()], stdin=passphrase, tool="gpgsm")
+        except ToolError:
+            # gpgsm 2.2.40 now and then fails to import a legacy PKCS#12 that it imports the
+            # next time ("data error at shrouded_key_bag.decrypted-text"): once more, freshly
+            # exported.
+            identity._p12_path = None
+            _run([*gpgsm, "--import", identity.pkcs12()], stdin=passphrase, tool="gpgsm")
         message = os.path.join(home, "message.p7m")
         plaintext = os.path.join(home, "plaintext")
         with open(message, "wb") as f:

@@ -209,7 +209,7 @@ TEST(message_sealer, held_body_is_bounded) {
               std::string("Content-Type: application/octet-stream\r\n\r\n").size() + written + 6);
 }
 
-const std::string armour = "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA5Xm+/abc=\r\n=njUN\r\n"
+const std::string armour = "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA5Xm+/abcdef\r\n=njUN\r\n"
                            "-----END PGP MESSAGE-----\r\n";
 
 TEST(message_sealer, already_encrypted_is_stored_as_received) {

@@ -90,27 +90,47 @@ std::string_view to_string(encrypted_form);
 
 /// What the header section says about encryption.
 struct classification {
+    /// The form the header section claims (none: plaintext).
     encrypted_form form = encrypted_form::none;
-    /// A single text part in an identity transfer encoding: only its body can tell whether it
-    /// is an inline PGP message (armour_scanner).
-    bool may_be_inline_pgp = false;
+    /// How the body must confirm the claim before the message counts as encrypted; a message
+    /// whose body does not is sealed. Labels alone are never trusted for an S/MIME object or
+    /// an inline PGP message: a plaintext body under them would be stored in clear.
+    enum class body_check { none, cms, armour } check = body_check::none;
 };
 
 /// Classifies by the top-level Content-Type and Content-Transfer-Encoding, parsed with gmime.
-/// Requires gmime_library to be alive.
+/// Requires gmime_library to be alive. A header section with more than one Content-Type or
+/// Content-Transfer-Encoding field is plaintext: readers disagree on which one counts.
 classification classify(const header_section& headers);
 
-/// Whether a text body is an ASCII-armoured PGP MESSAGE (RFC 4880 §6.2) from its first
-/// non-blank line to its end: BEGIN line, armour headers, an empty line, radix-64 lines, an
-/// optional checksum, END line, then only blank lines. Anything else — a quoted armour block
-/// inside other text, text after the END line, a non-radix-64 line inside — is not.
-class armour_scanner {
+/// Shared by the body checks: fed the canonical body in pieces, they tell as early as they can
+/// whether the body is what the header section claims.
+class body_scanner {
 public:
-    void feed(std::string_view canonical_body);
+    virtual ~body_scanner() = default;
+    virtual void feed(std::string_view canonical_body) = 0;
+    /// True once the body is known to be encrypted content (before its end, when it can).
+    virtual bool confirmed() const = 0;
+    /// False as soon as the body cannot be encrypted content any more.
+    virtual bool still_possible() const = 0;
     /// The verdict once the whole body was fed.
-    bool finish();
-    /// False as soon as the body cannot be an armoured message any more.
-    bool still_possible() const { return state_ != state::rejected; }
+    virtual bool finish() = 0;
+};
+
+/// Whether a text body is an ASCII-armoured OpenPGP encrypted message (RFC 4880 §6.2) from its
+/// first non-blank line to its end: the BEGIN PGP MESSAGE line, armour headers (Version,
+/// Comment, MessageID, Hash, Charset), an empty line, radix-64 lines of at most 76 characters
+/// (each but the last a multiple of 4), an optional checksum, the END line, then only blank
+/// lines; and the first packet is a public-key or symmetric-key encrypted session key (tags 1,
+/// 3), so a signed or compressed-only PGP MESSAGE is not taken for an encrypted one. Anything
+/// else — a quoted armour block inside other text, text after the END line, a line inside that
+/// is not radix-64 — is not.
+class armour_scanner final : public body_scanner {
+public:
+    void feed(std::string_view canonical_body) override;
+    bool confirmed() const override { return false; }
+    bool still_possible() const override { return state_ != state::rejected; }
+    bool finish() override;
 
 private:
     enum class state { leading, headers, data, trailing, rejected };
@@ -118,6 +138,25 @@ private:
 
     state state_ = state::leading;
     std::string partial_;
+    std::size_t data_lines_ = 0;
+    bool short_line_seen_ = false;
+};
+
+/// Whether a base64 body starts with a CMS ContentInfo of type envelopedData (RFC 5652 §6) or
+/// authEnvelopedData (RFC 5083): the DER/BER SEQUENCE header and the content type OID.
+class cms_scanner final : public body_scanner {
+public:
+    void feed(std::string_view canonical_body) override;
+    bool confirmed() const override { return verdict_ == verdict::yes; }
+    bool still_possible() const override { return verdict_ != verdict::no; }
+    bool finish() override;
+
+private:
+    enum class verdict { undecided, yes, no };
+    void judge();
+
+    verdict verdict_ = verdict::undecided;
+    std::string base64_;
 };
 
 /// gmime's process-wide initialisation (g_mime_init / g_mime_shutdown): construct one in

@@ -7,13 +7,15 @@
 /// section, whether the message is already encrypted, and the recipient's keys. Until then the
 /// canonical body is held in memory, bounded by `held_body_limit`; needs_keys() tells the
 /// caller to wait for the missing keys before writing more, so memory stays bounded and no
-/// plaintext is ever written anywhere to wait. An inline PGP message can only be recognised at
-/// its end: one larger than the bound is sealed (a second layer, never a loss).
+/// plaintext is ever written anywhere to wait. A body that claims to be encrypted is held
+/// until it confirms it (classification::body_check); an inline PGP message only can at its
+/// end, so one larger than the bound is sealed (a second layer, never a loss).
 ///
 /// Failure policy: a copy that cannot be produced (OpenSSL) or stored (the sink) ends for that
 /// recipient only, with the reply to give; the others go on.
 
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,8 +32,9 @@ namespace mailseal::seal {
 /// Body bytes held while some recipient's copy is undecided.
 inline constexpr std::size_t held_body_limit = 1024 * 1024;
 /// A header section larger than this is not parsed: the whole message is sealed as opaque
-/// content (Postfix's header_size_limit is 100 KiB, so real mail stays far below).
-inline constexpr std::size_t header_section_limit = 1024 * 1024;
+/// content. Postfix's header_size_limit is 100 KiB, so real mail stays below; parsed fields
+/// cost several times their size in memory, per connection.
+inline constexpr std::size_t header_section_limit = 256 * 1024;
 
 /// Where copies go (Maildir files for delivery, stdout for `mailseal seal`).
 class copy_sink {
@@ -93,9 +96,11 @@ private:
     copy_sink& sink_;
     canonicalizer canonicalize_;
     header_scanner headers_{header_section_limit};
-    /// Known once the header section is (and, for a possible inline PGP message, its end).
+    /// Known once the header section is, or once the body confirms what it claims.
     std::optional<encrypted_form> form_;
-    std::optional<armour_scanner> armour_;
+    /// The form the header section claims, and the body check that must confirm it.
+    encrypted_form claimed_ = encrypted_form::none;
+    std::unique_ptr<body_scanner> check_;
     /// Canonical body bytes since the header section, while some copy is undecided.
     std::string held_;
     /// Scratch buffers, reused; wiped after each use.

@@ -23,7 +23,8 @@
 ///   (already encrypted, written as received), 2 no usable key (written as received under
 ///   on_no_key = "plain", nothing written under "defer"/"reject"), 75 bogus or failed lookup
 ///   (nothing written), 64 bad address, 66 no certificate in a --cert file, 70 encryption
-///   failure, 78 configuration. One line on stderr says which.
+///   failure, 74 the output could not be written, 78 configuration. One line on stderr says
+///   which.
 
 #include <cstdint>
 #include <filesystem>
