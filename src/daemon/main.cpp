@@ -273,6 +273,15 @@ int main(int argc, char** argv) {
     seal_cmd->add_option("--cert", seal_opts.certificates,
                          "PEM or DER certificate to seal to (repeatable); default: key discovery");
 
+    tools::deliver_options deliver_opts;
+    auto* deliver_cmd = app.add_subcommand(
+        "deliver", "LDA mode: deliver one message from stdin (for pipe(8) or mailbox_command)");
+    deliver_cmd->add_option("-c,--config", config_path, "Configuration file")
+        ->capture_default_str();
+    deliver_cmd->add_option("-f,--from", deliver_opts.from, "Envelope sender (\"\" for <>)")
+        ->required();
+    deliver_cmd->add_option("-t,--to", deliver_opts.to, "Recipient (repeatable)")->required();
+
     CLI11_PARSE(app, argc, argv);
 
     if (serve_cmd->parsed()) {
@@ -320,6 +329,17 @@ int main(int argc, char** argv) {
         // Messages can be large: unsynchronised streams read and write in big blocks.
         std::ios_base::sync_with_stdio(false);
         return tools::seal(*cfg, seal_opts, std::cin, std::cout, std::cerr);
+    }
+    if (deliver_cmd->parsed()) {
+        auto cfg = load(config_path);
+        if (!cfg) {
+            return EX_CONFIG;
+        }
+        // pipe(8) puts stderr into bounces: only the one-line diagnostic and real errors.
+        log::set_level(config::log_level::error);
+        ::umask(077);
+        std::ios_base::sync_with_stdio(false);
+        return tools::deliver(*cfg, deliver_opts, std::cin, std::cerr);
     }
     if (version_cmd->parsed()) {
         std::cout << "mailseal " << MAILSEAL_VERSION << '\n';

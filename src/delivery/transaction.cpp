@@ -56,17 +56,22 @@ lmtp::reply to_reply(const store::failure& failure, config::quota_reply over_quo
 std::string trace_headers(const lmtp::envelope& env, const lmtp::address& recipient,
                           const transaction_info& info, std::chrono::system_clock::time_point now) {
     // RFC 3848 / RFC 6531 protocol types for the "with" clause.
-    std::string_view protocol = env.parameters.smtputf8 ? "UTF8LMTP" : "LMTP";
+    std::string_view protocol = !info.protocol.empty()    ? std::string_view(info.protocol)
+                                : env.parameters.smtputf8 ? "UTF8LMTP"
+                                                          : "LMTP";
     std::string address = header_safe(recipient.str());
     std::string out;
     out += "Return-Path: " + header_safe(angle(env.sender)) + "\r\n";
     // The bare address, as Postfix, Dovecot and qmail write it: Postfix's mail loop detection
     // compares Delivered-To: values with the recipient address.
     out += "Delivered-To: " + address + "\r\n";
-    out += "Received: from " + header_safe(env.lhlo_name) + " (" + header_safe(info.peer) +
-           ")\r\n\tby " + header_safe(info.hostname) + " (mailseal) with " + std::string(protocol) +
-           " id " + info.transaction_id + "\r\n\tfor <" + address + ">; " + rfc5322_date(now) +
-           "\r\n";
+    // A local delivery (no LHLO) has no "from" clause, as Postfix's local(8) writes it.
+    std::string from = env.lhlo_name.empty() ? std::string()
+                                             : "from " + header_safe(env.lhlo_name) + " (" +
+                                                   header_safe(info.peer) + ")\r\n\t";
+    out += "Received: " + from + "by " + header_safe(info.hostname) + " (mailseal) with " +
+           std::string(protocol) + " id " + info.transaction_id + "\r\n\tfor <" + address + ">; " +
+           rfc5322_date(now) + "\r\n";
     return out;
 }
 

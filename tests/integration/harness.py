@@ -563,10 +563,11 @@ def message(subject="test", body=b"Hello.\r\n", extra_headers=b""):
 
 
 class Postfix:
-    """A throwaway Postfix instance routing DOMAIN to `transport` (lmtp:unix:/abs/path or
-    lmtp:inet:127.0.0.1:PORT); no SMTP listener, loopback only, logging to its own file."""
+    """A throwaway Postfix instance routing DOMAIN to `transport` (lmtp:unix:/abs/path,
+    lmtp:inet:127.0.0.1:PORT, or a master.cf service given in `extra_master` lines); no SMTP
+    listener, loopback only, logging to its own file."""
 
-    def __init__(self, workdir, transport, extra_main=None):
+    def __init__(self, workdir, transport, extra_main=None, extra_master=()):
         self.base = os.path.join(workdir, "postfix")
         self.config_dir = os.path.join(self.base, "etc")
         self.queue_dir = os.path.join(self.base, "queue")
@@ -617,7 +618,7 @@ class Postfix:
             for key, value in main.items():
                 f.write(f"{key} = {value}\n")
         with open(os.path.join(self.config_dir, "master.cf"), "w") as f:
-            f.write(self._master_cf())
+            f.write(self._master_cf() + "".join(line + "\n" for line in extra_master))
         self.started = False
 
     @staticmethod

@@ -44,6 +44,8 @@ struct transaction_info {
     std::string peer;
     /// Our hostname, for Received: and Maildir names.
     std::string hostname;
+    /// The Received: line's "with" protocol; empty: LMTP (or UTF8LMTP, RFC 3848).
+    std::string protocol = {};
 };
 
 /// Maps a store failure to the reply for that recipient (the only store → reply boundary).

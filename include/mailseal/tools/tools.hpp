@@ -76,6 +76,23 @@ struct seal_options {
 int seal(const config::config& cfg, const seal_options& options, std::istream& in,
          std::ostream& out, std::ostream& err);
 
+struct deliver_options {
+    /// The envelope sender; "" or "<>" for the null sender.
+    std::string from;
+    std::vector<std::string> to;
+};
+
+/// LDA mode: delivers one message from stdin to each recipient as the daemon would (mailbox,
+/// key discovery, sealing policy, durable Maildir write), for Postfix's pipe(8) or
+/// mailbox_command and for scripts. Exit status, sysexits as Postfix reads them: 0 delivered
+/// to every recipient; 75 (EX_TEMPFAIL) when any recipient got a temporary failure (the MTA
+/// retries; run one recipient per call so none is delivered twice); otherwise the first
+/// permanent one: 67 unknown user, 73 mailbox full (permanent quota), 77 policy refused
+/// plaintext, 65 message too big, 74 stdin unreadable, 69 other; 64 bad arguments, 78
+/// configuration. One line on stderr names each recipient that was not delivered and why.
+int deliver(const config::config& cfg, const deliver_options& options, std::istream& in,
+            std::ostream& err);
+
 /// The addresses `check --all` covers, sorted and unique.
 std::vector<std::string> known_addresses(const config::config& cfg);
 
