@@ -177,7 +177,7 @@ constexpr int_range dns_timeout_range{1, 300, "between 1s and 5m"};
 
 constexpr std::array top_keys{"server"sv, "listen"sv, "mailbox"sv, "limits"sv,
                               "dns"sv,    "keys"sv,   "seal"sv,    "log"sv};
-constexpr std::array server_keys{"hostname"sv, "workers"sv};
+constexpr std::array server_keys{"hostname"sv, "workers"sv, "user"sv, "group"sv};
 constexpr std::array listen_keys{"unix"sv, "tcp"sv, "mode"sv, "owner"sv, "group"sv};
 constexpr std::array mailbox_keys{"domains"sv,
                                   "maildir"sv,
@@ -584,6 +584,11 @@ private:
             }
         }
         read_count(t, "server", "workers", workers_range, out.workers);
+        read_text(t, "server", "user", out.user);
+        read_text(t, "server", "group", out.group);
+        if (const toml::node* n = t.get("group"); n && out.user.empty() && !out.group.empty()) {
+            fail_value(*n, "server.group", "needs server.user");
+        }
     }
 
     void read_listeners(const toml::table& root, std::vector<listener>& out) {

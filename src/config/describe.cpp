@@ -92,7 +92,9 @@ std::string describe(const config& c) {
     // this machine's name here would pin it in a configuration copied elsewhere.
     out << "[server]\n"
         << "hostname = " << detail::toml_string(c.server.hostname) << "\n"
-        << "workers = " << c.server.workers << "\n";
+        << "workers = " << c.server.workers << "\n"
+        << "user = " << detail::toml_string(c.server.user) << "\n"
+        << "group = " << detail::toml_string(c.server.group) << "\n";
 
     for (const auto& l : c.listeners) {
         describe_listener(out, l);

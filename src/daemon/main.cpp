@@ -4,7 +4,9 @@
 #include <csignal>
 #include <cstdio>
 #include <functional>
+#include <grp.h>
 #include <iostream>
+#include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -99,7 +101,72 @@ void raise_open_file_limit(const config::config& cfg) {
     }
 }
 
-int serve(const std::string& config_path) {
+/// Started as root, `serve` binds its listeners and then runs as server.user; it never keeps
+/// root while it parses mail from the network, unless `allow_root` (test rigs, containers
+/// whose root is unprivileged) says so. Returns why it cannot run as configured.
+std::optional<std::string> check_identity(const config::config& cfg, bool allow_root) {
+    if (!cfg.server.user.empty()) {
+        const passwd* pw = ::getpwnam(cfg.server.user.c_str());
+        if (pw == nullptr) {
+            return "server.user: unknown user '" + cfg.server.user + "'";
+        }
+        if (pw->pw_uid == 0) {
+            return "server.user must not be root";
+        }
+        if (::geteuid() != 0 && pw->pw_uid != ::geteuid()) {
+            return "server.user is '" + cfg.server.user + "', but mailseal runs as uid " +
+                   std::to_string(::geteuid()) + " without root to switch users";
+        }
+        if (!cfg.server.group.empty() && ::getgrnam(cfg.server.group.c_str()) == nullptr) {
+            return "server.group: unknown group '" + cfg.server.group + "'";
+        }
+        return std::nullopt;
+    }
+    if (::geteuid() == 0 && !allow_root) {
+        return "refusing to run as root: set server.user (the owner of the Maildirs, e.g. "
+               "\"vmail\"); mailseal binds its listeners as root, then runs as that user";
+    }
+    return std::nullopt;
+}
+
+/// Becomes server.user and server.group (after the listeners are bound). check_identity()
+/// has accepted the configuration.
+std::optional<std::string> drop_privileges(const config::config& cfg) {
+    if (cfg.server.user.empty() || ::geteuid() != 0) {
+        if (::geteuid() == 0) {
+            log::warning("running-as-root", {{"hint", "set server.user"}});
+        }
+        return std::nullopt;
+    }
+    const passwd* pw = ::getpwnam(cfg.server.user.c_str());
+    if (pw == nullptr) {
+        return "server.user: unknown user '" + cfg.server.user + "'";
+    }
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    if (!cfg.server.group.empty()) {
+        const group* gr = ::getgrnam(cfg.server.group.c_str());
+        if (gr == nullptr) {
+            return "server.group: unknown group '" + cfg.server.group + "'";
+        }
+        gid = gr->gr_gid;
+    }
+    // Supplementary groups first (root's would otherwise stay), then the group, then the user;
+    // glibc applies each to every thread already running (libunbound's, the worker pool).
+    if (::setgroups(1, &gid) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
+        return "cannot switch to user " + cfg.server.user + ": " +
+               std::error_code(errno, std::system_category()).message();
+    }
+    if (::setuid(0) == 0) {
+        return "still able to regain root after switching to " + cfg.server.user;
+    }
+    log::info(
+        "privileges-dropped",
+        {{"user", cfg.server.user}, {"uid", std::to_string(uid)}, {"gid", std::to_string(gid)}});
+    return std::nullopt;
+}
+
+int serve(const std::string& config_path, bool allow_root) {
     auto cfg = load(config_path);
     if (!cfg) {
         return EX_CONFIG;
@@ -109,7 +176,6 @@ int serve(const std::string& config_path) {
     // No core dump may hold message plaintext: a crash must not write it to disk.
     rlimit no_core{0, 0};
     ::setrlimit(RLIMIT_CORE, &no_core);
-    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     std::signal(SIGPIPE, SIG_IGN);
     raise_open_file_limit(*cfg);
 
@@ -123,6 +189,10 @@ int serve(const std::string& config_path) {
         std::cerr << "mailseal: keys: " << *problem << '\n';
         return EX_CONFIG;
     }
+    if (auto problem = check_identity(*cfg, allow_root)) {
+        std::cerr << "mailseal: " << *problem << '\n';
+        return EX_CONFIG;
+    }
     auto bound =
         server::server::bind(io, *cfg, *resolver, std::move(std::get<keys::policy>(policy)));
     if (auto* problem = std::get_if<std::string>(&bound)) {
@@ -130,6 +200,12 @@ int serve(const std::string& config_path) {
         return EX_OSERR;
     }
     auto& srv = *std::get<std::unique_ptr<server::server>>(bound);
+    if (auto problem = drop_privileges(*cfg)) {
+        log::error("startup-failed", {{"error", *problem}});
+        return EX_OSERR;
+    }
+    // After the switch: setuid() resets the dumpable flag.
+    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
     boost::asio::signal_set signals(io, SIGTERM, SIGINT);
     boost::asio::steady_timer grace(io);
@@ -197,6 +273,16 @@ int check_config(const std::string& config_path) {
         std::cerr << "mailseal: keys: " << std::get<std::string>(policy) << '\n';
         return EX_CONFIG;
     }
+    // The user and group must exist; whether this process may switch to them is serve's
+    // business (check-config may run as anyone).
+    if (!cfg->server.user.empty() && ::getpwnam(cfg->server.user.c_str()) == nullptr) {
+        std::cerr << "mailseal: server.user: unknown user '" << cfg->server.user << "'\n";
+        return EX_CONFIG;
+    }
+    if (!cfg->server.group.empty() && ::getgrnam(cfg->server.group.c_str()) == nullptr) {
+        std::cerr << "mailseal: server.group: unknown group '" << cfg->server.group << "'\n";
+        return EX_CONFIG;
+    }
     std::cout << config::describe(*cfg);
     return EX_OK;
 }
@@ -213,6 +299,10 @@ int main(int argc, char** argv) {
 
     auto* serve_cmd = app.add_subcommand("serve", "Run the LMTP server in the foreground");
     serve_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+    bool allow_root = false;
+    serve_cmd->add_flag("--allow-root", allow_root,
+                        "Keep running as root when started as root without server.user (test "
+                        "rigs, containers)");
     auto* check_cmd = app.add_subcommand(
         "check-config", "Validate the configuration and print the effective settings as TOML");
     check_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
@@ -285,7 +375,7 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
 
     if (serve_cmd->parsed()) {
-        return serve(config_path);
+        return serve(config_path, allow_root);
     }
     if (check_cmd->parsed()) {
         return check_config(config_path);

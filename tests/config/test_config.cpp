@@ -496,6 +496,8 @@ std::vector<bad_case> bad_cases() {
         {"preference_unknown", "[keys]\npreference = \"rsa-only\"\n" + required,
          "cfg.toml:2:14: keys.preference: must be one of \"rsa-only-if-any\", \"all\", got "
          "\"rsa-only\""},
+        {"group_without_user", "[server]\ngroup = \"mail\"\n" + required,
+         "cfg.toml:2:9: server.group: needs server.user, got \"mail\""},
         {"on_no_key_unknown", "[seal]\non_no_key = \"drop\"\n" + required,
          "cfg.toml:2:13: seal.on_no_key: must be one of \"plain\", \"defer\", \"reject\", got "
          "\"drop\""},
@@ -824,6 +826,8 @@ TEST(describe, writes_every_key_of_the_defaults) {
     const std::string want = R"([server]
 hostname = ""
 workers = 4
+user = ""
+group = ""
 
 [[listen]]
 unix = "/run/mailseal.sock"
@@ -883,6 +887,8 @@ cfg::config unusual() {
     cfg::config c;
     c.server.hostname = "mx1.example.net";
     c.server.workers = 17;
+    c.server.user = "vmail";
+    c.server.group = "mail";
     c.listeners.push_back(cfg::tcp_listener{"::1", 0});
     c.listeners.push_back(cfg::unix_listener{"/run/mail \"seal\"\\.sock", 0600, "mail", "nogroup"});
     c.listeners.push_back(cfg::tcp_listener{"192.0.2.7", 2424});
@@ -966,10 +972,11 @@ TEST(example, documents_every_key) {
         EXPECT_TRUE(set || shown) << key << ": no example setting";
         EXPECT_TRUE(explained) << key << ": no \"# " << key << ": ...\" explanation";
     }
-    // 2 in [server], 5 in [[listen]], 7 in [mailbox], 8 in [limits], 6 in [dns], 2 in
+    // 4 in [server] (its group shares the name of [[listen]]'s), 5 in [[listen]], 7 in [mailbox], 8
+    // in [limits], 6 in [dns], 2 in
     // [[dns.stub_zone]], 4 in [keys], 5 in [seal] (whose 4 policy keys [[seal.policy]] repeats,
     // plus match), 1 in [log].
-    EXPECT_EQ(keys.size(), 41u) << "describe() wrote " << keys.size() << " distinct keys";
+    EXPECT_EQ(keys.size(), 42u) << "describe() wrote " << keys.size() << " distinct keys";
 }
 
 TEST(enums, to_string) {

@@ -18,6 +18,9 @@ import time
 import unittest
 
 MAILSEAL_BIN = os.environ.get("MAILSEAL_BIN", "")
+# The tests run as root and own every directory they make; `serve` started as root without
+# server.user refuses to run unless told this is a test rig (test_privileges.py checks both).
+ROOT_FLAG = ["--allow-root"] if os.geteuid() == 0 else []
 DOMAIN = "example.org"
 SENDER = "sender@remote.example"
 HOSTNAME = "mx.test.example"
@@ -360,11 +363,14 @@ class Mailseal:
             f"exited {self.proc.returncode}" if self.proc else "not started")
         return f"mailseal ({state}) log:\n{tail(self.log())}\nconfig:\n{to_toml(self.config)}"
 
-    def start(self):
+    def start(self, root_flag=True):
+        """Starts `serve`; root_flag=False starts it as a service manager would, without
+        --allow-root."""
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
-                [MAILSEAL_BIN, "serve", "--config", self.config_path],
+                [MAILSEAL_BIN, "serve", "--config", self.config_path,
+                 *(ROOT_FLAG if root_flag else [])],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                 env=self.env)
         finally:

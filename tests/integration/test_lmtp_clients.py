@@ -255,7 +255,8 @@ class ShutdownTest(LmtpCase):
     def test_second_instance_does_not_take_over_the_socket(self):
         second = harness.Mailseal(self.dir + "/second", {
             "listen": [{"unix": self.server.unix_path, "mode": harness.Octal(0o666)}]})
-        proc = subprocess.run([harness.MAILSEAL_BIN, "serve", "--config", second.config_path],
+        proc = subprocess.run([harness.MAILSEAL_BIN, "serve", "--config", second.config_path,
+                               *harness.ROOT_FLAG],
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=30)
         self.assertNotEqual(proc.returncode, 0, "a second daemon on a live socket must not start")

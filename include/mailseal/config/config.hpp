@@ -91,6 +91,11 @@ struct server_settings {
     std::string hostname;
     /// Threads that run blocking work (file writes, fsync) off the event loop.
     std::size_t workers = 4;
+    /// The user and group to run as after binding the listeners when started as root (the
+    /// group defaults to the user's primary group). Started as root without a user, `serve`
+    /// refuses to run.
+    std::string user;
+    std::string group;
 
     bool operator==(const server_settings&) const = default;
 };
