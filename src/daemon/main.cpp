@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sysexits.h>
+#include <systemd/sd-daemon.h>
 #include <thread>
 #include <unistd.h>
 #include <utility>
@@ -235,6 +236,7 @@ int serve(const std::string& config_path, bool allow_root) {
         }
         log::info("stopping", {{"signal", signo == SIGTERM ? "TERM" : "INT"},
                                {"connections", std::to_string(srv.open_connections())}});
+        ::sd_notify(0, "STOPPING=1\nSTATUS=Finishing transactions in flight");
         srv.stop();
         grace.expires_after(shutdown_grace);
         grace.async_wait([&](const boost::system::error_code& wait_ec) {
@@ -253,6 +255,8 @@ int serve(const std::string& config_path, bool allow_root) {
 
     srv.start();
     log::info("started", {{"version", MAILSEAL_VERSION}, {"hostname", cfg->server.hostname}});
+    // Type=notify: systemd starts Postfix (After=) only once mailseal accepts connections.
+    ::sd_notify(0, "READY=1\nSTATUS=Accepting LMTP connections");
     // Housekeeping that walks every Maildir must not delay the listeners: its own thread.
     std::jthread housekeeping([&cfg] { remove_stale_tmp_files(*cfg); });
     io.run();

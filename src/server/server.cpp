@@ -7,6 +7,7 @@
 #include <pwd.h>
 #include <random>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <type_traits>
 #include <unistd.h>
 #include <utility> // before Asio: Boost 1.81's awaitable.hpp uses std::exchange
@@ -159,6 +160,42 @@ std::variant<listener, std::string> bind_listener(asio::io_context& io, const co
         return "stat " + u.path.string() + ": " + errno_text(errno);
     }
     return listener{std::move(acceptor), std::move(name), u.path, st.st_ino};
+}
+
+/// The listening sockets systemd passed (LISTEN_FDS, sd_listen_fds(3)); none when not socket
+/// activated. Any passed descriptor that is not a listening stream socket is an error.
+std::variant<std::vector<listener>, std::string> adopt_activated_sockets(asio::io_context& io) {
+    std::vector<listener> out;
+    int n = ::sd_listen_fds(1);
+    if (n < 0) {
+        return "sd_listen_fds: " + errno_text(-n);
+    }
+    for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; ++fd) {
+        boost::system::error_code ec;
+        if (::sd_is_socket_unix(fd, SOCK_STREAM, 1, nullptr, 0) > 0) {
+            local_stream::acceptor acceptor(io);
+            acceptor.assign(local_stream(), fd, ec);
+            auto path = ec ? std::string() : acceptor.local_endpoint(ec).path();
+            if (ec) {
+                return "socket from systemd (fd " + std::to_string(fd) + "): " + ec.message();
+            }
+            // No socket_path: the file is systemd's to remove, not ours.
+            out.push_back(listener{std::move(acceptor), "unix:" + path, {}, 0});
+        } else if (::sd_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, 1, 0) > 0) {
+            bool v6 = ::sd_is_socket_inet(fd, AF_INET6, SOCK_STREAM, 1, 0) > 0;
+            tcp::acceptor acceptor(io);
+            acceptor.assign(v6 ? tcp::v6() : tcp::v4(), fd, ec);
+            auto ep = ec ? tcp::endpoint() : acceptor.local_endpoint(ec);
+            if (ec) {
+                return "socket from systemd (fd " + std::to_string(fd) + "): " + ec.message();
+            }
+            out.push_back(listener{std::move(acceptor), listener_name(ep), {}, 0});
+        } else {
+            return "descriptor " + std::to_string(fd) +
+                   " from systemd is not a listening stream socket (unix or TCP)";
+        }
+    }
+    return out;
 }
 
 /// Runs `work` on the worker pool; the connection's coroutine resumes on the event loop.
@@ -564,6 +601,17 @@ std::variant<std::unique_ptr<server>, std::string> server::bind(asio::io_context
                                                                 dns::resolver& resolver,
                                                                 keys::policy key_policy) {
     auto st = std::make_unique<state>(io, cfg, resolver, std::move(key_policy));
+    auto activated = adopt_activated_sockets(io);
+    if (auto* problem = std::get_if<std::string>(&activated)) {
+        return std::move(*problem);
+    }
+    auto& adopted = std::get<std::vector<listener>>(activated);
+    if (!adopted.empty()) {
+        // The service manager owns the sockets (mailseal.socket): [[listen]] is not used.
+        log::info("socket-activation", {{"sockets", std::to_string(adopted.size())}});
+        st->listeners = std::move(adopted);
+        return std::unique_ptr<server>(new server(std::move(st)));
+    }
     for (const auto& l : cfg.listeners) {
         auto bound = bind_listener(io, l);
         if (auto* problem = std::get_if<std::string>(&bound)) {
