@@ -175,8 +175,8 @@ constexpr int_range timeout_range{1, 3600, "between 1s and 1h"};
 // while unbound tries every server.
 constexpr int_range dns_timeout_range{1, 300, "between 1s and 5m"};
 
-constexpr std::array top_keys{"server"sv, "listen"sv, "mailbox"sv, "limits"sv,
-                              "dns"sv,    "keys"sv,   "seal"sv,    "log"sv};
+constexpr std::array top_keys{"server"sv, "listen"sv, "mailbox"sv, "limits"sv, "dns"sv,
+                              "keys"sv,   "seal"sv,   "metrics"sv, "log"sv};
 constexpr std::array server_keys{"hostname"sv, "workers"sv, "user"sv, "group"sv};
 constexpr std::array listen_keys{"unix"sv, "tcp"sv, "mode"sv, "owner"sv, "group"sv};
 constexpr std::array mailbox_keys{"domains"sv,
@@ -196,6 +196,7 @@ constexpr std::array stub_zone_keys{"zone"sv, "servers"sv};
 constexpr std::array keys_keys{"local_store"sv, "smime_ca_file"sv, "accept_expired_dane_ee"sv,
                                "preference"sv};
 constexpr std::array log_keys{"level"sv};
+constexpr std::array metrics_keys{"listen"sv};
 constexpr std::array seal_keys{"on_no_key"sv,         "cipher"sv, "rsa_padding"sv, "headers"sv,
                                "protected_subject"sv, "policy"sv};
 constexpr std::array seal_rule_keys{"match"sv, "on_no_key"sv, "cipher"sv, "rsa_padding"sv,
@@ -290,6 +291,9 @@ public:
         }
         if (const auto* t = table(root, "", "seal")) {
             read_seal(*t, c);
+        }
+        if (const auto* t = table(root, "", "metrics")) {
+            read_metrics(*t, c.metrics);
         }
         if (const auto* t = table(root, "", "log")) {
             check_keys(*t, "log", log_keys);
@@ -881,6 +885,28 @@ private:
         read_path(t, "keys", "smime_ca_file", true, out.smime_ca_file);
         read_flag(t, "keys", "accept_expired_dane_ee", out.accept_expired_dane_ee);
         read_choice(t, "keys", "preference", key_preference_values, out.preference);
+    }
+
+    void read_metrics(const toml::table& t, metrics_settings& out) {
+        check_keys(t, "metrics", metrics_keys);
+        const toml::node* n = t.get("listen");
+        if (n == nullptr) {
+            return;
+        }
+        auto text = string(*n, "metrics.listen");
+        if (!text || text->empty()) {
+            return;
+        }
+        if (text->front() == '/') {
+            out.listen = unix_listener{*text, 0600, {}, {}};
+            return;
+        }
+        auto parsed = detail::parse_tcp_address(*text);
+        if (auto* problem = std::get_if<std::string>(&parsed)) {
+            fail_value(*n, "metrics.listen", *problem + " (or an absolute socket path)");
+            return;
+        }
+        out.listen = std::get<tcp_listener>(parsed);
     }
 
     void read_seal(const toml::table& t, config& c) {

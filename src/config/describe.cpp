@@ -127,6 +127,14 @@ std::string describe(const config& c) {
     describe_dns(out, c.dns);
     describe_keys(out, c.keys);
     describe_seal(out, c.seal);
+    std::string metrics_listen;
+    if (const auto* u =
+            c.metrics.listen ? std::get_if<unix_listener>(&*c.metrics.listen) : nullptr) {
+        metrics_listen = u->path.string();
+    } else if (c.metrics.listen) {
+        metrics_listen = detail::format_tcp_address(std::get<tcp_listener>(*c.metrics.listen));
+    }
+    out << "\n[metrics]\nlisten = " << detail::toml_string(metrics_listen) << "\n";
 
     out << "\n[log]\nlevel = " << detail::toml_string(to_string(c.logging.level)) << "\n";
     return out.str();

@@ -3,6 +3,7 @@
 
 #include <mailseal/delivery/transaction.hpp>
 #include <mailseal/log/log.hpp>
+#include <mailseal/metrics/metrics.hpp>
 
 namespace mailseal::delivery {
 namespace {
@@ -134,9 +135,30 @@ namespace {
 
 /// The delivery line; `reply` is null for an abandoned delivery (no reply was given). Never
 /// message content: addresses, decisions, sizes and times only.
+/// What happened to the recipient, in the words of metrics::decision_names.
+std::string_view decision_word(const seal::message_sealer::recipient_state& r,
+                               const lmtp::reply* reply) {
+    if (reply == nullptr) {
+        return "abandoned";
+    }
+    if (!r.decided) {
+        return "failed";
+    }
+    bool stored = r.decided->what == seal::action::seal ||
+                  r.decided->what == seal::action::passthrough ||
+                  r.decided->what == seal::action::plain;
+    return stored && !reply->positive() ? std::string_view("failed")
+                                        : seal::to_string(r.decided->what);
+}
+
 void log_outcome(const transaction::state& st, std::size_t index, const lmtp::reply* reply) {
     const auto& f = st.files.at(index);
     const auto& r = st.sealer.recipient(index);
+    bool sealed_ok =
+        r.decided && r.decided->what == seal::action::seal && reply && reply->positive();
+    metrics::global().delivery(decision_word(r, reply), reply ? reply->code() : 0,
+                               sealed_ok ? st.body_size : 0,
+                               std::chrono::steady_clock::now() - st.started);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                   std::chrono::steady_clock::now() - st.started)
                   .count();

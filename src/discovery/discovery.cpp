@@ -3,6 +3,7 @@
 #include <mailseal/dns/smimea.hpp>
 #include <mailseal/keys/local_store.hpp>
 #include <mailseal/log/log.hpp>
+#include <mailseal/metrics/metrics.hpp>
 #include <mailseal/util/ascii.hpp>
 #include <mailseal/util/offload.hpp>
 
@@ -41,6 +42,7 @@ boost::asio::awaitable<recipient_keys> key_discovery::find(lmtp::address recipie
     std::string local(delivery::base_local_part(config_, recipient.local_part));
     recipient_keys out;
     auto domain = dns::to_a_label(delivery::recipient_domain(config_, recipient));
+    auto started = std::chrono::steady_clock::now();
     out.address = key_address(config_, recipient);
     std::string store_domain = out.address.substr(out.address.rfind('@') + 1);
     if (!domain) {
@@ -78,6 +80,8 @@ boost::asio::awaitable<recipient_keys> key_discovery::find(lmtp::address recipie
     out.local_certificates = std::move(evaluated.second.certificates);
     out.local_problems = std::move(evaluated.second.problems);
 
+    metrics::global().key_lookup(keys::to_string(outcome),
+                                 std::chrono::steady_clock::now() - started);
     log::info("key-lookup", {{"rcpt", "<" + out.address + ">"},
                              {"owner", out.lookup.owner},
                              {"dnssec", dns::to_string(out.lookup.result)},

@@ -20,6 +20,7 @@
 #include <mailseal/discovery/discovery.hpp>
 #include <mailseal/lmtp/session.hpp>
 #include <mailseal/log/log.hpp>
+#include <mailseal/metrics/metrics.hpp>
 #include <mailseal/server/server.hpp>
 #include <mailseal/store/maildir.hpp>
 #include <mailseal/util/offload.hpp>
@@ -222,6 +223,8 @@ struct server::state {
     discovery::key_discovery discovery;
     store::name_generator names;
     std::vector<listener> listeners;
+    /// The Prometheus endpoint ([metrics] listen), if configured.
+    std::optional<listener> metrics_listener;
     std::list<connection_entry> connections;
     bool stopping = false;
     std::string id_prefix;
@@ -262,8 +265,13 @@ std::shared_ptr<pending_keys> start_lookup(server::state& st, const asio::any_io
 class connection_registration {
 public:
     connection_registration(std::list<connection_entry>& list, asio::steady_timer& timer)
-        : list_(list), entry_(list.insert(list.end(), connection_entry{&timer, false})) {}
-    ~connection_registration() { list_.erase(entry_); }
+        : list_(list), entry_(list.insert(list.end(), connection_entry{&timer, false})) {
+        metrics::global().connection_opened();
+    }
+    ~connection_registration() {
+        list_.erase(entry_);
+        metrics::global().connection_closed();
+    }
     connection_registration(const connection_registration&) = delete;
     connection_registration& operator=(const connection_registration&) = delete;
 
@@ -566,9 +574,39 @@ std::string peer_name(const Socket& socket) {
     }
 }
 
-template <class Acceptor>
+/// One scrape: reads an HTTP request head (5 s, 8 KiB at most) and answers GET /metrics with
+/// the text exposition format; anything else gets 404. One request per connection.
+template <class Socket>
+asio::awaitable<void> serve_metrics(Socket socket) {
+    asio::steady_timer timer(socket.get_executor());
+    timer.expires_after(std::chrono::seconds(5));
+    std::string request;
+    std::array<char, 1024> buffer;
+    while (request.find("\r\n\r\n") == std::string::npos && request.size() < 8192) {
+        auto result = co_await (socket.async_read_some(asio::buffer(buffer), use_tuple) ||
+                                timer.async_wait(use_tuple));
+        if (result.index() != 0) {
+            co_return;
+        }
+        auto [ec, n] = std::get<0>(result);
+        if (ec) {
+            co_return;
+        }
+        request.append(buffer.data(), n);
+    }
+    bool found = request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?");
+    std::string body = found ? metrics::global().render() : std::string("not found\n");
+    std::string response = std::string(found ? "HTTP/1.1 200 OK" : "HTTP/1.1 404 Not Found") +
+                           "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8"
+                           "\r\nContent-Length: " +
+                           std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+    co_await write_with_deadline(socket, timer, response, std::chrono::seconds(5));
+}
+
+/// Accepts until stop(); `serve` starts a coroutine for each accepted socket.
+template <class Acceptor, class Serve>
 asio::awaitable<void> accept_loop(std::shared_ptr<server::state> st, Acceptor& acceptor,
-                                  std::string name) {
+                                  std::string name, Serve serve) {
     asio::steady_timer backoff(st->io);
     for (;;) {
         auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
@@ -582,8 +620,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<server::state> st, Acceptor& a
             co_await backoff.async_wait(use_tuple);
             continue;
         }
-        std::string peer = peer_name(socket);
-        asio::co_spawn(st->io, run_connection(st, std::move(socket), std::move(peer)), log_crash);
+        asio::co_spawn(st->io, serve(std::move(socket)), log_crash);
     }
 }
 
@@ -601,6 +638,13 @@ std::variant<std::unique_ptr<server>, std::string> server::bind(asio::io_context
                                                                 dns::resolver& resolver,
                                                                 keys::policy key_policy) {
     auto st = std::make_unique<state>(io, cfg, resolver, std::move(key_policy));
+    if (cfg.metrics.listen) {
+        auto bound = bind_listener(io, *cfg.metrics.listen);
+        if (auto* problem = std::get_if<std::string>(&bound)) {
+            return "metrics: " + *problem;
+        }
+        st->metrics_listener.emplace(std::move(std::get<listener>(bound)));
+    }
     auto activated = adopt_activated_sockets(io);
     if (auto* problem = std::get_if<std::string>(&activated)) {
         return std::move(*problem);
@@ -623,11 +667,30 @@ std::variant<std::unique_ptr<server>, std::string> server::bind(asio::io_context
 }
 
 void server::start() {
+    if (auto& m = state_->metrics_listener) {
+        log::info("metrics-listening", {{"listener", m->name}});
+        std::visit(
+            [&](auto& acceptor) {
+                asio::co_spawn(
+                    state_->io,
+                    accept_loop(state_, acceptor, m->name,
+                                [](auto socket) { return serve_metrics(std::move(socket)); }),
+                    log_crash);
+            },
+            m->acceptor);
+    }
     for (auto& l : state_->listeners) {
         log::info("listening", {{"listener", l.name}});
         std::visit(
             [&](auto& acceptor) {
-                asio::co_spawn(state_->io, accept_loop(state_, acceptor, l.name), log_crash);
+                asio::co_spawn(state_->io,
+                               accept_loop(state_, acceptor, l.name,
+                                           [st = state_](auto socket) {
+                                               std::string peer = peer_name(socket);
+                                               return run_connection(st, std::move(socket),
+                                                                     std::move(peer));
+                                           }),
+                               log_crash);
             },
             l.acceptor);
     }
@@ -638,6 +701,12 @@ void server::stop() {
         return;
     }
     state_->stopping = true;
+    if (auto& m = state_->metrics_listener) {
+        std::visit([](auto& acceptor) { acceptor.close(); }, m->acceptor);
+        if (!m->socket_path.empty()) {
+            ::unlink(m->socket_path.c_str());
+        }
+    }
     for (auto& l : state_->listeners) {
         std::visit([](auto& acceptor) { acceptor.close(); }, l.acceptor);
         struct stat st {};

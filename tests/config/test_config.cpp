@@ -496,6 +496,9 @@ std::vector<bad_case> bad_cases() {
         {"preference_unknown", "[keys]\npreference = \"rsa-only\"\n" + required,
          "cfg.toml:2:14: keys.preference: must be one of \"rsa-only-if-any\", \"all\", got "
          "\"rsa-only\""},
+        {"metrics_listen_bad", "[metrics]\nlisten = \"localhost:9180\"\n" + required,
+         "cfg.toml:2:10: metrics.listen: must be a numeric \"IPv4:port\" or \"[IPv6]:port\" (or an "
+         "absolute socket path), got \"localhost:9180\""},
         {"group_without_user", "[server]\ngroup = \"mail\"\n" + required,
          "cfg.toml:2:9: server.group: needs server.user, got \"mail\""},
         {"on_no_key_unknown", "[seal]\non_no_key = \"drop\"\n" + required,
@@ -875,6 +878,9 @@ rsa_padding = "pkcs1"
 headers = "keep"
 protected_subject = "[...]"
 
+[metrics]
+listen = ""
+
 [log]
 level = "info"
 )";
@@ -922,6 +928,7 @@ cfg::config unusual() {
     c.seal.defaults = {cfg::no_key_action::defer, cfg::content_cipher::aes_128_gcm,
                        cfg::rsa_padding::oaep, cfg::header_mode::protect};
     c.seal.protected_subject = "(encrypted \"message\")";
+    c.metrics.listen = cfg::tcp_listener{"127.0.0.1", 9180};
     c.seal.rules = {
         {"example.net", cfg::no_key_action::reject, std::nullopt, std::nullopt, std::nullopt},
         {"ceo@example.net", std::nullopt, cfg::content_cipher::aes_256_cbc, cfg::rsa_padding::pkcs1,
@@ -975,8 +982,8 @@ TEST(example, documents_every_key) {
     // 4 in [server] (its group shares the name of [[listen]]'s), 5 in [[listen]], 7 in [mailbox], 8
     // in [limits], 6 in [dns], 2 in
     // [[dns.stub_zone]], 4 in [keys], 5 in [seal] (whose 4 policy keys [[seal.policy]] repeats,
-    // plus match), 1 in [log].
-    EXPECT_EQ(keys.size(), 42u) << "describe() wrote " << keys.size() << " distinct keys";
+    // plus match), 1 in [metrics], 1 in [log].
+    EXPECT_EQ(keys.size(), 43u) << "describe() wrote " << keys.size() << " distinct keys";
 }
 
 TEST(enums, to_string) {

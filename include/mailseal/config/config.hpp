@@ -208,6 +208,14 @@ struct seal_settings {
     seal_policy policy_for(std::string_view user, std::string_view domain) const;
 };
 
+/// The Prometheus text endpoint (GET /metrics); off unless `listen` is set.
+struct metrics_settings {
+    /// A loopback or private TCP address ("127.0.0.1:9180") or an absolute unix socket path.
+    std::optional<listener> listen;
+
+    bool operator==(const metrics_settings&) const = default;
+};
+
 struct config {
     server_settings server;
     std::vector<listener> listeners;
@@ -219,6 +227,7 @@ struct config {
     dns_settings dns;
     key_settings keys;
     seal_settings seal;
+    metrics_settings metrics;
 
     bool operator==(const config&) const = default;
 };

@@ -1,0 +1,69 @@
+#pragma once
+
+/// Process-wide counters for the Prometheus text endpoint ([metrics] listen): what happened to
+/// each recipient, how key lookups ended, replies by class, bytes sealed, latencies, open
+/// connections. Never message content.
+///
+/// Updated from any thread with relaxed atomics (a counter needs no ordering with anything
+/// else); render() reads a snapshot that may mix updates in flight, as every scrape does.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace mailseal::metrics {
+
+/// A cumulative histogram with fixed upper bounds in seconds (Prometheus `le` buckets).
+class histogram {
+public:
+    static constexpr std::array<double, 12> bounds{0.005, 0.01, 0.025, 0.05, 0.1,  0.25,
+                                                   0.5,   1.0,  2.5,   5.0,  10.0, 30.0};
+    void observe(std::chrono::steady_clock::duration d);
+    void render(std::string& out, std::string_view name, std::string_view help) const;
+
+private:
+    std::array<std::atomic<std::uint64_t>, bounds.size()> buckets_{};
+    std::atomic<std::uint64_t> count_{0};
+    /// Microseconds, so the sum stays an integer atomic.
+    std::atomic<std::uint64_t> sum_us_{0};
+};
+
+/// The decisions of seal::action plus the outcomes without one, as delivery logs them.
+inline constexpr std::array<std::string_view, 9> decision_names{
+    "sealed", "passthrough",   "plain",  "deferred", "rejected",
+    "bogus",  "lookup-failed", "failed", "abandoned"};
+/// keys::dns_outcome's words.
+inline constexpr std::array<std::string_view, 5> outcome_names{"secure-records", "secure-absent",
+                                                               "insecure", "bogus", "failure"};
+
+class registry {
+public:
+    /// One recipient's delivery ended: its decision (a decision_names word), its reply code
+    /// (0 for an abandoned delivery), the bytes sealed for it, the transaction's age.
+    void delivery(std::string_view decision, int reply_code, std::uint64_t sealed_bytes,
+                  std::chrono::steady_clock::duration latency);
+    /// A key lookup ended (an outcome_names word).
+    void key_lookup(std::string_view outcome, std::chrono::steady_clock::duration latency);
+    void connection_opened();
+    void connection_closed();
+
+    /// The Prometheus text exposition format, version 0.0.4.
+    std::string render() const;
+
+private:
+    std::array<std::atomic<std::uint64_t>, decision_names.size()> decisions_{};
+    std::array<std::atomic<std::uint64_t>, outcome_names.size()> outcomes_{};
+    std::array<std::atomic<std::uint64_t>, 3> replies_{}; ///< 2xx, 4xx, 5xx
+    std::atomic<std::uint64_t> sealed_bytes_{0};
+    std::atomic<std::int64_t> open_connections_{0};
+    histogram delivery_seconds_;
+    histogram lookup_seconds_;
+};
+
+/// The process's registry.
+registry& global();
+
+} // namespace mailseal::metrics
