@@ -62,6 +62,16 @@ std::string_view to_string(key_preference p) {
     return "unknown";
 }
 
+std::string_view to_string(log_format f) {
+    switch (f) {
+    case log_format::logfmt:
+        return "logfmt";
+    case log_format::json:
+        return "json";
+    }
+    return "unknown";
+}
+
 std::string_view to_string(no_key_action a) {
     switch (a) {
     case no_key_action::plain:
@@ -195,7 +205,7 @@ constexpr std::array dns_keys{"trust_anchor_file"sv, "trust_anchors"sv, "forward
 constexpr std::array stub_zone_keys{"zone"sv, "servers"sv};
 constexpr std::array keys_keys{"local_store"sv, "smime_ca_file"sv, "accept_expired_dane_ee"sv,
                                "preference"sv};
-constexpr std::array log_keys{"level"sv};
+constexpr std::array log_keys{"level"sv, "format"sv};
 constexpr std::array metrics_keys{"listen"sv};
 constexpr std::array seal_keys{"on_no_key"sv,         "cipher"sv, "rsa_padding"sv, "headers"sv,
                                "protected_subject"sv, "policy"sv};
@@ -204,6 +214,7 @@ constexpr std::array seal_rule_keys{"match"sv, "on_no_key"sv, "cipher"sv, "rsa_p
 
 constexpr std::array missing_maildir_values{missing_maildir::create, missing_maildir::refuse};
 constexpr std::array quota_reply_values{quota_reply::temporary, quota_reply::permanent};
+constexpr std::array log_format_values{log_format::logfmt, log_format::json};
 constexpr std::array log_level_values{log_level::debug, log_level::info, log_level::warning,
                                       log_level::error};
 constexpr std::array key_preference_values{key_preference::rsa_only_if_any, key_preference::all};
@@ -298,6 +309,7 @@ public:
         if (const auto* t = table(root, "", "log")) {
             check_keys(*t, "log", log_keys);
             read_choice(*t, "log", "level", log_level_values, c.logging.level);
+            read_choice(*t, "log", "format", log_format_values, c.logging.format);
         }
         return c;
     }

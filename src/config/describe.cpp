@@ -136,7 +136,8 @@ std::string describe(const config& c) {
     }
     out << "\n[metrics]\nlisten = " << detail::toml_string(metrics_listen) << "\n";
 
-    out << "\n[log]\nlevel = " << detail::toml_string(to_string(c.logging.level)) << "\n";
+    out << "\n[log]\nlevel = " << detail::toml_string(to_string(c.logging.level)) << "\n"
+        << "format = " << detail::toml_string(to_string(c.logging.format)) << "\n";
     return out.str();
 }
 

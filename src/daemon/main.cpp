@@ -173,6 +173,7 @@ int serve(const std::string& config_path, bool allow_root) {
         return EX_CONFIG;
     }
     log::set_level(cfg->logging.level);
+    log::set_format(cfg->logging.format);
     ::umask(077);
     // No core dump may hold message plaintext: a crash must not write it to disk.
     rlimit no_core{0, 0};

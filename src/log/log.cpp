@@ -8,41 +8,14 @@ namespace mailseal::log {
 namespace {
 
 std::atomic<config::log_level> threshold{config::log_level::info};
+std::atomic<config::log_format> format{config::log_format::logfmt};
 
-bool needs_quoting(std::string_view value) {
-    if (value.empty()) {
-        return true;
-    }
-    for (unsigned char c : value) {
-        if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f) {
-            return true;
-        }
-    }
-    return false;
-}
-
-} // namespace
-
-void set_level(config::log_level level) {
-    threshold.store(level);
-}
-
-bool enabled(config::log_level level) {
-    return level >= threshold.load();
-}
-
-void append_field(std::string& line, std::string_view key, std::string_view value) {
-    if (!line.empty()) {
-        line += ' ';
-    }
-    line += key;
-    line += '=';
-    if (!needs_quoting(value)) {
-        line += value;
-        return;
-    }
+/// `text` between double quotes with quotes, backslashes and control characters escaped
+/// (other octets as they are); a control character becomes `control_prefix` and two hex
+/// digits: "\\x" for logfmt, "\\u00" for JSON (RFC 8259 §7).
+void append_quoted(std::string& line, std::string_view text, std::string_view control_prefix) {
     line += '"';
-    for (unsigned char c : value) {
+    for (unsigned char c : text) {
         switch (c) {
         case '"':
             line += "\\\"";
@@ -62,7 +35,7 @@ void append_field(std::string& line, std::string_view key, std::string_view valu
         default:
             if (c < 0x20 || c == 0x7f) {
                 static constexpr char hex[] = "0123456789abcdef";
-                line += "\\x";
+                line += control_prefix;
                 line += hex[c >> 4];
                 line += hex[c & 0xf];
             } else {
@@ -73,17 +46,75 @@ void append_field(std::string& line, std::string_view key, std::string_view valu
     line += '"';
 }
 
+bool needs_quoting(std::string_view value) {
+    if (value.empty()) {
+        return true;
+    }
+    for (unsigned char c : value) {
+        if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f) {
+            return true;
+        }
+    }
+    return false;
+}
+
+} // namespace
+
+void set_level(config::log_level level) {
+    threshold.store(level);
+}
+
+void set_format(config::log_format f) {
+    format.store(f);
+}
+
+void append_json_field(std::string& line, std::string_view key, std::string_view value) {
+    if (line.size() > 1) {
+        line += ',';
+    }
+    append_quoted(line, key, "\\u00");
+    line += ':';
+    append_quoted(line, value, "\\u00");
+}
+
+bool enabled(config::log_level level) {
+    return level >= threshold.load();
+}
+
+void append_field(std::string& line, std::string_view key, std::string_view value) {
+    if (!line.empty()) {
+        line += ' ';
+    }
+    line += key;
+    line += '=';
+    if (!needs_quoting(value)) {
+        line += value;
+        return;
+    }
+    append_quoted(line, value, "\\x");
+}
+
 void write(config::log_level level, std::string_view event, std::initializer_list<field> fields) {
     if (!enabled(level)) {
         return;
     }
     std::string line;
-    append_field(line, "level", config::to_string(level));
-    append_field(line, "event", event);
-    for (const auto& [key, value] : fields) {
-        append_field(line, key, value);
+    if (format.load() == config::log_format::json) {
+        line = "{";
+        append_json_field(line, "level", config::to_string(level));
+        append_json_field(line, "event", event);
+        for (const auto& [key, value] : fields) {
+            append_json_field(line, key, value);
+        }
+        line += "}\n";
+    } else {
+        append_field(line, "level", config::to_string(level));
+        append_field(line, "event", event);
+        for (const auto& [key, value] : fields) {
+            append_field(line, key, value);
+        }
+        line += '\n';
     }
-    line += '\n';
     // One write(2) per line keeps lines from concurrent threads whole.
     const char* p = line.data();
     std::size_t left = line.size();

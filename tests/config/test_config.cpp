@@ -883,6 +883,7 @@ listen = ""
 
 [log]
 level = "info"
+format = "logfmt"
 )";
     auto got = cfg::describe(minimal());
     EXPECT_EQ(got, want) << "got:\n" << got << "want:\n" << want;
@@ -914,6 +915,7 @@ cfg::config unusual() {
     c.limits.command_timeout = std::chrono::seconds(1);
     c.limits.data_timeout = std::chrono::seconds(3600);
     c.logging.level = cfg::log_level::debug;
+    c.logging.format = cfg::log_format::json;
     c.dns.trust_anchor_file = "/etc/mailseal/\"anchors\".key";
     c.dns.trust_anchors = {"test. IN DS 33841 13 2 F036F64F", "x. IN DNSKEY 257 3 13 A\\B="};
     c.dns.forwarders = {"127.0.0.1@5353", "::1"};
@@ -982,8 +984,8 @@ TEST(example, documents_every_key) {
     // 4 in [server] (its group shares the name of [[listen]]'s), 5 in [[listen]], 7 in [mailbox], 8
     // in [limits], 6 in [dns], 2 in
     // [[dns.stub_zone]], 4 in [keys], 5 in [seal] (whose 4 policy keys [[seal.policy]] repeats,
-    // plus match), 1 in [metrics], 1 in [log].
-    EXPECT_EQ(keys.size(), 43u) << "describe() wrote " << keys.size() << " distinct keys";
+    // plus match), 1 in [metrics], 2 in [log].
+    EXPECT_EQ(keys.size(), 44u) << "describe() wrote " << keys.size() << " distinct keys";
 }
 
 TEST(enums, to_string) {

@@ -6,6 +6,7 @@ Every test gets its own directory under /tmp (removed afterwards) and starts its
 against a deadline and fails the test with the relevant log when the deadline passes.
 """
 
+import json
 import os
 import re
 import shutil
@@ -247,6 +248,16 @@ MAILDIR_NAME = re.compile(
     r",S=(?P<S>\d+),W=(?P<W>\d+)$")
 
 
+def parse_log_line(line):
+    """The fields of one log line, logfmt or JSON ([log] format)."""
+    if line.startswith("{"):
+        try:
+            return json.loads(line)
+        except ValueError:
+            return {}
+    return parse_logfmt(line)
+
+
 def maildir_files(maildir, sub="new"):
     """Sorted full paths of the entries of maildir/sub (empty if it does not exist)."""
     folder = os.path.join(maildir, sub)
@@ -382,8 +393,8 @@ class Mailseal:
                 raise HarnessError(
                     f"mailseal exited with {self.proc.returncode} before listening\n"
                     + self.diagnostics())
-            lines = [parse_logfmt(l) for l in self.log().splitlines()
-                     if "event=listening" in l]
+            lines = [parse_log_line(l) for l in self.log().splitlines()]
+            lines = [f for f in lines if f.get("event") == "listening"]
             return lines if len(lines) >= expected else None
 
         for fields in wait_until(listening, START_TIMEOUT, "event=listening",
@@ -403,7 +414,8 @@ class Mailseal:
         return self.proc is not None and self.proc.poll() is None
 
     def delivery_events(self):
-        return [parse_logfmt(l) for l in self.log().splitlines() if "event=delivery" in l]
+        events = [parse_log_line(l) for l in self.log().splitlines()]
+        return [e for e in events if e.get("event") == "delivery"]
 
     # Clients
 

@@ -80,8 +80,13 @@ struct limits {
     bool operator==(const limits&) const = default;
 };
 
+/// logfmt (`key=value`, for people and grep) or JSON (one object per line, for collectors).
+enum class log_format { logfmt, json };
+std::string_view to_string(log_format);
+
 struct logging {
     log_level level = log_level::info;
+    log_format format = log_format::logfmt;
 
     bool operator==(const logging&) const = default;
 };

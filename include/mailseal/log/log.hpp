@@ -1,6 +1,6 @@
 #pragma once
 
-/// Structured logging: one logfmt line per event on stderr (journald adds the time).
+/// Structured logging: one logfmt (or JSON) line per event on stderr (journald adds the time).
 ///
 /// `log::info("delivered", {{"session", id}, {"rcpt", addr}})` prints
 /// `level=info event=delivered session=... rcpt=...`. Values with spaces, quotes, '=' or control
@@ -19,6 +19,7 @@ namespace mailseal::log {
 using field = std::pair<std::string_view, std::string_view>;
 
 void set_level(config::log_level level);
+void set_format(config::log_format format);
 bool enabled(config::log_level level);
 
 void write(config::log_level level, std::string_view event, std::initializer_list<field> fields);
@@ -38,5 +39,7 @@ inline void error(std::string_view event, std::initializer_list<field> fields = 
 
 /// Appends `key=value` to `line` in logfmt, quoting and escaping the value when needed.
 void append_field(std::string& line, std::string_view key, std::string_view value);
+/// Appends `"key":"value"` to a JSON object being built in `line` (after its `{`).
+void append_json_field(std::string& line, std::string_view key, std::string_view value);
 
 } // namespace mailseal::log
