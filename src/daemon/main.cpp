@@ -377,6 +377,12 @@ int main(int argc, char** argv) {
         ->required();
     deliver_cmd->add_option("-t,--to", deliver_opts.to, "Recipient (repeatable)")->required();
 
+    auto* test_message_cmd = app.add_subcommand(
+        "test-message", "Deliver a short sealed test message to an address's mailbox");
+    test_message_cmd->add_option("-c,--config", config_path, "Configuration file")
+        ->capture_default_str();
+    test_message_cmd->add_option("address", address, "Recipient address")->required();
+
     CLI11_PARSE(app, argc, argv);
 
     if (serve_cmd->parsed()) {
@@ -435,6 +441,15 @@ int main(int argc, char** argv) {
         ::umask(077);
         std::ios_base::sync_with_stdio(false);
         return tools::deliver(*cfg, deliver_opts, std::cin, std::cerr);
+    }
+    if (test_message_cmd->parsed()) {
+        auto cfg = load(config_path);
+        if (!cfg) {
+            return EX_CONFIG;
+        }
+        log::set_level(config::log_level::error);
+        ::umask(077);
+        return tools::test_message(*cfg, address, std::cout, std::cerr);
     }
     if (version_cmd->parsed()) {
         std::cout << "mailseal " << MAILSEAL_VERSION << '\n';

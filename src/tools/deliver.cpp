@@ -1,6 +1,9 @@
 #include <array>
+#include <chrono>
+#include <ctime>
 #include <istream>
 #include <ostream>
+#include <sstream>
 #include <sysexits.h>
 #include <unistd.h>
 #include <utility> // before Asio: Boost 1.81's awaitable.hpp uses std::exchange
@@ -139,6 +142,42 @@ int deliver(const config::config& cfg, const deliver_options& options, std::istr
             err << (i == 0 ? "" : "; ") << util::printable(diagnostics[i]);
         }
         err << "\n";
+    }
+    return status;
+}
+
+int test_message(const config::config& cfg, const std::string& address, std::ostream& out,
+                 std::ostream& err) {
+    auto rcpt = lmtp::parse_forward_path("<" + address + ">", true);
+    if (!rcpt || rcpt->domain.empty()) {
+        err << "mailseal: test-message: not an address: " << util::printable(address) << "\n";
+        return EX_USAGE;
+    }
+    // The point is a sealed copy: without a usable key nothing is stored (550 5.7.1), whatever
+    // the configured policy would do with real mail.
+    config::config strict = cfg;
+    strict.seal.defaults.on_no_key = config::no_key_action::reject;
+    for (auto& rule : strict.seal.rules) {
+        rule.on_no_key.reset();
+    }
+    auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char date[64];
+    std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    std::string domain = util::ascii_lower(rcpt->domain);
+    std::string message =
+        "From: mailseal <postmaster@" + domain + ">\r\nTo: <" + rcpt->str() +
+        ">\r\nSubject: mailseal test message\r\nDate: " + date + "\r\nMessage-ID: <test-" +
+        std::to_string(now) + "." + std::to_string(::getpid()) + "@" + cfg.server.hostname +
+        ">\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+        "If you can read this, your mail client opens the messages mailseal seals to your\r\n"
+        "key: mail stored for you on " +
+        cfg.server.hostname + " is readable with your private key only.\r\n";
+    std::istringstream in(message);
+    int status = deliver(strict, {"", {rcpt->str()}}, in, err);
+    if (status == EX_OK) {
+        out << "sealed test message delivered to <" << util::printable(rcpt->str()) << ">\n";
     }
     return status;
 }

@@ -9,7 +9,9 @@ What each test is for (issue 5, "Two more ways to deliver"):
   77 policy refuses a plaintext copy, 65 message too big, 64 bad arguments, 78 configuration;
   with several recipients, the one-line diagnostic names each one not delivered and a
   temporary failure wins;
-- end to end through Postfix: pipe(8) runs `mailseal deliver` and Postfix logs status=sent.
+- end to end through Postfix: pipe(8) runs `mailseal deliver` and Postfix logs status=sent;
+- `mailseal test-message` stores a sealed test message the key holder opens, and nothing for
+  an address without a usable key.
 """
 
 import os
@@ -120,6 +122,25 @@ class DeliverTest(harness.TestCase):
                 self.assertIn(text, err)
         self.assertEqual(self.new_files("alice"), [], "nothing stored by a failed delivery")
         self.assertEqual(self.new_files("carol"), [])
+
+    def test_test_message_is_sealed_or_nothing(self):
+        config = self.config()
+        proc = subprocess.run([harness.MAILSEAL_BIN, "test-message", "-c", config, f"bob@{DOMAIN}"],
+                              capture_output=True, timeout=RUN_TIMEOUT)
+        self.assertEqual(proc.returncode, EX_OK, proc.stderr.decode())
+        self.assertIn(b"sealed test message delivered to <bob@", proc.stdout)
+        [path] = self.new_files("bob")
+        stored = harness.read_bytes(path)
+        self.assertIn(b"\nSubject: mailseal test message\n", stored)
+        self.assertIn(b"\nMailseal: sealed; keys=1;", stored)
+        inner = decryptors.decrypt_openssl(decryptors.extract_cms(stored), self.alice)
+        self.assertIn(b"If you can read this, your mail client opens", inner)
+        # No key: nothing is stored, not even under on_no_key = "plain".
+        proc = subprocess.run([harness.MAILSEAL_BIN, "test-message", "-c", config,
+                               f"alice@{DOMAIN}"], capture_output=True, timeout=RUN_TIMEOUT)
+        self.assertEqual(proc.returncode, EX_NOPERM, proc.stderr.decode())
+        self.assertIn(b"550 5.7.1", proc.stderr)
+        self.assertEqual(self.new_files("alice"), [])
 
     def test_bad_arguments_and_configuration(self):
         status, _ = self.deliver(b"x\n", "not an address")

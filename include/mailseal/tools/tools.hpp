@@ -93,6 +93,13 @@ struct deliver_options {
 int deliver(const config::config& cfg, const deliver_options& options, std::istream& in,
             std::ostream& err);
 
+/// `test-message ADDRESS`: delivers a short message to the address's mailbox, sealed to the
+/// keys key discovery finds, so the user can check that their mail client opens it before
+/// the operator turns on a defer or reject policy. Never stored in clear: without a usable key
+/// it exits 77 (550 5.7.1) and stores nothing. Otherwise as `deliver`; 0 prints one line.
+int test_message(const config::config& cfg, const std::string& address, std::ostream& out,
+                 std::ostream& err);
+
 /// The addresses `check --all` covers, sorted and unique.
 std::vector<std::string> known_addresses(const config::config& cfg);
 
