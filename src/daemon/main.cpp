@@ -210,6 +210,20 @@ int serve(const std::string& config_path, bool allow_root) {
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
     boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+    // Reloading the configuration in place is not supported yet: SIGHUP (sent by habit, or by
+    // logrotate) must not kill the daemon, so it is logged and otherwise ignored.
+    boost::asio::signal_set hangups(io, SIGHUP);
+    std::function<void()> wait_for_hangup = [&] {
+        hangups.async_wait([&](const boost::system::error_code& ec, int) {
+            if (ec) {
+                return;
+            }
+            log::warning("reload-unsupported",
+                         {{"hint", "restart mailseal to apply a new configuration"}});
+            wait_for_hangup();
+        });
+    };
+    wait_for_hangup();
     boost::asio::steady_timer grace(io);
     boost::asio::steady_timer drained(io);
     // Once stopping, check for the last connection to end, then let run() return.
@@ -217,6 +231,7 @@ int serve(const std::string& config_path, bool allow_root) {
         if (srv.open_connections() == 0) {
             grace.cancel();
             signals.cancel();
+            hangups.cancel();
             return;
         }
         drained.expires_after(std::chrono::milliseconds(50));
@@ -439,6 +454,11 @@ int main(int argc, char** argv) {
         // pipe(8) puts stderr into bounces: only the one-line diagnostic and real errors.
         log::set_level(config::log_level::error);
         ::umask(077);
+        // Run by hand as root: write the Maildir as its owner, as the daemon does.
+        if (auto problem = drop_privileges(*cfg)) {
+            std::cerr << "mailseal: " << *problem << '\n';
+            return EX_CONFIG;
+        }
         std::ios_base::sync_with_stdio(false);
         return tools::deliver(*cfg, deliver_opts, std::cin, std::cerr);
     }
@@ -449,6 +469,10 @@ int main(int argc, char** argv) {
         }
         log::set_level(config::log_level::error);
         ::umask(077);
+        if (auto problem = drop_privileges(*cfg)) {
+            std::cerr << "mailseal: " << *problem << '\n';
+            return EX_CONFIG;
+        }
         return tools::test_message(*cfg, address, std::cout, std::cerr);
     }
     if (version_cmd->parsed()) {

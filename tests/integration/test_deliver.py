@@ -154,7 +154,8 @@ class DeliverTest(harness.TestCase):
     def test_postfix_pipe(self):
         """master.cf: mailseal unix - n n - - pipe flags=q user=root argv=mailseal deliver
         -c CONFIG -f ${sender} -t ${recipient}, one recipient per delivery."""
-        pipe = ("mailseal unix - n n - - pipe flags=q user=nobody:nogroup argv="
+        # null_sender= passes the null sender of a bounce as -f "" (not MAILER-DAEMON).
+        pipe = ("mailseal unix - n n - - pipe flags=Xq null_sender= user=nobody:nogroup argv="
                 f"{harness.MAILSEAL_BIN} deliver -c {self.config()} -f ${{sender}} "
                 "-t ${recipient}")
         postfix = harness.Postfix(self.dir, "mailseal:",
@@ -179,9 +180,14 @@ class DeliverTest(harness.TestCase):
             entry = postfix.wait_status(r)
             self.assertEqual((entry["status"], entry["dsn"]), ("sent", "2.0.0"),
                              entry["line"] + "\n" + postfix.diagnostics())
-        self.assertEqual(len(self.new_files("alice")), 1)
         [bob] = self.new_files("bob")
         self.assertIn(b"\nMailseal: sealed; keys=1;", harness.read_bytes(bob))
+        # A bounce: the null sender.
+        postfix.sendmail("", [f"alice@{DOMAIN}"], harness.message("bounce"))
+        harness.wait_until(lambda: len(self.new_files("alice")) == 2, 30,
+                           "the null-sender message", diagnostics=postfix.diagnostics)
+        stored = [harness.read_bytes(p) for p in self.new_files("alice")]
+        self.assertEqual(sum(s.startswith(b"Return-Path: <>\n") for s in stored), 1)
 
 
 if __name__ == "__main__":

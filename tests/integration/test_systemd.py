@@ -6,6 +6,7 @@ What each test is for:
   ignores its [[listen]] entries, and leaves the socket file to its owner at stop;
 - Type=notify: with NOTIFY_SOCKET set, mailseal sends READY=1 once it accepts connections and
   STOPPING=1 when SIGTERM arrives;
+- SIGHUP (reload is not supported yet) is logged and does not stop the daemon;
 - the shipped units: `systemd-analyze security --offline` rates mailseal.service's sandboxing
   (exposure at most 2.0, "OK"), and the socket unit names Postfix's chroot path.
 """
@@ -78,6 +79,16 @@ class SystemdTest(harness.TestCase):
         stopping = notify.recv(4096).decode()
         self.assertIn("STOPPING=1", stopping)
         self.assertEqual(server.proc.wait(timeout=10), 0)
+
+    def test_sighup_does_not_stop_the_daemon(self):
+        """Reloading is not supported yet; SIGHUP is logged and the daemon keeps serving."""
+        server = self.start_mailseal()
+        server.proc.send_signal(signal.SIGHUP)
+        harness.wait_until(lambda: "event=reload-unsupported" in server.log(), 10,
+                           "event=reload-unsupported", diagnostics=server.diagnostics)
+        self.assertTrue(server.running())
+        with server.raw() as client:
+            self.assertEqual(client.lhlo().code, 250)
 
     def test_shipped_units(self):
         out = subprocess.run(
