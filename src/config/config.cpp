@@ -607,32 +607,42 @@ private:
         }
     }
 
+    /// An array of tables (`[[key]]` in the file, `key` its dotted path): `read(table,
+    /// "key[i]")` for each element; an element that is not a table, or a value that is not an
+    /// array, is reported.
+    template <typename Read>
+    void read_table_array(const toml::node& n, const std::string& key, const Read& read) {
+        const auto* entries = n.as_array();
+        if (entries == nullptr) {
+            fail_type(n, key, "an array of tables ([[" + key + "]])");
+            return;
+        }
+        for (std::size_t i = 0; i < entries->size(); ++i) {
+            const toml::node& entry = *entries->get(i);
+            auto prefix = indexed(key, i);
+            if (const auto* t = entry.as_table()) {
+                read(*t, prefix);
+            } else {
+                fail_type(entry, prefix, "a table");
+            }
+        }
+    }
+
     void read_listeners(const toml::table& root, std::vector<listener>& out) {
         const toml::node* n = root.get("listen");
         if (n == nullptr) {
             fail_missing(root, "listen", "missing; at least one [[listen]] table is required");
             return;
         }
-        const auto* entries = n->as_array();
-        if (entries == nullptr) {
-            fail_type(*n, "listen", "an array of tables ([[listen]])");
-            return;
-        }
-        if (entries->empty()) {
+        if (const auto* entries = n->as_array(); entries != nullptr && entries->empty()) {
             fail(n->source(), "listen", "at least one [[listen]] table is required, got []");
             return;
         }
-        for (std::size_t i = 0; i < entries->size(); ++i) {
-            const toml::node& entry = *entries->get(i);
-            auto prefix = indexed("listen", i);
-            if (const auto* t = entry.as_table()) {
-                if (auto l = read_listener(*t, prefix)) {
-                    out.push_back(std::move(*l));
-                }
-            } else {
-                fail_type(entry, prefix, "a table");
+        read_table_array(*n, "listen", [&](const toml::table& t, const std::string& prefix) {
+            if (auto l = read_listener(t, prefix)) {
+                out.push_back(std::move(*l));
             }
-        }
+        });
     }
 
     std::optional<listener> read_listener(const toml::table& t, const std::string& prefix) {
@@ -822,26 +832,13 @@ private:
     }
 
     void read_stub_zones(const toml::table& dns, std::vector<stub_zone>& out) {
-        const toml::node* n = dns.get("stub_zone");
-        if (n == nullptr) {
-            return;
-        }
-        const auto* entries = n->as_array();
-        if (entries == nullptr) {
-            fail_type(*n, "dns.stub_zone", "an array of tables ([[dns.stub_zone]])");
-            return;
-        }
-        for (std::size_t i = 0; i < entries->size(); ++i) {
-            const toml::node& entry = *entries->get(i);
-            auto prefix = indexed("dns.stub_zone", i);
-            const auto* t = entry.as_table();
-            if (t == nullptr) {
-                fail_type(entry, prefix, "a table");
-                continue;
-            }
-            if (auto zone = read_stub_zone(*t, prefix, out)) {
-                out.push_back(std::move(*zone));
-            }
+        if (const toml::node* n = dns.get("stub_zone")) {
+            read_table_array(*n, "dns.stub_zone",
+                             [&](const toml::table& t, const std::string& prefix) {
+                                 if (auto zone = read_stub_zone(t, prefix, out)) {
+                                     out.push_back(std::move(*zone));
+                                 }
+                             });
         }
     }
 
@@ -938,23 +935,11 @@ private:
                 }
             }
         }
-        const toml::node* n = t.get("policy");
-        if (n == nullptr) {
-            return;
-        }
-        const auto* entries = n->as_array();
-        if (entries == nullptr) {
-            fail_type(*n, "seal.policy", "an array of tables ([[seal.policy]])");
-            return;
-        }
-        for (std::size_t i = 0; i < entries->size(); ++i) {
-            const toml::node& entry = *entries->get(i);
-            auto prefix = indexed("seal.policy", i);
-            if (const auto* rule_table = entry.as_table()) {
-                read_seal_rule(*rule_table, prefix, c);
-            } else {
-                fail_type(entry, prefix, "a table");
-            }
+        if (const toml::node* n = t.get("policy")) {
+            read_table_array(*n, "seal.policy",
+                             [&](const toml::table& rule, const std::string& prefix) {
+                                 read_seal_rule(rule, prefix, c);
+                             });
         }
     }
 
