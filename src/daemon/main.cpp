@@ -102,24 +102,47 @@ void raise_open_file_limit(const config::config& cfg) {
     }
 }
 
+struct identity {
+    uid_t uid;
+    gid_t gid;
+};
+
+/// server.user and server.group as ids (the group defaults to the user's primary group);
+/// nullopt when no user is configured, or why they do not exist.
+std::variant<std::optional<identity>, std::string> configured_identity(const config::config& cfg) {
+    if (cfg.server.user.empty()) {
+        return std::optional<identity>();
+    }
+    const passwd* pw = ::getpwnam(cfg.server.user.c_str());
+    if (pw == nullptr) {
+        return "server.user: unknown user '" + cfg.server.user + "'";
+    }
+    identity id{pw->pw_uid, pw->pw_gid};
+    if (!cfg.server.group.empty()) {
+        const group* gr = ::getgrnam(cfg.server.group.c_str());
+        if (gr == nullptr) {
+            return "server.group: unknown group '" + cfg.server.group + "'";
+        }
+        id.gid = gr->gr_gid;
+    }
+    return std::optional<identity>(id);
+}
+
 /// Started as root, `serve` binds its listeners and then runs as server.user; it never keeps
 /// root while it parses mail from the network, unless `allow_root` (test rigs, containers
 /// whose root is unprivileged) says so. Returns why it cannot run as configured.
 std::optional<std::string> check_identity(const config::config& cfg, bool allow_root) {
-    if (!cfg.server.user.empty()) {
-        const passwd* pw = ::getpwnam(cfg.server.user.c_str());
-        if (pw == nullptr) {
-            return "server.user: unknown user '" + cfg.server.user + "'";
-        }
-        if (pw->pw_uid == 0) {
+    auto wanted = configured_identity(cfg);
+    if (auto* problem = std::get_if<std::string>(&wanted)) {
+        return *problem;
+    }
+    if (const auto& id = std::get<std::optional<identity>>(wanted)) {
+        if (id->uid == 0) {
             return "server.user must not be root";
         }
-        if (::geteuid() != 0 && pw->pw_uid != ::geteuid()) {
+        if (::geteuid() != 0 && id->uid != ::geteuid()) {
             return "server.user is '" + cfg.server.user + "', but mailseal runs as uid " +
                    std::to_string(::geteuid()) + " without root to switch users";
-        }
-        if (!cfg.server.group.empty() && ::getgrnam(cfg.server.group.c_str()) == nullptr) {
-            return "server.group: unknown group '" + cfg.server.group + "'";
         }
         return std::nullopt;
     }
@@ -139,19 +162,11 @@ std::optional<std::string> drop_privileges(const config::config& cfg) {
         }
         return std::nullopt;
     }
-    const passwd* pw = ::getpwnam(cfg.server.user.c_str());
-    if (pw == nullptr) {
-        return "server.user: unknown user '" + cfg.server.user + "'";
+    auto wanted = configured_identity(cfg);
+    if (auto* problem = std::get_if<std::string>(&wanted)) {
+        return *problem;
     }
-    uid_t uid = pw->pw_uid;
-    gid_t gid = pw->pw_gid;
-    if (!cfg.server.group.empty()) {
-        const group* gr = ::getgrnam(cfg.server.group.c_str());
-        if (gr == nullptr) {
-            return "server.group: unknown group '" + cfg.server.group + "'";
-        }
-        gid = gr->gr_gid;
-    }
+    auto [uid, gid] = *std::get<std::optional<identity>>(wanted);
     // Supplementary groups first (root's would otherwise stay), then the group, then the user;
     // glibc applies each to every thread already running (libunbound's, the worker pool).
     if (::setgroups(1, &gid) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
@@ -280,6 +295,24 @@ int serve(const std::string& config_path, bool allow_root) {
     return EX_OK;
 }
 
+/// The configuration for `deliver` and `test-message`, which write a Maildir without the
+/// daemon; nullopt after printing why it cannot be used.
+std::optional<config::config> load_for_local_delivery(const std::string& config_path) {
+    auto cfg = load(config_path);
+    if (!cfg) {
+        return std::nullopt;
+    }
+    // pipe(8) puts stderr into bounces: only the one-line diagnostic and real errors.
+    log::set_level(config::log_level::error);
+    ::umask(077);
+    // Run by hand as root: write the Maildir as its owner, as the daemon does.
+    if (auto problem = drop_privileges(*cfg)) {
+        std::cerr << "mailseal: " << *problem << '\n';
+        return std::nullopt;
+    }
+    return cfg;
+}
+
 int check_config(const std::string& config_path) {
     auto cfg = load(config_path);
     if (!cfg) {
@@ -295,12 +328,8 @@ int check_config(const std::string& config_path) {
     }
     // The user and group must exist; whether this process may switch to them is serve's
     // business (check-config may run as anyone).
-    if (!cfg->server.user.empty() && ::getpwnam(cfg->server.user.c_str()) == nullptr) {
-        std::cerr << "mailseal: server.user: unknown user '" << cfg->server.user << "'\n";
-        return EX_CONFIG;
-    }
-    if (!cfg->server.group.empty() && ::getgrnam(cfg->server.group.c_str()) == nullptr) {
-        std::cerr << "mailseal: server.group: unknown group '" << cfg->server.group << "'\n";
+    if (auto wanted = configured_identity(*cfg); std::holds_alternative<std::string>(wanted)) {
+        std::cerr << "mailseal: " << std::get<std::string>(wanted) << '\n';
         return EX_CONFIG;
     }
     std::cout << config::describe(*cfg);
@@ -446,34 +475,16 @@ int main(int argc, char** argv) {
         std::ios_base::sync_with_stdio(false);
         return tools::seal(*cfg, seal_opts, std::cin, std::cout, std::cerr);
     }
-    if (deliver_cmd->parsed()) {
-        auto cfg = load(config_path);
+    if (deliver_cmd->parsed() || test_message_cmd->parsed()) {
+        auto cfg = load_for_local_delivery(config_path);
         if (!cfg) {
             return EX_CONFIG;
         }
-        // pipe(8) puts stderr into bounces: only the one-line diagnostic and real errors.
-        log::set_level(config::log_level::error);
-        ::umask(077);
-        // Run by hand as root: write the Maildir as its owner, as the daemon does.
-        if (auto problem = drop_privileges(*cfg)) {
-            std::cerr << "mailseal: " << *problem << '\n';
-            return EX_CONFIG;
+        if (test_message_cmd->parsed()) {
+            return tools::test_message(*cfg, address, std::cout, std::cerr);
         }
         std::ios_base::sync_with_stdio(false);
         return tools::deliver(*cfg, deliver_opts, std::cin, std::cerr);
-    }
-    if (test_message_cmd->parsed()) {
-        auto cfg = load(config_path);
-        if (!cfg) {
-            return EX_CONFIG;
-        }
-        log::set_level(config::log_level::error);
-        ::umask(077);
-        if (auto problem = drop_privileges(*cfg)) {
-            std::cerr << "mailseal: " << *problem << '\n';
-            return EX_CONFIG;
-        }
-        return tools::test_message(*cfg, address, std::cout, std::cerr);
     }
     if (version_cmd->parsed()) {
         std::cout << "mailseal " << MAILSEAL_VERSION << '\n';
