@@ -241,7 +241,7 @@ delivery::delivery(delivery&& other) noexcept
     : maildir_(std::move(other.maildir_)), name_(std::move(other.name_)),
       tmp_path_(std::move(other.tmp_path_)), fd_(std::move(other.fd_)),
       tmp_exists_(std::exchange(other.tmp_exists_, false)), failed_(std::move(other.failed_)),
-      buffer_(std::move(other.buffer_)), pending_cr_(std::exchange(other.pending_cr_, false)),
+      buffer_(std::move(other.buffer_)), line_ends_(std::exchange(other.line_ends_, {})),
       last_written_(other.last_written_), size_(other.size_), crlf_size_(other.crlf_size_) {}
 
 delivery& delivery::operator=(delivery&& other) noexcept {
@@ -254,7 +254,7 @@ delivery& delivery::operator=(delivery&& other) noexcept {
         tmp_exists_ = std::exchange(other.tmp_exists_, false);
         failed_ = std::move(other.failed_);
         buffer_ = std::move(other.buffer_);
-        pending_cr_ = std::exchange(other.pending_cr_, false);
+        line_ends_ = std::exchange(other.line_ends_, {});
         last_written_ = other.last_written_;
         size_ = other.size_;
         crlf_size_ = other.crlf_size_;
@@ -274,7 +274,7 @@ void delivery::abandon() {
         tmp_exists_ = false;
     }
     buffer_.clear();
-    pending_cr_ = false;
+    line_ends_.reset();
 }
 
 failure delivery::fail(failure f) {
@@ -292,32 +292,13 @@ std::optional<failure> delivery::write(std::string_view bytes) {
     if (!fd_) {
         return failure{error_kind::io, EBADF, "write " + tmp_path_.string() + " after the end"};
     }
-    // Each CRLF of the input becomes LF; every other byte, bare CR and bare LF included, is
-    // kept. A CR is held back until the next byte shows whether it starts a CRLF, which may be
-    // in the next call.
-    while (!bytes.empty()) {
-        if (pending_cr_) {
-            pending_cr_ = false;
-            if (bytes.front() == '\n') {
-                bytes.remove_prefix(1);
-                if (auto f = append("\n")) {
-                    return fail(*std::move(f));
-                }
-                continue;
-            }
-            if (auto f = append("\r")) {
-                return fail(*std::move(f));
-            }
-        }
-        auto cr = bytes.find('\r');
-        if (auto f = append(bytes.substr(0, cr))) {
-            return fail(*std::move(f));
-        }
-        if (cr == std::string_view::npos) {
-            break;
-        }
-        pending_cr_ = true;
-        bytes.remove_prefix(cr + 1);
+    std::optional<failure> failed;
+    line_ends_.feed(bytes, [&](std::string_view run) {
+        failed = append(run);
+        return !failed;
+    });
+    if (failed) {
+        return fail(*std::move(failed));
     }
     return std::nullopt;
 }
@@ -382,11 +363,13 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
         return failure{error_kind::io, EBADF, "commit " + tmp_path_.string() + " after the end"};
     }
     // 1. A CR held back at the very end has no LF after it: it is a bare CR and stays.
-    if (pending_cr_) {
-        pending_cr_ = false;
-        if (auto f = append("\r")) {
-            return fail(*std::move(f));
-        }
+    std::optional<failure> failed;
+    line_ends_.finish([&](std::string_view run) {
+        failed = append(run);
+        return !failed;
+    });
+    if (failed) {
+        return fail(*std::move(failed));
     }
     // 2. Write what is still buffered; ENOSPC and EDQUOT often show up only here.
     if (auto f = flush()) {

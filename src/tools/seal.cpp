@@ -9,6 +9,7 @@
 #include <mailseal/keys/local_store.hpp>
 #include <mailseal/lmtp/address.hpp>
 #include <mailseal/seal/sealer.hpp>
+#include <mailseal/store/maildir.hpp>
 #include <mailseal/tools/tools.hpp>
 #include <mailseal/util/ascii.hpp>
 
@@ -25,28 +26,8 @@ public:
     std::variant<std::string, lmtp::reply> open(std::size_t) override { return std::string(); }
 
     std::optional<lmtp::reply> write(std::size_t, std::string_view bytes) override {
-        // The copy is CRLF text; a Maildir file (and so this output) has LF line ends. A CR
-        // at the end of one write may pair with an LF at the start of the next.
-        if (pending_cr_ && !bytes.empty()) {
-            pending_cr_ = false;
-            if (bytes.front() != '\n') {
-                out_.put('\r');
-            }
-        }
-        while (!bytes.empty()) {
-            auto crlf = bytes.find("\r\n");
-            auto run = bytes.substr(0, crlf);
-            if (crlf == std::string_view::npos && run.back() == '\r') {
-                run.remove_suffix(1);
-                pending_cr_ = true;
-            }
-            out_.write(run.data(), static_cast<std::streamsize>(run.size()));
-            if (crlf == std::string_view::npos) {
-                break;
-            }
-            out_.put('\n');
-            bytes.remove_prefix(crlf + 2);
-        }
+        // The copy is CRLF text; a Maildir file (and so this output) has LF line ends.
+        line_ends_.feed(bytes, [this](std::string_view run) { return put(run); });
         if (!out_) {
             return lmtp::reply(lmtp::replies::local_error, "cannot write the output");
         }
@@ -55,17 +36,19 @@ public:
 
     /// Writes a CR held back at the very end; false when the output could not be written.
     bool close() {
-        if (pending_cr_) {
-            out_.put('\r');
-            pending_cr_ = false;
-        }
+        line_ends_.finish([this](std::string_view run) { return put(run); });
         out_.flush();
         return static_cast<bool>(out_);
     }
 
 private:
+    bool put(std::string_view run) {
+        out_.write(run.data(), static_cast<std::streamsize>(run.size()));
+        return true;
+    }
+
     std::ostream& out_;
-    bool pending_cr_ = false;
+    store::lf_converter line_ends_;
 };
 
 /// The keys in certificate files given on the command line, judged as local store

@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <sys/types.h>
+#include <utility>
 #include <variant>
 
 namespace mailseal::store {
@@ -66,6 +67,57 @@ public:
 
 private:
     std::string host_;
+};
+
+/// CRLF to LF, as Maildir files hold lines: each CRLF of the input becomes LF; every other
+/// byte, bare CR and bare LF included, is kept. A CR at the end of one piece is held back until
+/// the next piece shows whether it starts a CRLF. Output goes to `emit` in runs, without a copy;
+/// `emit` returns false to stop (a write failed), and feed() then returns false.
+class lf_converter {
+public:
+    template <class Emit>
+    bool feed(std::string_view bytes, Emit&& emit) {
+        while (!bytes.empty()) {
+            if (pending_cr_) {
+                pending_cr_ = false;
+                if (bytes.front() == '\n') {
+                    bytes.remove_prefix(1);
+                    if (!emit(std::string_view("\n"))) {
+                        return false;
+                    }
+                    continue;
+                }
+                if (!emit(std::string_view("\r"))) {
+                    return false;
+                }
+            }
+            auto cr = bytes.find('\r');
+            if (!emit(bytes.substr(0, cr))) {
+                return false;
+            }
+            if (cr == std::string_view::npos) {
+                break;
+            }
+            pending_cr_ = true;
+            bytes.remove_prefix(cr + 1);
+        }
+        return true;
+    }
+
+    /// The end of the input: a CR still held back had no LF after it and is emitted.
+    template <class Emit>
+    bool finish(Emit&& emit) {
+        if (!std::exchange(pending_cr_, false)) {
+            return true;
+        }
+        return emit(std::string_view("\r"));
+    }
+
+    /// Forgets a held-back CR (the output is being thrown away).
+    void reset() { pending_cr_ = false; }
+
+private:
+    bool pending_cr_ = false;
 };
 
 /// The `,S=<size>,W=<size>` suffix Dovecot reads.
@@ -142,8 +194,8 @@ private:
     bool tmp_exists_ = false;       ///< tmp_path_ is ours to remove
     std::optional<failure> failed_; ///< the first failure; it finished the delivery
     std::string buffer_;            ///< converted bytes not yet written
-    bool pending_cr_ = false;       ///< an input CR whose next byte has not arrived yet
-    char last_written_ = 0;         ///< the last byte of the file so far (buffer included)
+    lf_converter line_ends_;
+    char last_written_ = 0; ///< the last byte of the file so far (buffer included)
     std::uint64_t size_ = 0;
     std::uint64_t crlf_size_ = 0;
 };
