@@ -248,6 +248,32 @@ MAILDIR_NAME = re.compile(
     r",S=(?P<S>\d+),W=(?P<W>\d+)$")
 
 
+def insecure_unbound_conf(directory, domains):
+    """An unbound.conf that answers every lookup for the mail domains at once, unsigned.
+
+    Tests about LMTP and Maildir need key discovery to end quickly in "no key": a static local
+    zone gives libunbound's real insecure answer (NXDOMAIN without DNSSEC), so mail is stored
+    as received (or sealed to a local-store key). Tests about DNS keys use dnsbed.py's zones.
+    """
+    path = os.path.join(directory, "unbound-insecure.conf")
+    with open(path, "w") as f:
+        f.write("server:\n")
+        for domain in domains:
+            f.write(f'    local-zone: "{domain}." static\n')
+    return path
+
+
+def add_to_local_store(store, address, cert_path, name=None):
+    """Files a PEM certificate for `address` in a local certificate store (docs/keys.md:
+    <store>/<domain>/<user>/*.pem); returns the file's path."""
+    local, domain = address.rsplit("@", 1)
+    user_dir = os.path.join(store, domain.lower(), local)
+    os.makedirs(user_dir, exist_ok=True)
+    path = os.path.join(user_dir, (name or local) + ".pem")
+    shutil.copyfile(cert_path, path)
+    return path
+
+
 def parse_log_line(line):
     """The fields of one log line, logfmt or JSON ([log] format)."""
     if line.startswith("{"):
@@ -340,7 +366,8 @@ class Mailseal:
             else:
                 config[section] = {**config[section], **values}
         if "dns" not in config:
-            config["dns"] = {"unbound_conf": self._insecure_dns(config["mailbox"]["domains"])}
+            config["dns"] = {
+                "unbound_conf": insecure_unbound_conf(self.workdir, config["mailbox"]["domains"])}
         self.config = config
         with open(self.config_path, "w") as f:
             f.write(to_toml(config))
@@ -348,20 +375,6 @@ class Mailseal:
         self.proc = None
         self.port = None
         self.unix_path = None
-
-    def _insecure_dns(self, domains):
-        """An unbound.conf that answers every lookup for the mail domains at once, unsigned.
-
-        Tests about LMTP and Maildir need key discovery to end quickly in "no key": a static
-        local zone gives libunbound's real insecure answer (NXDOMAIN without DNSSEC), so mail
-        is stored as received. Tests about keys use the signed zones of dnsbed.py instead.
-        """
-        path = os.path.join(self.workdir, "unbound-insecure.conf")
-        with open(path, "w") as f:
-            f.write("server:\n")
-            for domain in domains:
-                f.write(f'    local-zone: "{domain}." static\n')
-        return path
 
     def maildir(self, local, domain=DOMAIN):
         return os.path.join(self.vmail, domain, local, "Maildir")

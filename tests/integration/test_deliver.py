@@ -39,13 +39,10 @@ class DeliverTest(harness.TestCase):
                 os.makedirs(os.path.join(self.vmail, DOMAIN, user, "Maildir", sub))
         self.alice = decryptors.Identity(f"bob@{DOMAIN}", directory=self.dir)
         self.addCleanup(self.alice.close)
-        user_dir = os.path.join(self.store, DOMAIN, "bob")
-        os.makedirs(user_dir)
-        shutil.copyfile(self.alice.cert_path, os.path.join(user_dir, "bob.pem"))
-        unbound = os.path.join(self.dir, "unbound.conf")
-        with open(unbound, "w") as f:
-            f.write(f'server:\n    local-zone: "{DOMAIN}." static\n')
-        self.dns = {"unbound_conf": unbound}
+        self.bob_pem = harness.add_to_local_store(self.store, f"bob@{DOMAIN}",
+                                                  self.alice.cert_path)
+        self.unbound = harness.insecure_unbound_conf(self.dir, [DOMAIN])
+        self.dns = {"unbound_conf": self.unbound}
 
     def config(self, **sections):
         config = {
@@ -170,8 +167,7 @@ class DeliverTest(harness.TestCase):
         for d in (self.vmail, os.path.join(self.vmail, DOMAIN), self.store,
                   os.path.join(self.store, DOMAIN), os.path.join(self.store, DOMAIN, "bob")):
             os.chmod(d, 0o755)
-        for f in (os.path.join(self.dir, "mailseal.toml"), os.path.join(self.dir, "unbound.conf"),
-                  os.path.join(self.store, DOMAIN, "bob", "bob.pem")):
+        for f in (os.path.join(self.dir, "mailseal.toml"), self.unbound, self.bob_pem):
             os.chmod(f, 0o644)
         postfix.start()
         recipients = [f"alice@{DOMAIN}", f"bob@{DOMAIN}"]

@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 import unittest
@@ -137,10 +136,7 @@ class BedTestCase(harness.TestCase):
         store = os.path.join(self.dir, "local-store")
         os.makedirs(store, exist_ok=True)
         for cert in certs:
-            local, domain = cert.address.rsplit("@", 1)
-            user_dir = os.path.join(store, domain.lower(), local)
-            os.makedirs(user_dir, exist_ok=True)
-            shutil.copyfile(cert.pem, os.path.join(user_dir, cert.name + ".pem"))
+            harness.add_to_local_store(store, cert.address, cert.pem, cert.name)
         return store
 
 

@@ -9,7 +9,6 @@ other paths get 404.
 
 import os
 import re
-import shutil
 import socket
 import unittest
 
@@ -46,8 +45,7 @@ class MetricsTest(harness.TestCase):
         ident = decryptors.Identity(f"bob@{DOMAIN}", directory=self.dir)
         self.addCleanup(ident.close)
         store = os.path.join(self.dir, "certs")
-        os.makedirs(os.path.join(store, DOMAIN, "bob"))
-        shutil.copyfile(ident.cert_path, os.path.join(store, DOMAIN, "bob", "bob.pem"))
+        harness.add_to_local_store(store, f"bob@{DOMAIN}", ident.cert_path)
         server = self.start_mailseal({
             "keys": {"local_store": store},
             "seal.policy": [{"match": f"carol@{DOMAIN}", "on_no_key": "defer"}],
