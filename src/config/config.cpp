@@ -62,6 +62,26 @@ std::string_view to_string(key_preference p) {
     return "unknown";
 }
 
+std::string_view to_string(log_output o) {
+    switch (o) {
+    case log_output::standard_error:
+        return "stderr";
+    case log_output::syslog:
+        return "syslog";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(store_kind k) {
+    switch (k) {
+    case store_kind::maildir:
+        return "maildir";
+    case store_kind::lmtp:
+        return "lmtp";
+    }
+    return "unknown";
+}
+
 std::string_view to_string(log_format f) {
     switch (f) {
     case log_format::logfmt:
@@ -185,8 +205,10 @@ constexpr int_range timeout_range{1, 3600, "between 1s and 1h"};
 // while unbound tries every server.
 constexpr int_range dns_timeout_range{1, 300, "between 1s and 5m"};
 
-constexpr std::array top_keys{"server"sv, "listen"sv, "mailbox"sv, "limits"sv, "dns"sv,
-                              "keys"sv,   "seal"sv,   "metrics"sv, "log"sv};
+constexpr std::array top_keys{"server"sv, "listen"sv, "mailbox"sv, "store"sv,   "limits"sv,
+                              "dns"sv,    "keys"sv,   "seal"sv,    "metrics"sv, "log"sv};
+constexpr std::array store_keys{"kind"sv, "next_hop"sv, "timeout"sv, "idle_connections"sv};
+constexpr int_range idle_connections_range{0, 1000, "between 0 and 1000"};
 constexpr std::array server_keys{"hostname"sv, "workers"sv, "user"sv, "group"sv};
 constexpr std::array listen_keys{"unix"sv, "tcp"sv, "mode"sv, "owner"sv, "group"sv};
 constexpr std::array mailbox_keys{"domains"sv,
@@ -205,7 +227,7 @@ constexpr std::array dns_keys{"trust_anchor_file"sv, "trust_anchors"sv, "forward
 constexpr std::array stub_zone_keys{"zone"sv, "servers"sv};
 constexpr std::array keys_keys{"local_store"sv, "smime_ca_file"sv, "accept_expired_dane_ee"sv,
                                "preference"sv};
-constexpr std::array log_keys{"level"sv, "format"sv};
+constexpr std::array log_keys{"level"sv, "format"sv, "output"sv};
 constexpr std::array metrics_keys{"listen"sv};
 constexpr std::array seal_keys{"on_no_key"sv,         "cipher"sv, "rsa_padding"sv, "headers"sv,
                                "protected_subject"sv, "policy"sv};
@@ -215,6 +237,8 @@ constexpr std::array seal_rule_keys{"match"sv, "on_no_key"sv, "cipher"sv, "rsa_p
 constexpr std::array missing_maildir_values{missing_maildir::create, missing_maildir::refuse};
 constexpr std::array quota_reply_values{quota_reply::temporary, quota_reply::permanent};
 constexpr std::array log_format_values{log_format::logfmt, log_format::json};
+constexpr std::array log_output_values{log_output::standard_error, log_output::syslog};
+constexpr std::array store_kind_values{store_kind::maildir, store_kind::lmtp};
 constexpr std::array log_level_values{log_level::debug, log_level::info, log_level::warning,
                                       log_level::error};
 constexpr std::array key_preference_values{key_preference::rsa_only_if_any, key_preference::all};
@@ -291,6 +315,9 @@ public:
         }
         read_listeners(root, c.listeners);
         read_mailbox(root, c);
+        if (const auto* t = table(root, "", "store")) {
+            read_store(*t, c.store);
+        }
         if (const auto* t = table(root, "", "limits")) {
             read_limits(*t, c.limits);
         }
@@ -310,6 +337,7 @@ public:
             check_keys(*t, "log", log_keys);
             read_choice(*t, "log", "level", log_level_values, c.logging.level);
             read_choice(*t, "log", "format", log_format_values, c.logging.format);
+            read_choice(*t, "log", "output", log_output_values, c.logging.output);
         }
         return c;
     }
@@ -916,6 +944,43 @@ private:
             return;
         }
         out.listen = std::get<tcp_listener>(parsed);
+    }
+
+    void read_store(const toml::table& t, store_settings& out) {
+        check_keys(t, "store", store_keys);
+        read_choice(t, "store", "kind", store_kind_values, out.kind);
+        read_duration(t, "store", "timeout", timeout_range, out.timeout);
+        read_count(t, "store", "idle_connections", idle_connections_range, out.idle_connections);
+        const toml::node* n = t.get("next_hop");
+        if (n != nullptr) {
+            auto text = string(*n, "store.next_hop");
+            if (!text) {
+                return;
+            }
+            if (out.kind != store_kind::lmtp) {
+                fail_value(*n, "store.next_hop", "is only used with kind = \"lmtp\"");
+                return;
+            }
+            if (!text->empty() && text->front() == '/') {
+                if (text->size() > max_socket_path) {
+                    fail_value(*n, "store.next_hop",
+                               "socket path longer than " + std::to_string(max_socket_path) +
+                                   " octets");
+                    return;
+                }
+                out.next_hop = unix_listener{*text, 0600, {}, {}};
+                return;
+            }
+            auto parsed = detail::parse_tcp_address(*text);
+            if (auto* problem = std::get_if<std::string>(&parsed)) {
+                fail_value(*n, "store.next_hop", *problem + " (or an absolute socket path)");
+                return;
+            }
+            out.next_hop = std::get<tcp_listener>(parsed);
+        } else if (out.kind == store_kind::lmtp) {
+            fail_missing(t, "store.next_hop",
+                         "missing; kind = \"lmtp\" needs the next hop's LMTP socket or address");
+        }
     }
 
     void read_seal(const toml::table& t, config& c) {

@@ -25,6 +25,14 @@ void describe_listener(std::ostringstream& out, const listener& l) {
         << "group = " << detail::toml_string(u.group) << "\n";
 }
 
+/// A [metrics] listen or [store] next_hop value: a socket path or "IP:port".
+std::string endpoint_text(const listener& l) {
+    if (const auto* u = std::get_if<unix_listener>(&l)) {
+        return u->path.string();
+    }
+    return detail::format_tcp_address(std::get<tcp_listener>(l));
+}
+
 std::string string_array(const std::vector<std::string>& values) {
     std::string out = "[";
     for (std::size_t i = 0; i < values.size(); ++i) {
@@ -113,6 +121,13 @@ std::string describe(const config& c) {
         << "create_mode = " << detail::toml_octal(m.create_mode) << "\n"
         << "over_quota = " << detail::toml_string(to_string(m.over_quota)) << "\n";
 
+    out << "\n[store]\nkind = " << detail::toml_string(to_string(c.store.kind)) << "\n";
+    if (c.store.next_hop) {
+        out << "next_hop = " << detail::toml_string(endpoint_text(*c.store.next_hop)) << "\n";
+    }
+    out << "timeout = " << seconds(c.store.timeout) << "\n"
+        << "idle_connections = " << c.store.idle_connections << "\n";
+
     const auto& lim = c.limits;
     out << "\n[limits]\n"
         << "message_size = " << lim.message_size << "\n"
@@ -127,17 +142,12 @@ std::string describe(const config& c) {
     describe_dns(out, c.dns);
     describe_keys(out, c.keys);
     describe_seal(out, c.seal);
-    std::string metrics_listen;
-    if (const auto* u =
-            c.metrics.listen ? std::get_if<unix_listener>(&*c.metrics.listen) : nullptr) {
-        metrics_listen = u->path.string();
-    } else if (c.metrics.listen) {
-        metrics_listen = detail::format_tcp_address(std::get<tcp_listener>(*c.metrics.listen));
-    }
+    std::string metrics_listen = c.metrics.listen ? endpoint_text(*c.metrics.listen) : "";
     out << "\n[metrics]\nlisten = " << detail::toml_string(metrics_listen) << "\n";
 
     out << "\n[log]\nlevel = " << detail::toml_string(to_string(c.logging.level)) << "\n"
-        << "format = " << detail::toml_string(to_string(c.logging.format)) << "\n";
+        << "format = " << detail::toml_string(to_string(c.logging.format)) << "\n"
+        << "output = " << detail::toml_string(to_string(c.logging.output)) << "\n";
     return out.str();
 }
 

@@ -36,11 +36,11 @@ using namespace mailseal;
 /// How long a stopping daemon waits for transactions in flight before it exits anyway.
 constexpr std::chrono::seconds shutdown_grace{30};
 
-std::optional<config::config> load(const std::string& path) {
+/// The configuration file with the host name filled in, or the first error.
+std::variant<config::config, std::string> read_config(const std::string& path) {
     auto loaded = config::load_file(path);
     if (auto* problem = std::get_if<config::error>(&loaded)) {
-        std::cerr << "mailseal: " << problem->str() << '\n';
-        return std::nullopt;
+        return problem->str();
     }
     auto cfg = std::move(std::get<config::config>(loaded));
     if (cfg.server.hostname.empty()) {
@@ -54,16 +54,51 @@ std::optional<config::config> load(const std::string& path) {
     return cfg;
 }
 
+std::optional<config::config> load(const std::string& path) {
+    auto loaded = read_config(path);
+    if (auto* problem = std::get_if<std::string>(&loaded)) {
+        std::cerr << "mailseal: " << *problem << '\n';
+        return std::nullopt;
+    }
+    return std::move(std::get<config::config>(loaded));
+}
+
 /// The resolver for SMIMEA lookups. A configuration libunbound refuses, or one without a
 /// DNSSEC trust anchor, is a configuration error: without an anchor nothing would be sealed.
-std::unique_ptr<dns::resolver> make_resolver(boost::asio::io_context& io,
-                                             const config::config& cfg) {
+std::variant<std::unique_ptr<dns::resolver>, std::string> make_resolver(boost::asio::io_context& io,
+                                                                        const config::config& cfg) {
     auto made = dns::resolver::create(io.get_executor(), cfg.dns);
     if (auto* problem = std::get_if<std::string>(&made)) {
-        std::cerr << "mailseal: dns: " << *problem << '\n';
-        return nullptr;
+        return "dns: " + *problem;
     }
     return std::move(std::get<std::unique_ptr<dns::resolver>>(made));
+}
+
+/// What `serve` builds from a configuration file, at start and again at each SIGHUP.
+struct daemon_setup {
+    config::config cfg;
+    std::unique_ptr<dns::resolver> resolver;
+    keys::policy key_policy;
+};
+
+std::variant<daemon_setup, std::string> prepare(boost::asio::io_context& io,
+                                                const std::string& path) {
+    auto loaded = read_config(path);
+    if (auto* problem = std::get_if<std::string>(&loaded)) {
+        return std::move(*problem);
+    }
+    auto& cfg = std::get<config::config>(loaded);
+    auto resolver = make_resolver(io, cfg);
+    if (auto* problem = std::get_if<std::string>(&resolver)) {
+        return std::move(*problem);
+    }
+    auto policy = keys::make_policy(cfg.keys);
+    if (auto* problem = std::get_if<std::string>(&policy)) {
+        return "keys: " + *problem;
+    }
+    return daemon_setup{std::move(cfg),
+                        std::move(std::get<std::unique_ptr<dns::resolver>>(resolver)),
+                        std::move(std::get<keys::policy>(policy))};
 }
 
 /// The Maildir spec: "readers ... should delete files in tmp/ that have not been accessed for
@@ -182,42 +217,42 @@ std::optional<std::string> drop_privileges(const config::config& cfg) {
     return std::nullopt;
 }
 
+void apply_logging(const config::logging& settings) {
+    log::set_level(settings.level);
+    log::set_format(settings.format);
+    log::set_output(settings.output);
+}
+
 int serve(const std::string& config_path, bool allow_root) {
-    auto cfg = load(config_path);
-    if (!cfg) {
+    boost::asio::io_context io(1);
+    auto prepared = prepare(io, config_path);
+    if (auto* problem = std::get_if<std::string>(&prepared)) {
+        std::cerr << "mailseal: " << *problem << '\n';
         return EX_CONFIG;
     }
-    log::set_level(cfg->logging.level);
-    log::set_format(cfg->logging.format);
+    auto& setup = std::get<daemon_setup>(prepared);
+    // The start-up configuration, for housekeeping (the server keeps its own copy).
+    const config::config cfg = setup.cfg;
+    apply_logging(cfg.logging);
     ::umask(077);
     // No core dump may hold message plaintext: a crash must not write it to disk.
     rlimit no_core{0, 0};
     ::setrlimit(RLIMIT_CORE, &no_core);
     std::signal(SIGPIPE, SIG_IGN);
-    raise_open_file_limit(*cfg);
+    raise_open_file_limit(cfg);
 
-    boost::asio::io_context io(1);
-    auto resolver = make_resolver(io, *cfg);
-    if (!resolver) {
-        return EX_CONFIG;
-    }
-    auto policy = keys::make_policy(cfg->keys);
-    if (auto* problem = std::get_if<std::string>(&policy)) {
-        std::cerr << "mailseal: keys: " << *problem << '\n';
-        return EX_CONFIG;
-    }
-    if (auto problem = check_identity(*cfg, allow_root)) {
+    if (auto problem = check_identity(cfg, allow_root)) {
         std::cerr << "mailseal: " << *problem << '\n';
         return EX_CONFIG;
     }
-    auto bound =
-        server::server::bind(io, *cfg, *resolver, std::move(std::get<keys::policy>(policy)));
+    auto bound = server::server::bind(io, std::move(setup.cfg), std::move(setup.resolver),
+                                      std::move(setup.key_policy));
     if (auto* problem = std::get_if<std::string>(&bound)) {
         log::error("startup-failed", {{"error", *problem}});
         return EX_OSERR;
     }
     auto& srv = *std::get<std::unique_ptr<server::server>>(bound);
-    if (auto problem = drop_privileges(*cfg)) {
+    if (auto problem = drop_privileges(cfg)) {
         log::error("startup-failed", {{"error", *problem}});
         return EX_OSERR;
     }
@@ -225,16 +260,37 @@ int serve(const std::string& config_path, bool allow_root) {
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
     boost::asio::signal_set signals(io, SIGTERM, SIGINT);
-    // Reloading the configuration in place is not supported yet: SIGHUP (sent by habit, or by
-    // logrotate) must not kill the daemon, so it is logged and otherwise ignored.
+    // SIGHUP: read the configuration file again. A file that does not load (or changes what
+    // only a restart can) is refused whole, and the running configuration stays.
     boost::asio::signal_set hangups(io, SIGHUP);
     std::function<void()> wait_for_hangup = [&] {
         hangups.async_wait([&](const boost::system::error_code& ec, int) {
             if (ec) {
                 return;
             }
-            log::warning("reload-unsupported",
-                         {{"hint", "restart mailseal to apply a new configuration"}});
+            ::sd_notify(0, "RELOADING=1\nSTATUS=Reloading the configuration");
+            auto next = prepare(io, config_path);
+            std::optional<std::string> problem;
+            if (auto* failed = std::get_if<std::string>(&next)) {
+                problem = std::move(*failed);
+            } else {
+                auto& ready = std::get<daemon_setup>(next);
+                auto logging = ready.cfg.logging;
+                problem = srv.reload(std::move(ready.cfg), std::move(ready.resolver),
+                                     std::move(ready.key_policy));
+                if (!problem) {
+                    apply_logging(logging);
+                }
+            }
+            if (problem) {
+                log::error("reload-failed", {{"config", config_path},
+                                             {"error", *problem},
+                                             {"hint", "the running configuration stays in force"}});
+            } else {
+                log::info("reloaded", {{"config", config_path},
+                                       {"connections", std::to_string(srv.open_connections())}});
+            }
+            ::sd_notify(0, "READY=1\nSTATUS=Accepting LMTP connections");
             wait_for_hangup();
         });
     };
@@ -285,11 +341,15 @@ int serve(const std::string& config_path, bool allow_root) {
     });
 
     srv.start();
-    log::info("started", {{"version", MAILSEAL_VERSION}, {"hostname", cfg->server.hostname}});
+    log::info("started", {{"version", MAILSEAL_VERSION}, {"hostname", cfg.server.hostname}});
     // Type=notify: systemd starts Postfix (After=) only once mailseal accepts connections.
     ::sd_notify(0, "READY=1\nSTATUS=Accepting LMTP connections");
     // Housekeeping that walks every Maildir must not delay the listeners: its own thread.
-    std::jthread housekeeping([&cfg] { remove_stale_tmp_files(*cfg); });
+    std::jthread housekeeping([&cfg] {
+        if (cfg.store.kind == config::store_kind::maildir) {
+            remove_stale_tmp_files(cfg);
+        }
+    });
     io.run();
     log::info("stopped");
     return EX_OK;
@@ -314,25 +374,20 @@ std::optional<config::config> load_for_local_delivery(const std::string& config_
 }
 
 int check_config(const std::string& config_path) {
-    auto cfg = load(config_path);
-    if (!cfg) {
-        return EX_CONFIG;
-    }
     boost::asio::io_context io(1);
-    if (!make_resolver(io, *cfg)) {
+    auto prepared = prepare(io, config_path);
+    if (auto* problem = std::get_if<std::string>(&prepared)) {
+        std::cerr << "mailseal: " << *problem << '\n';
         return EX_CONFIG;
     }
-    if (auto policy = keys::make_policy(cfg->keys); std::holds_alternative<std::string>(policy)) {
-        std::cerr << "mailseal: keys: " << std::get<std::string>(policy) << '\n';
-        return EX_CONFIG;
-    }
+    const auto& cfg = std::get<daemon_setup>(prepared).cfg;
     // The user and group must exist; whether this process may switch to them is serve's
     // business (check-config may run as anyone).
-    if (auto wanted = configured_identity(*cfg); std::holds_alternative<std::string>(wanted)) {
+    if (auto wanted = configured_identity(cfg); std::holds_alternative<std::string>(wanted)) {
         std::cerr << "mailseal: " << std::get<std::string>(wanted) << '\n';
         return EX_CONFIG;
     }
-    std::cout << config::describe(*cfg);
+    std::cout << config::describe(cfg);
     return EX_OK;
 }
 

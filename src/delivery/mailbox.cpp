@@ -122,7 +122,9 @@ std::vector<std::filesystem::path> existing_maildirs(const config::config& cfg) 
 }
 
 bool verification_touches_filesystem(const config::config& cfg) {
-    return cfg.mailbox.on_missing == config::missing_maildir::refuse;
+    // Relaying, the next hop knows its users: it answers each RCPT itself.
+    return cfg.store.kind == config::store_kind::maildir &&
+           cfg.mailbox.on_missing == config::missing_maildir::refuse;
 }
 
 std::optional<lmtp::reply> verify_recipient(const config::config& cfg,

@@ -54,32 +54,38 @@ lmtp::reply to_reply(const store::failure& failure, config::quota_reply over_quo
     return lmtp::replies::local_error;
 }
 
-std::string trace_headers(const lmtp::envelope& env, const lmtp::address& recipient,
-                          const transaction_info& info, std::chrono::system_clock::time_point now) {
+std::string received_field(const lmtp::envelope& env, const lmtp::address& recipient,
+                           const transaction_info& info,
+                           std::chrono::system_clock::time_point now) {
     // RFC 3848 / RFC 6531 protocol types for the "with" clause.
     std::string_view protocol = !info.protocol.empty()    ? std::string_view(info.protocol)
                                 : env.parameters.smtputf8 ? "UTF8LMTP"
                                                           : "LMTP";
-    std::string address = header_safe(recipient.str());
-    std::string out;
-    out += "Return-Path: " + header_safe(angle(env.sender)) + "\r\n";
-    // The bare address, as Postfix, Dovecot and qmail write it: Postfix's mail loop detection
-    // compares Delivered-To: values with the recipient address.
-    out += "Delivered-To: " + address + "\r\n";
     // A local delivery (no LHLO) has no "from" clause, as Postfix's local(8) writes it.
     std::string from = env.lhlo_name.empty() ? std::string()
                                              : "from " + header_safe(env.lhlo_name) + " (" +
                                                    header_safe(info.peer) + ")\r\n\t";
-    out += "Received: " + from + "by " + header_safe(info.hostname) + " (mailseal) with " +
-           std::string(protocol) + " id " + info.transaction_id + "\r\n\tfor <" + address + ">; " +
-           rfc5322_date(now) + "\r\n";
-    return out;
+    return "Received: " + from + "by " + header_safe(info.hostname) + " (mailseal) with " +
+           std::string(protocol) + " id " + info.transaction_id + "\r\n\tfor <" +
+           header_safe(recipient.str()) + ">; " + rfc5322_date(now) + "\r\n";
+}
+
+std::string trace_headers(const lmtp::envelope& env, const lmtp::address& recipient,
+                          const transaction_info& info, std::chrono::system_clock::time_point now) {
+    std::string out;
+    out += "Return-Path: " + header_safe(angle(env.sender)) + "\r\n";
+    // The bare address, as Postfix, Dovecot and qmail write it: Postfix's mail loop detection
+    // compares Delivered-To: values with the recipient address.
+    out += "Delivered-To: " + header_safe(recipient.str()) + "\r\n";
+    return out + received_field(env, recipient, info, now);
 }
 
 struct transaction::state final : seal::copy_sink {
     struct file_state {
         std::optional<mailbox> box;
+        /// The copy being written: a Maildir file, or a transaction with the next hop.
         std::optional<store::delivery> file;
+        std::optional<relay::copy_transfer> transfer;
         /// The final reply once finish() ran (or a marker after abandon()).
         std::optional<lmtp::reply> outcome;
         /// For the log: a store failure (step, path, errno) or the file name in new/.
@@ -87,14 +93,23 @@ struct transaction::state final : seal::copy_sink {
     };
 
     state(const config::config& cfg, store::name_generator& generator, lmtp::envelope env,
-          transaction_info ti, std::vector<config::seal_policy> policies)
-        : config(cfg), names(generator), envelope(std::move(env)), info(std::move(ti)),
-          started(std::chrono::steady_clock::now()),
+          transaction_info ti, std::vector<config::seal_policy> policies, relay::next_hop* hop)
+        : config(cfg), names(generator), next_hop(hop), envelope(std::move(env)),
+          info(std::move(ti)), started(std::chrono::steady_clock::now()),
           sealer(std::move(policies), cfg.seal.protected_subject, *this) {}
 
     std::variant<std::string, lmtp::reply> open(std::size_t index) override {
         auto& f = files.at(index);
         auto now = std::chrono::system_clock::now();
+        if (next_hop != nullptr) {
+            auto begun = next_hop->begin(envelope, envelope.recipients.at(index));
+            if (auto* refused = std::get_if<relay::outcome>(&begun)) {
+                f.detail = std::move(refused->detail);
+                return std::move(refused->reply);
+            }
+            f.transfer.emplace(std::move(std::get<relay::copy_transfer>(begun)));
+            return received_field(envelope, envelope.recipients.at(index), info, now);
+        }
         store::maildir_options options;
         if (config.mailbox.on_missing == config::missing_maildir::create) {
             options.create_mode = config.mailbox.create_mode;
@@ -110,6 +125,14 @@ struct transaction::state final : seal::copy_sink {
 
     std::optional<lmtp::reply> write(std::size_t index, std::string_view bytes) override {
         auto& f = files.at(index);
+        if (f.transfer) {
+            if (auto failed = f.transfer->write(bytes)) {
+                f.detail = std::move(failed->detail);
+                f.transfer.reset();
+                return std::move(failed->reply);
+            }
+            return std::nullopt;
+        }
         if (!f.file) {
             return lmtp::reply(lmtp::replies::local_error);
         }
@@ -123,6 +146,7 @@ struct transaction::state final : seal::copy_sink {
 
     const config::config& config;
     store::name_generator& names;
+    relay::next_hop* next_hop;
     lmtp::envelope envelope;
     transaction_info info;
     std::chrono::steady_clock::time_point started;
@@ -215,12 +239,12 @@ std::vector<std::optional<mailbox>> resolve_all(const config::config& cfg,
 } // namespace
 
 transaction::transaction(const config::config& cfg, store::name_generator& names,
-                         lmtp::envelope env, transaction_info info) {
+                         lmtp::envelope env, transaction_info info, relay::next_hop* hop) {
     auto boxes = resolve_all(cfg, env);
     state_ = std::make_unique<state>(cfg, names, std::move(env), std::move(info),
-                                     policies_for(cfg, boxes));
+                                     policies_for(cfg, boxes), hop);
     for (std::size_t i = 0; i < boxes.size(); ++i) {
-        state_->files.push_back(state::file_state{std::move(boxes[i]), {}, {}, {}});
+        state_->files.push_back(state::file_state{std::move(boxes[i]), {}, {}, {}, {}});
         if (!state_->files[i].box) {
             // Accepted at RCPT, so only a configuration change since then gets here.
             state_->sealer.exclude(i, lmtp::replies::unknown_recipient, "no mailbox for recipient");
@@ -263,7 +287,13 @@ lmtp::reply transaction::finish(std::size_t index) {
     const auto& r = st.sealer.recipient(index);
     if (r.refusal) {
         f.file.reset();
+        f.transfer.reset();
         f.outcome = *r.refusal;
+    } else if (f.transfer) {
+        auto verdict = f.transfer->finish();
+        f.outcome = std::move(verdict.reply);
+        f.detail = std::move(verdict.detail);
+        f.transfer.reset();
     } else if (f.file) {
         auto committed = f.file->commit();
         if (auto* failure = std::get_if<store::failure>(&committed)) {
@@ -294,6 +324,8 @@ void transaction::abandon(std::string_view reason) {
             f.file->abandon();
             f.file.reset();
         }
+        // Closing the connection mid-DATA makes the next hop drop its copy.
+        f.transfer.reset();
         f.detail = std::string(reason);
         log_outcome(st, i, nullptr);
         // No reply will be given; marked so a second abandon() does not log it again.

@@ -34,6 +34,33 @@ reply::reply(const status& s, std::vector<std::string> lines)
     }
 }
 
+reply::reply(std::uint16_t code, std::optional<enhanced_code> enhanced,
+             std::vector<std::string> lines)
+    : code_(code), enhanced_(enhanced), lines_(std::move(lines)) {
+    if (lines_.empty()) {
+        lines_.emplace_back();
+    }
+}
+
+std::optional<reply> reply::relayed(std::uint16_t code, std::optional<enhanced_code> enhanced,
+                                    std::vector<std::string> lines) {
+    if (code < 200 || code > 599) {
+        return std::nullopt;
+    }
+    if (enhanced && enhanced->cls != code / 100) {
+        enhanced.reset();
+    }
+    for (auto& line : lines) {
+        for (char& c : line) {
+            auto u = static_cast<unsigned char>(c);
+            if (u < 0x20 || u == 0x7f) {
+                c = '?';
+            }
+        }
+    }
+    return reply(code, enhanced, std::move(lines));
+}
+
 // RFC 5321 §4.2: Reply-line = *( Reply-code "-" [ textstring ] CRLF )
 //                             Reply-code [ SP textstring ] CRLF
 // RFC 2034 §4 puts the enhanced code at the start of the text of every line.
@@ -75,7 +102,9 @@ std::string reply::summary() const {
 reply reply::with_prefix(std::string_view prefix) const {
     reply copy = *this;
     for (std::string& line : copy.lines_) {
-        line.insert(0, prefix);
+        if (!line.starts_with(prefix)) {
+            line.insert(0, prefix);
+        }
     }
     return copy;
 }

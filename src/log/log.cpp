@@ -1,5 +1,6 @@
 #include <atomic>
 #include <cstdio>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <mailseal/log/log.hpp>
@@ -9,6 +10,7 @@ namespace {
 
 std::atomic<config::log_level> threshold{config::log_level::info};
 std::atomic<config::log_format> format{config::log_format::logfmt};
+std::atomic<config::log_output> output{config::log_output::standard_error};
 
 /// `text` between double quotes with quotes, backslashes and control characters escaped
 /// (other octets as they are); a control character becomes `control_prefix` and two hex
@@ -58,6 +60,20 @@ bool needs_quoting(std::string_view value) {
     return false;
 }
 
+int syslog_priority(config::log_level level) {
+    switch (level) {
+    case config::log_level::debug:
+        return LOG_DEBUG;
+    case config::log_level::info:
+        return LOG_INFO;
+    case config::log_level::warning:
+        return LOG_WARNING;
+    case config::log_level::error:
+        return LOG_ERR;
+    }
+    return LOG_ERR;
+}
+
 } // namespace
 
 void set_level(config::log_level level) {
@@ -66,6 +82,14 @@ void set_level(config::log_level level) {
 
 void set_format(config::log_format f) {
     format.store(f);
+}
+
+void set_output(config::log_output o) {
+    if (o == config::log_output::syslog) {
+        // LOG_NDELAY: connect to /dev/log now, before a chroot or sandbox could hide it.
+        ::openlog("mailseal", LOG_PID | LOG_NDELAY, LOG_MAIL);
+    }
+    output.store(o);
 }
 
 void append_json_field(std::string& line, std::string_view key, std::string_view value) {
@@ -114,6 +138,11 @@ void write(config::log_level level, std::string_view event, std::initializer_lis
             append_field(line, key, value);
         }
         line += '\n';
+    }
+    if (output.load() == config::log_output::syslog) {
+        line.pop_back(); // syslog ends the record itself
+        ::syslog(syslog_priority(level), "%s", line.c_str());
+        return;
     }
     // One write(2) per line keeps lines from concurrent threads whole.
     const char* p = line.data();

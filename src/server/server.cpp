@@ -21,6 +21,7 @@
 #include <mailseal/lmtp/session.hpp>
 #include <mailseal/log/log.hpp>
 #include <mailseal/metrics/metrics.hpp>
+#include <mailseal/relay/next_hop.hpp>
 #include <mailseal/server/server.hpp>
 #include <mailseal/store/maildir.hpp>
 #include <mailseal/util/offload.hpp>
@@ -207,21 +208,41 @@ asio::awaitable<std::invoke_result_t<Work&>> on_pool(asio::thread_pool& pool, Wo
 
 } // namespace
 
+/// Everything a configuration reload replaces. Each connection holds the generation it
+/// started with until it closes, and each key lookup until it completes, so a reload never
+/// pulls anything from under them.
+struct generation {
+    generation(config::config configuration, std::unique_ptr<dns::resolver> dns_resolver,
+               keys::policy key_policy, const asio::any_io_executor& blocking)
+        : cfg(std::move(configuration)), resolver(std::move(dns_resolver)),
+          discovery(cfg, *resolver, std::move(key_policy), blocking), names(cfg.server.hostname) {
+        if (cfg.store.kind == config::store_kind::lmtp && cfg.store.next_hop) {
+            next_hop =
+                std::make_unique<relay::next_hop>(*cfg.store.next_hop, cfg.store.timeout,
+                                                  cfg.store.idle_connections, cfg.server.hostname);
+        }
+    }
+
+    const config::config cfg;
+    std::unique_ptr<dns::resolver> resolver;
+    discovery::key_discovery discovery;
+    store::name_generator names;
+    /// [store] kind = "lmtp": the next hop, with its idle connections.
+    std::unique_ptr<relay::next_hop> next_hop;
+};
+
 struct server::state {
-    state(asio::io_context& context, const config::config& configuration, dns::resolver& resolver,
-          keys::policy key_policy)
-        : io(context), cfg(configuration), pool(configuration.server.workers),
-          discovery(configuration, resolver, std::move(key_policy), pool.get_executor()),
-          names(configuration.server.hostname) {
+    state(asio::io_context& context, std::size_t workers) : io(context), pool(workers) {
         std::random_device entropy;
         id_prefix = hex_id(entropy()) + "-";
     }
 
     asio::io_context& io;
-    const config::config& cfg;
     asio::thread_pool pool;
-    discovery::key_discovery discovery;
-    store::name_generator names;
+    /// The configuration in force for new connections (replaced by reload()).
+    std::shared_ptr<generation> current;
+    /// The listeners came from systemd, not from [[listen]].
+    bool socket_activated = false;
     std::vector<listener> listeners;
     /// The Prometheus endpoint ([metrics] listen), if configured.
     std::optional<listener> metrics_listener;
@@ -258,7 +279,8 @@ struct pending_keys {
     asio::cancellation_signal cancel;
 };
 
-std::shared_ptr<pending_keys> start_lookup(server::state& st, const asio::any_io_executor& ex,
+std::shared_ptr<pending_keys> start_lookup(server::state& st, std::shared_ptr<generation> gen,
+                                           const asio::any_io_executor& ex,
                                            const lmtp::address& recipient);
 
 /// Registers a connection for its lifetime, so stop() can reach it and the limit can count it.
@@ -321,13 +343,16 @@ bool is_cancellation(const std::exception_ptr& e) {
     }
 }
 
-std::shared_ptr<pending_keys> start_lookup(server::state& st, const asio::any_io_executor& ex,
+std::shared_ptr<pending_keys> start_lookup(server::state& st, std::shared_ptr<generation> gen,
+                                           const asio::any_io_executor& ex,
                                            const lmtp::address& recipient) {
     auto pending = std::make_shared<pending_keys>(ex);
-    asio::co_spawn(st.io, st.discovery.find(recipient),
+    // The completion handler holds the generation: the lookup's coroutine uses its discovery
+    // and resolver until it completes, even after a reload and the connection's end.
+    asio::co_spawn(st.io, gen->discovery.find(recipient),
                    asio::bind_cancellation_slot(
                        pending->cancel.slot(),
-                       [pending](std::exception_ptr e, discovery::recipient_keys found) {
+                       [pending, gen](std::exception_ptr e, discovery::recipient_keys found) {
                            seal::recipient_keys keys;
                            if (e) {
                                // Cancelled by drop_lookups(): nobody waits for the answer.
@@ -365,7 +390,9 @@ void drop_lookups(std::vector<std::shared_ptr<pending_keys>>& lookups, std::size
 template <class Socket>
 asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket socket,
                                      std::string peer) {
-    const auto& cfg = st->cfg;
+    // The configuration this connection keeps to its end, whatever a reload does meanwhile.
+    std::shared_ptr<generation> gen = st->current;
+    const auto& cfg = gen->cfg;
     asio::steady_timer timer(socket.get_executor());
     connection_registration registration(st->connections, timer);
     std::string session_id = st->id_prefix + hex_id(++st->next_session);
@@ -459,7 +486,8 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 if (!refusal) {
                     // A new transaction's first RCPT reuses index 0: earlier lookups are void.
                     drop_lookups(lookups, verify->index);
-                    lookups.push_back(start_lookup(*st, socket.get_executor(), verify->recipient));
+                    lookups.push_back(
+                        start_lookup(*st, gen, socket.get_executor(), verify->recipient));
                 }
                 session.recipient_verified(std::move(refusal));
                 for (auto& more : session.take_events()) {
@@ -474,8 +502,8 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 delivery::transaction_info info{session_id,
                                                 session_id + "." + std::to_string(++transactions),
                                                 peer, cfg.server.hostname};
-                txn.emplace(
-                    delivery::transaction(cfg, st->names, std::move(begin->env), std::move(info)));
+                txn.emplace(delivery::transaction(cfg, gen->names, std::move(begin->env),
+                                                  std::move(info), gen->next_hop.get()));
                 co_await provide_keys(false);
             } else if (auto* body = std::get_if<lmtp::events::body>(&e)) {
                 if (txn) {
@@ -633,11 +661,13 @@ server::~server() {
     state_->pool.join();
 }
 
-std::variant<std::unique_ptr<server>, std::string> server::bind(asio::io_context& io,
-                                                                const config::config& cfg,
-                                                                dns::resolver& resolver,
-                                                                keys::policy key_policy) {
-    auto st = std::make_unique<state>(io, cfg, resolver, std::move(key_policy));
+std::variant<std::unique_ptr<server>, std::string>
+server::bind(asio::io_context& io, config::config configuration,
+             std::unique_ptr<dns::resolver> resolver, keys::policy key_policy) {
+    auto st = std::make_unique<state>(io, configuration.server.workers);
+    st->current = std::make_shared<generation>(std::move(configuration), std::move(resolver),
+                                               std::move(key_policy), st->pool.get_executor());
+    const auto& cfg = st->current->cfg;
     if (cfg.metrics.listen) {
         auto bound = bind_listener(io, *cfg.metrics.listen);
         if (auto* problem = std::get_if<std::string>(&bound)) {
@@ -654,6 +684,7 @@ std::variant<std::unique_ptr<server>, std::string> server::bind(asio::io_context
         // The service manager owns the sockets (mailseal.socket): [[listen]] is not used.
         log::info("socket-activation", {{"sockets", std::to_string(adopted.size())}});
         st->listeners = std::move(adopted);
+        st->socket_activated = true;
         return std::unique_ptr<server>(new server(std::move(st)));
     }
     for (const auto& l : cfg.listeners) {
@@ -722,6 +753,28 @@ void server::stop() {
             c.timer->cancel();
         }
     }
+}
+
+std::optional<std::string> server::reload(config::config cfg,
+                                          std::unique_ptr<dns::resolver> resolver,
+                                          keys::policy key_policy) {
+    const auto& old = state_->current->cfg;
+    // What was bound, switched to or started once cannot change without a restart.
+    if (!state_->socket_activated && cfg.listeners != old.listeners) {
+        return "[[listen]] changed: restart mailseal to apply";
+    }
+    if (cfg.metrics.listen != old.metrics.listen) {
+        return "metrics.listen changed: restart mailseal to apply";
+    }
+    if (cfg.server.user != old.server.user || cfg.server.group != old.server.group) {
+        return "server.user or server.group changed: restart mailseal to apply";
+    }
+    if (cfg.server.workers != old.server.workers) {
+        return "server.workers changed: restart mailseal to apply";
+    }
+    state_->current = std::make_shared<generation>(
+        std::move(cfg), std::move(resolver), std::move(key_policy), state_->pool.get_executor());
+    return std::nullopt;
 }
 
 std::size_t server::open_connections() const {

@@ -98,8 +98,14 @@ int deliver(const config::config& cfg, const deliver_options& options, std::istr
         }
         std::string id = "deliver-" + std::to_string(::getpid());
         store::name_generator names(cfg.server.hostname);
+        // [store] kind = "lmtp": the copies go to the next hop, as the daemon sends them.
+        std::optional<relay::next_hop> hop;
+        if (cfg.store.kind == config::store_kind::lmtp && cfg.store.next_hop) {
+            hop.emplace(*cfg.store.next_hop, cfg.store.timeout, 0, cfg.server.hostname);
+        }
         delivery::transaction txn(cfg, names, env,
-                                  {id, id + ".1", "local", cfg.server.hostname, "local"});
+                                  {id, id + ".1", "local", cfg.server.hostname, "local"},
+                                  hop ? &*hop : nullptr);
         for (std::size_t i = 0; i < found.size(); ++i) {
             txn.provide_keys(i, std::move(found[i]));
         }

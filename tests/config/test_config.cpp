@@ -499,6 +499,21 @@ std::vector<bad_case> bad_cases() {
         {"metrics_listen_bad", "[metrics]\nlisten = \"localhost:9180\"\n" + required,
          "cfg.toml:2:10: metrics.listen: must be a numeric \"IPv4:port\" or \"[IPv6]:port\" (or an "
          "absolute socket path), got \"localhost:9180\""},
+        {"store_kind_unknown", "[store]\nkind = \"mbox\"\n" + required,
+         "cfg.toml:2:8: store.kind: must be one of \"maildir\", \"lmtp\", got \"mbox\""},
+        {"store_lmtp_without_next_hop", "[store]\nkind = \"lmtp\"\n" + required,
+         "cfg.toml:1:1: store.next_hop: missing; kind = \"lmtp\" needs the next hop's LMTP socket "
+         "or address"},
+        {"store_next_hop_for_maildir", "[store]\nnext_hop = \"/run/dovecot/lmtp\"\n" + required,
+         "cfg.toml:2:12: store.next_hop: is only used with kind = \"lmtp\", got "
+         "\"/run/dovecot/lmtp\""},
+        {"store_next_hop_name", "[store]\nkind = \"lmtp\"\nnext_hop = \"dovecot:24\"\n" + required,
+         "cfg.toml:3:12: store.next_hop: must be a numeric \"IPv4:port\" or \"[IPv6]:port\" (or an "
+         "absolute socket path), got \"dovecot:24\""},
+        {"store_idle_connections_range", "[store]\nidle_connections = 5000\n" + required,
+         "cfg.toml:2:20: store.idle_connections: must be between 0 and 1000, got 5000"},
+        {"log_output_unknown", "[log]\noutput = \"file\"\n" + required,
+         "cfg.toml:2:10: log.output: must be one of \"stderr\", \"syslog\", got \"file\""},
         {"group_without_user", "[server]\ngroup = \"mail\"\n" + required,
          "cfg.toml:2:9: server.group: needs server.user, got \"mail\""},
         {"on_no_key_unknown", "[seal]\non_no_key = \"drop\"\n" + required,
@@ -847,6 +862,11 @@ on_missing = "create"
 create_mode = 0o700
 over_quota = "temporary"
 
+[store]
+kind = "maildir"
+timeout = "600s"
+idle_connections = 8
+
 [limits]
 message_size = 52428800
 recipients = 100
@@ -884,6 +904,7 @@ listen = ""
 [log]
 level = "info"
 format = "logfmt"
+output = "stderr"
 )";
     auto got = cfg::describe(minimal());
     EXPECT_EQ(got, want) << "got:\n" << got << "want:\n" << want;
@@ -906,6 +927,10 @@ cfg::config unusual() {
     c.mailbox.on_missing = cfg::missing_maildir::refuse;
     c.mailbox.create_mode = 0750;
     c.mailbox.over_quota = cfg::quota_reply::permanent;
+    c.store.kind = cfg::store_kind::lmtp;
+    c.store.next_hop = cfg::unix_listener{"/run/dovecot/lmtp", 0600, {}, {}};
+    c.store.timeout = std::chrono::seconds(42);
+    c.store.idle_connections = 0;
     c.limits.message_size = 123456789;
     c.limits.recipients = 250;
     c.limits.connections = 7;
@@ -916,6 +941,7 @@ cfg::config unusual() {
     c.limits.data_timeout = std::chrono::seconds(3600);
     c.logging.level = cfg::log_level::debug;
     c.logging.format = cfg::log_format::json;
+    c.logging.output = cfg::log_output::syslog;
     c.dns.trust_anchor_file = "/etc/mailseal/\"anchors\".key";
     c.dns.trust_anchors = {"test. IN DS 33841 13 2 F036F64F", "x. IN DNSKEY 257 3 13 A\\B="};
     c.dns.forwarders = {"127.0.0.1@5353", "::1"};
@@ -981,11 +1007,11 @@ TEST(example, documents_every_key) {
         EXPECT_TRUE(set || shown) << key << ": no example setting";
         EXPECT_TRUE(explained) << key << ": no \"# " << key << ": ...\" explanation";
     }
-    // 4 in [server] (its group shares the name of [[listen]]'s), 5 in [[listen]], 7 in [mailbox], 8
-    // in [limits], 6 in [dns], 2 in
+    // 4 in [server] (its group shares the name of [[listen]]'s), 5 in [[listen]], 7 in [mailbox],
+    // 3 in [store] (its timeout shares the name of [dns]'s), 8 in [limits], 6 in [dns], 2 in
     // [[dns.stub_zone]], 4 in [keys], 5 in [seal] (whose 4 policy keys [[seal.policy]] repeats,
-    // plus match), 1 in [metrics], 2 in [log].
-    EXPECT_EQ(keys.size(), 44u) << "describe() wrote " << keys.size() << " distinct keys";
+    // plus match), 1 in [metrics], 3 in [log].
+    EXPECT_EQ(keys.size(), 48u) << "describe() wrote " << keys.size() << " distinct keys";
 }
 
 TEST(enums, to_string) {

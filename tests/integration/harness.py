@@ -70,6 +70,13 @@ def tail(text, lines=60):
 # --- temporary directories and mounts ---------------------------------------------------------
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def make_test_dir():
     """A fresh directory under /tmp, mode 755 so that Postfix and Dovecot daemons running as
     unprivileged users can traverse it."""
@@ -762,17 +769,63 @@ class Postfix:
 class Dovecot:
     """A throwaway Dovecot (per test-peers.md) whose mail_location reads the Maildirs under
     `vmail` (laid out as vmail/%d/%n/Maildir). Tests use it through doveadm, which asks the
-    running instance's auth service for the user."""
+    running instance's auth service for the user, and through its LMTP server: the unix socket
+    `lmtp_socket`, and 127.0.0.1:`lmtp_port` when `lmtp_port` is given.
 
-    def __init__(self, workdir, vmail):
+    users: None accepts every address (a static userdb); otherwise {address: quota} names the
+    only users (a passwd-file userdb; others get Dovecot's 550 5.1.1), each with a storage quota
+    such as "1K" or None for none. A full quota fails temporarily (quota_full_tempfail), so LMTP
+    answers 452 4.2.2."""
+
+    def __init__(self, workdir, vmail, users=None, lmtp_port=None):
         self.base = os.path.join(workdir, "dovecot")
         self.run_dir = os.path.join(self.base, "run")
         self.state_dir = os.path.join(self.base, "state")
         self.home = os.path.join(self.base, "home")
         self.log_path = os.path.join(self.base, "dovecot.log")
         self.config_path = os.path.join(self.base, "dovecot.conf")
+        self.lmtp_socket = os.path.join(self.run_dir, "lmtp")
+        self.lmtp_port = lmtp_port
         for d in (self.base, self.run_dir, self.state_dir, self.home):
             os.makedirs(d, mode=0o755, exist_ok=True)
+        if users is None:
+            auth = f"""
+passdb {{
+  driver = static
+  args = nopassword=y allow_all_users=yes
+}}
+userdb {{
+  driver = static
+  args = uid=mail gid=mail home={self.home}/%d/%n allow_all_users=yes
+}}
+"""
+        else:
+            users_file = os.path.join(self.base, "users")
+            with open(users_file, "w") as f:
+                for address, quota in users.items():
+                    extra = f"userdb_quota_rule=*:storage={quota}" if quota else ""
+                    f.write(f"{address}:{{PLAIN}}unused::::::{extra}\n")
+            auth = f"""
+mail_plugins = $mail_plugins quota
+quota_full_tempfail = yes
+plugin {{
+  quota = maildir:User quota
+}}
+passdb {{
+  driver = passwd-file
+  args = {users_file}
+}}
+userdb {{
+  driver = passwd-file
+  args = {users_file}
+  default_fields = uid=mail gid=mail home={self.home}/%d/%n
+}}
+"""
+        inet = (f"""  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp_port}
+  }}
+""" if lmtp_port else "")
         # Dovecot refuses uid 0 for mail access; the test hands the Maildirs to `mail` first
         # (chown_for_dovecot) since mailseal, running as root, creates them as root's.
         config = f"""
@@ -784,14 +837,12 @@ listen = 127.0.0.1
 ssl = no
 first_valid_uid = 1
 mail_location = maildir:{vmail}/%d/%n/Maildir
-passdb {{
-  driver = static
-  args = nopassword=y allow_all_users=yes
-}}
-userdb {{
-  driver = static
-  args = uid=mail gid=mail home={self.home}/%d/%n allow_all_users=yes
-}}
+{auth}
+service lmtp {{
+  unix_listener lmtp {{
+    mode = 0666
+  }}
+{inet}}}
 service anvil {{
   chroot =
 }}
@@ -829,7 +880,14 @@ service stats {{
         # socket doveadm will use, so the first doveadm call does not race the start.
         wait_until(lambda: os.path.exists(os.path.join(self.run_dir, "auth-userdb")),
                    START_TIMEOUT, "dovecot auth-userdb socket", diagnostics=self.diagnostics)
+        wait_until(lambda: os.path.exists(self.lmtp_socket), START_TIMEOUT,
+                   "dovecot lmtp socket", diagnostics=self.diagnostics)
         return self
+
+    def connections(self):
+        """How many LMTP connections Dovecot has accepted so far (its "Connect from" lines)."""
+        return sum(1 for line in read_text(self.log_path).splitlines()
+                   if "lmtp(" in line and "Connect from" in line)
 
     def stop(self):
         if self.pid is not None:
@@ -908,8 +966,8 @@ class TestCase(unittest.TestCase):
         self.addCleanup(postfix.stop)
         return postfix.start()
 
-    def start_dovecot(self, vmail):
-        dovecot = Dovecot(self.dir, vmail)
+    def start_dovecot(self, vmail, users=None, lmtp_port=None):
+        dovecot = Dovecot(self.dir, vmail, users, lmtp_port)
         self.addCleanup(dovecot.stop)
         return dovecot.start()
 

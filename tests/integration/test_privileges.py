@@ -24,11 +24,15 @@ def status_fields(pid):
     """Uid/Gid/Groups lines of /proc/PID/status (for every thread: task/*/status)."""
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("Uid", "Gid", "Groups"):
-                    out.setdefault(key, set()).add(" ".join(value.split()))
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                lines = f.readlines()
+        except FileNotFoundError:
+            continue  # a thread that ended meanwhile (start-up housekeeping)
+        for line in lines:
+            key, _, value = line.partition(":")
+            if key in ("Uid", "Gid", "Groups"):
+                out.setdefault(key, set()).add(" ".join(value.split()))
     return out
 
 

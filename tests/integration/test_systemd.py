@@ -6,7 +6,7 @@ What each test is for:
   ignores its [[listen]] entries, and leaves the socket file to its owner at stop;
 - Type=notify: with NOTIFY_SOCKET set, mailseal sends READY=1 once it accepts connections and
   STOPPING=1 when SIGTERM arrives;
-- SIGHUP (reload is not supported yet) is logged and does not stop the daemon;
+- SIGHUP: RELOADING=1, then READY=1 once the new configuration is in force (ExecReload=);
 - the shipped units: `systemd-analyze security --offline` rates mailseal.service's sandboxing
   (exposure at most 2.0, "OK"), and the socket unit names Postfix's chroot path.
 """
@@ -80,13 +80,20 @@ class SystemdTest(harness.TestCase):
         self.assertIn("STOPPING=1", stopping)
         self.assertEqual(server.proc.wait(timeout=10), 0)
 
-    def test_sighup_does_not_stop_the_daemon(self):
-        """Reloading is not supported yet; SIGHUP is logged and the daemon keeps serving."""
-        server = self.start_mailseal()
+    def test_notify_reloading_then_ready(self):
+        notify_path = os.path.join(self.dir, "notify.sock")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(notify_path)
+        notify.settimeout(10)
+        self.addCleanup(notify.close)
+        server = harness.Mailseal(self.dir, env={"NOTIFY_SOCKET": notify_path})
+        self.addCleanup(server.stop)
+        server.start()
+        self.assertIn("READY=1", notify.recv(4096).decode())
         server.proc.send_signal(signal.SIGHUP)
-        harness.wait_until(lambda: "event=reload-unsupported" in server.log(), 10,
-                           "event=reload-unsupported", diagnostics=server.diagnostics)
-        self.assertTrue(server.running())
+        self.assertIn("RELOADING=1", notify.recv(4096).decode())
+        self.assertIn("READY=1", notify.recv(4096).decode())
+        self.assertIn("event=reloaded", server.log())
         with server.raw() as client:
             self.assertEqual(client.lhlo().code, 250)
 
@@ -102,7 +109,7 @@ class SystemdTest(harness.TestCase):
         with open(os.path.join(UNITS, "mailseal.service")) as f:
             service = f.read()
         for setting in ("Type=notify", "User=mailseal", "Requires=mailseal.socket",
-                        "ProtectSystem=strict", "ReadWritePaths=/var/vmail", "NoNewPrivileges=yes",
+                        "ProtectSystem=strict", "ReadWritePaths=-/var/vmail", "NoNewPrivileges=yes",
                         "PrivateTmp=yes", "ProtectHome=yes", "MemoryDenyWriteExecute=yes",
                         "SystemCallFilter=@system-service",
                         "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6"):

@@ -84,9 +84,15 @@ struct limits {
 enum class log_format { logfmt, json };
 std::string_view to_string(log_format);
 
+/// Where log lines go: standard error (journald takes it under systemd) or syslog(3) with
+/// facility mail and ident "mailseal", beside Postfix's and Dovecot's lines.
+enum class log_output { standard_error, syslog };
+std::string_view to_string(log_output);
+
 struct logging {
     log_level level = log_level::info;
     log_format format = log_format::logfmt;
+    log_output output = log_output::standard_error;
 
     bool operator==(const logging&) const = default;
 };
@@ -213,6 +219,25 @@ struct seal_settings {
     seal_policy policy_for(std::string_view user, std::string_view domain) const;
 };
 
+/// maildir: mailseal writes each copy into the recipient's Maildir. lmtp: it relays each copy
+/// to the next hop's LMTP server (Dovecot), which stores it (quota, Sieve, indexes).
+enum class store_kind { maildir, lmtp };
+std::string_view to_string(store_kind);
+
+struct store_settings {
+    store_kind kind = store_kind::maildir;
+    /// kind = "lmtp": the next hop, an absolute unix socket path or a numeric "IP:port".
+    std::optional<listener> next_hop;
+    /// Deadline of each step with the next hop (a reply, a write); connecting gets at most 30s
+    /// of it. The final reply comes after Dovecot has stored the copy, hence Postfix's
+    /// lmtp_data_done_timeout as the default.
+    std::chrono::seconds timeout{600};
+    /// Idle connections to the next hop kept open for reuse.
+    std::size_t idle_connections = 8;
+
+    bool operator==(const store_settings&) const = default;
+};
+
 /// The Prometheus text endpoint (GET /metrics); off unless `listen` is set.
 struct metrics_settings {
     /// A loopback or private TCP address ("127.0.0.1:9180") or an absolute unix socket path.
@@ -227,6 +252,7 @@ struct config {
     /// Domains (lowercase) whose recipients mailseal delivers; everything else is 550 5.1.1.
     std::vector<std::string> local_domains;
     mailbox_settings mailbox;
+    store_settings store;
     struct limits limits;
     struct logging logging;
     dns_settings dns;

@@ -61,8 +61,9 @@ std::vector<std::filesystem::path> existing_maildirs(const config::config& cfg);
 std::optional<lmtp::reply> verify_recipient(const config::config& cfg,
                                             const lmtp::address& recipient);
 
-/// Whether verify_recipient() looks at the filesystem (only when missing Maildirs are refused);
-/// otherwise it is cheap enough to run on the event loop.
+/// Whether verify_recipient() looks at the filesystem (only when missing Maildirs are refused,
+/// and never when relaying to a next hop, which judges its users itself); otherwise it is
+/// cheap enough to run on the event loop.
 bool verification_touches_filesystem(const config::config& cfg);
 
 } // namespace mailseal::delivery

@@ -4,8 +4,9 @@
 /// body to one reply per recipient.
 ///
 /// What each recipient's copy is, and its bytes, come from a seal::message_sealer; this class
-/// stores the copies in Maildirs and turns the outcomes into replies. When needs_keys() says
-/// the held body reached its bound, the server waits for the missing key lookups before
+/// stores the copies in Maildirs, or relays them to the next hop's LMTP server ([store] kind =
+/// "lmtp", one transaction per recipient), and turns the outcomes into replies. When needs_keys()
+/// says the held body reached its bound, the server waits for the missing key lookups before
 /// reading on (TCP back-pressure).
 ///
 /// All member functions block (file writes, fsync, encryption): the server runs them on its
@@ -16,7 +17,8 @@
 /// failed key lookup defers (451 4.7.5, 451 4.4.3), a missing key follows seal.on_no_key, and
 /// every other problem defers (4xx) so the MTA retries. A failure for one recipient never
 /// affects another. Nothing is answered 250 before its file is fsync'd, renamed into new/ and
-/// new/ is fsync'd.
+/// new/ is fsync'd, or (relaying) before the next hop answered 250 for it; the next hop's own
+/// refusals are passed back unchanged.
 
 #include <chrono>
 #include <cstddef>
@@ -31,6 +33,7 @@
 #include <mailseal/delivery/mailbox.hpp>
 #include <mailseal/lmtp/reply.hpp>
 #include <mailseal/lmtp/session.hpp>
+#include <mailseal/relay/next_hop.hpp>
 #include <mailseal/seal/sealer.hpp>
 #include <mailseal/store/maildir.hpp>
 
@@ -51,18 +54,24 @@ struct transaction_info {
 /// Maps a store failure to the reply for that recipient (the only store → reply boundary).
 lmtp::reply to_reply(const store::failure& failure, config::quota_reply over_quota);
 
-/// The trace header fields prepended to one recipient's copy: Return-Path, Delivered-To and a
-/// Received: line naming the LMTP transaction (RFC 5321 §4.4). CRLF line ends, like the
-/// message they precede (the store turns both into LF).
+/// The Received: field naming the LMTP transaction (RFC 5321 §4.4), CRLF-terminated: all a
+/// relayed copy gets, since the next hop adds Return-Path and Delivered-To itself.
+std::string received_field(const lmtp::envelope& env, const lmtp::address& recipient,
+                           const transaction_info& info, std::chrono::system_clock::time_point now);
+
+/// The trace header fields prepended to one recipient's Maildir copy: Return-Path, Delivered-To
+/// and the Received: field. CRLF line ends, like the message they precede (the store turns
+/// both into LF).
 std::string trace_headers(const lmtp::envelope& env, const lmtp::address& recipient,
                           const transaction_info& info, std::chrono::system_clock::time_point now);
 
 class transaction {
 public:
-    /// Resolves each recipient's mailbox and policy; files are created when each copy is
-    /// decided.
+    /// Resolves each recipient's mailbox and policy; files (or next-hop transactions) are
+    /// created when each copy is decided. `hop` is the next hop when cfg.store.kind is lmtp; it
+    /// must outlive the transaction.
     transaction(const config::config& cfg, store::name_generator& names, lmtp::envelope env,
-                transaction_info info);
+                transaction_info info, relay::next_hop* hop = nullptr);
     ~transaction();
     transaction(transaction&&) noexcept;
     transaction& operator=(transaction&&) = delete;

@@ -63,6 +63,12 @@ public:
     /// The status's code and enhanced code with other text; each element is one line.
     reply(const status& s, std::string text);
     reply(const status& s, std::vector<std::string> lines);
+    /// A reply received from another server (the next hop), passed on as it came: nullopt for a
+    /// code outside 200..599. An enhanced code whose class disagrees with the code is dropped
+    /// (Postfix would ignore it too), and control characters in the text become '?', since the
+    /// lines are sent on to our own client.
+    static std::optional<reply> relayed(std::uint16_t code, std::optional<enhanced_code> enhanced,
+                                        std::vector<std::string> lines);
 
     std::uint16_t code() const { return code_; }
     const std::optional<enhanced_code>& enhanced() const { return enhanced_; }
@@ -80,12 +86,16 @@ public:
     std::string summary() const;
     /// The same code and enhanced code with `prefix` put before the text of every line. The
     /// session uses it for the per-recipient replies after DATA (`250 2.0.0 <rcpt> Delivered`),
-    /// which Postfix logs and copies into bounces, so each one names its recipient.
+    /// which Postfix logs and copies into bounces, so each one names its recipient. A line that
+    /// already starts with the prefix (a relayed Dovecot reply names its recipient) is kept.
     reply with_prefix(std::string_view prefix) const;
 
     friend bool operator==(const reply&, const reply&) = default;
 
 private:
+    reply(std::uint16_t code, std::optional<enhanced_code> enhanced,
+          std::vector<std::string> lines);
+
     std::uint16_t code_;
     std::optional<enhanced_code> enhanced_;
     std::vector<std::string> lines_;
@@ -156,6 +166,14 @@ inline constexpr status no_key_rejected{
     550, enhanced_code{5, 7, 1}, "Recipient accepts only encrypted mail and has no usable key"};
 inline constexpr status sealing_failed{451, enhanced_code{4, 3, 0},
                                        "Encryption failed, try again later"};
+// Relaying to the next hop's LMTP server ([store] kind = "lmtp"); its own replies are passed
+// on unchanged (reply::relayed).
+inline constexpr status next_hop_unavailable{451, enhanced_code{4, 4, 1},
+                                             "Next hop not answering, try again later"};
+inline constexpr status next_hop_lost{451, enhanced_code{4, 4, 2},
+                                      "Connection to next hop lost, try again later"};
+inline constexpr status next_hop_confused{451, enhanced_code{4, 5, 0},
+                                          "Next hop sent an invalid reply, try again later"};
 } // namespace replies
 
 } // namespace mailseal::lmtp

@@ -1,6 +1,7 @@
 #pragma once
 
-/// Structured logging: one logfmt (or JSON) line per event on stderr (journald adds the time).
+/// Structured logging: one logfmt (or JSON) line per event on stderr (journald adds the time),
+/// or to syslog (facility mail).
 ///
 /// `log::info("delivered", {{"session", id}, {"rcpt", addr}})` prints
 /// `level=info event=delivered session=... rcpt=...`. Values with spaces, quotes, '=' or control
@@ -20,6 +21,7 @@ using field = std::pair<std::string_view, std::string_view>;
 
 void set_level(config::log_level level);
 void set_format(config::log_format format);
+void set_output(config::log_output output);
 bool enabled(config::log_level level);
 
 void write(config::log_level level, std::string_view event, std::initializer_list<field> fields);

@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -30,12 +31,18 @@ namespace mailseal::server {
 class server {
 public:
     /// Binds every configured listener (unix sockets get their mode and owner). Returns an
-    /// error message naming the listener on failure. Key lookups go through `resolver`, which
-    /// must outlive the server, and certificates are judged by `key_policy`.
-    static std::variant<std::unique_ptr<server>, std::string> bind(boost::asio::io_context& io,
-                                                                   const config::config& cfg,
-                                                                   dns::resolver& resolver,
-                                                                   keys::policy key_policy);
+    /// error message naming the listener on failure. Key lookups go through `resolver`, and
+    /// certificates are judged by `key_policy`.
+    static std::variant<std::unique_ptr<server>, std::string>
+    bind(boost::asio::io_context& io, config::config cfg, std::unique_ptr<dns::resolver> resolver,
+         keys::policy key_policy);
+
+    /// Applies a new configuration (SIGHUP) without dropping anything: connections open now
+    /// finish with the configuration they started with, new ones get the new one. Settings
+    /// fixed at start (listeners, metrics.listen, server.user, server.group, server.workers)
+    /// must be unchanged; otherwise nothing changes and the error names the setting.
+    std::optional<std::string> reload(config::config cfg, std::unique_ptr<dns::resolver> resolver,
+                                      keys::policy key_policy);
 
     ~server();
     server(const server&) = delete;
