@@ -207,8 +207,11 @@ constexpr int_range dns_timeout_range{1, 300, "between 1s and 5m"};
 
 constexpr std::array top_keys{"server"sv, "listen"sv, "mailbox"sv, "store"sv,   "limits"sv,
                               "dns"sv,    "keys"sv,   "seal"sv,    "metrics"sv, "log"sv};
-constexpr std::array store_keys{"kind"sv, "next_hop"sv, "timeout"sv, "idle_connections"sv};
+constexpr std::array store_keys{"kind"sv, "next_hop"sv, "timeout"sv, "data_done_timeout"sv,
+                                "idle_connections"sv};
 constexpr int_range idle_connections_range{0, 1000, "between 0 and 1000"};
+// Below Postfix's lmtp_data_done_timeout (600s), which also covers key lookups and sealing.
+constexpr int_range data_done_timeout_range{1, 540, "between 1s and 9m"};
 constexpr std::array server_keys{"hostname"sv, "workers"sv, "user"sv, "group"sv};
 constexpr std::array listen_keys{"unix"sv, "tcp"sv, "mode"sv, "owner"sv, "group"sv};
 constexpr std::array mailbox_keys{"domains"sv,
@@ -316,7 +319,7 @@ public:
         read_listeners(root, c.listeners);
         read_mailbox(root, c);
         if (const auto* t = table(root, "", "store")) {
-            read_store(*t, c.store);
+            read_store(*t, c.store, c.listeners);
         }
         if (const auto* t = table(root, "", "limits")) {
             read_limits(*t, c.limits);
@@ -946,10 +949,30 @@ private:
         out.listen = std::get<tcp_listener>(parsed);
     }
 
-    void read_store(const toml::table& t, store_settings& out) {
+    /// A next hop that is one of our own listeners would relay every copy back to mailseal,
+    /// which would wait on itself until the timeout.
+    void check_not_ours(const toml::node& n, const listener& hop,
+                        const std::vector<listener>& listeners) {
+        for (const auto& l : listeners) {
+            const auto* u = std::get_if<unix_listener>(&l);
+            const auto* hop_u = std::get_if<unix_listener>(&hop);
+            const auto* t = std::get_if<tcp_listener>(&l);
+            const auto* hop_t = std::get_if<tcp_listener>(&hop);
+            if ((u && hop_u && u->path == hop_u->path) ||
+                (t && hop_t && t->address == hop_t->address && t->port == hop_t->port)) {
+                fail_value(n, "store.next_hop", "is one of mailseal's own [[listen]] addresses");
+                return;
+            }
+        }
+    }
+
+    void read_store(const toml::table& t, store_settings& out,
+                    const std::vector<listener>& listeners) {
         check_keys(t, "store", store_keys);
         read_choice(t, "store", "kind", store_kind_values, out.kind);
         read_duration(t, "store", "timeout", timeout_range, out.timeout);
+        read_duration(t, "store", "data_done_timeout", data_done_timeout_range,
+                      out.data_done_timeout);
         read_count(t, "store", "idle_connections", idle_connections_range, out.idle_connections);
         const toml::node* n = t.get("next_hop");
         if (n != nullptr) {
@@ -969,6 +992,7 @@ private:
                     return;
                 }
                 out.next_hop = unix_listener{*text, 0600, {}, {}};
+                check_not_ours(*n, *out.next_hop, listeners);
                 return;
             }
             auto parsed = detail::parse_tcp_address(*text);
@@ -976,7 +1000,12 @@ private:
                 fail_value(*n, "store.next_hop", *problem + " (or an absolute socket path)");
                 return;
             }
+            if (std::get<tcp_listener>(parsed).port == 0) {
+                fail_value(*n, "store.next_hop", "needs a port other than 0");
+                return;
+            }
             out.next_hop = std::get<tcp_listener>(parsed);
+            check_not_ours(*n, *out.next_hop, listeners);
         } else if (out.kind == store_kind::lmtp) {
             fail_missing(t, "store.next_hop",
                          "missing; kind = \"lmtp\" needs the next hop's LMTP socket or address");

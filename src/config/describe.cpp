@@ -126,6 +126,7 @@ std::string describe(const config& c) {
         out << "next_hop = " << detail::toml_string(endpoint_text(*c.store.next_hop)) << "\n";
     }
     out << "timeout = " << seconds(c.store.timeout) << "\n"
+        << "data_done_timeout = " << seconds(c.store.data_done_timeout) << "\n"
         << "idle_connections = " << c.store.idle_connections << "\n";
 
     const auto& lim = c.limits;

@@ -104,7 +104,13 @@ std::variant<store::unique_fd, std::string> connect_to(const config::listener& a
         return "socket: " + errno_text(errno);
     }
     if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&storage), length) != 0) {
-        if (errno != EINPROGRESS && errno != EAGAIN) {
+        // A unix socket answers EAGAIN when its listen backlog is full: the server is busy,
+        // not connecting (only TCP says EINPROGRESS).
+        if (errno == EAGAIN && family == AF_UNIX) {
+            return std::string("connect: listen queue full (the next hop is at its process "
+                               "limit)");
+        }
+        if (errno != EINPROGRESS) {
             return "connect: " + errno_text(errno);
         }
         auto deadline = std::chrono::steady_clock::now() + std::min(timeout, max_connect_time);
@@ -191,8 +197,8 @@ std::optional<std::string> connection::send(std::string_view bytes) {
     return std::nullopt;
 }
 
-std::variant<peer_reply, std::string> connection::read_reply() {
-    auto deadline = std::chrono::steady_clock::now() + timeout_;
+std::variant<peer_reply, std::string> connection::read_reply(std::chrono::seconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
     char buffer[4096];
     for (;;) {
         if (auto parsed = parser_.next()) {
@@ -200,6 +206,10 @@ std::variant<peer_reply, std::string> connection::read_reply() {
                 return "bad reply: " + *problem;
             }
             return std::get<peer_reply>(std::move(*parsed));
+        }
+        // Also for a server that trickles bytes: the deadline is for the whole reply.
+        if (std::chrono::steady_clock::now() >= deadline) {
+            return std::string("reply: timed out");
         }
         ssize_t n = ::recv(fd_.get(), buffer, sizeof buffer, 0);
         if (n > 0) {
@@ -222,14 +232,14 @@ std::variant<peer_reply, std::string> connection::read_reply() {
     }
 }
 
-bool connection::closed_by_peer() const {
+bool connection::reusable() const {
     pollfd p{fd_.get(), POLLIN, 0};
-    return ::poll(&p, 1, 0) != 0;
+    return parser_.drained() && ::poll(&p, 1, 0) == 0;
 }
 
 copy_transfer::copy_transfer(next_hop& hop, connection conn)
     : hop_(&hop), connection_(std::move(conn)) {
-    buffer_.reserve(send_chunk + 1024);
+    buffer_.reserve(send_chunk);
 }
 
 copy_transfer::copy_transfer(copy_transfer&& other) noexcept
@@ -272,6 +282,20 @@ std::optional<outcome> copy_transfer::flush() {
     return std::nullopt;
 }
 
+std::optional<outcome> copy_transfer::append(std::string_view bytes) {
+    while (!bytes.empty()) {
+        if (buffer_.size() == buffer_.capacity()) {
+            if (auto failed = flush()) {
+                return failed;
+            }
+        }
+        auto room = std::min(buffer_.capacity() - buffer_.size(), bytes.size());
+        buffer_.append(bytes.substr(0, room));
+        bytes.remove_prefix(room);
+    }
+    return std::nullopt;
+}
+
 std::optional<outcome> copy_transfer::write(std::string_view bytes) {
     if (!connection_) {
         return outcome{lmtp::replies::next_hop_lost, hop_->name() + ": transfer already ended"};
@@ -280,18 +304,17 @@ std::optional<outcome> copy_transfer::write(std::string_view bytes) {
     // bare LF (kept from the original) also starts a line, as Dovecot's reader takes it.
     while (!bytes.empty()) {
         if (at_line_start_ && bytes.front() == '.') {
-            buffer_ += '.';
-        }
-        auto lf = bytes.find('\n');
-        auto piece = lf == std::string_view::npos ? bytes : bytes.substr(0, lf + 1);
-        buffer_.append(piece);
-        at_line_start_ = lf != std::string_view::npos;
-        bytes.remove_prefix(piece.size());
-        if (buffer_.size() >= send_chunk) {
-            if (auto failed = flush()) {
+            if (auto failed = append(".")) {
                 return failed;
             }
         }
+        auto lf = bytes.find('\n');
+        auto piece = lf == std::string_view::npos ? bytes : bytes.substr(0, lf + 1);
+        if (auto failed = append(piece)) {
+            return failed;
+        }
+        at_line_start_ = lf != std::string_view::npos;
+        bytes.remove_prefix(piece.size());
     }
     return std::nullopt;
 }
@@ -301,30 +324,37 @@ outcome copy_transfer::finish() {
         return {lmtp::replies::next_hop_lost, hop_->name() + ": transfer already ended"};
     }
     // The data must end with a line break before the final dot.
-    buffer_ += at_line_start_ ? ".\r\n" : "\r\n.\r\n";
-    if (auto failed = flush()) {
+    auto failed = append(at_line_start_ ? ".\r\n" : "\r\n.\r\n");
+    if (!failed) {
+        failed = flush();
+    }
+    if (failed) {
         return *failed;
     }
-    auto answer = connection_->read_reply();
+    auto answer = connection_->read_reply(hop_->data_done_timeout_);
     if (auto* problem = std::get_if<std::string>(&answer)) {
         return lost(*problem);
     }
     const auto& verdict = std::get<peer_reply>(answer);
-    auto passed_on = verdict.to_reply();
+    std::string detail = hop_->name() + ": " + verdict.summary();
+    // Only 2xx, 4xx and 5xx are verdicts: anything else is a confused server, never a 250.
+    auto passed_on = verdict.code / 100 == 3 ? std::nullopt : verdict.to_reply();
     if (!passed_on) {
         connection_.reset();
-        return {lmtp::replies::next_hop_confused, hop_->name() + ": " + verdict.summary()};
+        return {lmtp::replies::next_hop_confused, detail};
     }
     // The transaction is over either way; the connection can carry the next one.
     hop_->give_back(std::move(*connection_));
     connection_.reset();
-    return {std::move(*passed_on), hop_->name() + ": " + verdict.summary()};
+    return {std::move(*passed_on), detail};
 }
 
-next_hop::next_hop(config::listener address, std::chrono::seconds timeout, std::size_t idle_limit,
+next_hop::next_hop(config::listener address, std::chrono::seconds timeout,
+                   std::chrono::seconds data_done_timeout, std::size_t idle_limit,
                    std::string hostname)
     : address_(std::move(address)), name_(address_name(address_)), timeout_(timeout),
-      idle_limit_(idle_limit), hostname_(std::move(hostname)) {}
+      data_done_timeout_(data_done_timeout), idle_limit_(idle_limit),
+      hostname_(std::move(hostname)) {}
 
 next_hop::~next_hop() = default;
 
@@ -334,7 +364,7 @@ std::optional<connection> next_hop::take_idle() {
     while (!idle_.empty()) {
         connection conn = std::move(idle_.back());
         idle_.pop_back();
-        if (now - conn.idle_since < max_idle_age && !conn.closed_by_peer()) {
+        if (now - conn.idle_since < max_idle_age && conn.reusable()) {
             return conn;
         }
     }
@@ -342,6 +372,9 @@ std::optional<connection> next_hop::take_idle() {
 }
 
 void next_hop::give_back(connection conn) {
+    if (!conn.reusable()) {
+        return;
+    }
     std::lock_guard lock(mutex_);
     if (idle_.size() < idle_limit_) {
         conn.idle_since = std::chrono::steady_clock::now();
@@ -369,6 +402,7 @@ next_hop::attempt(connection conn, const lmtp::envelope& env, const lmtp::addres
     }
     std::optional<peer_reply> refusal;
     const char* refused_at = nullptr;
+    bool data_opened_after_refusal = false;
     for (std::size_t i = 0; i < 3 && !problem; ++i) {
         if (!conn.pipelining) {
             if (refusal) {
@@ -388,7 +422,16 @@ next_hop::attempt(connection conn, const lmtp::envelope& env, const lmtp::addres
             break;
         }
         auto& r = std::get<peer_reply>(answer);
-        bool expected = i < 2 ? r.positive() : r.code == 354;
+        // A server closing an idle connection says 421 to whatever comes first.
+        if (reused && i == 0 && r.code == 421) {
+            return stale{r.summary()};
+        }
+        bool expected = i < 2 ? r.code / 100 == 2 : r.code == 354;
+        if (i == 2 && r.code == 354 && refusal) {
+            // RFC 2920 lets a server take DATA after refusing every RCPT; the data phase it
+            // opened can only be left by closing the connection.
+            data_opened_after_refusal = true;
+        }
         if (!expected && !refusal) {
             refusal = std::move(r);
             refused_at = steps[i];
@@ -403,15 +446,18 @@ next_hop::attempt(connection conn, const lmtp::envelope& env, const lmtp::addres
     if (!refusal) {
         return copy_transfer(*this, std::move(conn));
     }
-    auto passed_on = refusal->to_reply();
     std::string detail = name_ + ": " + refused_at + ": " + refusal->summary();
+    // Only a 4xx or 5xx is a refusal to pass on; any other unexpected reply (a 250 to DATA, a
+    // 354 to RCPT) means the server and we disagree on where we are: never a 250 for mail
+    // the next hop did not take.
+    auto passed_on = refusal->code >= 400 ? refusal->to_reply() : std::nullopt;
     if (!passed_on) {
         return outcome{lmtp::replies::next_hop_confused, detail};
     }
     // The server may hold a half-made transaction (MAIL accepted): RSET clears it for reuse.
-    if (!conn.send("RSET\r\n")) {
+    if (!data_opened_after_refusal && !conn.send("RSET\r\n")) {
         auto reset = conn.read_reply();
-        if (auto* r = std::get_if<peer_reply>(&reset); r && r->positive()) {
+        if (auto* r = std::get_if<peer_reply>(&reset); r && r->code / 100 == 2) {
             give_back(std::move(conn));
         }
     }

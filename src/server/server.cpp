@@ -217,9 +217,9 @@ struct generation {
         : cfg(std::move(configuration)), resolver(std::move(dns_resolver)),
           discovery(cfg, *resolver, std::move(key_policy), blocking), names(cfg.server.hostname) {
         if (cfg.store.kind == config::store_kind::lmtp && cfg.store.next_hop) {
-            next_hop =
-                std::make_unique<relay::next_hop>(*cfg.store.next_hop, cfg.store.timeout,
-                                                  cfg.store.idle_connections, cfg.server.hostname);
+            next_hop = std::make_unique<relay::next_hop>(
+                *cfg.store.next_hop, cfg.store.timeout, cfg.store.data_done_timeout,
+                cfg.store.idle_connections, cfg.server.hostname);
         }
     }
 

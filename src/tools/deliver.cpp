@@ -101,7 +101,8 @@ int deliver(const config::config& cfg, const deliver_options& options, std::istr
         // [store] kind = "lmtp": the copies go to the next hop, as the daemon sends them.
         std::optional<relay::next_hop> hop;
         if (cfg.store.kind == config::store_kind::lmtp && cfg.store.next_hop) {
-            hop.emplace(*cfg.store.next_hop, cfg.store.timeout, 0, cfg.server.hostname);
+            hop.emplace(*cfg.store.next_hop, cfg.store.timeout, cfg.store.data_done_timeout, 0,
+                        cfg.server.hostname);
         }
         delivery::transaction txn(cfg, names, env,
                                   {id, id + ".1", "local", cfg.server.hostname, "local"},

@@ -510,6 +510,15 @@ std::vector<bad_case> bad_cases() {
         {"store_next_hop_name", "[store]\nkind = \"lmtp\"\nnext_hop = \"dovecot:24\"\n" + required,
          "cfg.toml:3:12: store.next_hop: must be a numeric \"IPv4:port\" or \"[IPv6]:port\" (or an "
          "absolute socket path), got \"dovecot:24\""},
+        {"store_next_hop_port_zero",
+         "[store]\nkind = \"lmtp\"\nnext_hop = \"127.0.0.1:0\"\n" + required,
+         "cfg.toml:3:12: store.next_hop: needs a port other than 0, got \"127.0.0.1:0\""},
+        {"store_next_hop_is_our_listener",
+         "[store]\nkind = \"lmtp\"\nnext_hop = \"/run/mailseal.sock\"\n" + required,
+         "cfg.toml:3:12: store.next_hop: is one of mailseal's own [[listen]] addresses, got "
+         "\"/run/mailseal.sock\""},
+        {"store_data_done_timeout_range", "[store]\ndata_done_timeout = \"10m\"\n" + required,
+         "cfg.toml:2:21: store.data_done_timeout: must be between 1s and 9m, got \"10m\""},
         {"store_idle_connections_range", "[store]\nidle_connections = 5000\n" + required,
          "cfg.toml:2:20: store.idle_connections: must be between 0 and 1000, got 5000"},
         {"log_output_unknown", "[log]\noutput = \"file\"\n" + required,
@@ -864,7 +873,8 @@ over_quota = "temporary"
 
 [store]
 kind = "maildir"
-timeout = "600s"
+timeout = "60s"
+data_done_timeout = "300s"
 idle_connections = 8
 
 [limits]
@@ -930,6 +940,7 @@ cfg::config unusual() {
     c.store.kind = cfg::store_kind::lmtp;
     c.store.next_hop = cfg::unix_listener{"/run/dovecot/lmtp", 0600, {}, {}};
     c.store.timeout = std::chrono::seconds(42);
+    c.store.data_done_timeout = std::chrono::seconds(539);
     c.store.idle_connections = 0;
     c.limits.message_size = 123456789;
     c.limits.recipients = 250;
@@ -1008,10 +1019,10 @@ TEST(example, documents_every_key) {
         EXPECT_TRUE(explained) << key << ": no \"# " << key << ": ...\" explanation";
     }
     // 4 in [server] (its group shares the name of [[listen]]'s), 5 in [[listen]], 7 in [mailbox],
-    // 3 in [store] (its timeout shares the name of [dns]'s), 8 in [limits], 6 in [dns], 2 in
+    // 4 in [store] (its timeout shares the name of [dns]'s), 8 in [limits], 6 in [dns], 2 in
     // [[dns.stub_zone]], 4 in [keys], 5 in [seal] (whose 4 policy keys [[seal.policy]] repeats,
     // plus match), 1 in [metrics], 3 in [log].
-    EXPECT_EQ(keys.size(), 48u) << "describe() wrote " << keys.size() << " distinct keys";
+    EXPECT_EQ(keys.size(), 49u) << "describe() wrote " << keys.size() << " distinct keys";
 }
 
 TEST(enums, to_string) {

@@ -228,10 +228,14 @@ struct store_settings {
     store_kind kind = store_kind::maildir;
     /// kind = "lmtp": the next hop, an absolute unix socket path or a numeric "IP:port".
     std::optional<listener> next_hop;
-    /// Deadline of each step with the next hop (a reply, a write); connecting gets at most 30s
-    /// of it. The final reply comes after Dovecot has stored the copy, hence Postfix's
-    /// lmtp_data_done_timeout as the default.
-    std::chrono::seconds timeout{600};
+    /// Deadline of each step with the next hop (connecting gets at most 30s of it, each
+    /// command's reply, each write) but the reply after the final dot.
+    std::chrono::seconds timeout{60};
+    /// Deadline of the reply after the final dot, which comes once Dovecot has stored the copy
+    /// (and run Sieve). Below Postfix's lmtp_data_done_timeout (600s), which also covers
+    /// mailseal's key lookups and sealing: a 250 that came after Postfix gave up would make it
+    /// deliver the message again.
+    std::chrono::seconds data_done_timeout{300};
     /// Idle connections to the next hop kept open for reuse.
     std::size_t idle_connections = 8;
 

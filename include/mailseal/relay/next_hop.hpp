@@ -51,9 +51,12 @@ public:
                                                       const std::string& hostname);
 
     std::optional<std::string> send(std::string_view bytes);
-    std::variant<peer_reply, std::string> read_reply();
-    /// Whether the server closed (or spoke unasked on) this idle connection.
-    bool closed_by_peer() const;
+    /// The next reply within `timeout`, or an error text (timeout, closed, unparseable).
+    std::variant<peer_reply, std::string> read_reply(std::chrono::seconds timeout);
+    std::variant<peer_reply, std::string> read_reply() { return read_reply(timeout_); }
+    /// Fit to carry another transaction: the server has not closed it, and it has sent
+    /// nothing beyond the replies read (extra bytes would shift every later reply by one).
+    bool reusable() const;
 
     bool pipelining = false;
     bool eight_bit_mime = false;
@@ -88,6 +91,9 @@ public:
 private:
     friend class next_hop;
     copy_transfer(next_hop& hop, connection conn);
+    /// Appends to buffer_ without ever growing it (a reallocation would free plaintext
+    /// unwiped): full, it is sent first.
+    std::optional<outcome> append(std::string_view bytes);
     std::optional<outcome> flush();
     outcome lost(const std::string& why);
 
@@ -100,9 +106,10 @@ private:
 
 class next_hop {
 public:
-    /// `hostname` is our LHLO name.
-    next_hop(config::listener address, std::chrono::seconds timeout, std::size_t idle_limit,
-             std::string hostname);
+    /// `timeout` bounds each command's reply and each write, `data_done_timeout` the reply
+    /// after the final dot; `hostname` is our LHLO name.
+    next_hop(config::listener address, std::chrono::seconds timeout,
+             std::chrono::seconds data_done_timeout, std::size_t idle_limit, std::string hostname);
     ~next_hop();
     next_hop(const next_hop&) = delete;
     next_hop& operator=(const next_hop&) = delete;
@@ -129,6 +136,7 @@ private:
     config::listener address_;
     std::string name_;
     std::chrono::seconds timeout_;
+    std::chrono::seconds data_done_timeout_;
     std::size_t idle_limit_;
     std::string hostname_;
     std::mutex mutex_;

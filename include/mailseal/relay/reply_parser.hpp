@@ -47,6 +47,8 @@ public:
     void feed(std::string_view bytes);
     /// The next complete reply, an error text, or nothing while a reply is incomplete.
     std::optional<std::variant<peer_reply, std::string>> next();
+    /// Nothing received is waiting to be parsed: the server sent no more than was asked for.
+    bool drained() const { return buffer_.empty() && partial_.lines.empty() && !error_; }
 
 private:
     std::string buffer_;
