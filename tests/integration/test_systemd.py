@@ -59,7 +59,8 @@ class SystemdTest(harness.TestCase):
         proc.wait(timeout=10)
         self.assertTrue(os.path.exists(activated), "the socket file is systemd's, not ours")
 
-    def test_notify_ready_and_stopping(self):
+    def notified_mailseal(self):
+        """A mailseal (not started) whose sd_notify messages arrive on the returned socket."""
         notify_path = os.path.join(self.dir, "notify.sock")
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(notify_path)
@@ -67,6 +68,10 @@ class SystemdTest(harness.TestCase):
         self.addCleanup(notify.close)
         server = harness.Mailseal(self.dir, env={"NOTIFY_SOCKET": notify_path})
         self.addCleanup(server.stop)
+        return server, notify
+
+    def test_notify_ready_and_stopping(self):
+        server, notify = self.notified_mailseal()
         started = time.monotonic()
         server.start()
         ready = notify.recv(4096).decode()
@@ -81,13 +86,7 @@ class SystemdTest(harness.TestCase):
         self.assertEqual(server.proc.wait(timeout=10), 0)
 
     def test_notify_reloading_then_ready(self):
-        notify_path = os.path.join(self.dir, "notify.sock")
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(notify_path)
-        notify.settimeout(10)
-        self.addCleanup(notify.close)
-        server = harness.Mailseal(self.dir, env={"NOTIFY_SOCKET": notify_path})
-        self.addCleanup(server.stop)
+        server, notify = self.notified_mailseal()
         server.start()
         self.assertIn("READY=1", notify.recv(4096).decode())
         server.proc.send_signal(signal.SIGHUP)
