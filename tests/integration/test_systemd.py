@@ -41,9 +41,17 @@ class SystemdTest(harness.TestCase):
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         log.close()
         self.addCleanup(harness.stop_process, proc)
-        harness.wait_until(lambda: os.path.exists(activated), 10, "the activated socket")
+
+        def connected():
+            # The socket file appears at bind(), a moment before listen(): until then a
+            # connection is refused.
+            try:
+                return harness.RawLMTP(activated)
+            except OSError:
+                return None
+
         # The first connection starts mailseal, which accepts it on the passed socket.
-        with harness.RawLMTP(activated) as client:
+        with harness.wait_until(connected, 10, "the activated socket") as client:
             self.assertEqual(client.reply().code, 220)
             client.lhlo()
             txn = client.transaction(harness.SENDER, [f"alice@{harness.DOMAIN}"],
