@@ -28,6 +28,7 @@
 #include <mailseal/server/server.hpp>
 #include <mailseal/store/maildir.hpp>
 #include <mailseal/tools/tools.hpp>
+#include <mailseal/util/errno_text.hpp>
 
 namespace {
 
@@ -205,8 +206,7 @@ std::optional<std::string> drop_privileges(const config::config& cfg) {
     // Supplementary groups first (root's would otherwise stay), then the group, then the user;
     // glibc applies each to every thread already running (libunbound's, the worker pool).
     if (::setgroups(1, &gid) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
-        return "cannot switch to user " + cfg.server.user + ": " +
-               std::error_code(errno, std::system_category()).message();
+        return "cannot switch to user " + cfg.server.user + ": " + util::errno_text(errno);
     }
     if (::setuid(0) == 0) {
         return "still able to regain root after switching to " + cfg.server.user;

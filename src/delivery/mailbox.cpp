@@ -8,6 +8,7 @@
 #include <mailseal/delivery/mailbox.hpp>
 #include <mailseal/log/log.hpp>
 #include <mailseal/util/ascii.hpp>
+#include <mailseal/util/errno_text.hpp>
 
 namespace mailseal::delivery {
 namespace {
@@ -146,10 +147,9 @@ std::optional<lmtp::reply> verify_recipient(const config::config& cfg,
     if (errno == ENOENT || errno == ENOTDIR) {
         return lmtp::reply(lmtp::replies::unknown_recipient);
     }
-    log::warning("mailbox-check-failed",
-                 {{"rcpt", "<" + recipient.str() + ">"},
-                  {"maildir", box->maildir.string()},
-                  {"error", std::error_code(errno, std::system_category()).message()}});
+    log::warning("mailbox-check-failed", {{"rcpt", "<" + recipient.str() + ">"},
+                                          {"maildir", box->maildir.string()},
+                                          {"error", util::errno_text(errno)}});
     return lmtp::reply(lmtp::replies::local_error);
 }
 

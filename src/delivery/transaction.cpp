@@ -20,10 +20,6 @@ std::string header_safe(std::string_view value) {
     return out;
 }
 
-std::string angle(const std::optional<lmtp::address>& a) {
-    return a ? "<" + a->str() + ">" : std::string("<>");
-}
-
 /// RFC 5322 date-time in local time, e.g. "Sun, 22 Nov 2026 07:50:00 +0100".
 std::string rfc5322_date(std::chrono::system_clock::time_point now) {
     std::time_t t = std::chrono::system_clock::to_time_t(now);
@@ -73,7 +69,7 @@ std::string received_field(const lmtp::envelope& env, const lmtp::address& recip
 std::string trace_headers(const lmtp::envelope& env, const lmtp::address& recipient,
                           const transaction_info& info, std::chrono::system_clock::time_point now) {
     std::string out;
-    out += "Return-Path: " + header_safe(angle(env.sender)) + "\r\n";
+    out += "Return-Path: " + header_safe(lmtp::path_text(env.sender)) + "\r\n";
     // The bare address, as Postfix, Dovecot and qmail write it: Postfix's mail loop detection
     // compares Delivered-To: values with the recipient address.
     out += "Delivered-To: " + header_safe(recipient.str()) + "\r\n";
@@ -204,7 +200,7 @@ void log_outcome(const transaction::state& st, std::size_t index, const lmtp::re
     log::write(level, "delivery",
                {{"session", st.info.session_id},
                 {"txn", st.info.transaction_id},
-                {"from", angle(st.envelope.sender)},
+                {"from", lmtp::path_text(st.envelope.sender)},
                 {"rcpt", "<" + st.envelope.recipients.at(index).str() + ">"},
                 {"keys_outcome", r.keys ? std::string(keys::to_string(r.keys->outcome)) : "none"},
                 {"decision", r.decided ? std::string(seal::to_string(r.decided->what)) : "none"},

@@ -23,6 +23,7 @@
 #include <mailseal/dns/unbound.hpp>
 #include <mailseal/log/log.hpp>
 #include <mailseal/util/ascii.hpp>
+#include <mailseal/util/errno_text.hpp>
 
 namespace mailseal::dns {
 
@@ -216,8 +217,7 @@ bool is_anchor_record(std::string_view line) {
 /// insecure.
 std::optional<std::string> anchor_file_problem(const std::filesystem::path& path) {
     auto unreadable = [&](int err) {
-        return "cannot read trust_anchor_file \"" + path.string() +
-               "\": " + std::error_code(err, std::system_category()).message();
+        return "cannot read trust_anchor_file \"" + path.string() + "\": " + util::errno_text(err);
     };
     errno = 0;
     file_ptr file(std::fopen(path.c_str(), "re"));
@@ -583,8 +583,7 @@ resolver::create(asio::any_io_executor ex, const config::dns_settings& settings)
 
     int fd = ::fcntl(ub_fd(ctx.get()), F_DUPFD_CLOEXEC, 0);
     if (fd < 0) {
-        return "cannot watch libunbound's answers: " +
-               std::error_code(errno, std::system_category()).message();
+        return "cannot watch libunbound's answers: " + util::errno_text(errno);
     }
     auto c = std::make_shared<core>(std::move(ex), std::move(ctx), settings.timeout);
     boost::system::error_code ec;

@@ -1,14 +1,15 @@
 #include "inspect.hpp"
 
 #include <cerrno>
-#include <cstring>
+#include <ctime>
 #include <fstream>
 #include <iterator>
-#include <system_error>
 
 #include <climits>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+
+#include <mailseal/util/errno_text.hpp>
 
 namespace mailseal::keys::detail {
 
@@ -265,7 +266,7 @@ local_listing read_pem_file(const std::filesystem::path& file, std::uintmax_t ma
     local_listing out;
     std::ifstream in(file, std::ios::binary);
     if (!in) {
-        out.problems.push_back(problem(file, std::string("cannot open: ") + std::strerror(errno)));
+        out.problems.push_back(problem(file, "cannot open: " + util::errno_text(errno)));
         return out;
     }
     std::string text;

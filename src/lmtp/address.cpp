@@ -417,6 +417,10 @@ std::optional<reverse_path> parse_reverse_path(std::string_view path, bool utf8_
     return reverse_path{std::move(*a)};
 }
 
+std::string path_text(const reverse_path& path) {
+    return path ? "<" + path->str() + ">" : std::string("<>");
+}
+
 std::string_view to_string(body_type b) {
     switch (b) {
     case body_type::unspecified:

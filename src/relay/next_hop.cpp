@@ -8,11 +8,11 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <system_error>
 #include <unistd.h>
 
 #include <mailseal/relay/next_hop.hpp>
 #include <mailseal/util/ascii.hpp>
+#include <mailseal/util/errno_text.hpp>
 #include <mailseal/util/wipe.hpp>
 
 namespace mailseal::relay {
@@ -26,10 +26,6 @@ constexpr std::chrono::seconds max_idle_age{60};
 constexpr std::chrono::seconds max_connect_time{30};
 /// Dot-stuffed data is sent in pieces of about this size.
 constexpr std::size_t send_chunk = 64 * 1024;
-
-std::string errno_text(int err) {
-    return std::error_code(err, std::system_category()).message();
-}
 
 std::string address_name(const config::listener& address) {
     if (const auto* u = std::get_if<config::unix_listener>(&address)) {
@@ -59,7 +55,7 @@ std::optional<std::string> wait_for(int fd, short events,
             return std::string("timed out");
         }
         if (errno != EINTR) {
-            return "poll: " + errno_text(errno);
+            return "poll: " + util::errno_text(errno);
         }
     }
 }
@@ -101,7 +97,7 @@ std::variant<store::unique_fd, std::string> connect_to(const config::listener& a
     }
     store::unique_fd fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd) {
-        return "socket: " + errno_text(errno);
+        return "socket: " + util::errno_text(errno);
     }
     if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&storage), length) != 0) {
         // A unix socket answers EAGAIN when its listen backlog is full: the server is busy,
@@ -111,7 +107,7 @@ std::variant<store::unique_fd, std::string> connect_to(const config::listener& a
                                "limit)");
         }
         if (errno != EINPROGRESS) {
-            return "connect: " + errno_text(errno);
+            return "connect: " + util::errno_text(errno);
         }
         auto deadline = std::chrono::steady_clock::now() + std::min(timeout, max_connect_time);
         if (auto problem = wait_for(fd.get(), POLLOUT, deadline)) {
@@ -123,14 +119,10 @@ std::variant<store::unique_fd, std::string> connect_to(const config::listener& a
             err = errno;
         }
         if (err != 0) {
-            return "connect: " + errno_text(err);
+            return "connect: " + util::errno_text(err);
         }
     }
     return fd;
-}
-
-std::string angle(const std::optional<lmtp::address>& a) {
-    return a ? "<" + a->str() + ">" : std::string("<>");
 }
 
 } // namespace
@@ -192,7 +184,7 @@ std::optional<std::string> connection::send(std::string_view bytes) {
             }
             continue;
         }
-        return "write: " + errno_text(errno);
+        return "write: " + util::errno_text(errno);
     }
     return std::nullopt;
 }
@@ -228,7 +220,7 @@ std::variant<peer_reply, std::string> connection::read_reply(std::chrono::second
             }
             continue;
         }
-        return "read: " + errno_text(errno);
+        return "read: " + util::errno_text(errno);
     }
 }
 
@@ -385,7 +377,7 @@ void next_hop::give_back(connection conn) {
 std::variant<copy_transfer, outcome, next_hop::stale>
 next_hop::attempt(connection conn, const lmtp::envelope& env, const lmtp::address& recipient,
                   bool reused) {
-    std::string mail = "MAIL FROM:" + angle(env.sender);
+    std::string mail = "MAIL FROM:" + lmtp::path_text(env.sender);
     if (env.parameters.body == lmtp::body_type::eight_bit_mime && conn.eight_bit_mime) {
         mail += " BODY=8BITMIME";
     }

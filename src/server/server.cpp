@@ -24,6 +24,7 @@
 #include <mailseal/relay/next_hop.hpp>
 #include <mailseal/server/server.hpp>
 #include <mailseal/store/maildir.hpp>
+#include <mailseal/util/errno_text.hpp>
 #include <mailseal/util/offload.hpp>
 #include <mailseal/util/wipe.hpp>
 
@@ -70,14 +71,10 @@ std::string listener_name(const tcp::endpoint& ep) {
     return "tcp:" + host + ":" + std::to_string(ep.port());
 }
 
-std::string errno_text(int err) {
-    return std::error_code(err, std::system_category()).message();
-}
-
 /// Applies a unix listener's mode, owner and group to its socket file.
 std::optional<std::string> set_socket_permissions(const config::unix_listener& l) {
     if (::chmod(l.path.c_str(), l.mode) != 0) {
-        return "chmod " + l.path.string() + ": " + errno_text(errno);
+        return "chmod " + l.path.string() + ": " + util::errno_text(errno);
     }
     uid_t uid = static_cast<uid_t>(-1);
     gid_t gid = static_cast<gid_t>(-1);
@@ -96,7 +93,7 @@ std::optional<std::string> set_socket_permissions(const config::unix_listener& l
         gid = gr->gr_gid;
     }
     if ((!l.owner.empty() || !l.group.empty()) && ::chown(l.path.c_str(), uid, gid) != 0) {
-        return "chown " + l.path.string() + ": " + errno_text(errno);
+        return "chown " + l.path.string() + ": " + util::errno_text(errno);
     }
     return std::nullopt;
 }
@@ -159,7 +156,7 @@ std::variant<listener, std::string> bind_listener(asio::io_context& io, const co
         return *problem;
     }
     if (::lstat(u.path.c_str(), &st) != 0) {
-        return "stat " + u.path.string() + ": " + errno_text(errno);
+        return "stat " + u.path.string() + ": " + util::errno_text(errno);
     }
     return listener{std::move(acceptor), std::move(name), u.path, st.st_ino};
 }
@@ -170,7 +167,7 @@ std::variant<std::vector<listener>, std::string> adopt_activated_sockets(asio::i
     std::vector<listener> out;
     int n = ::sd_listen_fds(1);
     if (n < 0) {
-        return "sd_listen_fds: " + errno_text(-n);
+        return "sd_listen_fds: " + util::errno_text(-n);
     }
     for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; ++fd) {
         boost::system::error_code ec;

@@ -37,6 +37,9 @@ using reverse_path = std::optional<address>;
 std::optional<address> parse_forward_path(std::string_view path, bool utf8_allowed);
 /// As parse_forward_path, and also accepts `<>`.
 std::optional<reverse_path> parse_reverse_path(std::string_view path, bool utf8_allowed);
+/// The path as MAIL FROM and Return-Path: write it: `<local@domain>`, or `<>` for the null
+/// sender.
+std::string path_text(const reverse_path& path);
 
 enum class body_type { unspecified, seven_bit, eight_bit_mime };
 std::string_view to_string(body_type);
