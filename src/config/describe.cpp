@@ -25,14 +25,6 @@ void describe_listener(std::ostringstream& out, const listener& l) {
         << "group = " << detail::toml_string(u.group) << "\n";
 }
 
-/// A [metrics] listen or [store] next_hop value: a socket path or "IP:port".
-std::string endpoint_text(const listener& l) {
-    if (const auto* u = std::get_if<unix_listener>(&l)) {
-        return u->path.string();
-    }
-    return detail::format_tcp_address(std::get<tcp_listener>(l));
-}
-
 std::string string_array(const std::vector<std::string>& values) {
     std::string out = "[";
     for (std::size_t i = 0; i < values.size(); ++i) {
@@ -93,6 +85,13 @@ void describe_seal(std::ostream& out, const seal_settings& s) {
 }
 
 } // namespace
+
+std::string endpoint_text(const listener& l) {
+    if (const auto* u = std::get_if<unix_listener>(&l)) {
+        return u->path.string();
+    }
+    return detail::format_tcp_address(std::get<tcp_listener>(l));
+}
 
 std::string describe(const config& c) {
     std::ostringstream out;

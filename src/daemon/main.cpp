@@ -64,6 +64,11 @@ std::optional<config::config> load(const std::string& path) {
     return std::move(std::get<config::config>(loaded));
 }
 
+/// For commands whose --config is optional: the defaults when no path was given.
+std::optional<config::config> load_if_given(const std::string& path) {
+    return path.empty() ? std::optional<config::config>(config::config{}) : load(path);
+}
+
 /// The resolver for SMIMEA lookups. A configuration libunbound refuses, or one without a
 /// DNSSEC trust anchor, is a configuration error: without an anchor nothing would be sealed.
 std::variant<std::unique_ptr<dns::resolver>, std::string> make_resolver(boost::asio::io_context& io,
@@ -508,22 +513,16 @@ int main(int argc, char** argv) {
         return tools::check(*cfg, check_opts, std::cout, std::cerr);
     }
     if (record_cmd->parsed()) {
-        std::optional<config::config> cfg = config::config{};
-        if (!record_config.empty()) {
-            cfg = load(record_config);
-            if (!cfg) {
-                return EX_CONFIG;
-            }
+        auto cfg = load_if_given(record_config);
+        if (!cfg) {
+            return EX_CONFIG;
         }
         return tools::record(*cfg, address, record_opts, std::cout, std::cerr);
     }
     if (seal_cmd->parsed()) {
-        std::optional<config::config> cfg = config::config{};
-        if (!seal_config.empty()) {
-            cfg = load(seal_config);
-            if (!cfg) {
-                return EX_CONFIG;
-            }
+        auto cfg = load_if_given(seal_config);
+        if (!cfg) {
+            return EX_CONFIG;
         }
         log::set_level(config::log_level::warning);
         // Messages can be large: unsynchronised streams read and write in big blocks.

@@ -481,18 +481,7 @@ void start_pump(const std::shared_ptr<resolver::core>& c) {
         return;
     }
     c->pumping = true;
-    asio::co_spawn(c->ex, pump(c), [](std::exception_ptr e) {
-        if (!e) {
-            return;
-        }
-        try {
-            std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-            log::error("dns-pump-failed", {{"error", ex.what()}});
-        } catch (...) {
-            log::error("dns-pump-failed", {{"error", "unknown exception"}});
-        }
-    });
+    asio::co_spawn(c->ex, pump(c), [](std::exception_ptr e) { log::error("dns-pump-failed", e); });
 }
 
 asio::awaitable<lookup_result> run_lookup(std::shared_ptr<resolver::core> c, std::string owner) {

@@ -92,6 +92,19 @@ void set_output(config::log_output o) {
     output.store(o);
 }
 
+void error(std::string_view event, std::exception_ptr e) {
+    if (!e) {
+        return;
+    }
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        error(event, {{"error", ex.what()}});
+    } catch (...) {
+        error(event, {{"error", "unknown exception"}});
+    }
+}
+
 void append_json_field(std::string& line, std::string_view key, std::string_view value) {
     if (line.size() > 1) {
         line += ',';

@@ -28,12 +28,8 @@ constexpr std::chrono::seconds max_connect_time{30};
 constexpr std::size_t send_chunk = 64 * 1024;
 
 std::string address_name(const config::listener& address) {
-    if (const auto* u = std::get_if<config::unix_listener>(&address)) {
-        return "unix:" + u->path.string();
-    }
-    const auto& t = std::get<config::tcp_listener>(address);
-    bool v6 = t.address.find(':') != std::string::npos;
-    return "tcp:" + (v6 ? "[" + t.address + "]" : t.address) + ":" + std::to_string(t.port);
+    bool is_unix = std::holds_alternative<config::unix_listener>(address);
+    return (is_unix ? "unix:" : "tcp:") + config::endpoint_text(address);
 }
 
 int remaining_ms(std::chrono::steady_clock::time_point deadline) {
@@ -407,9 +403,6 @@ next_hop::attempt(connection conn, const lmtp::envelope& env, const lmtp::addres
         }
         auto answer = conn.read_reply();
         if (auto* failed = std::get_if<std::string>(&answer)) {
-            if (reused && i == 0) {
-                return stale{*failed};
-            }
             problem = *failed;
             break;
         }

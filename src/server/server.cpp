@@ -252,16 +252,7 @@ struct server::state {
 namespace {
 
 void log_crash(std::exception_ptr e) {
-    if (!e) {
-        return;
-    }
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-        log::error("connection-failed", {{"error", ex.what()}});
-    } catch (...) {
-        log::error("connection-failed", {{"error", "unknown exception"}});
-    }
+    log::error("connection-failed", e);
 }
 
 /// A recipient's key lookup, started when its RCPT is accepted and awaited when its copy must

@@ -290,4 +290,8 @@ std::variant<config, error> load_string(std::string_view toml, std::string_view 
 /// The effective configuration (defaults filled in) as TOML that load_string() accepts.
 std::string describe(const config&);
 
+/// A socket path, or "IPv4:port" / "[IPv6]:port", as [metrics] listen and [store] next_hop
+/// are written.
+std::string endpoint_text(const listener&);
+
 } // namespace mailseal::config

@@ -8,6 +8,7 @@
 /// characters are quoted and escaped, so a hostile address cannot forge a field or a line.
 /// Message content is never logged: callers pass envelope data and outcomes only.
 
+#include <exception>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -38,6 +39,9 @@ inline void warning(std::string_view event, std::initializer_list<field> fields 
 inline void error(std::string_view event, std::initializer_list<field> fields = {}) {
     write(config::log_level::error, event, fields);
 }
+/// An exception that ended a coroutine, as `event` with its what() in `error`; nothing for a
+/// null pointer (the coroutine ended normally).
+void error(std::string_view event, std::exception_ptr e);
 
 /// Appends `key=value` to `line` in logfmt, quoting and escaping the value when needed.
 void append_field(std::string& line, std::string_view key, std::string_view value);

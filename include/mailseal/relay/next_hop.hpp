@@ -125,7 +125,8 @@ private:
     friend class copy_transfer;
     std::optional<connection> take_idle();
     void give_back(connection conn);
-    /// A reused connection that failed before its first reply: try again on a new one.
+    /// A reused connection that failed before DATA was accepted (nothing of the message was
+    /// sent): try again on a new one.
     struct stale {
         std::string why;
     };

@@ -29,7 +29,6 @@ struct peer_reply {
     /// Each line's text without code, separator and enhanced code.
     std::vector<std::string> lines;
 
-    bool positive() const { return code >= 200 && code < 400; }
     /// "452 4.2.2 text" of the first line, for logs.
     std::string summary() const;
     /// The reply as we pass it on (lmtp::reply::relayed); nullopt for a code outside 2xx..5xx.
