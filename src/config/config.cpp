@@ -104,30 +104,6 @@ std::string_view to_string(no_key_action a) {
     return "unknown";
 }
 
-std::string_view to_string(content_cipher c) {
-    switch (c) {
-    case content_cipher::aes_256_cbc:
-        return "aes-256-cbc";
-    case content_cipher::aes_128_cbc:
-        return "aes-128-cbc";
-    case content_cipher::aes_256_gcm:
-        return "aes-256-gcm";
-    case content_cipher::aes_128_gcm:
-        return "aes-128-gcm";
-    }
-    return "unknown";
-}
-
-std::string_view to_string(rsa_padding p) {
-    switch (p) {
-    case rsa_padding::pkcs1:
-        return "pkcs1";
-    case rsa_padding::oaep:
-        return "oaep";
-    }
-    return "unknown";
-}
-
 std::string_view to_string(header_mode h) {
     switch (h) {
     case header_mode::keep:
@@ -138,12 +114,20 @@ std::string_view to_string(header_mode h) {
     return "unknown";
 }
 
+std::string_view to_string(seal_format f) {
+    switch (f) {
+    case seal_format::smime:
+        return "smime";
+    }
+    return "unknown";
+}
+
 seal_policy seal_settings::policy_for(std::string_view user, std::string_view domain) const {
     seal_policy out = defaults;
     auto apply = [&out](const seal_rule& r) {
         out.on_no_key = r.on_no_key.value_or(out.on_no_key);
-        out.cipher = r.cipher.value_or(out.cipher);
-        out.padding = r.padding.value_or(out.padding);
+        out.smime.cipher = r.cipher.value_or(out.smime.cipher);
+        out.smime.padding = r.padding.value_or(out.smime.padding);
         out.headers = r.headers.value_or(out.headers);
     };
     std::string address = std::string(user) + "@" + std::string(domain);
@@ -247,10 +231,11 @@ constexpr std::array log_level_values{log_level::debug, log_level::info, log_lev
 constexpr std::array key_preference_values{key_preference::rsa_only_if_any, key_preference::all};
 constexpr std::array no_key_action_values{no_key_action::plain, no_key_action::defer,
                                           no_key_action::reject};
-constexpr std::array content_cipher_values{content_cipher::aes_256_cbc, content_cipher::aes_128_cbc,
-                                           content_cipher::aes_256_gcm,
-                                           content_cipher::aes_128_gcm};
-constexpr std::array rsa_padding_values{rsa_padding::pkcs1, rsa_padding::oaep};
+constexpr std::array content_cipher_values{
+    seal::smime::content_cipher::aes_256_cbc, seal::smime::content_cipher::aes_128_cbc,
+    seal::smime::content_cipher::aes_256_gcm, seal::smime::content_cipher::aes_128_gcm};
+constexpr std::array rsa_padding_values{seal::smime::rsa_padding::pkcs1,
+                                        seal::smime::rsa_padding::oaep};
 constexpr std::array header_mode_values{header_mode::keep, header_mode::protect};
 
 /// The longest path a unix socket can bind to: sun_path less its terminating NUL.
@@ -1016,8 +1001,8 @@ private:
         auto& out = c.seal;
         check_keys(t, "seal", seal_keys);
         read_choice(t, "seal", "on_no_key", no_key_action_values, out.defaults.on_no_key);
-        read_choice(t, "seal", "cipher", content_cipher_values, out.defaults.cipher);
-        read_choice(t, "seal", "rsa_padding", rsa_padding_values, out.defaults.padding);
+        read_choice(t, "seal", "cipher", content_cipher_values, out.defaults.smime.cipher);
+        read_choice(t, "seal", "rsa_padding", rsa_padding_values, out.defaults.smime.padding);
         read_choice(t, "seal", "headers", header_mode_values, out.defaults.headers);
         if (const toml::node* n = t.get("protected_subject")) {
             if (auto s = string(*n, "seal.protected_subject")) {

@@ -63,8 +63,8 @@ void describe_keys(std::ostringstream& out, const key_settings& k) {
 void describe_seal(std::ostream& out, const seal_settings& s) {
     out << "\n[seal]\n"
         << "on_no_key = " << detail::toml_string(to_string(s.defaults.on_no_key)) << "\n"
-        << "cipher = " << detail::toml_string(to_string(s.defaults.cipher)) << "\n"
-        << "rsa_padding = " << detail::toml_string(to_string(s.defaults.padding)) << "\n"
+        << "cipher = " << detail::toml_string(to_string(s.defaults.smime.cipher)) << "\n"
+        << "rsa_padding = " << detail::toml_string(to_string(s.defaults.smime.padding)) << "\n"
         << "headers = " << detail::toml_string(to_string(s.defaults.headers)) << "\n"
         << "protected_subject = " << detail::toml_string(s.protected_subject) << "\n";
     for (const auto& r : s.rules) {

@@ -20,10 +20,10 @@
 #include <boost/asio.hpp>
 
 #include <mailseal/config/config.hpp>
-#include <mailseal/delivery/mailbox.hpp>
 #include <mailseal/dns/resolver.hpp>
-#include <mailseal/keys/evaluate.hpp>
 #include <mailseal/log/log.hpp>
+#include <mailseal/recipient/recipient.hpp>
+#include <mailseal/seal/formats.hpp>
 #include <mailseal/seal/message.hpp>
 #include <mailseal/server/server.hpp>
 #include <mailseal/store/maildir.hpp>
@@ -84,7 +84,7 @@ std::variant<std::unique_ptr<dns::resolver>, std::string> make_resolver(boost::a
 struct daemon_setup {
     config::config cfg;
     std::unique_ptr<dns::resolver> resolver;
-    keys::policy key_policy;
+    seal::format_set formats;
 };
 
 std::variant<daemon_setup, std::string> prepare(boost::asio::io_context& io,
@@ -98,13 +98,13 @@ std::variant<daemon_setup, std::string> prepare(boost::asio::io_context& io,
     if (auto* problem = std::get_if<std::string>(&resolver)) {
         return std::move(*problem);
     }
-    auto policy = keys::make_policy(cfg.keys);
-    if (auto* problem = std::get_if<std::string>(&policy)) {
-        return "keys: " + *problem;
+    auto formats = seal::format_set::load(cfg);
+    if (auto* problem = std::get_if<std::string>(&formats)) {
+        return std::move(*problem);
     }
     return daemon_setup{std::move(cfg),
                         std::move(std::get<std::unique_ptr<dns::resolver>>(resolver)),
-                        std::move(std::get<keys::policy>(policy))};
+                        std::move(std::get<seal::format_set>(formats))};
 }
 
 /// The Maildir spec: "readers ... should delete files in tmp/ that have not been accessed for
@@ -112,7 +112,7 @@ std::variant<daemon_setup, std::string> prepare(boost::asio::io_context& io,
 void remove_stale_tmp_files(const config::config& cfg) {
     auto now = std::chrono::system_clock::now();
     std::size_t removed = 0;
-    for (const auto& maildir : delivery::existing_maildirs(cfg)) {
+    for (const auto& maildir : recipient::existing_maildirs(cfg)) {
         removed += store::remove_stale_tmp(maildir, now);
     }
     if (removed > 0) {
@@ -251,7 +251,7 @@ int serve(const std::string& config_path, bool allow_root) {
         return EX_CONFIG;
     }
     auto bound = server::server::bind(io, std::move(setup.cfg), std::move(setup.resolver),
-                                      std::move(setup.key_policy));
+                                      std::move(setup.formats));
     if (auto* problem = std::get_if<std::string>(&bound)) {
         log::error("startup-failed", {{"error", *problem}});
         return EX_OSERR;
@@ -282,7 +282,7 @@ int serve(const std::string& config_path, bool allow_root) {
                 auto& ready = std::get<daemon_setup>(next);
                 auto logging = ready.cfg.logging;
                 problem = srv.reload(std::move(ready.cfg), std::move(ready.resolver),
-                                     std::move(ready.key_policy));
+                                     std::move(ready.formats));
                 if (!problem) {
                     apply_logging(logging);
                 }

@@ -78,7 +78,7 @@ std::string trace_headers(const lmtp::envelope& env, const lmtp::address& recipi
 
 struct transaction::state final : seal::copy_sink {
     struct file_state {
-        std::optional<mailbox> box;
+        recipient::recipient rcpt;
         /// The copy being written: a Maildir file, or a transaction with the next hop.
         std::optional<store::delivery> file;
         std::optional<relay::copy_transfer> transfer;
@@ -89,34 +89,49 @@ struct transaction::state final : seal::copy_sink {
     };
 
     state(const config::config& cfg, store::name_generator& generator, lmtp::envelope env,
-          transaction_info ti, std::vector<config::seal_policy> policies, relay::next_hop* hop)
+          transaction_info ti, const std::vector<recipient::recipient>& recipients,
+          relay::next_hop* hop)
         : config(cfg), names(generator), next_hop(hop), envelope(std::move(env)),
           info(std::move(ti)), started(std::chrono::steady_clock::now()),
-          sealer(std::move(policies), cfg.seal.protected_subject, *this) {}
+          sealer(policies_for(cfg, recipients), cfg.seal.protected_subject, *this) {}
+
+    static std::vector<config::seal_policy>
+    policies_for(const config::config& cfg, const std::vector<recipient::recipient>& recipients) {
+        std::vector<config::seal_policy> out;
+        for (const auto& r : recipients) {
+            out.push_back(cfg.seal.policy_for(r.user, r.domain));
+        }
+        return out;
+    }
 
     std::variant<std::string, lmtp::reply> open(std::size_t index) override {
         auto& f = files.at(index);
         auto now = std::chrono::system_clock::now();
         if (next_hop != nullptr) {
-            auto begun = next_hop->begin(envelope, envelope.recipients.at(index));
+            auto begun = next_hop->begin(envelope, f.rcpt.written);
             if (auto* refused = std::get_if<relay::outcome>(&begun)) {
                 f.detail = std::move(refused->detail);
                 return std::move(refused->reply);
             }
             f.transfer.emplace(std::move(std::get<relay::copy_transfer>(begun)));
-            return received_field(envelope, envelope.recipients.at(index), info, now);
+            return received_field(envelope, f.rcpt.written, info, now);
+        }
+        if (!f.rcpt.maildir) {
+            // Verification refuses such recipients; only a caller's mistake gets here.
+            f.detail = "no mailbox for recipient";
+            return lmtp::reply(lmtp::replies::unknown_recipient);
         }
         store::maildir_options options;
         if (config.mailbox.on_missing == config::missing_maildir::create) {
             options.create_mode = config.mailbox.create_mode;
         }
-        auto begun = store::delivery::begin(f.box->maildir, names.next(now), options);
+        auto begun = store::delivery::begin(*f.rcpt.maildir, names.next(now), options);
         if (auto* failure = std::get_if<store::failure>(&begun)) {
             f.detail = failure->str();
             return to_reply(*failure, config.mailbox.over_quota);
         }
         f.file.emplace(std::move(std::get<store::delivery>(begun)));
-        return trace_headers(envelope, envelope.recipients.at(index), info, now);
+        return trace_headers(envelope, f.rcpt.written, info, now);
     }
 
     std::optional<lmtp::reply> write(std::size_t index, std::string_view bytes) override {
@@ -201,12 +216,12 @@ void log_outcome(const transaction::state& st, std::size_t index, const lmtp::re
                {{"session", st.info.session_id},
                 {"txn", st.info.transaction_id},
                 {"from", lmtp::path_text(st.envelope.sender)},
-                {"rcpt", "<" + st.envelope.recipients.at(index).str() + ">"},
-                {"keys_outcome", r.keys ? std::string(keys::to_string(r.keys->outcome)) : "none"},
+                {"rcpt", "<" + f.rcpt.written.str() + ">"},
+                {"keys_outcome", r.keys ? std::string(dns::to_string(r.keys->outcome)) : "none"},
                 {"decision", r.decided ? std::string(seal::to_string(r.decided->what)) : "none"},
                 {"reason", r.decided ? r.decided->reason : ""},
                 {"keys", sealed ? std::to_string(r.keys->keys.size()) : "0"},
-                {"cipher", sealed ? std::string(config::to_string(r.policy.cipher)) : ""},
+                {"cipher", sealed && r.writer ? std::string(r.writer->cipher()) : ""},
                 {"result", result},
                 {"reply", code},
                 {"size", std::to_string(st.body_size)},
@@ -214,37 +229,14 @@ void log_outcome(const transaction::state& st, std::size_t index, const lmtp::re
                 {"detail", detail}});
 }
 
-std::vector<config::seal_policy> policies_for(const config::config& cfg,
-                                              const std::vector<std::optional<mailbox>>& boxes) {
-    std::vector<config::seal_policy> out;
-    for (const auto& box : boxes) {
-        out.push_back(box ? cfg.seal.policy_for(box->user, box->domain) : cfg.seal.defaults);
-    }
-    return out;
-}
-
-std::vector<std::optional<mailbox>> resolve_all(const config::config& cfg,
-                                                const lmtp::envelope& env) {
-    std::vector<std::optional<mailbox>> out;
-    for (const auto& address : env.recipients) {
-        out.push_back(resolve(cfg, address));
-    }
-    return out;
-}
-
 } // namespace
 
 transaction::transaction(const config::config& cfg, store::name_generator& names,
-                         lmtp::envelope env, transaction_info info, relay::next_hop* hop) {
-    auto boxes = resolve_all(cfg, env);
-    state_ = std::make_unique<state>(cfg, names, std::move(env), std::move(info),
-                                     policies_for(cfg, boxes), hop);
-    for (std::size_t i = 0; i < boxes.size(); ++i) {
-        state_->files.push_back(state::file_state{std::move(boxes[i]), {}, {}, {}, {}});
-        if (!state_->files[i].box) {
-            // Accepted at RCPT, so only a configuration change since then gets here.
-            state_->sealer.exclude(i, lmtp::replies::unknown_recipient, "no mailbox for recipient");
-        }
+                         lmtp::envelope env, std::vector<recipient::recipient> recipients,
+                         transaction_info info, relay::next_hop* hop) {
+    state_ = std::make_unique<state>(cfg, names, std::move(env), std::move(info), recipients, hop);
+    for (auto& r : recipients) {
+        state_->files.push_back(state::file_state{std::move(r), {}, {}, {}, {}});
     }
 }
 
@@ -255,7 +247,7 @@ std::size_t transaction::recipients() const {
     return state_->files.size();
 }
 
-void transaction::provide_keys(std::size_t index, seal::recipient_keys keys) {
+void transaction::provide_keys(std::size_t index, seal::key_set keys) {
     state_->sealer.provide_keys(index, std::move(keys));
 }
 

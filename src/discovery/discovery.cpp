@@ -1,7 +1,13 @@
-#include <mailseal/delivery/mailbox.hpp>
+#include <algorithm>
+#include <system_error>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include <mailseal/discovery/discovery.hpp>
-#include <mailseal/dns/smimea.hpp>
-#include <mailseal/keys/local_store.hpp>
 #include <mailseal/log/log.hpp>
 #include <mailseal/metrics/metrics.hpp>
 #include <mailseal/util/ascii.hpp>
@@ -9,85 +15,212 @@
 
 namespace mailseal::discovery {
 
-std::string key_address(const config::config& cfg, const lmtp::address& recipient) {
-    std::string local(delivery::base_local_part(cfg, recipient.local_part));
-    // Certificates name internationalised domains in their A-label form (RFC 5280 §7.5), and
-    // the store is keyed the same way, whichever form the address came in.
-    auto domain = dns::to_a_label(delivery::recipient_domain(cfg, recipient));
-    return local + "@" + domain.value_or(util::ascii_lower(recipient.domain));
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// The same rule as for Maildir paths: a name that could leave the store directory is not
+/// looked up.
+bool safe_component(std::string_view name) {
+    return !name.empty() && name != "." && name != ".." &&
+           name.find_first_of(std::string_view("/\0", 2)) == std::string_view::npos;
 }
 
-keys::dns_outcome to_keys_outcome(dns::outcome o) {
-    switch (o) {
-    case dns::outcome::secure_records:
-        return keys::dns_outcome::secure_records;
-    case dns::outcome::secure_absent:
-        return keys::dns_outcome::secure_absent;
-    case dns::outcome::insecure:
-        return keys::dns_outcome::insecure;
-    case dns::outcome::bogus:
-        return keys::dns_outcome::bogus;
-    case dns::outcome::failure:
-        return keys::dns_outcome::failure;
+seal::candidate_report store_problem(const fs::path& where, std::string why) {
+    seal::candidate_report r;
+    r.local = true;
+    r.source = "local " + where.string();
+    r.why = std::move(why);
+    return r;
+}
+
+bool yields_no_keys(dns::outcome o) {
+    return o == dns::outcome::bogus || o == dns::outcome::failure;
+}
+
+/// After a bogus or failed lookup nothing is evaluated: never the local store, whatever the
+/// format, so an attacker who can break DNS answers cannot choose the key.
+std::string refusal_decision(const seal::format& f, dns::outcome o) {
+    std::string name(f.rr_name());
+    if (o == dns::outcome::bogus) {
+        return name + " answer bogus (DNSSEC validation failed): no keys, and no fallback to "
+                      "the local store";
     }
-    return keys::dns_outcome::failure;
+    return name + " lookup failed: no keys, and no fallback to the local store";
+}
+
+/// The recipient's outcome: a bogus or failed lookup of any format decides it; otherwise the
+/// chosen format's, or with no keys the most telling of the others.
+dns::outcome combined_outcome(const std::vector<format_lookup>& lookups,
+                              const format_lookup* chosen) {
+    auto any = [&](dns::outcome o) {
+        return std::any_of(lookups.begin(), lookups.end(),
+                           [&](const format_lookup& l) { return l.lookup.result == o; });
+    };
+    for (auto o : {dns::outcome::bogus, dns::outcome::failure}) {
+        if (any(o)) {
+            return o;
+        }
+    }
+    if (chosen != nullptr) {
+        return chosen->lookup.result;
+    }
+    for (auto o : {dns::outcome::secure_records, dns::outcome::secure_absent}) {
+        if (any(o)) {
+            return o;
+        }
+    }
+    return dns::outcome::insecure;
+}
+
+} // namespace
+
+local_store_listing list_local_store(const fs::path& store, std::string_view user,
+                                     std::string_view domain) {
+    local_store_listing out;
+    if (store.empty()) {
+        return out;
+    }
+    if (!safe_component(user) || !safe_component(domain)) {
+        out.problems.push_back(store_problem(store, "\"" + std::string(user) + "@" +
+                                                        std::string(domain) +
+                                                        "\" cannot name a store directory"));
+        return out;
+    }
+    fs::path dir = store / util::ascii_lower(domain) / std::string(user);
+    std::error_code ec;
+    fs::directory_iterator it(dir, ec);
+    if (ec == std::errc::no_such_file_or_directory) {
+        return out;
+    }
+    if (ec) {
+        out.problems.push_back(store_problem(dir, "cannot list: " + ec.message()));
+        return out;
+    }
+    for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        if (it->path().filename().string().starts_with(".")) {
+            continue;
+        }
+        std::error_code type_ec;
+        if (it->is_regular_file(type_ec)) {
+            out.files.push_back(it->path());
+        }
+    }
+    if (ec) {
+        out.problems.push_back(store_problem(dir, "cannot list: " + ec.message()));
+    }
+    std::sort(out.files.begin(), out.files.end());
+    return out;
 }
 
 key_discovery::key_discovery(const config::config& cfg, dns::resolver& resolver,
-                             keys::policy policy, boost::asio::any_io_executor blocking)
-    : config_(cfg), resolver_(resolver), policy_(std::move(policy)),
+                             seal::format_set formats, asio::any_io_executor blocking)
+    : config_(cfg), resolver_(resolver), formats_(std::move(formats)),
       blocking_(std::move(blocking)) {}
 
-boost::asio::awaitable<recipient_keys> key_discovery::find(lmtp::address recipient) {
-    std::string local(delivery::base_local_part(config_, recipient.local_part));
-    recipient_keys out;
-    auto domain = dns::to_a_label(delivery::recipient_domain(config_, recipient));
+asio::awaitable<recipient_keys> key_discovery::find(recipient::recipient rcpt) {
     auto started = std::chrono::steady_clock::now();
-    out.address = key_address(config_, recipient);
-    std::string store_domain = out.address.substr(out.address.rfind('@') + 1);
-    if (!domain) {
-        out.lookup.owner = "(none)";
-        out.lookup.result = dns::outcome::failure;
-        out.lookup.detail = "domain is not a valid IDNA2008 name";
-    } else {
-        out.lookup = co_await resolver_.lookup(dns::smimea_owner_name(local, *domain));
-        auto lower = util::ascii_lower(local);
-        if (config_.dns.lowercase_retry && out.lookup.result == dns::outcome::secure_absent &&
-            lower != local) {
-            out.lookup = co_await resolver_.lookup(dns::smimea_owner_name(lower, *domain));
-            out.lowercase_retry_used = true;
+    recipient_keys out;
+    out.address = rcpt.key_address();
+    auto policy = config_.seal.policy_for(rcpt.user, rcpt.domain);
+    for (auto id : policy.formats) {
+        format_lookup l;
+        l.format = formats_.get(id);
+        out.lookups.push_back(std::move(l));
+    }
+
+    if (!rcpt.a_label) {
+        for (auto& l : out.lookups) {
+            l.lookup.owner = "(none)";
+            l.lookup.rr_type = l.format->rr_type();
+            l.lookup.result = dns::outcome::failure;
+            l.lookup.detail = "domain is not a valid IDNA2008 name";
+        }
+    } else if (!out.lookups.empty()) {
+        auto ex = co_await asio::this_coro::executor;
+        using lookup_op = decltype(asio::co_spawn(ex, resolver_.lookup({}, 0), asio::deferred));
+        std::vector<lookup_op> ops;
+        for (const auto& l : out.lookups) {
+            auto owner = dns::hashed_owner_name(rcpt.base_local_part, l.format->owner_label(),
+                                                *rcpt.a_label);
+            ops.push_back(asio::co_spawn(
+                ex, resolver_.lookup(std::move(owner), l.format->rr_type()), asio::deferred));
+        }
+        // Every format's lookup at once: the slowest sets the time, not their sum.
+        auto [order, errors, results] =
+            co_await asio::experimental::make_parallel_group(std::move(ops))
+                .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+        for (std::size_t i = 0; i < out.lookups.size(); ++i) {
+            if (errors[i]) {
+                std::rethrow_exception(errors[i]);
+            }
+            out.lookups[i].lookup = std::move(results[i]);
+        }
+        auto lower = util::ascii_lower(rcpt.base_local_part);
+        if (config_.dns.lowercase_retry && lower != rcpt.base_local_part) {
+            for (auto& l : out.lookups) {
+                if (l.lookup.result == dns::outcome::secure_absent) {
+                    l.lookup = co_await resolver_.lookup(
+                        dns::hashed_owner_name(lower, l.format->owner_label(), *rcpt.a_label),
+                        l.format->rr_type());
+                    l.lowercase_retry_used = true;
+                }
+            }
         }
     }
 
-    std::vector<keys::smimea_data> records;
-    records.reserve(out.lookup.records.size());
-    for (const auto& r : out.lookup.records) {
-        records.push_back({r.usage, r.selector, r.matching_type, r.data});
-    }
-    // The local store is keyed like the mailbox: the user name as the Maildir sees it.
-    std::string user = config_.mailbox.lowercase_local_part ? util::ascii_lower(local) : local;
-    auto outcome = to_keys_outcome(out.lookup.result);
-    auto evaluated = co_await util::run_on(blocking_, [&] {
-        auto listing =
-            (outcome == keys::dns_outcome::bogus || outcome == keys::dns_outcome::failure)
-                ? keys::local_listing{}
-                : keys::read_local_store(config_.keys.local_store, user, store_domain);
-        auto evaluation = keys::select_keys(outcome, records, listing.certificates, policy_,
-                                            out.address, std::chrono::system_clock::now());
-        return std::pair{std::move(evaluation), std::move(listing)};
+    bool any_refused = std::any_of(out.lookups.begin(), out.lookups.end(),
+                                   [](const auto& l) { return yields_no_keys(l.lookup.result); });
+    // The local store is keyed like the mailbox: the user name as the Maildir sees it, and the
+    // domain in A-label form.
+    auto store_domain = rcpt.a_label.value_or(rcpt.domain);
+    co_await util::run_on(blocking_, [&] {
+        auto listing = any_refused
+                           ? local_store_listing{}
+                           : list_local_store(config_.keys.local_store, rcpt.user, store_domain);
+        out.store_problems = std::move(listing.problems);
+        auto now = std::chrono::system_clock::now();
+        for (auto& l : out.lookups) {
+            if (any_refused) {
+                l.evaluation.decision =
+                    yields_no_keys(l.lookup.result)
+                        ? refusal_decision(*l.format, l.lookup.result)
+                        : std::string(l.format->rr_name()) + " not used: another key lookup failed";
+                continue;
+            }
+            std::vector<fs::path> files;
+            std::copy_if(listing.files.begin(), listing.files.end(), std::back_inserter(files),
+                         [&](const fs::path& f) { return l.format->stores(f); });
+            l.evaluation = l.format->evaluate(l.lookup, files, out.address, now);
+        }
     });
-    out.evaluation = std::move(evaluated.first);
-    out.local_certificates = std::move(evaluated.second.certificates);
-    out.local_problems = std::move(evaluated.second.problems);
 
-    metrics::global().key_lookup(keys::to_string(outcome),
-                                 std::chrono::steady_clock::now() - started);
-    log::info("key-lookup", {{"rcpt", "<" + out.address + ">"},
-                             {"owner", out.lookup.owner},
-                             {"dnssec", dns::to_string(out.lookup.result)},
-                             {"detail", out.lookup.detail},
-                             {"keys", std::to_string(out.evaluation.keys.size())},
-                             {"decision", out.evaluation.decision}});
+    const format_lookup* chosen = nullptr;
+    if (!any_refused) {
+        auto with_keys = std::find_if(out.lookups.begin(), out.lookups.end(),
+                                      [](const auto& l) { return !l.evaluation.keys.empty(); });
+        if (with_keys != out.lookups.end()) {
+            chosen = &*with_keys;
+        }
+    }
+    out.chosen.outcome = combined_outcome(out.lookups, chosen);
+    if (chosen != nullptr) {
+        out.chosen.format = chosen->format;
+        out.chosen.keys = chosen->evaluation.keys;
+    }
+
+    auto elapsed = std::chrono::steady_clock::now() - started;
+    for (const auto& l : out.lookups) {
+        metrics::global().key_lookup(dns::to_string(l.lookup.result), elapsed);
+        log::info("key-lookup", {{"rcpt", "<" + out.address + ">"},
+                                 {"format", std::string(config::to_string(l.format->id()))},
+                                 {"owner", l.lookup.owner},
+                                 {"dnssec", std::string(dns::to_string(l.lookup.result))},
+                                 {"detail", l.lookup.detail},
+                                 {"keys", std::to_string(l.evaluation.keys.size())},
+                                 {"decision", l.evaluation.decision}});
+    }
     co_return out;
 }
 

@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <list>
 #include <optional>
-#include <span>
 #include <sstream>
 #include <system_error>
 #include <unistd.h>
@@ -29,22 +28,6 @@ namespace mailseal::dns {
 
 namespace asio = boost::asio;
 
-std::string_view to_string(outcome o) {
-    switch (o) {
-    case outcome::secure_records:
-        return "secure";
-    case outcome::secure_absent:
-        return "secure-absent";
-    case outcome::insecure:
-        return "insecure";
-    case outcome::bogus:
-        return "bogus";
-    case outcome::failure:
-        return "failure";
-    }
-    return "unknown";
-}
-
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
@@ -61,10 +44,11 @@ std::string rcode_name(int rcode) {
     return "RCODE" + std::to_string(rcode);
 }
 
-lookup_result failed(std::string owner, std::string detail) {
+lookup_result failed(std::string owner, std::uint16_t rr_type, std::string detail) {
     lookup_result r;
     r.result = outcome::failure;
     r.owner = std::move(owner);
+    r.rr_type = rr_type;
     r.detail = std::move(detail);
     return r;
 }
@@ -72,16 +56,18 @@ lookup_result failed(std::string owner, std::string detail) {
 /// One libunbound answer as one outcome, in the order of the table in
 /// shared/notes/standards.md §6: a library error, then a validation failure, then a server
 /// failure, and only then the security status of a real answer.
-lookup_result classify(std::string owner, int err, const ub_result* r) {
+lookup_result classify(std::string owner, std::uint16_t rr_type, int err, const ub_result* r) {
     if (err != 0) {
-        return failed(std::move(owner), ub_strerror(err));
+        return failed(std::move(owner), rr_type, ub_strerror(err));
     }
     if (r == nullptr) {
-        return failed(std::move(owner), "no result");
+        return failed(std::move(owner), rr_type, "no result");
     }
     lookup_result out;
     out.owner = std::move(owner);
+    out.rr_type = rr_type;
     out.nxdomain = r->nxdomain != 0;
+    out.ttl = r->ttl > 0 ? static_cast<std::uint32_t>(r->ttl) : 0;
     if (r->bogus != 0) {
         // RFC 6698 §4.1 (inherited by RFC 8162): a bogus answer must not be used, and must
         // not be treated as absent either.
@@ -107,13 +93,8 @@ lookup_result classify(std::string owner, int err, const ub_result* r) {
     out.result = outcome::secure_records;
     for (std::size_t i = 0; r->data != nullptr && r->data[i] != nullptr; ++i) {
         auto length = static_cast<std::size_t>(std::max(r->len[i], 0));
-        std::span<const std::uint8_t> rdata(reinterpret_cast<const std::uint8_t*>(r->data[i]),
-                                            length);
-        if (auto record = parse_smimea_rdata(rdata)) {
-            out.records.push_back(std::move(*record));
-        } else {
-            ++out.unparsable;
-        }
+        const auto* first = reinterpret_cast<const std::uint8_t*>(r->data[i]);
+        out.rdata.emplace_back(first, first + length);
     }
     return out;
 }
@@ -386,9 +367,10 @@ struct resolver::core {
 };
 
 struct pending_lookup {
-    pending_lookup(std::shared_ptr<resolver::core> c, std::string owner)
+    pending_lookup(std::shared_ptr<resolver::core> c, std::string owner, std::uint16_t type)
         : core(std::move(c)), timer(core->ex) {
         result.owner = std::move(owner);
+        result.rr_type = type;
     }
     pending_lookup(const pending_lookup&) = delete;
     pending_lookup& operator=(const pending_lookup&) = delete;
@@ -410,6 +392,7 @@ struct pending_lookup {
     /// Records the outcome and wakes the coroutine, which waits on the timer.
     void complete(lookup_result r) {
         r.owner = std::move(result.owner);
+        r.rr_type = result.rr_type;
         result = std::move(r);
         done = true;
         if (listed) {
@@ -422,7 +405,7 @@ struct pending_lookup {
     /// Ends the lookup before its answer: libunbound will not call back for it.
     void abandon(std::string detail) {
         ub_cancel(core->ctx.get(), id);
-        complete(failed(result.owner, std::move(detail)));
+        complete(failed(result.owner, result.rr_type, std::move(detail)));
     }
 
     std::shared_ptr<resolver::core> core;
@@ -448,7 +431,7 @@ namespace {
 void on_answer(void* arg, int err, ub_result* raw) {
     c_ptr<ub_result> result(raw);
     auto* w = static_cast<pending_lookup*>(arg);
-    w->complete(classify(w->result.owner, err, result.get()));
+    w->complete(classify(w->result.owner, w->result.rr_type, err, result.get()));
 }
 
 /// Reads answers while lookups wait: each time ub_fd() is readable, ub_process() drains every
@@ -484,23 +467,24 @@ void start_pump(const std::shared_ptr<resolver::core>& c) {
     asio::co_spawn(c->ex, pump(c), [](std::exception_ptr e) { log::error("dns-pump-failed", e); });
 }
 
-asio::awaitable<lookup_result> run_lookup(std::shared_ptr<resolver::core> c, std::string owner) {
+asio::awaitable<lookup_result> run_lookup(std::shared_ptr<resolver::core> c, std::string owner,
+                                          std::uint16_t rr_type) {
     if (c->closed) {
-        co_return failed(std::move(owner), "cancelled");
+        co_return failed(std::move(owner), rr_type, "cancelled");
     }
-    pending_lookup w(c, std::move(owner));
+    pending_lookup w(c, std::move(owner), rr_type);
     int id = 0;
-    int err = ub_resolve_async(c->ctx.get(), w.result.owner.c_str(), smimea_rr_type, class_in, &w,
+    int err = ub_resolve_async(c->ctx.get(), w.result.owner.c_str(), rr_type, class_in, &w,
                                on_answer, &id);
     if (err != 0) {
-        co_return failed(std::move(w.result.owner), ub_strerror(err));
+        co_return failed(std::move(w.result.owner), rr_type, ub_strerror(err));
     }
     w.enlist(id);
     // The pump may start inline (co_spawn dispatches) and complete this lookup at once.
     start_pump(c);
     if (!w.done) {
-        // RFC 8162 leaves timeouts to the client, and libunbound has no per-query deadline:
-        // the timer is both the deadline and the wake-up that complete() triggers.
+        // RFC 8162 and RFC 7929 leave timeouts to the client, and libunbound has no per-query
+        // deadline: the timer is both the deadline and the wake-up that complete() triggers.
         w.timer.expires_after(c->timeout);
         auto [ec] = co_await w.timer.async_wait(use_tuple);
         if (!w.done) {
@@ -527,8 +511,8 @@ void resolver::cancel_all() {
     core_->stop_pump_if_idle();
 }
 
-asio::awaitable<lookup_result> resolver::lookup(std::string owner) {
-    return run_lookup(core_, std::move(owner));
+asio::awaitable<lookup_result> resolver::lookup(std::string owner, std::uint16_t rr_type) {
+    return run_lookup(core_, std::move(owner), rr_type);
 }
 
 std::variant<std::unique_ptr<resolver>, std::string>

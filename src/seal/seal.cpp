@@ -64,7 +64,7 @@ std::optional<lmtp::reply> decision::refusal() const {
     return lmtp::reply(lmtp::replies::local_error);
 }
 
-decision decide(keys::dns_outcome outcome, std::size_t usable_keys, encrypted_form form,
+decision decide(dns::outcome outcome, std::size_t usable_keys, encrypted_form form,
                 config::no_key_action on_no_key) {
     // Ciphertext is stored as it came whatever DNS said: it is no plaintext, and a second
     // layer would only make it harder to read.
@@ -72,13 +72,13 @@ decision decide(keys::dns_outcome outcome, std::size_t usable_keys, encrypted_fo
         return {action::passthrough, std::string(to_string(form))};
     }
     switch (outcome) {
-    case keys::dns_outcome::bogus:
+    case dns::outcome::bogus:
         return {action::key_bogus, "dnssec-bogus"};
-    case keys::dns_outcome::failure:
+    case dns::outcome::failure:
         return {action::key_failure, "lookup-failed"};
-    case keys::dns_outcome::secure_records:
-    case keys::dns_outcome::secure_absent:
-    case keys::dns_outcome::insecure:
+    case dns::outcome::secure_records:
+    case dns::outcome::secure_absent:
+    case dns::outcome::insecure:
         break;
     }
     if (usable_keys > 0) {
@@ -95,21 +95,16 @@ decision decide(keys::dns_outcome outcome, std::size_t usable_keys, encrypted_fo
     return {action::plain, "no-key"};
 }
 
-std::string mailseal_field(const decision& d, std::size_t keys, config::content_cipher cipher) {
-    switch (d.what) {
-    case action::seal:
-        return "Mailseal: sealed; keys=" + std::to_string(keys) +
-               "; cipher=" + std::string(config::to_string(cipher)) + "\r\n";
-    case action::passthrough:
+std::string mailseal_field(const decision& d) {
+    if (d.what == action::passthrough) {
         return "Mailseal: passthrough; form=" + d.reason + "\r\n";
-    case action::plain:
-    case action::defer:
-    case action::reject:
-    case action::key_bogus:
-    case action::key_failure:
-        break;
     }
     return "Mailseal: plain; reason=" + d.reason + "\r\n";
+}
+
+std::string sealed_field(const format&, std::size_t keys, std::string_view cipher) {
+    return "Mailseal: sealed; keys=" + std::to_string(keys) + "; cipher=" + std::string(cipher) +
+           "\r\n";
 }
 
 split_headers split_for_sealing(const header_section& headers, config::header_mode mode,
@@ -167,28 +162,23 @@ copy_writer copy_writer::as_received(std::string_view trace, const header_sectio
 }
 
 std::variant<copy_writer, std::string>
-copy_writer::sealed(std::string_view trace, const header_section& headers,
-                    const std::vector<keys::key>& keys, const config::seal_policy& policy,
-                    std::string_view protected_subject, std::string& out) {
-    auto encoder = cms_encoder::begin(keys, policy.cipher, policy.padding);
-    if (auto* problem = std::get_if<std::string>(&encoder)) {
+copy_writer::sealed(std::string_view trace, const header_section& headers, const key_set& keys,
+                    const config::seal_policy& policy, std::string_view protected_subject,
+                    std::string& out) {
+    if (!keys.format || keys.keys.empty()) {
+        return std::string("no keys to seal to");
+    }
+    auto made = keys.format->seal(keys.keys, policy);
+    if (auto* problem = std::get_if<std::string>(&made)) {
         return std::move(*problem);
     }
     copy_writer w;
-    w.encoder_.emplace(std::move(std::get<cms_encoder>(encoder)));
+    w.encoder_ = std::move(std::get<std::unique_ptr<encoder>>(made));
     auto parts = split_for_sealing(headers, policy.headers, protected_subject);
-    decision sealed_decision{action::seal, {}};
     out += trace;
-    out += mailseal_field(sealed_decision, keys.size(), policy.cipher);
+    out += sealed_field(*keys.format, keys.keys.size(), w.encoder_->cipher());
     out += parts.outer;
-    // RFC 8551 §3.3, with name/filename so clients that go by extension recognise it.
-    out += "MIME-Version: 1.0\r\n"
-           "Content-Type: application/pkcs7-mime; smime-type=";
-    out += smime_type(policy.cipher);
-    out += "; name=\"smime.p7m\"\r\n"
-           "Content-Disposition: attachment; filename=\"smime.p7m\"\r\n"
-           "Content-Transfer-Encoding: base64\r\n"
-           "\r\n";
+    w.encoder_->begin(out);
     // The inner entity: its header section and the empty line that ends it, which the
     // original may have lacked (a header section ended by a non-field line).
     std::string inner = std::move(parts.inner);
@@ -214,6 +204,10 @@ std::optional<std::string> copy_writer::finish(std::string& out) {
         return encoder_->finish(out);
     }
     return std::nullopt;
+}
+
+std::string_view copy_writer::cipher() const {
+    return encoder_ ? encoder_->cipher() : std::string_view();
 }
 
 } // namespace mailseal::seal

@@ -22,7 +22,7 @@ message_sealer::~message_sealer() {
     util::wipe(output_);
 }
 
-void message_sealer::provide_keys(std::size_t index, recipient_keys keys) {
+void message_sealer::provide_keys(std::size_t index, key_set keys) {
     auto& r = recipients_.at(index);
     if (r.keys) {
         return;
@@ -84,7 +84,7 @@ void message_sealer::end_of_data() {
     }
     for (auto& r : recipients_) {
         if (!r.keys && !r.refusal) {
-            r.keys = recipient_keys{keys::dns_outcome::failure, {}};
+            r.keys = key_set{dns::outcome::failure, nullptr, {}};
         }
     }
     decide_all();
@@ -181,8 +181,8 @@ void message_sealer::decide(std::size_t index) {
     const auto& trace = std::get<std::string>(opened);
     const auto& section = headers_.section();
     if (r.decided->what == action::seal) {
-        auto made = copy_writer::sealed(trace, section, r.keys->keys, r.policy, protected_subject_,
-                                        output_);
+        auto made =
+            copy_writer::sealed(trace, section, *r.keys, r.policy, protected_subject_, output_);
         if (auto* problem = std::get_if<std::string>(&made)) {
             util::wipe(output_);
             fail(index, lmtp::replies::sealing_failed, *problem);
@@ -190,8 +190,8 @@ void message_sealer::decide(std::size_t index) {
         }
         r.writer.emplace(std::move(std::get<copy_writer>(made)));
     } else {
-        r.writer.emplace(copy_writer::as_received(
-            trace, section, mailseal_field(*r.decided, 0, r.policy.cipher), output_));
+        r.writer.emplace(
+            copy_writer::as_received(trace, section, mailseal_field(*r.decided), output_));
     }
     send(index, held_);
 }

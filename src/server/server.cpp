@@ -21,6 +21,7 @@
 #include <mailseal/lmtp/session.hpp>
 #include <mailseal/log/log.hpp>
 #include <mailseal/metrics/metrics.hpp>
+#include <mailseal/recipient/recipient.hpp>
 #include <mailseal/relay/next_hop.hpp>
 #include <mailseal/server/server.hpp>
 #include <mailseal/store/maildir.hpp>
@@ -210,9 +211,9 @@ asio::awaitable<std::invoke_result_t<Work&>> on_pool(asio::thread_pool& pool, Wo
 /// pulls anything from under them.
 struct generation {
     generation(config::config configuration, std::unique_ptr<dns::resolver> dns_resolver,
-               keys::policy key_policy, const asio::any_io_executor& blocking)
+               seal::format_set formats, const asio::any_io_executor& blocking)
         : cfg(std::move(configuration)), resolver(std::move(dns_resolver)),
-          discovery(cfg, *resolver, std::move(key_policy), blocking), names(cfg.server.hostname) {
+          discovery(cfg, *resolver, std::move(formats), blocking), names(cfg.server.hostname) {
         if (cfg.store.kind == config::store_kind::lmtp && cfg.store.next_hop) {
             next_hop = std::make_unique<relay::next_hop>(
                 *cfg.store.next_hop, cfg.store.timeout, cfg.store.data_done_timeout,
@@ -255,21 +256,25 @@ void log_crash(std::exception_ptr e) {
     log::error("connection-failed", e);
 }
 
-/// A recipient's key lookup, started when its RCPT is accepted and awaited when its copy must
-/// be decided, so DNS time overlaps the upload (issue 3). Shared with the lookup's completion.
+/// An accepted recipient and its key lookup, started when its RCPT is accepted and awaited when
+/// its copy must be decided, so DNS time overlaps the upload. Shared with the lookup's
+/// completion.
 struct pending_keys {
-    explicit pending_keys(const asio::any_io_executor& ex) : ready(ex) {
+    pending_keys(const asio::any_io_executor& ex, recipient::recipient r)
+        : rcpt(std::move(r)), ready(ex) {
         ready.expires_at(asio::steady_timer::time_point::max());
     }
+    /// As verification normalised it, for the transaction.
+    recipient::recipient rcpt;
     /// Cancelled (woken) when `result` is set.
     asio::steady_timer ready;
-    std::optional<seal::recipient_keys> result;
+    std::optional<seal::key_set> result;
     asio::cancellation_signal cancel;
 };
 
 std::shared_ptr<pending_keys> start_lookup(server::state& st, std::shared_ptr<generation> gen,
                                            const asio::any_io_executor& ex,
-                                           const lmtp::address& recipient);
+                                           recipient::recipient rcpt);
 
 /// Registers a connection for its lifetime, so stop() can reach it and the limit can count it.
 class connection_registration {
@@ -333,25 +338,23 @@ bool is_cancellation(const std::exception_ptr& e) {
 
 std::shared_ptr<pending_keys> start_lookup(server::state& st, std::shared_ptr<generation> gen,
                                            const asio::any_io_executor& ex,
-                                           const lmtp::address& recipient) {
-    auto pending = std::make_shared<pending_keys>(ex);
+                                           recipient::recipient rcpt) {
+    auto pending = std::make_shared<pending_keys>(ex, std::move(rcpt));
     // The completion handler holds the generation: the lookup's coroutine uses its discovery
     // and resolver until it completes, even after a reload and the connection's end.
-    asio::co_spawn(st.io, gen->discovery.find(recipient),
+    asio::co_spawn(st.io, gen->discovery.find(pending->rcpt),
                    asio::bind_cancellation_slot(
                        pending->cancel.slot(),
                        [pending, gen](std::exception_ptr e, discovery::recipient_keys found) {
-                           seal::recipient_keys keys;
                            if (e) {
                                // Cancelled by drop_lookups(): nobody waits for the answer.
                                if (!is_cancellation(e)) {
                                    log_crash(e);
                                }
+                               pending->result = seal::key_set{};
                            } else {
-                               keys.outcome = discovery::to_keys_outcome(found.lookup.result);
-                               keys.keys = std::move(found.evaluation.keys);
+                               pending->result = std::move(found.chosen);
                            }
-                           pending->result = std::move(keys);
                            pending->ready.cancel();
                        }));
     return pending;
@@ -419,14 +422,14 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
     };
     // Hands the transaction the answers that have arrived; with `wait`, waits for all first.
     auto provide_keys = [&](bool wait) -> asio::awaitable<void> {
-        std::vector<std::pair<std::size_t, seal::recipient_keys>> ready;
+        std::vector<std::pair<std::size_t, seal::key_set>> ready;
         for (std::size_t i = 0; i < txn->recipients(); ++i) {
             if (txn->has_keys(i)) {
                 continue;
             }
             if (i >= lookups.size()) {
                 // No lookup was started (cannot happen for an accepted RCPT): no key known.
-                ready.emplace_back(i, seal::recipient_keys{});
+                ready.emplace_back(i, seal::key_set{});
                 continue;
             }
             if (wait) {
@@ -465,17 +468,20 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
             } else if (auto* verify = std::get_if<lmtp::events::verify_recipient>(&e)) {
                 auto check = [&] { return delivery::verify_recipient(cfg, verify->recipient); };
                 // A plain if: GCC 12 mishandles co_await inside a conditional expression.
-                std::optional<lmtp::reply> refusal;
+                std::variant<recipient::recipient, lmtp::reply> verdict;
                 if (delivery::verification_touches_filesystem(cfg)) {
-                    refusal = co_await on_pool(st->pool, check);
+                    verdict = co_await on_pool(st->pool, check);
                 } else {
-                    refusal = check();
+                    verdict = check();
                 }
-                if (!refusal) {
+                std::optional<lmtp::reply> refusal;
+                if (auto* accepted = std::get_if<recipient::recipient>(&verdict)) {
                     // A new transaction's first RCPT reuses index 0: earlier lookups are void.
                     drop_lookups(lookups, verify->index);
                     lookups.push_back(
-                        start_lookup(*st, gen, socket.get_executor(), verify->recipient));
+                        start_lookup(*st, gen, socket.get_executor(), std::move(*accepted)));
+                } else {
+                    refusal = std::move(std::get<lmtp::reply>(verdict));
                 }
                 session.recipient_verified(std::move(refusal));
                 for (auto& more : session.take_events()) {
@@ -490,8 +496,16 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 delivery::transaction_info info{session_id,
                                                 session_id + "." + std::to_string(++transactions),
                                                 peer, cfg.server.hostname};
+                std::vector<recipient::recipient> recipients;
+                for (std::size_t i = 0; i < begin->env.recipients.size(); ++i) {
+                    // Every accepted RCPT has its entry; normalising again only covers a gap.
+                    recipients.push_back(i < lookups.size()
+                                             ? lookups[i]->rcpt
+                                             : recipient::normalise(cfg, begin->env.recipients[i]));
+                }
                 txn.emplace(delivery::transaction(cfg, gen->names, std::move(begin->env),
-                                                  std::move(info), gen->next_hop.get()));
+                                                  std::move(recipients), std::move(info),
+                                                  gen->next_hop.get()));
                 co_await provide_keys(false);
             } else if (auto* body = std::get_if<lmtp::events::body>(&e)) {
                 if (txn) {
@@ -651,10 +665,10 @@ server::~server() {
 
 std::variant<std::unique_ptr<server>, std::string>
 server::bind(asio::io_context& io, config::config configuration,
-             std::unique_ptr<dns::resolver> resolver, keys::policy key_policy) {
+             std::unique_ptr<dns::resolver> resolver, seal::format_set formats) {
     auto st = std::make_unique<state>(io, configuration.server.workers);
     st->current = std::make_shared<generation>(std::move(configuration), std::move(resolver),
-                                               std::move(key_policy), st->pool.get_executor());
+                                               std::move(formats), st->pool.get_executor());
     const auto& cfg = st->current->cfg;
     if (cfg.metrics.listen) {
         auto bound = bind_listener(io, *cfg.metrics.listen);
@@ -745,7 +759,7 @@ void server::stop() {
 
 std::optional<std::string> server::reload(config::config cfg,
                                           std::unique_ptr<dns::resolver> resolver,
-                                          keys::policy key_policy) {
+                                          seal::format_set formats) {
     const auto& old = state_->current->cfg;
     // What was bound, switched to or started once cannot change without a restart.
     if (!state_->socket_activated && cfg.listeners != old.listeners) {
@@ -760,8 +774,8 @@ std::optional<std::string> server::reload(config::config cfg,
     if (cfg.server.workers != old.server.workers) {
         return "server.workers changed: restart mailseal to apply";
     }
-    state_->current = std::make_shared<generation>(
-        std::move(cfg), std::move(resolver), std::move(key_policy), state_->pool.get_executor());
+    state_->current = std::make_shared<generation>(std::move(cfg), std::move(resolver),
+                                                   std::move(formats), state_->pool.get_executor());
     return std::nullopt;
 }
 

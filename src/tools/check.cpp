@@ -1,14 +1,13 @@
 #include <algorithm>
+#include <chrono>
 #include <ostream>
 #include <set>
 #include <sysexits.h>
 #include <utility> // before Asio: Boost 1.81's awaitable.hpp uses std::exchange
 
-#include <openssl/x509.h>
-
-#include <mailseal/delivery/mailbox.hpp>
 #include <mailseal/discovery/discovery.hpp>
 #include <mailseal/lmtp/address.hpp>
+#include <mailseal/recipient/recipient.hpp>
 #include <mailseal/tools/tools.hpp>
 #include <mailseal/util/ascii.hpp>
 
@@ -40,90 +39,81 @@ std::string_view label(check_status s) {
     return "CRITICAL";
 }
 
-/// Whole days from now until the certificate's notAfter (negative once expired).
-std::optional<int> days_left(X509& cert) {
-    int days = 0;
-    int seconds = 0;
-    if (ASN1_TIME_diff(&days, &seconds, nullptr, X509_get0_notAfter(&cert)) != 1) {
-        return std::nullopt;
-    }
-    return days;
+/// Whole days from now until `expires` (negative once expired), rounded towards zero.
+int days_left(std::chrono::system_clock::time_point expires) {
+    auto left = expires - std::chrono::system_clock::now();
+    return static_cast<int>(std::chrono::duration_cast<std::chrono::hours>(left).count() / 24);
 }
 
-std::vector<std::uint8_t> spki_of(X509& cert) {
-    unsigned char* der = nullptr;
-    int length = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(&cert), &der);
-    if (length <= 0) {
-        return {};
-    }
-    keys::c_ptr<unsigned char> owned(der);
-    return {der, der + length};
-}
-
-/// `expired` is the severity of an expired certificate: critical for one in use, a warning for
-/// one that is only lying in the store.
-void check_expiry(verdict& v, X509& cert, const std::string& what, int warn_days,
-                  check_status expired) {
-    auto days = days_left(cert);
-    if (!days) {
+/// `expired` is the severity of an expired certificate or key: critical for one in use, a
+/// warning for one that is only lying in the store.
+void check_expiry(verdict& v, const std::optional<std::chrono::system_clock::time_point>& expires,
+                  const std::string& what, int warn_days, check_status expired) {
+    if (!expires) {
         return;
     }
-    if (*days < 0) {
-        v.raise(expired, what + " expired " + std::to_string(-*days) + " days ago");
-    } else if (*days < warn_days) {
-        v.raise(warning, what + " expires in " + std::to_string(*days) + " days");
+    if (*expires < std::chrono::system_clock::now()) {
+        v.raise(expired, what + " expired " + std::to_string(-days_left(*expires)) + " days ago");
+    } else if (days_left(*expires) < warn_days) {
+        v.raise(warning, what + " expires in " + std::to_string(days_left(*expires)) + " days");
     }
 }
 
-verdict judge(const discovery::recipient_keys& found, int warn_days) {
-    verdict v;
-    const auto& lookup = found.lookup;
+void judge_lookup(verdict& v, const discovery::format_lookup& l, int warn_days) {
+    const auto& lookup = l.lookup;
+    std::string record(l.format->rr_name());
     switch (lookup.result) {
     case dns::outcome::bogus:
         v.raise(critical, "DNSSEC bogus: " + lookup.detail);
-        return v;
+        return;
     case dns::outcome::failure:
         v.raise(critical, "lookup failed: " + lookup.detail);
-        return v;
+        return;
     case dns::outcome::insecure:
-        v.raise(warning, "zone not DNSSEC-signed: SMIMEA records cannot be used");
+        v.raise(warning, "zone not DNSSEC-signed: " + record + " records cannot be used");
         break;
     case dns::outcome::secure_absent:
     case dns::outcome::secure_records:
         break;
     }
-    for (const auto& report : found.evaluation.reports) {
-        if (!report.usable && report.source.starts_with("smimea")) {
+    for (const auto& report : l.evaluation.reports) {
+        if (!report.usable && !report.local) {
             v.raise(warning, report.source + " unusable: " + report.why);
         }
     }
-    for (const auto& problem : found.local_problems) {
+    for (const auto& problem : l.evaluation.local_problems) {
         v.raise(warning, problem.source + ": " + problem.why);
     }
-    std::set<std::vector<std::uint8_t>> in_use;
-    for (const auto& key : found.evaluation.keys) {
-        in_use.insert(key.spki_der);
-        if (key.certificate) {
-            check_expiry(v, *key.certificate, key.source, warn_days, critical);
-        }
+    for (const auto& key : l.evaluation.keys) {
+        check_expiry(v, key.expires, key.source, warn_days, critical);
     }
-    for (const auto& cert : found.local_certificates) {
-        auto source = "local " + cert.path.string();
-        if (lookup.result == dns::outcome::secure_records &&
-            !in_use.contains(spki_of(*cert.certificate))) {
-            v.raise(warning, source + " is not published in DNS (renewed without updating DNS?)");
+    for (const auto& report : l.evaluation.reports) {
+        if (!report.local || report.in_use) {
+            continue;
         }
-        if (!in_use.contains(spki_of(*cert.certificate))) {
-            check_expiry(v, *cert.certificate, source, warn_days, warning);
+        if (lookup.result == dns::outcome::secure_records) {
+            v.raise(warning,
+                    report.source + " is not published in DNS (renewed without updating DNS?)");
         }
+        check_expiry(v, report.not_after, report.source, warn_days, warning);
+    }
+}
+
+verdict judge(const discovery::recipient_keys& found, int warn_days) {
+    verdict v;
+    for (const auto& l : found.lookups) {
+        judge_lookup(v, l, warn_days);
+    }
+    for (const auto& problem : found.store_problems) {
+        v.raise(warning, problem.source + ": " + problem.why);
     }
     return v;
 }
 
 std::string summary(const discovery::recipient_keys& found, const verdict& v) {
-    std::string out = std::to_string(found.evaluation.keys.size()) + " key" +
-                      (found.evaluation.keys.size() == 1 ? "" : "s") + " (" +
-                      std::string(dns::to_string(found.lookup.result)) + ")";
+    const auto& keys = found.chosen.keys;
+    std::string out = std::to_string(keys.size()) + " key" + (keys.size() == 1 ? "" : "s") + " (" +
+                      std::string(dns::to_string(found.chosen.outcome)) + ")";
     for (const auto& note : v.notes) {
         out += "; " + note;
     }
@@ -183,7 +173,7 @@ std::vector<std::string> known_addresses(const config::config& cfg) {
             }
         }
     }
-    for (const auto& maildir : delivery::existing_maildirs(cfg)) {
+    for (const auto& maildir : recipient::existing_maildirs(cfg)) {
         if (auto address = address_from_maildir(cfg.mailbox.maildir, maildir)) {
             found.insert(*address);
         }
@@ -207,7 +197,7 @@ int check(const config::config& cfg, const check_options& options, std::ostream&
     int setup = run_discovery(
         cfg, err, [&](discovery::key_discovery& discovery) -> boost::asio::awaitable<void> {
             for (const auto& address : parsed) {
-                auto found = co_await discovery.find(address);
+                auto found = co_await discovery.find(recipient::normalise(cfg, address));
                 auto v = judge(found, options.days);
                 worst = std::max(worst, v.status);
                 out << label(v.status) << " " << util::printable(found.address) << ": "

@@ -12,6 +12,7 @@
 #include <mailseal/delivery/transaction.hpp>
 #include <mailseal/discovery/discovery.hpp>
 #include <mailseal/lmtp/address.hpp>
+#include <mailseal/recipient/recipient.hpp>
 #include <mailseal/tools/tools.hpp>
 #include <mailseal/util/ascii.hpp>
 #include <mailseal/util/wipe.hpp>
@@ -69,28 +70,29 @@ int deliver(const config::config& cfg, const deliver_options& options, std::istr
     env.parameters.smtputf8 = true;
     int status = EX_OK;
     std::vector<std::string> diagnostics;
+    std::vector<recipient::recipient> recipients;
     for (const auto& text : options.to) {
         auto rcpt = lmtp::parse_forward_path("<" + text + ">", true);
         if (!rcpt) {
             err << "mailseal: deliver: not a recipient address: " << util::printable(text) << "\n";
             return EX_USAGE;
         }
-        if (auto refusal = delivery::verify_recipient(cfg, *rcpt)) {
+        auto verdict = delivery::verify_recipient(cfg, *rcpt);
+        if (auto* refusal = std::get_if<lmtp::reply>(&verdict)) {
             diagnostics.push_back("<" + rcpt->str() + "> " + refusal->summary());
             status = combine(status, exit_status_for(*refusal));
             continue;
         }
         env.recipients.push_back(std::move(*rcpt));
+        recipients.push_back(std::move(std::get<recipient::recipient>(verdict)));
     }
 
     if (!env.recipients.empty()) {
-        std::vector<seal::recipient_keys> found(env.recipients.size());
+        std::vector<seal::key_set> found(env.recipients.size());
         int setup = run_discovery(
             cfg, err, [&](discovery::key_discovery& discovery) -> boost::asio::awaitable<void> {
-                for (std::size_t i = 0; i < env.recipients.size(); ++i) {
-                    auto keys = co_await discovery.find(env.recipients[i]);
-                    found[i] = {discovery::to_keys_outcome(keys.lookup.result),
-                                std::move(keys.evaluation.keys)};
+                for (std::size_t i = 0; i < recipients.size(); ++i) {
+                    found[i] = (co_await discovery.find(recipients[i])).chosen;
                 }
             });
         if (setup != EX_OK) {
@@ -104,7 +106,7 @@ int deliver(const config::config& cfg, const deliver_options& options, std::istr
             hop.emplace(*cfg.store.next_hop, cfg.store.timeout, cfg.store.data_done_timeout, 0,
                         cfg.server.hostname);
         }
-        delivery::transaction txn(cfg, names, env,
+        delivery::transaction txn(cfg, names, env, recipients,
                                   {id, id + ".1", "local", cfg.server.hostname, "local"},
                                   hop ? &*hop : nullptr);
         for (std::size_t i = 0; i < found.size(); ++i) {

@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <mailseal/dns/resolver.hpp>
+#include <mailseal/seal/formats.hpp>
 
 namespace mailseal::tools {
 
@@ -20,14 +21,14 @@ int run_discovery(
         return EX_CONFIG;
     }
     auto& resolver = *std::get<std::unique_ptr<dns::resolver>>(made);
-    auto policy = keys::make_policy(cfg.keys);
-    if (auto* problem = std::get_if<std::string>(&policy)) {
-        err << "mailseal: keys: " << *problem << "\n";
+    auto formats = seal::format_set::load(cfg);
+    if (auto* problem = std::get_if<std::string>(&formats)) {
+        err << "mailseal: " << *problem << "\n";
         return EX_CONFIG;
     }
     // A one-shot command: blocking work (the local store) may run on this same thread.
-    discovery::key_discovery discovery(cfg, resolver, std::move(std::get<keys::policy>(policy)),
-                                       io.get_executor());
+    discovery::key_discovery discovery(
+        cfg, resolver, std::move(std::get<seal::format_set>(formats)), io.get_executor());
     std::exception_ptr crashed;
     boost::asio::co_spawn(io, body(discovery), [&](std::exception_ptr e) { crashed = e; });
     io.run();

@@ -1,44 +1,15 @@
 #include <chrono>
-#include <fstream>
-#include <iterator>
 #include <ostream>
 #include <sysexits.h>
 
-#include <mailseal/delivery/mailbox.hpp>
-#include <mailseal/dns/smimea.hpp>
-#include <mailseal/keys/evaluate.hpp>
-#include <mailseal/keys/local_store.hpp>
+#include <mailseal/dns/lookup.hpp>
 #include <mailseal/lmtp/address.hpp>
+#include <mailseal/recipient/recipient.hpp>
+#include <mailseal/seal/formats.hpp>
 #include <mailseal/tools/tools.hpp>
+#include <mailseal/util/ascii.hpp>
 
 namespace mailseal::tools {
-namespace {
-
-constexpr const char* usage_names[] = {"PKIX-TA", "PKIX-EE", "DANE-TA", "DANE-EE"};
-constexpr const char* selector_names[] = {"full certificate", "SubjectPublicKeyInfo"};
-constexpr const char* matching_names[] = {"exact", "SHA-256", "SHA-512"};
-
-/// The certificates in a PEM file, or the one certificate of a DER file (what `openssl x509
-/// -outform der` and most CA downloads give).
-keys::local_listing load_certificates(const std::filesystem::path& file) {
-    auto listing = keys::read_certificate_file(file);
-    std::error_code ec;
-    if (!listing.certificates.empty() || !std::filesystem::is_regular_file(file, ec)) {
-        return listing;
-    }
-    std::ifstream in(file, std::ios::binary);
-    std::vector<unsigned char> der((std::istreambuf_iterator<char>(in)),
-                                   std::istreambuf_iterator<char>());
-    const unsigned char* p = der.data();
-    keys::c_ptr<X509> cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
-    if (cert && p == der.data() + der.size()) {
-        return keys::local_listing{{{keys::share(std::move(cert)), file}}, {}};
-    }
-    return listing;
-}
-
-} // namespace
-
 int record(const config::config& cfg, const std::string& address, const record_options& options,
            std::ostream& out, std::ostream& err) {
     if (options.usage > 3 || options.selector > 1 || options.matching_type > 2) {
@@ -47,55 +18,38 @@ int record(const config::config& cfg, const std::string& address, const record_o
     }
     auto parsed = lmtp::parse_forward_path("<" + address + ">", true);
     if (!parsed || parsed->domain.empty()) {
-        err << "mailseal: record: not an address: " << address << "\n";
+        err << "mailseal: record: not an address: " << util::printable(address) << "\n";
         return EX_USAGE;
     }
-    auto domain = dns::to_a_label(parsed->domain);
-    if (!domain) {
-        err << "mailseal: record: not a valid IDNA2008 domain: " << parsed->domain << "\n";
+    auto rcpt = recipient::normalise(cfg, *parsed);
+    if (!rcpt.a_label) {
+        err << "mailseal: record: not a valid IDNA2008 domain: " << util::printable(parsed->domain)
+            << "\n";
         return EX_USAGE;
     }
-    auto listing = load_certificates(options.certificate);
-    if (listing.certificates.empty()) {
-        err << "mailseal: record: no PEM or DER certificate in " << options.certificate.string();
-        for (const auto& problem : listing.problems) {
-            err << ": " << problem.why;
-        }
-        err << "\n";
-        return EX_NOINPUT;
+    auto formats = seal::format_set::load(cfg);
+    if (auto* problem = std::get_if<std::string>(&formats)) {
+        err << "mailseal: " << *problem << "\n";
+        return EX_CONFIG;
     }
-
-    std::string local(delivery::base_local_part(cfg, parsed->local_part));
-    std::string owner = dns::smimea_owner_name(local, *domain) + ".";
-    std::string mailbox = local + "@" + parsed->domain;
-    auto policy = keys::make_policy(cfg.keys);
-    for (const auto& cert : listing.certificates) {
-        auto data =
-            keys::association_data(*cert.certificate, static_cast<std::uint8_t>(options.selector),
-                                   static_cast<std::uint8_t>(options.matching_type));
-        if (!data) {
-            err << "mailseal: record: cannot encode " << cert.path.string() << "\n";
-            return EX_DATAERR;
+    auto chosen = std::get<seal::format_set>(formats).for_file(options.certificate);
+    seal::record_parameters parameters{options.usage, options.selector, options.matching_type};
+    auto made = chosen->records(options.certificate, rcpt.key_address(), parameters,
+                                std::chrono::system_clock::now());
+    if (auto* refusal = std::get_if<seal::record_refusal>(&made)) {
+        err << "mailseal: record: " << util::printable(refusal->why) << "\n";
+        return refusal->bad_parameters ? EX_USAGE : EX_NOINPUT;
+    }
+    std::string owner =
+        dns::hashed_owner_name(rcpt.base_local_part, chosen->owner_label(), *rcpt.a_label) + ".";
+    for (const auto& r : std::get<std::vector<seal::published_record>>(made)) {
+        for (const auto& comment : r.comments) {
+            out << "; " << util::printable(comment) << "\n";
         }
-        dns::smimea_record rr{static_cast<std::uint8_t>(options.usage),
-                              static_cast<std::uint8_t>(options.selector),
-                              static_cast<std::uint8_t>(options.matching_type), std::move(*data)};
-        auto described = keys::describe(*cert.certificate, cert.path.string());
-        out << "; SMIMEA for " << mailbox << ": " << usage_names[options.usage] << ", "
-            << selector_names[options.selector] << ", " << matching_names[options.matching_type]
-            << "\n; certificate " << described.subject << ", " << described.key_description
-            << ", sha256 " << described.sha256_fingerprint << "\n";
-        // Would mailseal itself seal to this record, published as it stands?
-        if (auto* pol = std::get_if<keys::policy>(&policy)) {
-            auto verdict = keys::evaluate({{rr.usage, rr.selector, rr.matching_type, rr.data}}, {},
-                                          *pol, mailbox, std::chrono::system_clock::now());
-            if (verdict.keys.empty() && !verdict.reports.empty()) {
-                out << "; note: mailseal would not seal to this record alone: "
-                    << verdict.reports.front().why << "\n";
-            }
-        }
-        out << owner << " " << options.ttl << " IN SMIMEA " << dns::to_presentation(rr) << "\n";
-        out << owner << " " << options.ttl << " IN TYPE53 " << dns::to_generic(rr) << "\n";
+        out << owner << " " << options.ttl << " IN " << chosen->rr_name() << " " << r.presentation
+            << "\n";
+        out << owner << " " << options.ttl << " IN TYPE" << chosen->rr_type() << " "
+            << dns::generic_rdata(r.rdata) << "\n";
     }
     return EX_OK;
 }

@@ -4,10 +4,10 @@
 #include <sysexits.h>
 #include <utility> // before Asio: Boost 1.81's awaitable.hpp uses std::exchange
 
-#include <mailseal/delivery/mailbox.hpp>
 #include <mailseal/discovery/discovery.hpp>
-#include <mailseal/keys/local_store.hpp>
 #include <mailseal/lmtp/address.hpp>
+#include <mailseal/recipient/recipient.hpp>
+#include <mailseal/seal/formats.hpp>
 #include <mailseal/seal/sealer.hpp>
 #include <mailseal/store/maildir.hpp>
 #include <mailseal/tools/tools.hpp>
@@ -51,38 +51,40 @@ private:
     store::lf_converter line_ends_;
 };
 
-/// The keys in certificate files given on the command line, judged as local store
-/// certificates for `address` would be (valid now, naming the address, a usable key); or the
-/// exit status when they cannot be.
-std::variant<seal::recipient_keys, int>
-keys_from_files(const config::config& cfg, const std::vector<std::filesystem::path>& files,
-                const std::string& address, std::ostream& err) {
-    auto policy = keys::make_policy(cfg.keys);
-    if (auto* problem = std::get_if<std::string>(&policy)) {
-        err << "mailseal: keys: " << *problem << "\n";
+/// The keys in the files given on the command line, each file read by the format whose keys it
+/// holds and judged as that format judges its local store files for `address` (valid now,
+/// naming the address, a usable key); or the exit status when they cannot be.
+std::variant<seal::key_set, int> keys_from_files(const config::config& cfg,
+                                                 const std::vector<std::filesystem::path>& files,
+                                                 const std::string& address, std::ostream& err) {
+    auto loaded = seal::format_set::load(cfg);
+    if (auto* problem = std::get_if<std::string>(&loaded)) {
+        err << "mailseal: " << *problem << "\n";
         return EX_CONFIG;
     }
-    std::vector<keys::local_certificate> certs;
+    auto chosen = std::get<seal::format_set>(loaded).for_file(files.front());
+    dns::lookup_result none;
+    none.result = dns::outcome::secure_absent;
+    auto evaluation = chosen->evaluate(none, files, address, std::chrono::system_clock::now());
+    for (const auto& p : evaluation.local_problems) {
+        err << "mailseal: seal: " << util::printable(p.source) << ": " << util::printable(p.why)
+            << "\n";
+    }
     for (const auto& file : files) {
-        auto listing = keys::read_certificate_file(file);
-        for (const auto& p : listing.problems) {
-            err << "mailseal: seal: " << util::printable(p.source) << ": " << util::printable(p.why)
-                << "\n";
-        }
-        if (listing.certificates.empty()) {
+        bool gave_any = std::any_of(
+            evaluation.reports.begin(), evaluation.reports.end(),
+            [&](const seal::candidate_report& r) { return r.source == "local " + file.string(); });
+        if (!gave_any) {
             return EX_NOINPUT;
         }
-        certs.insert(certs.end(), listing.certificates.begin(), listing.certificates.end());
     }
-    auto evaluation = keys::evaluate({}, certs, std::get<keys::policy>(policy), address,
-                                     std::chrono::system_clock::now());
     for (const auto& r : evaluation.reports) {
         if (!r.usable) {
             err << "mailseal: seal: " << util::printable(r.source)
                 << " not usable: " << util::printable(r.why) << "\n";
         }
     }
-    return seal::recipient_keys{keys::dns_outcome::secure_absent, std::move(evaluation.keys)};
+    return seal::key_set{dns::outcome::secure_absent, chosen, std::move(evaluation.keys)};
 }
 
 int exit_status(const seal::message_sealer::recipient_state& r, bool output_ok, std::ostream& err) {
@@ -103,7 +105,7 @@ int exit_status(const seal::message_sealer::recipient_state& r, bool output_ok, 
     switch (r.decided->what) {
     case seal::action::seal:
         err << "mailseal: sealed to " << r.keys->keys.size() << " key(s), "
-            << config::to_string(r.policy.cipher) << "\n";
+            << (r.writer ? r.writer->cipher() : std::string_view()) << "\n";
         return seal_status::sealed;
     case seal::action::passthrough:
         err << "mailseal: passthrough: already encrypted (" << r.decided->reason << ")\n";
@@ -134,25 +136,21 @@ int seal(const config::config& cfg, const seal_options& options, std::istream& i
         return EX_USAGE;
     }
     // The policy (cipher, header mode, on_no_key) is the recipient's, as in delivery.
-    auto box = delivery::resolve(cfg, *recipient);
-    config::seal_policy policy =
-        box ? cfg.seal.policy_for(box->user, box->domain)
-            : cfg.seal.policy_for(recipient->local_part, util::ascii_lower(recipient->domain));
-    std::optional<seal::recipient_keys> keys;
+    auto rcpt = recipient::normalise(cfg, *recipient);
+    config::seal_policy policy = cfg.seal.policy_for(rcpt.user, rcpt.domain);
+    std::optional<seal::key_set> keys;
     if (!options.certificates.empty()) {
         // As delivery judges them: for the address without its extension.
-        auto found = keys_from_files(cfg, options.certificates,
-                                     discovery::key_address(cfg, *recipient), err);
+        auto found = keys_from_files(cfg, options.certificates, rcpt.key_address(), err);
         if (auto* status = std::get_if<int>(&found)) {
             return *status;
         }
-        keys = std::move(std::get<seal::recipient_keys>(found));
+        keys = std::move(std::get<seal::key_set>(found));
     } else {
         int setup = run_discovery(
             cfg, err, [&](discovery::key_discovery& discovery) -> boost::asio::awaitable<void> {
-                auto found = co_await discovery.find(*recipient);
-                keys = seal::recipient_keys{discovery::to_keys_outcome(found.lookup.result),
-                                            std::move(found.evaluation.keys)};
+                auto found = co_await discovery.find(rcpt);
+                keys = std::move(found.chosen);
             });
         if (setup != EX_OK) {
             return setup;

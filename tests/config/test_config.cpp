@@ -12,6 +12,7 @@
 #include <mailseal/config/config.hpp>
 
 namespace cfg = mailseal::config;
+namespace smime = mailseal::seal::smime;
 
 namespace {
 
@@ -668,9 +669,9 @@ headers = "protect"
 [[listen]]
 unix = "/run/mailseal.sock"
 )");
-    using cfg::content_cipher;
     using cfg::header_mode;
     using cfg::no_key_action;
+    using mailseal::seal::smime::content_cipher;
     struct row {
         const char* user;
         const char* domain;
@@ -689,9 +690,10 @@ unix = "/run/mailseal.sock"
          }) {
         auto p = got.seal.policy_for(r.user, r.domain);
         EXPECT_EQ(p.on_no_key, r.on_no_key) << r.user << "@" << r.domain;
-        EXPECT_EQ(p.cipher, r.cipher) << r.user << "@" << r.domain;
+        EXPECT_EQ(p.smime.cipher, r.cipher) << r.user << "@" << r.domain;
         EXPECT_EQ(p.headers, r.headers) << r.user << "@" << r.domain;
-        EXPECT_EQ(p.padding, cfg::rsa_padding::pkcs1) << r.user << "@" << r.domain;
+        EXPECT_EQ(p.smime.padding, mailseal::seal::smime::rsa_padding::pkcs1)
+            << r.user << "@" << r.domain;
     }
 }
 
@@ -964,14 +966,15 @@ cfg::config unusual() {
     c.keys.smime_ca_file = "/etc/ssl/ca.pem";
     c.keys.accept_expired_dane_ee = false;
     c.keys.preference = cfg::key_preference::all;
-    c.seal.defaults = {cfg::no_key_action::defer, cfg::content_cipher::aes_128_gcm,
-                       cfg::rsa_padding::oaep, cfg::header_mode::protect};
+    c.seal.defaults.on_no_key = cfg::no_key_action::defer;
+    c.seal.defaults.headers = cfg::header_mode::protect;
+    c.seal.defaults.smime = {smime::content_cipher::aes_128_gcm, smime::rsa_padding::oaep};
     c.seal.protected_subject = "(encrypted \"message\")";
     c.metrics.listen = cfg::tcp_listener{"127.0.0.1", 9180};
     c.seal.rules = {
         {"example.net", cfg::no_key_action::reject, std::nullopt, std::nullopt, std::nullopt},
-        {"ceo@example.net", std::nullopt, cfg::content_cipher::aes_256_cbc, cfg::rsa_padding::pkcs1,
-         cfg::header_mode::keep}};
+        {"ceo@example.net", std::nullopt, smime::content_cipher::aes_256_cbc,
+         smime::rsa_padding::pkcs1, cfg::header_mode::keep}};
     return c;
 }
 

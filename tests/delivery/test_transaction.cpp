@@ -50,8 +50,17 @@ protected:
     /// Key discovery found nothing for anyone (an unsigned zone): copies are stored plain.
     static void without_keys(transaction& txn) {
         for (std::size_t i = 0; i < txn.recipients(); ++i) {
-            txn.provide_keys(i, seal::recipient_keys{keys::dns_outcome::insecure, {}});
+            txn.provide_keys(i, seal::key_set{dns::outcome::insecure, nullptr, {}});
         }
+    }
+
+    /// The envelope's recipients, normalised as verification does.
+    std::vector<recipient::recipient> recipients() {
+        std::vector<recipient::recipient> out;
+        for (const auto& a : env_.recipients) {
+            out.push_back(recipient::normalise(cfg_, a));
+        }
+        return out;
     }
 
     fs::path root_;
@@ -62,7 +71,7 @@ protected:
 
 TEST_F(transaction_test, delivers_each_recipient_with_trace_headers) {
     env_.recipients = {{"alice", "example.org"}, {"Bob+news", "example.org"}};
-    transaction txn(cfg_, names_, env_, info());
+    transaction txn(cfg_, names_, env_, recipients(), info());
     without_keys(txn);
     txn.write("Subject: hi\r\n\r\nline one\r");
     txn.write("\nline two\r\n");
@@ -105,7 +114,7 @@ TEST_F(transaction_test, one_failing_recipient_does_not_affect_others) {
         fs::create_directories(maildir("broken") / sub);
     }
     std::ofstream(maildir("broken") / "tmp") << "a file where tmp/ should be";
-    transaction txn(cfg_, names_, env_, info());
+    transaction txn(cfg_, names_, env_, recipients(), info());
     without_keys(txn);
     txn.write("Subject: x\r\n\r\nbody\r\n");
     txn.end_of_data();
@@ -119,7 +128,7 @@ TEST_F(transaction_test, one_failing_recipient_does_not_affect_others) {
 TEST_F(transaction_test, refused_missing_maildir_bounces) {
     cfg_.mailbox.on_missing = config::missing_maildir::refuse;
     env_.recipients = {{"ghost", "example.org"}};
-    transaction txn(cfg_, names_, env_, info());
+    transaction txn(cfg_, names_, env_, recipients(), info());
     without_keys(txn);
     txn.write("x\r\n");
     txn.end_of_data();
@@ -130,7 +139,7 @@ TEST_F(transaction_test, refused_missing_maildir_bounces) {
 TEST_F(transaction_test, abandon_leaves_nothing) {
     env_.recipients = {{"alice", "example.org"}};
     {
-        transaction txn(cfg_, names_, env_, info());
+        transaction txn(cfg_, names_, env_, recipients(), info());
         without_keys(txn);
         txn.write("Subject: x\r\n\r\nfirst line\r\npartial");
         EXPECT_EQ(files_in(maildir("alice") / "tmp").size(), 1u);

@@ -29,6 +29,8 @@ using testing::StartsWith;
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+/// The RR type the fake server answers (SMIMEA); the resolver itself is type-neutral.
+constexpr std::uint16_t smimea = 53;
 
 /// A file in a fresh directory, removed with it.
 class temp_dir {
@@ -347,7 +349,7 @@ private:
         std::vector<std::uint8_t> out(query.begin(), query.begin() + static_cast<long>(end));
         bool truncated = kind_ == reply_kind::truncate && !over_tcp;
         bool answer = (kind_ == reply_kind::answer || kind_ == reply_kind::truncate) &&
-                      qtype == dns::smimea_rr_type && !truncated;
+                      qtype == smimea && !truncated;
         std::uint8_t rcode = kind_ == reply_kind::rcode ? rcode_ : 0;
         out[2] = static_cast<std::uint8_t>(0x84 | (truncated ? 0x02 : 0) | (query[2] & 0x01));
         out[3] = rcode;
@@ -454,7 +456,7 @@ std::unique_ptr<dns::resolver> make_resolver(asio::io_context& io, const cfg::dn
     return std::move(std::get<std::unique_ptr<dns::resolver>>(made));
 }
 
-const std::string owner = dns::smimea_owner_name("hugh", "example.test");
+const std::string owner = dns::hashed_owner_name("hugh", "_smimecert", "example.test");
 
 /// Runs one lookup to its end, and `server` only as long as it lasts.
 dns::lookup_result lookup_once(asio::io_context& io, dns::resolver& r, fake_server& server,
@@ -463,7 +465,7 @@ dns::lookup_result lookup_once(asio::io_context& io, dns::resolver& r, fake_serv
     asio::co_spawn(
         io,
         [&]() -> asio::awaitable<void> {
-            got = co_await r.lookup(name);
+            got = co_await r.lookup(name, smimea);
             server.stop();
         },
         asio::detached);
@@ -484,7 +486,7 @@ TEST(lookup, unsigned_answer_is_insecure_without_records) {
     auto got = lookup_once(io, *r, server);
     EXPECT_EQ(dns::to_string(got.result), "insecure") << got.detail;
     EXPECT_EQ(got.owner, owner);
-    EXPECT_TRUE(got.records.empty()) << "records are for secure answers only";
+    EXPECT_TRUE(got.rdata.empty()) << "records are for secure answers only";
     EXPECT_FALSE(got.nxdomain);
     EXPECT_GE(server.udp_queries(), 1);
 }
@@ -570,9 +572,8 @@ TEST(lookup, cancel_all_completes_pending_lookups) {
     for (const char* user : {"a", "b", "c"}) {
         asio::co_spawn(
             io,
-            [&, name = dns::smimea_owner_name(user, "example.test")]() -> asio::awaitable<void> {
-                got.push_back(co_await r->lookup(name));
-            },
+            [&, name = dns::hashed_owner_name(user, "_smimecert", "example.test")]()
+                -> asio::awaitable<void> { got.push_back(co_await r->lookup(name, smimea)); },
             asio::detached);
     }
     asio::steady_timer later(io, std::chrono::milliseconds(100));
@@ -596,7 +597,8 @@ TEST(lookup, destroying_the_resolver_cancels_pending_lookups) {
     ASSERT_TRUE(r);
     std::optional<dns::lookup_result> got;
     asio::co_spawn(
-        io, [&]() -> asio::awaitable<void> { got = co_await r->lookup(owner); }, asio::detached);
+        io, [&]() -> asio::awaitable<void> { got = co_await r->lookup(owner, smimea); },
+        asio::detached);
     asio::steady_timer later(io, std::chrono::milliseconds(100));
     later.async_wait([&](boost::system::error_code) {
         r.reset();
@@ -618,7 +620,7 @@ TEST(lookup, caller_cancellation_ends_the_lookup) {
         io,
         [&]() -> asio::awaitable<void> {
             asio::steady_timer deadline(io, std::chrono::milliseconds(100));
-            auto result = co_await (r->lookup(owner) || deadline.async_wait(use_tuple));
+            auto result = co_await (r->lookup(owner, smimea) || deadline.async_wait(use_tuple));
             winner = result.index();
             server.stop();
         },
@@ -642,9 +644,9 @@ TEST(lookup, many_lookups_at_once_each_get_their_answer) {
     for (int i = 0; i < count; ++i) {
         asio::co_spawn(
             io,
-            [&, name = dns::smimea_owner_name("user" + std::to_string(i),
+            [&, name = dns::hashed_owner_name("user" + std::to_string(i), "_smimecert",
                                               "example.test")]() -> asio::awaitable<void> {
-                got.push_back(co_await r->lookup(name));
+                got.push_back(co_await r->lookup(name, smimea));
                 if (got.size() == count) {
                     server.stop();
                 }
@@ -671,7 +673,8 @@ TEST(lookup, resolver_is_reusable_after_a_timeout) {
     EXPECT_EQ(first.detail, "timeout");
     // The same resolver, another name, the server gone: a failure again (timeout, or
     // SERVFAIL once unbound gives the server up), and run() still returns.
-    auto second = lookup_once(io, *r, server, dns::smimea_owner_name("other", "example.test"));
+    auto second =
+        lookup_once(io, *r, server, dns::hashed_owner_name("other", "_smimecert", "example.test"));
     EXPECT_EQ(dns::to_string(second.result), "failure") << second.detail;
 }
 

@@ -1,6 +1,6 @@
 """Independent S/MIME decryptors that check what mailseal seals.
 
-A sealed message (the contract of issue 4) is an outer RFC 5322 header section whose Content-Type
+A sealed message is an outer RFC 5322 header section whose Content-Type
 is application/pkcs7-mime with smime-type enveloped-data or authEnveloped-data, and a base64 body
 holding a BER CMS ContentInfo. Decrypted, it is the original MIME entity with CRLF line ends.
 

@@ -67,7 +67,7 @@ EXPIRED_INCEPTION = "20200101000000"
 EXPIRED_EXPIRATION = "20200201000000"
 COMMAND_TIMEOUT = 60
 
-# Lookup outcomes, as issue 3 names them.
+# Lookup outcomes, as mailseal lookup names them.
 SECURE = "secure"            # secure answer with records
 ABSENT = "absent"            # secure NXDOMAIN / NODATA
 INSECURE = "insecure"

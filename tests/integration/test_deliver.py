@@ -1,6 +1,6 @@
 """`mailseal deliver`: LDA mode for Postfix's pipe(8) and mailbox_command, and scripts.
 
-What each test is for (issue 5, "Two more ways to deliver"):
+What each test is for:
 - a plain delivery writes the same durable Maildir copy as the daemon, with a local Received:
   line (no "from" clause) and exit 0;
 - a recipient with a certificate in the local store (an unsigned zone: insecure, so the store

@@ -1,4 +1,4 @@
-"""Log formats ([log] format; issue 5, "Observability").
+"""Log formats ([log] format).
 
 What each test is for: with format = "json" every line mailseal writes is one JSON object
 (json.loads accepts each, even with a quoted sender holding '"' and '\\'), and a delivery's

@@ -445,7 +445,7 @@ class LookupTest(BedTestCase):
 
 class TrustAnchorTest(harness.TestCase):
     """Without a DNSSEC trust anchor every answer is insecure and nothing would be sealed:
-    mailseal refuses to start (issue 3)."""
+    mailseal refuses to start."""
 
     def setUp(self):
         super().setUp()

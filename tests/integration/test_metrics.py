@@ -1,4 +1,4 @@
-"""The Prometheus endpoint ([metrics] listen; issue 5, "Observability").
+"""The Prometheus endpoint ([metrics] listen).
 
 What each test is for: after a known set of deliveries in one transaction (one recipient
 sealed with a local-store key under an unsigned zone, one stored plain, one deferred by
@@ -79,7 +79,7 @@ class MetricsTest(harness.TestCase):
             'mailseal_deliveries_total{decision="deferred"}': 1,
             'mailseal_deliveries_total{decision="bogus"}': 0,
             'mailseal_key_lookups_total{outcome="insecure"}': 3,
-            'mailseal_key_lookups_total{outcome="secure-records"}': 0,
+            'mailseal_key_lookups_total{outcome="secure"}': 0,
             'mailseal_replies_total{class="2xx"}': 2,
             'mailseal_replies_total{class="4xx"}': 1,
             'mailseal_replies_total{class="5xx"}': 0,

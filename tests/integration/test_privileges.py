@@ -1,4 +1,4 @@
-"""Running as root only to bind (issue 5, "Running as a service").
+"""Running as root only to bind.
 
 What each test is for:
 - started as root with server.user, `serve` binds its listeners (a unix socket chowned as

@@ -1,6 +1,6 @@
 """Sealing at delivery, end to end against the real DNSSEC test bed (dnsbed.py).
 
-What each test is for (issue 4):
+What each test is for:
 - the policy table, every row over LMTP in one daemon: keyed recipients get a sealed copy
   (250), secure absence and insecure zones follow on_no_key (plain 250 by default, 451 4.7.1
   under "defer", 550 5.7.1 under "reject", set per address), a bogus answer 451 4.7.5, a

@@ -1,4 +1,4 @@
-"""systemd integration (issue 5, "Running as a service"), without a running systemd.
+"""systemd integration, without a running systemd.
 
 What each test is for:
 - socket activation: `systemd-socket-activate` (systemd's own tool, the same LISTEN_FDS

@@ -9,20 +9,20 @@
 #include <openssl/cms.h>
 #include <openssl/err.h>
 
-#include <mailseal/keys/openssl.hpp>
+#include <mailseal/seal/smime/openssl.hpp>
 
 namespace mailseal::seal::test {
 
-inline keys::c_ptr<CMS_ContentInfo> parse_base64_cms(const std::string& base64_lines) {
-    keys::c_ptr<BIO> chain(BIO_new(BIO_f_base64()));
+inline smime::c_ptr<CMS_ContentInfo> parse_base64_cms(const std::string& base64_lines) {
+    smime::c_ptr<BIO> chain(BIO_new(BIO_f_base64()));
     BIO_push(chain.get(),
              BIO_new_mem_buf(base64_lines.data(), static_cast<int>(base64_lines.size())));
-    return keys::c_ptr<CMS_ContentInfo>(d2i_CMS_bio(chain.get(), nullptr));
+    return smime::c_ptr<CMS_ContentInfo>(d2i_CMS_bio(chain.get(), nullptr));
 }
 
 /// Decrypts with `key`; `cert` names the RecipientInfo, or null to try each one.
 inline std::optional<std::string> decrypt(CMS_ContentInfo& cms, EVP_PKEY& key, X509* cert) {
-    keys::c_ptr<BIO> out(BIO_new(BIO_s_mem()));
+    smime::c_ptr<BIO> out(BIO_new(BIO_s_mem()));
     if (CMS_decrypt(&cms, &key, cert, nullptr, out.get(), CMS_BINARY) != 1) {
         return std::nullopt;
     }

@@ -6,15 +6,16 @@
 #include <gtest/gtest.h>
 
 #include <mailseal/seal/sealer.hpp>
+#include <mailseal/seal/smime/smime.hpp>
 
-#include "../keys/test_certs.hpp"
 #include "decrypt.hpp"
+#include "smime/test_certs.hpp"
 
 namespace mailseal::seal {
 namespace {
 
-namespace kt = keys::test;
-using keys::dns_outcome;
+namespace kt = smime::test;
+using dns_outcome = dns::outcome;
 
 TEST(decide, follows_the_policy_table) {
     using cfg_nk = config::no_key_action;
@@ -49,7 +50,7 @@ TEST(decide, follows_the_policy_table) {
               "451 4.4.3"},
          }) {
         auto d = decide(r.outcome, r.keys, r.form, r.on_no_key);
-        auto label = std::string(keys::to_string(r.outcome)) + "/" + std::to_string(r.keys) + "/" +
+        auto label = std::string(dns::to_string(r.outcome)) + "/" + std::to_string(r.keys) + "/" +
                      std::string(to_string(r.form));
         EXPECT_EQ(d.what, r.want) << label << ": got " << to_string(d.what);
         auto refusal = d.refusal();
@@ -111,9 +112,22 @@ public:
     std::set<std::size_t> refuse_open;
 };
 
-keys::key alice_key() {
+std::shared_ptr<const format> smime_format() {
+    static const auto made =
+        std::get<std::shared_ptr<const format>>(smime::make_format(config::config{}));
+    return made;
+}
+
+/// Alice's S/MIME key from a secure answer.
+key_set alice_keys() {
     const auto& c = kt::certs();
-    return keys::key{c.rsa_key, c.rsa, {}, keys::key_type::rsa, 2048, "test"};
+    return {dns_outcome::secure_records,
+            smime_format(),
+            {kt::make_key(c.rsa_key, c.rsa, smime::key_type::rsa, 2048, "test")}};
+}
+
+key_set no_keys(dns_outcome outcome) {
+    return {outcome, nullptr, {}};
 }
 
 /// The header section and body of a sealed copy; the inner entity decrypted with alice's key.
@@ -147,9 +161,9 @@ std::vector<config::seal_policy> policies(std::size_t n) {
 TEST(message_sealer, three_recipients_three_outcomes) {
     memory_sink sink;
     message_sealer sealer(policies(3), "[...]", sink);
-    sealer.provide_keys(0, {dns_outcome::secure_records, {alice_key()}});
-    sealer.provide_keys(1, {dns_outcome::secure_absent, {}});
-    sealer.provide_keys(2, {dns_outcome::bogus, {}});
+    sealer.provide_keys(0, alice_keys());
+    sealer.provide_keys(1, no_keys(dns_outcome::secure_absent));
+    sealer.provide_keys(2, no_keys(dns_outcome::bogus));
     const std::string message =
         "From: s@x\nSubject: Hi\nContent-Type: text/plain\n\nline 1\nline 2\n";
     for (char ch : message) {
@@ -177,12 +191,12 @@ TEST(message_sealer, three_recipients_three_outcomes) {
 TEST(message_sealer, keys_arriving_late_get_the_held_body) {
     memory_sink sink;
     message_sealer sealer(policies(2), "[...]", sink);
-    sealer.provide_keys(1, {dns_outcome::insecure, {}});
+    sealer.provide_keys(1, no_keys(dns_outcome::insecure));
     sealer.write("Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n");
     EXPECT_EQ(sink.opened, std::vector<std::size_t>{1}) << "decided as soon as it can be";
     sealer.write("part\r\n--b--\r\n");
     EXPECT_FALSE(sealer.needs_keys());
-    sealer.provide_keys(0, {dns_outcome::secure_records, {alice_key()}});
+    sealer.provide_keys(0, alice_keys());
     sealer.end_of_data();
     auto sealed = open_sealed(sink.copies.at(0));
     EXPECT_EQ(sealed.inner,
@@ -200,7 +214,7 @@ TEST(message_sealer, held_body_is_bounded) {
         written += chunk.size();
         ASSERT_LE(written, held_body_limit + chunk.size());
     }
-    sealer.provide_keys(0, {dns_outcome::secure_records, {alice_key()}});
+    sealer.provide_keys(0, alice_keys());
     EXPECT_FALSE(sealer.needs_keys());
     sealer.write("tail\r\n");
     sealer.end_of_data();
@@ -236,7 +250,7 @@ TEST(message_sealer, already_encrypted_is_stored_as_received) {
          }) {
         memory_sink sink;
         message_sealer sealer(policies(1), "[...]", sink);
-        sealer.provide_keys(0, {dns_outcome::secure_records, {alice_key()}});
+        sealer.provide_keys(0, alice_keys());
         sealer.write(r.message);
         sealer.end_of_data();
         EXPECT_EQ(sealer.recipient(0).decided->what, r.want) << r.name;
@@ -265,7 +279,7 @@ TEST(message_sealer, malformed_messages_are_sealed_whole) {
          }) {
         memory_sink sink;
         message_sealer sealer(policies(1), "[...]", sink);
-        sealer.provide_keys(0, {dns_outcome::secure_records, {alice_key()}});
+        sealer.provide_keys(0, alice_keys());
         sealer.write(r.message);
         sealer.end_of_data();
         auto sealed = open_sealed(sink.copies.at(0));
@@ -281,8 +295,8 @@ TEST(message_sealer, sink_failure_ends_one_recipient) {
     memory_sink sink;
     sink.refuse_open = {0};
     message_sealer sealer(policies(2), "[...]", sink);
-    sealer.provide_keys(0, {dns_outcome::secure_records, {alice_key()}});
-    sealer.provide_keys(1, {dns_outcome::secure_records, {alice_key()}});
+    sealer.provide_keys(0, alice_keys());
+    sealer.provide_keys(1, alice_keys());
     sealer.write("Subject: x\r\nContent-Type: image/png\r\n\r\nbody\r\n");
     sealer.end_of_data();
     EXPECT_EQ(sealer.recipient(0).refusal->summary(), "452 4.3.1 Insufficient system storage");
@@ -293,9 +307,9 @@ TEST(message_sealer, protect_mode_and_gcm_per_recipient) {
     memory_sink sink;
     auto p = policies(1);
     p[0].headers = config::header_mode::protect;
-    p[0].cipher = config::content_cipher::aes_256_gcm;
+    p[0].smime.cipher = smime::content_cipher::aes_256_gcm;
     message_sealer sealer(p, "[...]", sink);
-    sealer.provide_keys(0, {dns_outcome::secure_records, {alice_key()}});
+    sealer.provide_keys(0, alice_keys());
     sealer.write("From: a@x\r\nSubject: plans\r\nContent-Type: image/png\r\n\r\nbody\r\n");
     sealer.end_of_data();
     auto sealed = open_sealed(sink.copies.at(0));

@@ -16,6 +16,8 @@
 #include <variant>
 #include <vector>
 
+#include <mailseal/seal/smime/options.hpp>
+
 namespace mailseal::config {
 
 struct unix_listener {
@@ -162,33 +164,33 @@ struct key_settings {
     bool operator==(const key_settings&) const = default;
 };
 
-/// What is stored for a recipient without a usable key (issue 4's policy table).
+/// What is stored for a recipient without a usable key (the policy table in seal/seal.hpp).
 enum class no_key_action {
     plain,  ///< the message as received (the default: most users have no key)
     defer,  ///< 451 4.7.1: the MTA keeps retrying until the user publishes a key
     reject, ///< 550 5.7.1: the message bounces
 };
-/// The content-encryption algorithm. CBC goes in EnvelopedData, which every client opens; GCM
-/// in AuthEnvelopedData (RFC 5083), which Outlook, NSS (Thunderbird) and gpgsm cannot open yet.
-enum class content_cipher { aes_256_cbc, aes_128_cbc, aes_256_gcm, aes_128_gcm };
-/// RSA key transport: PKCS#1 v1.5 (every client) or RSAES-OAEP with SHA-256 (RFC 8017).
-enum class rsa_padding { pkcs1, oaep };
 /// keep: the outer message keeps the original header fields (clients list Subject and From).
 /// protect: RFC 9788 header protection; the inner part carries the full header section and the
 /// outer Subject is replaced.
 enum class header_mode { keep, protect };
 
+/// The formats a copy can be sealed in (seal/formats.hpp registers their implementations).
+enum class seal_format { smime };
+
 std::string_view to_string(no_key_action);
-std::string_view to_string(content_cipher);
-std::string_view to_string(rsa_padding);
 std::string_view to_string(header_mode);
+std::string_view to_string(seal_format);
 
 /// The sealing policy of one recipient.
 struct seal_policy {
     no_key_action on_no_key = no_key_action::plain;
-    content_cipher cipher = content_cipher::aes_256_cbc;
-    rsa_padding padding = rsa_padding::pkcs1;
     header_mode headers = header_mode::keep;
+    /// The formats to look keys up for, in order of preference: a recipient with usable keys
+    /// of several formats gets one copy, in the first of them.
+    std::vector<seal_format> formats{seal_format::smime};
+    /// Each format's own options.
+    seal::smime::options smime;
 
     bool operator==(const seal_policy&) const = default;
 };
@@ -200,8 +202,8 @@ struct seal_rule {
     /// dropped, lowercased when mailbox.lowercase_local_part is set).
     std::string match;
     std::optional<no_key_action> on_no_key;
-    std::optional<content_cipher> cipher;
-    std::optional<rsa_padding> padding;
+    std::optional<seal::smime::content_cipher> cipher;
+    std::optional<seal::smime::rsa_padding> padding;
     std::optional<header_mode> headers;
 
     bool operator==(const seal_rule&) const = default;

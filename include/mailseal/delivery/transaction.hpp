@@ -30,9 +30,9 @@
 #include <vector>
 
 #include <mailseal/config/config.hpp>
-#include <mailseal/delivery/mailbox.hpp>
 #include <mailseal/lmtp/reply.hpp>
 #include <mailseal/lmtp/session.hpp>
+#include <mailseal/recipient/recipient.hpp>
 #include <mailseal/relay/next_hop.hpp>
 #include <mailseal/seal/sealer.hpp>
 #include <mailseal/store/maildir.hpp>
@@ -67,11 +67,12 @@ std::string trace_headers(const lmtp::envelope& env, const lmtp::address& recipi
 
 class transaction {
 public:
-    /// Resolves each recipient's mailbox and policy; files (or next-hop transactions) are
-    /// created when each copy is decided. `hop` is the next hop when cfg.store.kind is lmtp; it
-    /// must outlive the transaction.
+    /// `recipients` are the envelope's, in RCPT order, as verification normalised them; files
+    /// (or next-hop transactions) are created when each copy is decided. `hop` is the next hop
+    /// when cfg.store.kind is lmtp; it must outlive the transaction.
     transaction(const config::config& cfg, store::name_generator& names, lmtp::envelope env,
-                transaction_info info, relay::next_hop* hop = nullptr);
+                std::vector<recipient::recipient> recipients, transaction_info info,
+                relay::next_hop* hop = nullptr);
     ~transaction();
     transaction(transaction&&) noexcept;
     transaction& operator=(transaction&&) = delete;
@@ -79,7 +80,7 @@ public:
     transaction& operator=(const transaction&) = delete;
 
     /// Key discovery's answer for recipient `index` (RCPT order). May decide and start its copy.
-    void provide_keys(std::size_t index, seal::recipient_keys keys);
+    void provide_keys(std::size_t index, seal::key_set keys);
     /// Appends body bytes (as received, dot-unstuffed).
     void write(std::string_view bytes);
     /// Body is held beyond held_body_limit for recipients without keys: provide them before

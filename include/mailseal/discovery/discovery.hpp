@@ -1,25 +1,32 @@
 #pragma once
 
-/// Key discovery for one recipient: which public keys its mail is sealed to.
+/// Key discovery for one recipient: which public keys, of which format, its mail is sealed to.
 ///
-/// The recipient's base local part (address extension dropped) and A-label domain give the
-/// SMIMEA owner name (RFC 8162 §3); the DNSSEC-validated answer and the local certificate
-/// store then go through the precedence of keys::select_keys():
+/// For each format of the recipient's policy (seal.formats), the recipient's base local part
+/// and A-label domain give the owner name of the format's record (RFC 8162 §3 for SMIMEA, RFC
+/// 7929 §3 for OPENPGPKEY); the lookups run in parallel, each validated with DNSSEC. Each
+/// format then judges its records and the user's files in the local key store:
 ///
 /// | lookup                      | keys from                                              |
 /// |-----------------------------|--------------------------------------------------------|
-/// | secure, usable records      | the records                                            |
-/// | secure, hash-only records   | local certificates the records' digests confirm        |
+/// | secure, usable records      | the records (S/MIME: and local certificates they hash) |
 /// | secure absence, insecure    | the local store                                        |
 /// | bogus, failure              | none, ever: the caller answers 4xx (never plaintext)    |
 ///
-/// With `dns.lowercase_retry`, a secure absence for a local part with capitals is looked up
-/// once more in lowercase (policy: RFC 8162 hashes the exact octets).
+/// A bogus or failed lookup of any format makes the whole recipient bogus or failed: no other
+/// format and no plaintext stands in for it. Otherwise the copy is sealed in the first format,
+/// in the policy's order, that has usable keys.
 ///
-/// Failure policy: find() never throws for DNS, store or certificate problems; every one ends
-/// in the result's lookup outcome and reports.
+/// With `dns.lowercase_retry`, a secure absence for a local part with capitals is looked up
+/// once more in lowercase (policy: both RFCs hash the exact octets).
+///
+/// Failure policy: find() never throws for DNS, store or key problems; every one ends in a
+/// lookup outcome and reports.
 
+#include <filesystem>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <utility> // before Asio: Boost 1.81's awaitable.hpp uses std::exchange
 #include <vector>
 
@@ -28,45 +35,66 @@
 
 #include <mailseal/config/config.hpp>
 #include <mailseal/dns/resolver.hpp>
-#include <mailseal/keys/evaluate.hpp>
-#include <mailseal/lmtp/address.hpp>
+#include <mailseal/recipient/recipient.hpp>
+#include <mailseal/seal/format.hpp>
+#include <mailseal/seal/formats.hpp>
 
 namespace mailseal::discovery {
+
+/// One format's part of a recipient's discovery.
+struct format_lookup {
+    std::shared_ptr<const seal::format> format;
+    /// The lookup that decided (the lowercase retry's, when it ran).
+    dns::lookup_result lookup;
+    bool lowercase_retry_used = false;
+    /// The format's keys, one report per candidate, the precedence applied, and the problems
+    /// of its files in the local store.
+    seal::evaluation evaluation;
+};
 
 struct recipient_keys {
     /// The address looked up: base local part @ A-label domain.
     std::string address;
-    /// The lookup that decided (the lowercase retry's, when it ran).
-    dns::lookup_result lookup;
-    bool lowercase_retry_used = false;
-    /// Usable keys (empty unless sealing may use them), one report per candidate, the decision.
-    keys::evaluation evaluation;
-    /// The local store's certificates for the address (none after a bogus or failed lookup,
-    /// when the store is not read), and the files it skipped (unreadable, no certificate, ...).
-    std::vector<keys::local_certificate> local_certificates;
-    std::vector<keys::candidate_report> local_problems;
+    /// One per format of the recipient's policy, in its order of preference.
+    std::vector<format_lookup> lookups;
+    /// Why the user's local store directory could not be listed (not read after a bogus or
+    /// failed lookup).
+    std::vector<seal::candidate_report> store_problems;
+    /// What sealing gets: the recipient's outcome and the keys of the format chosen.
+    seal::key_set chosen;
 };
 
-keys::dns_outcome to_keys_outcome(dns::outcome o);
+/// The files in a user's directory of the local key store, `<store>/<domain>/<user>/`, in name
+/// order: regular files whose names do not start with a dot (each format picks its own by
+/// extension). Layout in docs/keys.md.
+struct local_store_listing {
+    std::vector<std::filesystem::path> files;
+    /// Why the directory could not be listed, or names that cannot name one safely.
+    std::vector<seal::candidate_report> problems;
+};
 
-/// The address keys are looked up and certificates checked for: the base local part (address
-/// extension dropped, case kept) @ the A-label domain.
-std::string key_address(const config::config& cfg, const lmtp::address& recipient);
+/// Blocking I/O. An empty `store` (not configured) or a missing directory lists nothing; a
+/// user or domain that cannot name a directory safely (empty, ".", "..", '/' or NUL) lists
+/// nothing and reports why. The domain is lowercased.
+local_store_listing list_local_store(const std::filesystem::path& store, std::string_view user,
+                                     std::string_view domain);
 
 class key_discovery {
 public:
-    /// `blocking` runs the local-store read and certificate evaluation (a worker pool in the
-    /// daemon, the tool's own io_context in a one-shot command).
-    key_discovery(const config::config& cfg, dns::resolver& resolver, keys::policy policy,
+    /// `blocking` runs the local store reads and key evaluation (a worker pool in the daemon,
+    /// the tool's own io_context in a one-shot command).
+    key_discovery(const config::config& cfg, dns::resolver& resolver, seal::format_set formats,
                   boost::asio::any_io_executor blocking);
 
-    /// By value: the caller may start a lookup and await it after the address is gone.
-    boost::asio::awaitable<recipient_keys> find(lmtp::address recipient);
+    /// By value: the caller may start a lookup and await it after the recipient is gone.
+    boost::asio::awaitable<recipient_keys> find(recipient::recipient rcpt);
+
+    const seal::format_set& formats() const { return formats_; }
 
 private:
     const config::config& config_;
     dns::resolver& resolver_;
-    keys::policy policy_;
+    seal::format_set formats_;
     boost::asio::any_io_executor blocking_;
 };
 

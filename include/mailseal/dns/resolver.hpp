@@ -1,6 +1,7 @@
 #pragma once
 
-/// SMIMEA lookups through libunbound, validated with DNSSEC, inside the Asio event loop.
+/// Key record lookups (SMIMEA, OPENPGPKEY) through libunbound, validated with DNSSEC, inside the
+/// Asio event loop.
 ///
 /// libunbound resolves on a background thread of its own (ub_ctx_async(ctx, 1): a thread,
 /// never a fork, which would copy a threaded server). Answers come back through a socket,
@@ -12,10 +13,11 @@
 /// outcome. Only a `secure` answer (records or authenticated absence) may decide anything: a
 /// `bogus` or `failure` outcome must turn into a temporary failure (4xx) for the recipient,
 /// never into a fallback to the local store or to plaintext (RFC 6698 §4.1, DANE's rules, which
-/// RFC 8162 inherits). create() refuses a configuration whose trust anchors do not load,
-/// because without them every answer is `insecure` and nothing would ever be sealed.
+/// RFC 8162 and RFC 7929 inherit). create() refuses a configuration whose trust anchors do not
+/// load, because without them every answer is `insecure` and nothing would ever be sealed.
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -27,36 +29,9 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <mailseal/config/config.hpp>
-#include <mailseal/dns/smimea.hpp>
+#include <mailseal/dns/lookup.hpp>
 
 namespace mailseal::dns {
-
-/// How a lookup ended, from libunbound's result (see classify in resolver.cpp).
-enum class outcome {
-    secure_records, ///< DNSSEC-secure answer with records
-    secure_absent,  ///< DNSSEC-secure NXDOMAIN or NODATA: the user publishes no SMIMEA
-    insecure,       ///< unsigned zone (or no chain of trust to it): same as no record
-    bogus,          ///< DNSSEC validation failed: never fall back
-    failure,        ///< SERVFAIL, timeout, network or library error, cancellation: retry later
-};
-
-/// "secure", "secure-absent", "insecure", "bogus", "failure": the words logs and tools use.
-std::string_view to_string(outcome);
-
-/// The result of one lookup.
-struct lookup_result {
-    outcome result = outcome::failure;
-    /// The name that was queried.
-    std::string owner;
-    /// The records, for secure_records only. RRs too short to parse are left out and counted.
-    std::vector<smimea_record> records;
-    std::size_t unparsable = 0;
-    /// The answer was NXDOMAIN (rather than NODATA); meaningful for secure_absent.
-    bool nxdomain = false;
-    /// Why: unbound's why_bogus text for bogus; the rcode name, ub_strerror() text, "timeout"
-    /// or "cancelled" for failure; empty otherwise.
-    std::string detail;
-};
 
 /// The process's validating resolver: one per process, used on the thread that runs the
 /// io_context of its executor (mailseal runs one).
@@ -73,10 +48,10 @@ public:
     static std::variant<std::unique_ptr<resolver>, std::string>
     create(boost::asio::any_io_executor ex, const config::dns_settings& settings);
 
-    /// Looks up the SMIMEA records (type 53, class IN) at `owner`, within the configured
-    /// timeout. Many lookups may run at once. Cancelling the awaiting coroutine (per-operation
+    /// Looks up the records of `rr_type` (class IN) at `owner`, within the configured timeout.
+    /// Many lookups may run at once. Cancelling the awaiting coroutine (per-operation
     /// cancellation) ends the lookup as failure "cancelled".
-    boost::asio::awaitable<lookup_result> lookup(std::string owner);
+    boost::asio::awaitable<lookup_result> lookup(std::string owner, std::uint16_t rr_type);
 
     /// For shutdown: every pending lookup completes at once as failure "cancelled". Lookups
     /// started afterwards run normally.

@@ -35,8 +35,8 @@ private:
 inline constexpr std::array<std::string_view, 9> decision_names{
     "sealed", "passthrough",   "plain",  "deferred", "rejected",
     "bogus",  "lookup-failed", "failed", "abandoned"};
-/// keys::dns_outcome's words.
-inline constexpr std::array<std::string_view, 5> outcome_names{"secure-records", "secure-absent",
+/// dns::outcome's words.
+inline constexpr std::array<std::string_view, 5> outcome_names{"secure", "secure-absent",
                                                                "insecure", "bogus", "failure"};
 
 class registry {

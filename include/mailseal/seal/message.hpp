@@ -78,7 +78,7 @@ private:
     header_section section_;
 };
 
-/// Already-encrypted forms, by MIME structure (issue 4): stored as received.
+/// Already-encrypted forms, by MIME structure: stored as received.
 enum class encrypted_form {
     none,
     pgp_mime,            ///< multipart/encrypted (RFC 3156, RFC 1847)

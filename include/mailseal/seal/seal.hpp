@@ -2,23 +2,26 @@
 
 /// What is stored for one recipient, and the bytes of that copy.
 ///
-/// The decision follows issue 4's policy table (docs/sealing.md):
+/// The decision follows the policy table (docs/sealing.md):
 ///
-/// | key discovery           | already encrypted | stored                         | reply      |
-/// |-------------------------|-------------------|--------------------------------|------------|
-/// | usable keys             | no                | sealed to all the user's keys  | 250        |
-/// | any                     | yes               | as received                    | 250        |
-/// | no usable key           | no                | per on_no_key: plain/defer/reject |
-/// 250/451 4.7.1/550 5.7.1 | | bogus                   | no                | nothing | 451 4.7.5  |
-/// | failure or timeout      | no                | nothing                        | 451 4.4.3  |
+/// | key discovery      | already encrypted | stored                            | reply       |
+/// |--------------------|-------------------|-----------------------------------|-------------|
+/// | usable keys        | no                | sealed to all the user's keys     | 250         |
+/// | any                | yes               | as received                       | 250         |
+/// | no usable key      | no                | per on_no_key: as received, or    | 250, 451    |
+/// |                    |                   | nothing (defer, reject)           | 4.7.1, 550  |
+/// |                    |                   |                                   | 5.7.1       |
+/// | bogus              | no                | nothing                           | 451 4.7.5   |
+/// | failure or timeout | no                | nothing                           | 451 4.4.3   |
 ///
-/// A sealed copy is one CMS object per recipient, naming only that recipient's keys, so a copy
-/// never reveals who else (Bcc) received the message.
+/// A sealed copy is one encrypted object per recipient, in the format of its key set, naming
+/// only that recipient's keys, so a copy never reveals who else (Bcc) received the message.
 ///
-/// Failure policy: a sealing failure (OpenSSL) is an error text; the caller stores nothing for
-/// that recipient and answers 451 4.3.0.
+/// Failure policy: a sealing failure (the format's library) is an error text; the caller stores
+/// nothing for that recipient and answers 451 4.3.0.
 
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,18 +29,12 @@
 #include <vector>
 
 #include <mailseal/config/config.hpp>
-#include <mailseal/keys/evaluate.hpp>
+#include <mailseal/dns/lookup.hpp>
 #include <mailseal/lmtp/reply.hpp>
-#include <mailseal/seal/cms.hpp>
+#include <mailseal/seal/format.hpp>
 #include <mailseal/seal/message.hpp>
 
 namespace mailseal::seal {
-
-/// Key discovery's answer for one recipient, as sealing needs it.
-struct recipient_keys {
-    keys::dns_outcome outcome = keys::dns_outcome::failure;
-    std::vector<keys::key> keys;
-};
 
 enum class action {
     seal,        ///< encrypt to the recipient's keys
@@ -61,7 +58,7 @@ struct decision {
 };
 
 /// The policy table. `form` is the message's encrypted form (none when plaintext).
-decision decide(keys::dns_outcome outcome, std::size_t usable_keys, encrypted_form form,
+decision decide(dns::outcome outcome, std::size_t usable_keys, encrypted_form form,
                 config::no_key_action on_no_key);
 
 /// One recipient's copy: trace fields, then either the message as received or the sealed
@@ -73,23 +70,25 @@ public:
     static copy_writer as_received(std::string_view trace, const header_section& headers,
                                    std::string_view mailseal_field, std::string& out);
 
-    /// A sealed copy: `trace`, the Mailseal: field, the outer header section, then the CMS in
-    /// base64 as the body arrives. Appends the outer header section to `out`.
+    /// A sealed copy to `keys` (not empty) in their format: `trace`, the Mailseal: field, the
+    /// outer header section, then the ciphertext as the body arrives. Appends the outer header
+    /// section to `out`.
     static std::variant<copy_writer, std::string>
-    sealed(std::string_view trace, const header_section& headers,
-           const std::vector<keys::key>& keys, const config::seal_policy& policy,
-           std::string_view protected_subject, std::string& out);
+    sealed(std::string_view trace, const header_section& headers, const key_set& keys,
+           const config::seal_policy& policy, std::string_view protected_subject, std::string& out);
 
     /// Appends the output for the next canonical body bytes to `out`.
     std::optional<std::string> body(std::string_view canonical, std::string& out);
     /// Appends the end of the copy (for a sealed one, the rest of the CMS) to `out`.
     std::optional<std::string> finish(std::string& out);
 
-    bool is_sealed() const { return encoder_.has_value(); }
+    bool is_sealed() const { return encoder_ != nullptr; }
+    /// The content cipher of a sealed copy ("aes-256-cbc"); empty for one as received.
+    std::string_view cipher() const;
 
 private:
     copy_writer() = default;
-    std::optional<cms_encoder> encoder_;
+    std::unique_ptr<encoder> encoder_;
 };
 
 /// The inner MIME entity's header section of a sealed copy (without the empty line after it),
@@ -102,9 +101,12 @@ struct split_headers {
 split_headers split_for_sealing(const header_section& headers, config::header_mode mode,
                                 std::string_view protected_subject);
 
-/// The Mailseal: trace field of a copy, CRLF included: "Mailseal: sealed; keys=2;
-/// cipher=aes-256-cbc", "Mailseal: passthrough; form=pgp-mime", "Mailseal: plain;
-/// reason=no-key".
-std::string mailseal_field(const decision& d, std::size_t keys, config::content_cipher cipher);
+/// The Mailseal: trace field of a copy stored as received, CRLF included: "Mailseal:
+/// passthrough; form=pgp-mime", "Mailseal: plain; reason=no-key".
+std::string mailseal_field(const decision& d);
+
+/// The Mailseal: trace field of a sealed copy, CRLF included: "Mailseal: sealed; keys=2;
+/// cipher=aes-256-cbc".
+std::string sealed_field(const format& f, std::size_t keys, std::string_view cipher);
 
 } // namespace mailseal::seal

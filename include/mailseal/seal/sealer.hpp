@@ -51,7 +51,7 @@ class message_sealer {
 public:
     struct recipient_state {
         config::seal_policy policy;
-        std::optional<recipient_keys> keys;
+        std::optional<key_set> keys;
         std::optional<seal::decision> decided;
         /// Set when the recipient gets no copy: its policy's refusal, or a failure.
         std::optional<lmtp::reply> refusal;
@@ -66,7 +66,7 @@ public:
     message_sealer(const message_sealer&) = delete;
     message_sealer& operator=(const message_sealer&) = delete;
 
-    void provide_keys(std::size_t index, recipient_keys keys);
+    void provide_keys(std::size_t index, key_set keys);
     /// Appends message bytes (as received; LF or CRLF line ends).
     void write(std::string_view bytes);
     /// Body is held beyond held_body_limit for recipients without keys.

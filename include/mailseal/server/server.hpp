@@ -24,7 +24,7 @@
 
 #include <mailseal/config/config.hpp>
 #include <mailseal/dns/resolver.hpp>
-#include <mailseal/keys/evaluate.hpp>
+#include <mailseal/seal/formats.hpp>
 
 namespace mailseal::server {
 
@@ -32,17 +32,17 @@ class server {
 public:
     /// Binds every configured listener (unix sockets get their mode and owner). Returns an
     /// error message naming the listener on failure. Key lookups go through `resolver`, and
-    /// certificates are judged by `key_policy`.
+    /// keys are judged by `formats`.
     static std::variant<std::unique_ptr<server>, std::string>
     bind(boost::asio::io_context& io, config::config cfg, std::unique_ptr<dns::resolver> resolver,
-         keys::policy key_policy);
+         seal::format_set formats);
 
     /// Applies a new configuration (SIGHUP) without dropping anything: connections open now
     /// finish with the configuration they started with, new ones get the new one. Settings
     /// fixed at start (listeners, metrics.listen, server.user, server.group, server.workers)
     /// must be unchanged; otherwise nothing changes and the error names the setting.
     std::optional<std::string> reload(config::config cfg, std::unique_ptr<dns::resolver> resolver,
-                                      keys::policy key_policy);
+                                      seal::format_set formats);
 
     ~server();
     server(const server&) = delete;

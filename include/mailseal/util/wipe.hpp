@@ -1,7 +1,7 @@
 #pragma once
 
 /// Clearing buffers that held message plaintext before their memory is reused or freed, so no
-/// later heap dump or core file shows it (issue 4: "buffers wiped").
+/// later heap dump or core file shows it.
 
 #include <cstring>
 #include <string>

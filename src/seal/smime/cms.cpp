@@ -4,14 +4,13 @@
 #include <openssl/err.h>
 #include <openssl/rsa.h>
 
-#include <mailseal/keys/openssl.hpp>
-#include <mailseal/seal/cms.hpp>
+#include <mailseal/seal/smime/cms.hpp>
+#include <mailseal/seal/smime/evaluate.hpp>
+#include <mailseal/seal/smime/openssl.hpp>
 #include <mailseal/util/wipe.hpp>
 
-namespace mailseal::seal {
+namespace mailseal::seal::smime {
 namespace {
-
-using keys::c_ptr;
 
 /// Plaintext handed to OpenSSL at a time: each write becomes one OCTET STRING of the
 /// indefinite-length content, so tiny writes would bloat the output.
@@ -30,15 +29,15 @@ std::string openssl_error(std::string_view what) {
     return out;
 }
 
-const EVP_CIPHER* cipher_for(config::content_cipher c) {
+const EVP_CIPHER* cipher_for(content_cipher c) {
     switch (c) {
-    case config::content_cipher::aes_256_cbc:
+    case content_cipher::aes_256_cbc:
         return EVP_aes_256_cbc();
-    case config::content_cipher::aes_128_cbc:
+    case content_cipher::aes_128_cbc:
         return EVP_aes_128_cbc();
-    case config::content_cipher::aes_256_gcm:
+    case content_cipher::aes_256_gcm:
         return EVP_aes_256_gcm();
-    case config::content_cipher::aes_128_gcm:
+    case content_cipher::aes_128_gcm:
         return EVP_aes_128_gcm();
     }
     return EVP_aes_256_cbc();
@@ -87,12 +86,12 @@ std::variant<c_ptr<X509>, std::string> certificate_for_bare_key(EVP_PKEY& key) {
 
 /// Sets the key-management parameters on a RecipientInfo made with CMS_KEY_PARAM: RSAES-OAEP
 /// with SHA-256 for RSA (only OAEP gets here), a SHA-256 KDF for ECDH (RFC 8551 §2.3).
-bool set_key_parameters(CMS_RecipientInfo* ri, const keys::key& k) {
+bool set_key_parameters(CMS_RecipientInfo* ri, const certificate_key& k) {
     EVP_PKEY_CTX* ctx = CMS_RecipientInfo_get0_pkey_ctx(ri);
     if (ctx == nullptr) {
         return false;
     }
-    if (k.type == keys::key_type::rsa) {
+    if (k.type == key_type::rsa) {
         return EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) > 0 &&
                EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha256()) > 0 &&
                EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256()) > 0;
@@ -103,13 +102,13 @@ bool set_key_parameters(CMS_RecipientInfo* ri, const keys::key& k) {
 
 } // namespace
 
-std::string_view smime_type(config::content_cipher cipher) {
+std::string_view smime_type(content_cipher cipher) {
     switch (cipher) {
-    case config::content_cipher::aes_256_gcm:
-    case config::content_cipher::aes_128_gcm:
+    case content_cipher::aes_256_gcm:
+    case content_cipher::aes_128_gcm:
         return "authEnveloped-data";
-    case config::content_cipher::aes_256_cbc:
-    case config::content_cipher::aes_128_cbc:
+    case content_cipher::aes_256_cbc:
+    case content_cipher::aes_128_cbc:
         return "enveloped-data";
     }
     return "enveloped-data";
@@ -185,21 +184,25 @@ cms_encoder::cms_encoder(cms_encoder&&) noexcept = default;
 cms_encoder& cms_encoder::operator=(cms_encoder&&) noexcept = default;
 cms_encoder::~cms_encoder() = default;
 
-std::variant<cms_encoder, std::string> cms_encoder::begin(const std::vector<keys::key>& keys,
-                                                          config::content_cipher cipher,
-                                                          config::rsa_padding padding) {
+std::variant<cms_encoder, std::string> cms_encoder::begin(const std::vector<key>& keys,
+                                                          const options& opts) {
     if (keys.empty()) {
         return std::string("no keys to encrypt to");
     }
     ERR_clear_error();
     auto st = std::make_unique<state>();
     // A GCM cipher makes CMS_encrypt build AuthEnvelopedData (RFC 5083) instead.
-    st->cms.reset(
-        CMS_encrypt(nullptr, nullptr, cipher_for(cipher), CMS_STREAM | CMS_PARTIAL | CMS_BINARY));
+    st->cms.reset(CMS_encrypt(nullptr, nullptr, cipher_for(opts.cipher),
+                              CMS_STREAM | CMS_PARTIAL | CMS_BINARY));
     if (!st->cms) {
         return openssl_error("creating the CMS object");
     }
-    for (const auto& k : keys) {
+    for (const auto& generic : keys) {
+        const certificate_key* found = certificate_of(generic);
+        if (found == nullptr) {
+            return "not an S/MIME key: " + generic.source;
+        }
+        const certificate_key& k = *found;
         c_ptr<X509> bare_key_cert;
         X509* cert = k.certificate.get();
         unsigned int flags = CMS_BINARY;
@@ -212,16 +215,16 @@ std::variant<cms_encoder, std::string> cms_encoder::begin(const std::vector<keys
             cert = bare_key_cert.get();
             flags |= CMS_USE_KEYID;
         }
-        bool custom = k.type != keys::key_type::rsa || padding == config::rsa_padding::oaep;
+        bool custom = k.type != key_type::rsa || opts.padding == rsa_padding::oaep;
         if (custom) {
             flags |= CMS_KEY_PARAM;
         }
         CMS_RecipientInfo* ri = CMS_add1_recipient_cert(st->cms.get(), cert, flags);
         if (ri == nullptr) {
-            return openssl_error("adding the recipient " + k.source);
+            return openssl_error("adding the recipient " + generic.source);
         }
         if (custom && !set_key_parameters(ri, k)) {
-            return openssl_error("setting key parameters for " + k.source);
+            return openssl_error("setting key parameters for " + generic.source);
         }
     }
     st->output.reset(BIO_new(BIO_s_mem()));
@@ -268,4 +271,4 @@ std::optional<std::string> cms_encoder::finish(std::string& out) {
     return std::nullopt;
 }
 
-} // namespace mailseal::seal
+} // namespace mailseal::seal::smime

@@ -1,7 +1,8 @@
 #pragma once
 
-/// Internal helpers of the keys component: DER and digests, certificate fields as text, key
-/// classification, and reading PEM files. Not installed; include/mailseal/keys/ has the API.
+/// Internal helpers of the S/MIME format: DER and digests, certificate fields as text, key
+/// classification, and reading PEM files. Not installed; include/mailseal/seal/smime/ has the
+/// API.
 
 #include <cstdint>
 #include <ctime>
@@ -12,11 +13,11 @@
 #include <string_view>
 #include <vector>
 
-#include <mailseal/keys/evaluate.hpp>
-#include <mailseal/keys/local_store.hpp>
-#include <mailseal/keys/openssl.hpp>
+#include <mailseal/seal/smime/certificate_file.hpp>
+#include <mailseal/seal/smime/evaluate.hpp>
+#include <mailseal/seal/smime/openssl.hpp>
 
-namespace mailseal::keys::detail {
+namespace mailseal::seal::smime::detail {
 
 using bytes = std::vector<std::uint8_t>;
 
@@ -29,11 +30,10 @@ bytes public_key_der(EVP_PKEY& key);
 /// SHA-256 (matching type 1) or SHA-512 (2); empty if the digest fails.
 bytes digest(const EVP_MD* md, std::span<const std::uint8_t> data);
 std::string hex(std::span<const std::uint8_t> data);
+std::string upper_hex(std::span<const std::uint8_t> data);
 
 /// Seconds since the epoch; nullopt for a time OpenSSL cannot read.
 std::optional<std::time_t> to_time(const ASN1_TIME* t);
-/// "2025-01-01T00:00:00Z"
-std::string iso_time(std::time_t t);
 /// "2025-01-01"
 std::string iso_date(std::time_t t);
 
@@ -64,7 +64,8 @@ struct parsed_key {
 };
 parsed_key parse_spki_der(std::span<const std::uint8_t> der);
 
-/// Reads a PEM file of at most `max_size` bytes (see local_store.hpp for what is reported).
-local_listing read_pem_file(const std::filesystem::path& file, std::uintmax_t max_size);
+/// Reads a PEM file of at most `max_size` bytes (see certificate_file.hpp for what is
+/// reported).
+certificate_listing read_pem_file(const std::filesystem::path& file, std::uintmax_t max_size);
 
-} // namespace mailseal::keys::detail
+} // namespace mailseal::seal::smime::detail

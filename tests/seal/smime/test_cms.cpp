@@ -6,19 +6,18 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-#include <mailseal/seal/cms.hpp>
+#include <mailseal/seal/smime/cms.hpp>
 
-#include "../keys/test_certs.hpp"
-#include "decrypt.hpp"
+#include "../decrypt.hpp"
+#include "test_certs.hpp"
 
-namespace mailseal::seal {
+namespace mailseal::seal::smime {
 namespace {
 
-namespace kt = keys::test;
-using keys::c_ptr;
+namespace kt = smime::test;
 
-keys::key rsa_key(std::shared_ptr<X509> cert, std::shared_ptr<EVP_PKEY> pkey) {
-    return keys::key{pkey, cert, {}, keys::key_type::rsa, 2048, "test"};
+key rsa_key(std::shared_ptr<X509> cert, std::shared_ptr<EVP_PKEY> pkey) {
+    return kt::make_key(pkey, cert, key_type::rsa, 2048, "test");
 }
 
 std::string plaintext_of(std::size_t size) {
@@ -31,9 +30,9 @@ std::string plaintext_of(std::size_t size) {
 }
 
 /// Encrypts `plain` in pieces of `step` bytes and returns the base64 text.
-std::string seal_text(const std::vector<keys::key>& ks, config::content_cipher cipher,
-                      config::rsa_padding padding, const std::string& plain, std::size_t step) {
-    auto begun = cms_encoder::begin(ks, cipher, padding);
+std::string seal_text(const std::vector<key>& ks, content_cipher cipher, rsa_padding padding,
+                      const std::string& plain, std::size_t step) {
+    auto begun = cms_encoder::begin(ks, options{cipher, padding});
     if (auto* problem = std::get_if<std::string>(&begun)) {
         ADD_FAILURE() << *problem;
         return {};
@@ -68,20 +67,20 @@ TEST(cms_encoder, round_trips_every_cipher_and_key_form) {
     const auto& c = kt::certs();
     struct row {
         const char* name;
-        std::vector<keys::key> keys;
-        config::content_cipher cipher;
-        config::rsa_padding padding;
+        std::vector<key> keys;
+        content_cipher cipher;
+        rsa_padding padding;
         std::shared_ptr<EVP_PKEY> private_key;
         std::shared_ptr<X509> certificate; ///< null: try every RecipientInfo
         int content_nid;
     };
     auto rsa = rsa_key(c.rsa, c.rsa_key);
-    keys::key ec{c.ec_key, c.ec_agree, {}, keys::key_type::ec_p256, 256, "ec"};
-    keys::key ec384{c.ec384_key, c.ec384, {}, keys::key_type::ec_p384, 384, "ec384"};
-    keys::key bare_rsa{c.rsa_key2, nullptr, {}, keys::key_type::rsa, 2048, "spki"};
-    keys::key bare_ec{c.ec_key2, nullptr, {}, keys::key_type::ec_p256, 256, "spki-ec"};
-    using cc = config::content_cipher;
-    using rp = config::rsa_padding;
+    key ec = kt::make_key(c.ec_key, c.ec_agree, key_type::ec_p256, 256, "ec");
+    key ec384 = kt::make_key(c.ec384_key, c.ec384, key_type::ec_p384, 384, "ec384");
+    key bare_rsa = kt::make_key(c.rsa_key2, nullptr, key_type::rsa, 2048, "spki");
+    key bare_ec = kt::make_key(c.ec_key2, nullptr, key_type::ec_p256, 256, "spki-ec");
+    using cc = content_cipher;
+    using rp = rsa_padding;
     std::vector<row> rows = {
         {"rsa_cbc256", {rsa}, cc::aes_256_cbc, rp::pkcs1, c.rsa_key, c.rsa, NID_pkcs7_enveloped},
         {"rsa_cbc128", {rsa}, cc::aes_128_cbc, rp::pkcs1, c.rsa_key, c.rsa, NID_pkcs7_enveloped},
@@ -136,14 +135,14 @@ TEST(cms_encoder, round_trips_every_cipher_and_key_form) {
         for (const auto& r : rows) {
             auto text = seal_text(r.keys, r.cipher, r.padding, plain, 1000);
             expect_76_column_lines(text);
-            auto cms = test::parse_base64_cms(text);
+            auto cms = seal::test::parse_base64_cms(text);
             ASSERT_TRUE(cms) << r.name;
             EXPECT_EQ(OBJ_obj2nid(CMS_get0_type(cms.get())), r.content_nid) << r.name;
             EXPECT_EQ(sk_CMS_RecipientInfo_num(CMS_get0_RecipientInfos(cms.get())),
                       static_cast<int>(r.keys.size()))
                 << r.name;
-            auto got = test::decrypt(*cms, *r.private_key, r.certificate.get());
-            ASSERT_TRUE(got) << r.name << " size " << size << ": " << test::openssl_errors();
+            auto got = seal::test::decrypt(*cms, *r.private_key, r.certificate.get());
+            ASSERT_TRUE(got) << r.name << " size " << size << ": " << seal::test::openssl_errors();
             EXPECT_TRUE(*got == plain) << r.name << " size " << size;
         }
     }
@@ -152,39 +151,39 @@ TEST(cms_encoder, round_trips_every_cipher_and_key_form) {
 TEST(cms_encoder, key_parameters_follow_rfc8551) {
     const auto& c = kt::certs();
     auto print = [](const std::string& text) {
-        auto cms = test::parse_base64_cms(text);
+        auto cms = seal::test::parse_base64_cms(text);
         c_ptr<BIO> out(BIO_new(BIO_s_mem()));
         CMS_ContentInfo_print_ctx(out.get(), cms.get(), 0, nullptr);
         char* data = nullptr;
         long n = BIO_get_mem_data(out.get(), &data);
         return std::string(data, static_cast<std::size_t>(n));
     };
-    auto oaep = print(seal_text({rsa_key(c.rsa, c.rsa_key)}, config::content_cipher::aes_256_cbc,
-                                config::rsa_padding::oaep, "x", 1));
+    auto oaep = print(seal_text({rsa_key(c.rsa, c.rsa_key)}, content_cipher::aes_256_cbc,
+                                rsa_padding::oaep, "x", 1));
     EXPECT_NE(oaep.find("rsaesOaep"), std::string::npos) << oaep;
     EXPECT_NE(oaep.find("sha256"), std::string::npos) << oaep;
-    auto ec =
-        print(seal_text({{c.ec_key, c.ec_agree, {}, keys::key_type::ec_p256, 256, "ec"}},
-                        config::content_cipher::aes_256_cbc, config::rsa_padding::pkcs1, "x", 1));
+    auto ec = print(seal_text({kt::make_key(c.ec_key, c.ec_agree, key_type::ec_p256, 256, "ec")},
+                              content_cipher::aes_256_cbc, rsa_padding::pkcs1, "x", 1));
     EXPECT_NE(ec.find("dhSinglePass-stdDH-sha256kdf-scheme"), std::string::npos) << ec;
     EXPECT_NE(ec.find("id-aes256-wrap"), std::string::npos) << ec;
-    auto bare =
-        print(seal_text({{c.rsa_key2, nullptr, {}, keys::key_type::rsa, 2048, "spki"}},
-                        config::content_cipher::aes_256_cbc, config::rsa_padding::pkcs1, "x", 1));
+    auto bare = print(seal_text({kt::make_key(c.rsa_key2, nullptr, key_type::rsa, 2048, "spki")},
+                                content_cipher::aes_256_cbc, rsa_padding::pkcs1, "x", 1));
     EXPECT_NE(bare.find("subjectKeyIdentifier"), std::string::npos) << bare;
 }
 
 TEST(cms_encoder, refuses_no_keys_and_empty_content) {
-    auto begun =
-        cms_encoder::begin({}, config::content_cipher::aes_256_cbc, config::rsa_padding::pkcs1);
+    auto begun = cms_encoder::begin({}, options{});
     ASSERT_TRUE(std::holds_alternative<std::string>(begun));
-    auto empty =
-        cms_encoder::begin({rsa_key(kt::certs().rsa, kt::certs().rsa_key)},
-                           config::content_cipher::aes_256_cbc, config::rsa_padding::pkcs1);
+    key foreign;
+    foreign.source = "another format's key";
+    auto wrong = cms_encoder::begin({foreign}, options{});
+    ASSERT_TRUE(std::holds_alternative<std::string>(wrong));
+    EXPECT_EQ(std::get<std::string>(wrong), "not an S/MIME key: another format's key");
+    auto empty = cms_encoder::begin({rsa_key(kt::certs().rsa, kt::certs().rsa_key)}, options{});
     ASSERT_TRUE(std::holds_alternative<cms_encoder>(empty));
     std::string out;
     EXPECT_EQ(std::get<cms_encoder>(empty).finish(out), "no content to encrypt");
 }
 
 } // namespace
-} // namespace mailseal::seal
+} // namespace mailseal::seal::smime

@@ -24,20 +24,20 @@
 #include <variant>
 #include <vector>
 
-#include <mailseal/config/config.hpp>
-#include <mailseal/keys/evaluate.hpp>
+#include <mailseal/seal/format.hpp>
+#include <mailseal/seal/smime/options.hpp>
 
-namespace mailseal::seal {
+namespace mailseal::seal::smime {
 
 /// The MIME subtype parameter for a cipher: "enveloped-data" or "authEnveloped-data".
-std::string_view smime_type(config::content_cipher cipher);
+std::string_view smime_type(content_cipher cipher);
 
 class cms_encoder {
 public:
-    /// Prepares a CMS object with one RecipientInfo per key. `keys` must not be empty.
-    static std::variant<cms_encoder, std::string> begin(const std::vector<keys::key>& keys,
-                                                        config::content_cipher cipher,
-                                                        config::rsa_padding padding);
+    /// Prepares a CMS object with one RecipientInfo per key. `keys` must not be empty and must
+    /// all be S/MIME keys.
+    static std::variant<cms_encoder, std::string> begin(const std::vector<key>& keys,
+                                                        const options& opts);
 
     cms_encoder(cms_encoder&&) noexcept;
     cms_encoder& operator=(cms_encoder&&) noexcept;
@@ -56,4 +56,4 @@ private:
     std::unique_ptr<state> state_;
 };
 
-} // namespace mailseal::seal
+} // namespace mailseal::seal::smime

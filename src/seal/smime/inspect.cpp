@@ -11,7 +11,7 @@
 
 #include <mailseal/util/errno_text.hpp>
 
-namespace mailseal::keys::detail {
+namespace mailseal::seal::smime::detail {
 
 namespace {
 
@@ -69,8 +69,9 @@ bytes digest(const EVP_MD* md, std::span<const std::uint8_t> data) {
     return out;
 }
 
-std::string hex(std::span<const std::uint8_t> data) {
-    static constexpr char digits[] = "0123456789abcdef";
+namespace {
+
+std::string hex_with(std::span<const std::uint8_t> data, const char (&digits)[17]) {
     std::string out;
     out.reserve(data.size() * 2);
     for (std::uint8_t b : data) {
@@ -78,6 +79,16 @@ std::string hex(std::span<const std::uint8_t> data) {
         out += digits[b & 0xf];
     }
     return out;
+}
+
+} // namespace
+
+std::string hex(std::span<const std::uint8_t> data) {
+    return hex_with(data, "0123456789abcdef");
+}
+
+std::string upper_hex(std::span<const std::uint8_t> data) {
+    return hex_with(data, "0123456789ABCDEF");
 }
 
 std::optional<std::time_t> to_time(const ASN1_TIME* t) {
@@ -88,18 +99,8 @@ std::optional<std::time_t> to_time(const ASN1_TIME* t) {
     return ::timegm(&tm);
 }
 
-std::string iso_time(std::time_t t) {
-    std::tm tm{};
-    if (::gmtime_r(&t, &tm) == nullptr) {
-        return {};
-    }
-    char buf[32];
-    std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return std::string(buf, n);
-}
-
 std::string iso_date(std::time_t t) {
-    return iso_time(t).substr(0, 10);
+    return seal::iso_time(std::chrono::system_clock::from_time_t(t)).substr(0, 10);
 }
 
 std::string subject_text(X509& cert) {
@@ -255,6 +256,7 @@ namespace {
 
 candidate_report problem(const std::filesystem::path& file, std::string why) {
     candidate_report r;
+    r.local = true;
     r.source = "local " + file.string();
     r.why = std::move(why);
     return r;
@@ -262,8 +264,8 @@ candidate_report problem(const std::filesystem::path& file, std::string why) {
 
 } // namespace
 
-local_listing read_pem_file(const std::filesystem::path& file, std::uintmax_t max_size) {
-    local_listing out;
+certificate_listing read_pem_file(const std::filesystem::path& file, std::uintmax_t max_size) {
+    certificate_listing out;
     std::ifstream in(file, std::ios::binary);
     if (!in) {
         out.problems.push_back(problem(file, "cannot open: " + util::errno_text(errno)));
@@ -334,4 +336,4 @@ local_listing read_pem_file(const std::filesystem::path& file, std::uintmax_t ma
     return out;
 }
 
-} // namespace mailseal::keys::detail
+} // namespace mailseal::seal::smime::detail

@@ -10,11 +10,11 @@
 
 #include <gtest/gtest.h>
 
-#include <mailseal/keys/evaluate.hpp>
+#include <mailseal/seal/smime/evaluate.hpp>
 
 #include "test_certs.hpp"
 
-namespace mailseal::keys {
+namespace mailseal::seal::smime {
 namespace {
 
 using test::certs;
@@ -48,18 +48,28 @@ bytes hash(const EVP_MD* md, const bytes& data) {
     return out;
 }
 
-smimea_data rec(std::uint8_t usage, std::uint8_t selector, std::uint8_t matching, bytes data) {
+std::string hex_of(const bytes& data) {
+    std::string out;
+    char hexed[3];
+    for (auto b : data) {
+        std::snprintf(hexed, sizeof hexed, "%02x", b);
+        out += hexed;
+    }
+    return out;
+}
+
+smimea_record rec(std::uint8_t usage, std::uint8_t selector, std::uint8_t matching, bytes data) {
     return {usage, selector, matching, std::move(data)};
 }
-smimea_data full(std::uint8_t usage, const std::shared_ptr<X509>& cert) {
+smimea_record full(std::uint8_t usage, const std::shared_ptr<X509>& cert) {
     return rec(usage, 0, 0, test::der(*cert));
 }
-smimea_data bare_spki(const std::shared_ptr<X509>& cert) {
+smimea_record bare_spki(const std::shared_ptr<X509>& cert) {
     return rec(3, 1, 0, test::spki(*cert));
 }
 /// A digest record computed independently of the code under test.
-smimea_data digest_of(std::uint8_t usage, std::uint8_t selector, std::uint8_t matching,
-                      const std::shared_ptr<X509>& cert) {
+smimea_record digest_of(std::uint8_t usage, std::uint8_t selector, std::uint8_t matching,
+                        const std::shared_ptr<X509>& cert) {
     bytes content = selector == 0 ? test::der(*cert) : test::spki(*cert);
     return rec(usage, selector, matching,
                hash(matching == 1 ? EVP_sha256() : EVP_sha512(), content));
@@ -88,7 +98,7 @@ struct want_report {
 
 struct eval_case {
     std::string name;
-    std::function<std::vector<smimea_data>(const fixtures&)> records;
+    std::function<std::vector<smimea_record>(const fixtures&)> records;
     std::function<std::vector<local_certificate>(const fixtures&)> local_certs;
     std::vector<want_report> want_reports{};
     std::vector<std::string> want_keys{};
@@ -97,17 +107,17 @@ struct eval_case {
     config::key_preference preference = config::key_preference::rsa_only_if_any;
 };
 
-using records_fn = std::function<std::vector<smimea_data>(const fixtures&)>;
+using records_fn = std::function<std::vector<smimea_record>(const fixtures&)>;
 using local_fn = std::function<std::vector<local_certificate>(const fixtures&)>;
-const records_fn no_records = [](const fixtures&) { return std::vector<smimea_data>{}; };
+const records_fn no_records = [](const fixtures&) { return std::vector<smimea_record>{}; };
 const local_fn no_local = [](const fixtures&) { return std::vector<local_certificate>{}; };
 
 /// One record, no local certificates, one report.
-eval_case one_record(std::string name, std::function<smimea_data(const fixtures&)> record,
+eval_case one_record(std::string name, std::function<smimea_record(const fixtures&)> record,
                      bool usable, std::string why, bool with_ca = false,
                      bool accept_expired = true) {
     eval_case c{std::move(name),
-                [record](const fixtures& f) { return std::vector<smimea_data>{record(f)}; },
+                [record](const fixtures& f) { return std::vector<smimea_record>{record(f)}; },
                 no_local,
                 {},
                 {},
@@ -138,7 +148,7 @@ class evaluate_test : public testing::TestWithParam<eval_case> {};
 TEST_P(evaluate_test, reports_every_decision) {
     const auto& c = GetParam();
     const auto& f = certs();
-    policy pol;
+    trust pol;
     pol.accept_expired_dane_ee = c.accept_expired;
     pol.preference = c.preference;
     if (c.with_ca) {
@@ -578,41 +588,52 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(evaluate, key_fields) {
     const auto& f = certs();
     auto ev = evaluate({full(3, f.rsa), bare_spki(f.ec_agree), full(3, f.ec384)}, {},
-                       policy{.preference = config::key_preference::all}, alice, now);
+                       trust{.preference = config::key_preference::all}, alice, now);
     ASSERT_EQ(ev.keys.size(), 3u);
 
-    EXPECT_EQ(ev.keys[0].type, key_type::rsa);
+    const auto* k0 = certificate_of(ev.keys[0]);
+    ASSERT_NE(k0, nullptr);
+    EXPECT_EQ(k0->type, key_type::rsa);
+    EXPECT_EQ(ev.keys[0].algorithm, "rsa");
     EXPECT_EQ(ev.keys[0].bits, 2048);
-    ASSERT_NE(ev.keys[0].certificate, nullptr);
-    EXPECT_EQ(X509_cmp(ev.keys[0].certificate.get(), f.rsa.get()), 0);
-    EXPECT_EQ(ev.keys[0].spki_der, test::spki(*f.rsa));
-    EXPECT_EQ(EVP_PKEY_eq(ev.keys[0].public_key.get(), f.rsa_key.get()), 1);
+    ASSERT_NE(k0->certificate, nullptr);
+    EXPECT_EQ(X509_cmp(k0->certificate.get(), f.rsa.get()), 0);
+    EXPECT_EQ(k0->spki_der, test::spki(*f.rsa));
+    EXPECT_EQ(ev.keys[0].fingerprint, hex_of(hash(EVP_sha256(), test::spki(*f.rsa))));
+    EXPECT_EQ(EVP_PKEY_eq(k0->public_key.get(), f.rsa_key.get()), 1);
+    ASSERT_TRUE(ev.keys[0].expires);
+    EXPECT_EQ(iso_time(*ev.keys[0].expires), "2030-01-01T00:00:00Z");
 
-    EXPECT_EQ(ev.keys[1].type, key_type::ec_p256);
+    const auto* k1 = certificate_of(ev.keys[1]);
+    ASSERT_NE(k1, nullptr);
+    EXPECT_EQ(k1->type, key_type::ec_p256);
     EXPECT_EQ(ev.keys[1].bits, 256);
-    EXPECT_EQ(ev.keys[1].certificate, nullptr) << "a bare SPKI has no certificate";
-    EXPECT_EQ(ev.keys[1].spki_der, test::spki(*f.ec_agree));
-    EXPECT_EQ(EVP_PKEY_eq(ev.keys[1].public_key.get(), f.ec_key.get()), 1);
+    EXPECT_EQ(k1->certificate, nullptr) << "a bare SPKI has no certificate";
+    EXPECT_FALSE(ev.keys[1].expires) << "a bare SPKI has no expiry";
+    EXPECT_EQ(k1->spki_der, test::spki(*f.ec_agree));
+    EXPECT_EQ(EVP_PKEY_eq(k1->public_key.get(), f.ec_key.get()), 1);
 
-    EXPECT_EQ(ev.keys[2].type, key_type::ec_p384);
+    EXPECT_EQ(certificate_of(ev.keys[2])->type, key_type::ec_p384);
+    EXPECT_EQ(ev.keys[2].algorithm, "ec-p384");
     EXPECT_EQ(ev.keys[2].bits, 384);
 }
 
 TEST(evaluate, report_details) {
     const auto& f = certs();
-    auto ev = evaluate({full(3, f.rsa), bare_spki(f.ec_agree), rec(3, 0, 0, {1})}, {}, policy{},
+    auto ev = evaluate({full(3, f.rsa), bare_spki(f.ec_agree), rec(3, 0, 0, {1})}, {}, trust{},
                        alice, now);
     ASSERT_EQ(ev.reports.size(), 3u);
     const auto& r = ev.reports[0];
     EXPECT_EQ(r.subject, "CN=Alice");
-    EXPECT_EQ(r.san_emails, std::vector<std::string>{"alice@example.org"});
+    EXPECT_EQ(r.names, std::vector<std::string>{"alice@example.org"});
     EXPECT_EQ(r.key_description, "RSA 2048");
-    EXPECT_EQ(r.not_before, "2025-01-01T00:00:00Z");
-    EXPECT_EQ(r.not_after, "2030-01-01T00:00:00Z");
+    ASSERT_TRUE(r.not_before && r.not_after);
+    EXPECT_EQ(iso_time(*r.not_before), "2025-01-01T00:00:00Z");
+    EXPECT_EQ(iso_time(*r.not_after), "2030-01-01T00:00:00Z");
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int size = 0;
     X509_digest(f.rsa.get(), EVP_sha256(), md, &size);
-    EXPECT_EQ(r.sha256_fingerprint.size(), 64u);
+    EXPECT_EQ(r.fingerprint.size(), 64u);
     EXPECT_EQ(bytes(md, md + size), hash(EVP_sha256(), test::der(*f.rsa)));
     char hexed[3];
     std::string want;
@@ -620,7 +641,7 @@ TEST(evaluate, report_details) {
         std::snprintf(hexed, sizeof hexed, "%02x", md[i]);
         want += hexed;
     }
-    EXPECT_EQ(r.sha256_fingerprint, want);
+    EXPECT_EQ(r.fingerprint, want);
 
     EXPECT_EQ(ev.reports[1].key_description, "EC P-256");
     EXPECT_EQ(ev.reports[1].subject, "");
@@ -670,7 +691,7 @@ TEST(association_data, matches_openssl_digests) {
 
 struct precedence_case {
     std::string name;
-    dns_outcome outcome;
+    dns::outcome outcome;
     records_fn records;
     std::vector<std::string> want_sources; ///< of the reports
     std::vector<std::string> want_keys;
@@ -684,7 +705,7 @@ TEST_P(precedence_test, chooses_source) {
     const auto& f = certs();
     // The local store always holds a usable certificate that no record names.
     std::vector<local_certificate> store{local(f.rsa2, "a.pem")};
-    auto ev = select_keys(c.outcome, c.records(f), store, policy{}, alice, now);
+    auto ev = select_keys(c.outcome, c.records(f), store, trust{}, alice, now);
     std::vector<std::string> got_sources, got_keys;
     for (const auto& r : ev.reports) {
         got_sources.push_back(r.source);
@@ -704,20 +725,20 @@ INSTANTIATE_TEST_SUITE_P(
     table, precedence_test,
     testing::Values(
         precedence_case{"secure_records_win",
-                        dns_outcome::secure_records,
+                        dns::outcome::secure_records,
                         [](const fixtures& f) { return std::vector{full(3, f.rsa)}; },
                         {"smimea #1 3 0 0", p_a},
                         {"smimea #1 3 0 0"},
                         from_dns},
         precedence_case{"secure_hash_records_select_matching_local",
-                        dns_outcome::secure_records,
+                        dns::outcome::secure_records,
                         [](const fixtures& f) { return std::vector{digest_of(3, 1, 1, f.rsa2)}; },
                         {"smimea #1 3 1 1", p_a},
                         {p_a},
                         from_dns},
         precedence_case{
             "secure_records_without_key_do_not_open_local_store",
-            dns_outcome::secure_records,
+            dns::outcome::secure_records,
             [](const fixtures& f) {
                 return std::vector{full(3, f.rsa_weak), full(0, f.ca), digest_of(3, 0, 1, f.rsa)};
             },
@@ -726,7 +747,7 @@ INSTANTIATE_TEST_SUITE_P(
             from_dns},
         precedence_case{
             "secure_records_malformed_ones_ignored",
-            dns_outcome::secure_records,
+            dns::outcome::secure_records,
             [](const fixtures& f) {
                 return std::vector{rec(3, 0, 0, {1, 2}), rec(9, 0, 0, {}), rec(3, 1, 1, {1}),
                                    full(3, f.rsa)};
@@ -735,7 +756,7 @@ INSTANTIATE_TEST_SUITE_P(
             {"smimea #4 3 0 0"},
             from_dns},
         precedence_case{"secure_records_only_malformed",
-                        dns_outcome::secure_records,
+                        dns::outcome::secure_records,
                         [](const fixtures&) {
                             return std::vector{rec(3, 0, 0, {1, 2}), rec(3, 1, 1, {1})};
                         },
@@ -744,26 +765,26 @@ INSTANTIATE_TEST_SUITE_P(
                         "secure SMIMEA answer without a usable record (RFC 6698 §4.1): local "
                         "certificate store"},
         precedence_case{"secure_absent_uses_local_store",
-                        dns_outcome::secure_absent,
+                        dns::outcome::secure_absent,
                         no_records,
                         {p_a},
                         {p_a},
                         "no SMIMEA record (DNSSEC-secure absence): local certificate store"},
         precedence_case{"insecure_uses_local_store_and_ignores_records",
-                        dns_outcome::insecure,
+                        dns::outcome::insecure,
                         [](const fixtures& f) { return std::vector{full(3, f.rsa)}; },
                         {p_a},
                         {p_a},
                         "SMIMEA lookup insecure (zone not signed): local certificate store"},
         precedence_case{"bogus_never_falls_back",
-                        dns_outcome::bogus,
+                        dns::outcome::bogus,
                         [](const fixtures& f) { return std::vector{full(3, f.rsa)}; },
                         {},
                         {},
                         "SMIMEA answer bogus (DNSSEC validation failed): no keys, and no "
                         "fallback to the local store"},
         precedence_case{"failure_never_falls_back",
-                        dns_outcome::failure,
+                        dns::outcome::failure,
                         no_records,
                         {},
                         {},
@@ -774,13 +795,13 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(precedence, secure_records_with_empty_list_is_absence) {
     const auto& f = certs();
-    auto ev = select_keys(dns_outcome::secure_records, {}, {local(f.rsa2, "a.pem")}, policy{},
+    auto ev = select_keys(dns::outcome::secure_records, {}, {local(f.rsa2, "a.pem")}, trust{},
                           alice, now);
     ASSERT_EQ(ev.keys.size(), 1u);
     EXPECT_EQ(ev.decision, "no secure SMIMEA records: local certificate store");
 }
 
-TEST(make_policy, loads_ca_file) {
+TEST(load_trust, loads_ca_file) {
     const auto& f = certs();
     test::temp_dir dir;
     auto file = dir.path() / "cas.pem";
@@ -790,9 +811,9 @@ TEST(make_policy, loads_ca_file) {
     settings.smime_ca_file = file;
     settings.accept_expired_dane_ee = false;
     settings.preference = config::key_preference::all;
-    auto got = make_policy(settings);
-    ASSERT_TRUE(std::holds_alternative<policy>(got)) << std::get<std::string>(got);
-    const auto& pol = std::get<policy>(got);
+    auto got = load_trust(settings);
+    ASSERT_TRUE(std::holds_alternative<trust>(got)) << std::get<std::string>(got);
+    const auto& pol = std::get<trust>(got);
     EXPECT_FALSE(pol.accept_expired_dane_ee);
     EXPECT_EQ(pol.preference, config::key_preference::all);
     ASSERT_NE(pol.smime_cas, nullptr);
@@ -803,12 +824,12 @@ TEST(make_policy, loads_ca_file) {
     EXPECT_TRUE(ev.reports[1].usable) << ev.reports[1].why;
 }
 
-TEST(make_policy, without_ca_file) {
-    auto got = make_policy(config::key_settings{});
-    ASSERT_TRUE(std::holds_alternative<policy>(got));
-    EXPECT_EQ(std::get<policy>(got).smime_cas, nullptr);
-    EXPECT_TRUE(std::get<policy>(got).accept_expired_dane_ee);
-    EXPECT_EQ(std::get<policy>(got).preference, config::key_preference::rsa_only_if_any);
+TEST(load_trust, without_ca_file) {
+    auto got = load_trust(config::key_settings{});
+    ASSERT_TRUE(std::holds_alternative<trust>(got));
+    EXPECT_EQ(std::get<trust>(got).smime_cas, nullptr);
+    EXPECT_TRUE(std::get<trust>(got).accept_expired_dane_ee);
+    EXPECT_EQ(std::get<trust>(got).preference, config::key_preference::rsa_only_if_any);
 }
 
 struct bad_ca_case {
@@ -828,7 +849,7 @@ TEST_P(make_policy_error_test, names_file_and_problem) {
     }
     config::key_settings settings;
     settings.smime_ca_file = file;
-    auto got = make_policy(settings);
+    auto got = load_trust(settings);
     ASSERT_TRUE(std::holds_alternative<std::string>(got)) << "got a policy, want an error";
     EXPECT_EQ(std::get<std::string>(got), "keys.smime_ca_file " + file.string() + ": " + c.want);
 }
@@ -846,4 +867,4 @@ INSTANTIATE_TEST_SUITE_P(
     [](const testing::TestParamInfo<bad_ca_case>& param_info) { return param_info.param.name; });
 
 } // namespace
-} // namespace mailseal::keys
+} // namespace mailseal::seal::smime

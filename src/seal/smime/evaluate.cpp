@@ -3,12 +3,33 @@
 
 #include <openssl/err.h>
 
-#include <mailseal/keys/evaluate.hpp>
+#include <mailseal/seal/smime/evaluate.hpp>
 #include <mailseal/util/ascii.hpp>
 
 #include "inspect.hpp"
 
-namespace mailseal::keys {
+namespace mailseal::seal::smime {
+
+std::optional<smimea_record> parse_smimea_rdata(std::span<const std::uint8_t> rdata) {
+    // RFC 6698 §2.1: usage (1 octet), selector (1), matching type (1), association data.
+    if (rdata.size() < 3) {
+        return std::nullopt;
+    }
+    return smimea_record{rdata[0], rdata[1], rdata[2], {rdata.begin() + 3, rdata.end()}};
+}
+
+std::string to_presentation(const smimea_record& record) {
+    std::string out = std::to_string(record.usage) + " " + std::to_string(record.selector) + " " +
+                      std::to_string(record.matching_type);
+    if (!record.data.empty()) {
+        out += " " + detail::upper_hex(record.data);
+    }
+    return out;
+}
+
+const certificate_key* certificate_of(const key& k) {
+    return dynamic_cast<const certificate_key*>(k.material.get());
+}
 
 std::string_view to_string(key_type t) {
     switch (t) {
@@ -18,22 +39,6 @@ std::string_view to_string(key_type t) {
         return "ec-p256";
     case key_type::ec_p384:
         return "ec-p384";
-    }
-    return "unknown";
-}
-
-std::string_view to_string(dns_outcome o) {
-    switch (o) {
-    case dns_outcome::secure_records:
-        return "secure-records";
-    case dns_outcome::secure_absent:
-        return "secure-absent";
-    case dns_outcome::insecure:
-        return "insecure";
-    case dns_outcome::bogus:
-        return "bogus";
-    case dns_outcome::failure:
-        return "failure";
     }
     return "unknown";
 }
@@ -63,17 +68,7 @@ verdict unusable(std::string why) {
     return {false, std::move(why)};
 }
 
-void append(std::string& text, std::string_view more) {
-    if (more.empty()) {
-        return;
-    }
-    if (!text.empty()) {
-        text += "; ";
-    }
-    text += more;
-}
-
-std::string record_source(std::size_t index, const smimea_data& r) {
+std::string record_source(std::size_t index, const smimea_record& r) {
     return "smimea #" + std::to_string(index + 1) + " " + std::to_string(r.usage) + " " +
            std::to_string(r.selector) + " " + std::to_string(r.matching_type);
 }
@@ -186,7 +181,7 @@ std::string key_problem(X509& cert) {
 /// and dates are not checked (RFC 7671 §5.1); an expired certificate is only noted unless the
 /// configuration says otherwise. The key and keyUsage are checked: mail sealed to a key its
 /// holder cannot decrypt with is lost.
-verdict check_dane_ee(X509& cert, const policy& pol, std::time_t now) {
+verdict check_dane_ee(X509& cert, const trust& pol, std::time_t now) {
     if (auto problem = key_problem(cert); !problem.empty()) {
         return unusable(problem);
     }
@@ -195,7 +190,7 @@ verdict check_dane_ee(X509& cert, const policy& pol, std::time_t now) {
         if (!pol.accept_expired_dane_ee) {
             return unusable(dates + " (keys.accept_expired_dane_ee is false)");
         }
-        append(v.why, dates + " (accepted: DANE-EE)");
+        append_finding(v.why, dates + " (accepted: DANE-EE)");
     }
     return v;
 }
@@ -203,7 +198,7 @@ verdict check_dane_ee(X509& cert, const policy& pol, std::time_t now) {
 /// PKIX-EE (usage 1) and the local store: RFC 5280 validation (a chain to keys.smime_ca_file
 /// for usage 1; for the operator's own store only the dates) plus the S/MIME profile of RFC
 /// 8550: the address in an rfc822Name (§3), keyUsage (§4.4.2), extKeyUsage (§4.4.4).
-verdict check_pkix(X509& cert, const policy& pol, std::string_view address, std::time_t now,
+verdict check_pkix(X509& cert, const trust& pol, std::string_view address, std::time_t now,
                    bool chain) {
     if (chain && !pol.smime_cas) {
         return unusable("usage 1 (PKIX-EE) needs keys.smime_ca_file, which is not configured");
@@ -226,8 +221,15 @@ verdict check_pkix(X509& cert, const policy& pol, std::string_view address, std:
     return {true, "local certificate for " + std::string(address)};
 }
 
-std::optional<key> make_key(std::shared_ptr<EVP_PKEY> public_key, std::shared_ptr<X509> cert,
-                            std::string source) {
+/// A usable key while the candidates are compared; it becomes a seal::key once chosen.
+struct found_key {
+    std::shared_ptr<certificate_key> material;
+    int bits = 0;
+    std::string source;
+};
+
+std::optional<found_key> make_key(std::shared_ptr<EVP_PKEY> public_key, std::shared_ptr<X509> cert,
+                                  std::string source) {
     if (!public_key) {
         return std::nullopt;
     }
@@ -235,18 +237,31 @@ std::optional<key> make_key(std::shared_ptr<EVP_PKEY> public_key, std::shared_pt
     if (!cls.type) {
         return std::nullopt;
     }
-    key k;
-    k.spki_der = detail::public_key_der(*public_key);
-    k.public_key = std::move(public_key);
-    k.certificate = std::move(cert);
-    k.type = *cls.type;
-    k.bits = cls.bits;
-    k.source = std::move(source);
-    return k;
+    auto material = std::make_shared<certificate_key>();
+    material->spki_der = detail::public_key_der(*public_key);
+    material->public_key = std::move(public_key);
+    material->certificate = std::move(cert);
+    material->type = *cls.type;
+    return found_key{std::move(material), cls.bits, std::move(source)};
 }
 
-std::optional<key> key_of(const std::shared_ptr<X509>& cert, std::string source) {
+std::optional<found_key> key_of(const std::shared_ptr<X509>& cert, std::string source) {
     return make_key(share_borrowed(X509_get0_pubkey(cert.get())), cert, std::move(source));
+}
+
+key to_key(found_key f) {
+    key k;
+    k.algorithm = std::string(to_string(f.material->type));
+    k.bits = f.bits;
+    k.fingerprint = detail::hex(detail::digest(EVP_sha256(), f.material->spki_der));
+    if (f.material->certificate) {
+        if (auto t = detail::to_time(X509_get0_notAfter(f.material->certificate.get()))) {
+            k.expires = std::chrono::system_clock::from_time_t(*t);
+        }
+    }
+    k.source = std::move(f.source);
+    k.material = std::move(f.material);
+    return k;
 }
 
 /// One record, examined on its own.
@@ -259,10 +274,10 @@ struct record_result {
     bool confirms = false;
     /// It confirms by digest or bare key only, giving no key of its own.
     bool confirm_only = false;
-    std::optional<key> k;
+    std::optional<found_key> k;
 };
 
-record_result examine(std::size_t index, const smimea_data& r, const policy& pol,
+record_result examine(std::size_t index, const smimea_record& r, const trust& pol,
                       std::string_view address, std::time_t now) {
     record_result out;
     out.report.source = record_source(index, r);
@@ -300,7 +315,7 @@ record_result examine(std::size_t index, const smimea_data& r, const policy& pol
         }
         bare_key = share(std::move(parsed.key));
         out.report.key_description = detail::classify(*bare_key).description;
-        out.report.sha256_fingerprint = detail::hex(detail::digest(EVP_sha256(), r.data));
+        out.report.fingerprint = detail::hex(detail::digest(EVP_sha256(), r.data));
     } else {
         std::size_t want = r.matching_type == matching_sha256 ? 32 : 64;
         if (r.data.size() != want) {
@@ -347,7 +362,7 @@ record_result examine(std::size_t index, const smimea_data& r, const policy& pol
     return out;
 }
 
-std::string confirm_text(const smimea_data& r) {
+std::string confirm_text(const smimea_record& r) {
     std::string what = r.selector == selector_cert ? "the certificate" : "the public key";
     if (r.matching_type == matching_sha256) {
         return "SHA-256 of " + what;
@@ -358,14 +373,16 @@ std::string confirm_text(const smimea_data& r) {
     return what;
 }
 
-bool matches(X509& cert, const smimea_data& r) {
+bool matches(X509& cert, const smimea_record& r) {
     auto data = association_data(cert, r.selector, r.matching_type);
     return data && *data == r.data;
 }
 
 struct candidate {
-    key k;
+    found_key k;
     std::size_t report;
+    /// The reports of candidates dropped for having the same public key.
+    std::vector<std::size_t> duplicates;
 };
 
 /// De-duplicates by SPKI (keeping a certificate over a bare key, else the first), applies the
@@ -374,41 +391,50 @@ std::vector<key> choose(std::vector<candidate> candidates, std::vector<candidate
                         config::key_preference preference) {
     std::vector<candidate> kept;
     for (auto& c : candidates) {
-        auto same = std::find_if(kept.begin(), kept.end(),
-                                 [&](const candidate& k) { return k.k.spki_der == c.k.spki_der; });
+        auto same = std::find_if(kept.begin(), kept.end(), [&](const candidate& k) {
+            return k.k.material->spki_der == c.k.material->spki_der;
+        });
         if (same == kept.end()) {
             kept.push_back(std::move(c));
-        } else if (!same->k.certificate && c.k.certificate) {
-            append(reports[same->report].why, "same public key as " + c.k.source);
+        } else if (!same->k.material->certificate && c.k.material->certificate) {
+            append_finding(reports[same->report].why, "same public key as " + c.k.source);
+            c.duplicates = std::move(same->duplicates);
+            c.duplicates.push_back(same->report);
             *same = std::move(c);
         } else {
-            append(reports[c.report].why, "same public key as " + same->k.source);
+            append_finding(reports[c.report].why, "same public key as " + same->k.source);
+            same->duplicates.push_back(c.report);
         }
     }
-    bool any_rsa = std::any_of(kept.begin(), kept.end(),
-                               [](const candidate& c) { return c.k.type == key_type::rsa; });
+    bool any_rsa = std::any_of(kept.begin(), kept.end(), [](const candidate& c) {
+        return c.k.material->type == key_type::rsa;
+    });
     if (preference == config::key_preference::rsa_only_if_any && any_rsa) {
         // One key-agreement RecipientInfo makes NSS (Thunderbird) fail to open the message even
         // for the holder of an RSA key, so EC keys are left out when RSA ones exist.
         std::erase_if(kept, [&](const candidate& c) {
-            if (c.k.type == key_type::rsa) {
+            if (c.k.material->type == key_type::rsa) {
                 return false;
             }
-            append(reports[c.report].why,
-                   "not used: RSA keys exist and keys.preference is rsa-only-if-any");
+            append_finding(reports[c.report].why,
+                           "not used: RSA keys exist and keys.preference is rsa-only-if-any");
             return true;
         });
     }
     std::vector<key> out;
     for (auto& c : kept) {
         reports[c.report].selected = true;
-        out.push_back(std::move(c.k));
+        reports[c.report].in_use = true;
+        for (auto d : c.duplicates) {
+            reports[d].in_use = true;
+        }
+        out.push_back(to_key(std::move(c.k)));
     }
     return out;
 }
 
-evaluation combine(const std::vector<smimea_data>& records, std::vector<record_result> results,
-                   const std::vector<local_certificate>& local_certs, const policy& pol,
+evaluation combine(const std::vector<smimea_record>& records, std::vector<record_result> results,
+                   const std::vector<local_certificate>& local_certs, const trust& pol,
                    std::string_view address, std::time_t now) {
     evaluation ev;
     std::vector<candidate> candidates;
@@ -416,7 +442,7 @@ evaluation combine(const std::vector<smimea_data>& records, std::vector<record_r
                                  [](const record_result& r) { return r.well_formed; });
     for (auto& r : results) {
         if (r.k) {
-            candidates.push_back({std::move(*r.k), ev.reports.size()});
+            candidates.push_back({std::move(*r.k), ev.reports.size(), {}});
         }
         ev.reports.push_back(std::move(r.report));
     }
@@ -437,6 +463,7 @@ evaluation combine(const std::vector<smimea_data>& records, std::vector<record_r
             continue;
         }
         auto report = describe(*local.certificate, "local " + local.path.string());
+        report.local = true;
         verdict v;
         if (!dns_binds) {
             v = check_pkix(*local.certificate, pol, address, now, false);
@@ -469,7 +496,7 @@ evaluation combine(const std::vector<smimea_data>& records, std::vector<record_r
         report.why = v.why;
         if (v.usable) {
             if (auto k = key_of(local.certificate, report.source)) {
-                candidates.push_back({std::move(*k), ev.reports.size()});
+                candidates.push_back({std::move(*k), ev.reports.size(), {}});
             }
         }
         ev.reports.push_back(std::move(report));
@@ -493,6 +520,7 @@ evaluation combine(const std::vector<smimea_data>& records, std::vector<record_r
             const auto& local = ev.reports[index];
             report.usable = report.usable || local.usable;
             report.selected = report.selected || local.selected;
+            report.in_use = report.in_use || local.in_use;
             matched += (matched.empty() ? " " : ", ") + local.source;
         }
         report.why += matched;
@@ -503,7 +531,7 @@ evaluation combine(const std::vector<smimea_data>& records, std::vector<record_r
     return ev;
 }
 
-std::vector<record_result> examine_all(const std::vector<smimea_data>& records, const policy& pol,
+std::vector<record_result> examine_all(const std::vector<smimea_record>& records, const trust& pol,
                                        std::string_view address, std::time_t now) {
     std::vector<record_result> out;
     out.reserve(records.size());
@@ -519,17 +547,17 @@ candidate_report describe(X509& cert, std::string source) {
     candidate_report r;
     r.source = std::move(source);
     r.subject = detail::subject_text(cert);
-    r.san_emails = detail::san_emails(cert);
+    r.names = detail::san_emails(cert);
     if (EVP_PKEY* key = X509_get0_pubkey(&cert)) {
         r.key_description = detail::classify(*key).description;
     }
     if (auto t = detail::to_time(X509_get0_notBefore(&cert))) {
-        r.not_before = detail::iso_time(*t);
+        r.not_before = std::chrono::system_clock::from_time_t(*t);
     }
     if (auto t = detail::to_time(X509_get0_notAfter(&cert))) {
-        r.not_after = detail::iso_time(*t);
+        r.not_after = std::chrono::system_clock::from_time_t(*t);
     }
-    r.sha256_fingerprint = detail::hex(detail::digest(EVP_sha256(), detail::certificate_der(cert)));
+    r.fingerprint = detail::hex(detail::digest(EVP_sha256(), detail::certificate_der(cert)));
     ERR_clear_error();
     return r;
 }
@@ -556,8 +584,8 @@ std::optional<std::vector<std::uint8_t>> association_data(X509& cert, std::uint8
     }
 }
 
-std::variant<policy, std::string> make_policy(const config::key_settings& settings) {
-    policy pol;
+std::variant<trust, std::string> load_trust(const config::key_settings& settings) {
+    trust pol;
     pol.accept_expired_dane_ee = settings.accept_expired_dane_ee;
     pol.preference = settings.preference;
     if (settings.smime_ca_file.empty()) {
@@ -583,8 +611,8 @@ std::variant<policy, std::string> make_policy(const config::key_settings& settin
     return pol;
 }
 
-evaluation evaluate(const std::vector<smimea_data>& secure_records,
-                    const std::vector<local_certificate>& local_certs, const policy& pol,
+evaluation evaluate(const std::vector<smimea_record>& secure_records,
+                    const std::vector<local_certificate>& local_certs, const trust& pol,
                     std::string_view address, std::chrono::system_clock::time_point now) {
     auto t = std::chrono::system_clock::to_time_t(now);
     auto ev = combine(secure_records, examine_all(secure_records, pol, address, t), local_certs,
@@ -593,31 +621,31 @@ evaluation evaluate(const std::vector<smimea_data>& secure_records,
     return ev;
 }
 
-evaluation select_keys(dns_outcome outcome, const std::vector<smimea_data>& records,
-                       const std::vector<local_certificate>& local_certs, const policy& pol,
+evaluation select_keys(dns::outcome outcome, const std::vector<smimea_record>& records,
+                       const std::vector<local_certificate>& local_certs, const trust& pol,
                        std::string_view address, std::chrono::system_clock::time_point now) {
-    static const std::vector<smimea_data> none;
+    static const std::vector<smimea_record> none;
     switch (outcome) {
-    case dns_outcome::secure_records:
+    case dns::outcome::secure_records:
         return evaluate(records, local_certs, pol, address, now);
-    case dns_outcome::secure_absent: {
+    case dns::outcome::secure_absent: {
         auto ev = evaluate(none, local_certs, pol, address, now);
         ev.decision = "no SMIMEA record (DNSSEC-secure absence): local certificate store";
         return ev;
     }
-    case dns_outcome::insecure: {
+    case dns::outcome::insecure: {
         // RFC 6698 §4.1: an insecure answer counts as no answer.
         auto ev = evaluate(none, local_certs, pol, address, now);
         ev.decision = "SMIMEA lookup insecure (zone not signed): local certificate store";
         return ev;
     }
-    case dns_outcome::bogus: {
+    case dns::outcome::bogus: {
         evaluation ev;
         ev.decision = "SMIMEA answer bogus (DNSSEC validation failed): no keys, and no fallback "
                       "to the local store";
         return ev;
     }
-    case dns_outcome::failure: {
+    case dns::outcome::failure: {
         evaluation ev;
         ev.decision = "SMIMEA lookup failed: no keys, and no fallback to the local store";
         return ev;
@@ -626,4 +654,4 @@ evaluation select_keys(dns_outcome outcome, const std::vector<smimea_data>& reco
     return {};
 }
 
-} // namespace mailseal::keys
+} // namespace mailseal::seal::smime

@@ -15,7 +15,7 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
-namespace mailseal::keys {
+namespace mailseal::seal::smime {
 
 /// The free function of an OpenSSL type; specialised once per type below.
 template <typename T>
@@ -106,4 +106,4 @@ inline std::shared_ptr<EVP_PKEY> share_borrowed(EVP_PKEY* p) {
     return share(c_ptr<EVP_PKEY>(p));
 }
 
-} // namespace mailseal::keys
+} // namespace mailseal::seal::smime

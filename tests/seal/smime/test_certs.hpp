@@ -14,9 +14,10 @@
 
 #include <openssl/pem.h>
 
-#include <mailseal/keys/openssl.hpp>
+#include <mailseal/seal/smime/evaluate.hpp>
+#include <mailseal/seal/smime/openssl.hpp>
 
-namespace mailseal::keys::test {
+namespace mailseal::seal::smime::test {
 
 inline std::time_t utc(int year, int month, int day) {
     std::tm tm{};
@@ -253,4 +254,19 @@ inline const fixtures& certs() {
     return f;
 }
 
-} // namespace mailseal::keys::test
+/// A key as the S/MIME evaluation makes one, for tests that seal without evaluating.
+inline key make_key(std::shared_ptr<EVP_PKEY> public_key, std::shared_ptr<X509> certificate,
+                    key_type type, int bits, std::string source) {
+    auto material = std::make_shared<certificate_key>();
+    material->public_key = std::move(public_key);
+    material->certificate = std::move(certificate);
+    material->type = type;
+    key k;
+    k.material = std::move(material);
+    k.source = std::move(source);
+    k.algorithm = std::string(to_string(type));
+    k.bits = bits;
+    return k;
+}
+
+} // namespace mailseal::seal::smime::test

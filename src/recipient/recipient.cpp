@@ -1,0 +1,195 @@
+#include <algorithm>
+#include <glob.h>
+#include <idn2.h>
+#include <memory>
+#include <system_error>
+
+#include <mailseal/recipient/recipient.hpp>
+#include <mailseal/util/ascii.hpp>
+
+namespace mailseal::recipient {
+namespace {
+
+bool is_local_domain(const config::config& cfg, const std::string& domain) {
+    return std::find(cfg.local_domains.begin(), cfg.local_domains.end(), domain) !=
+           cfg.local_domains.end();
+}
+
+/// A user name that is safe as one path component.
+bool usable_as_directory(std::string_view user) {
+    return !user.empty() && user != "." && user != ".." &&
+           user.find_first_of(std::string_view{"/\0", 2}) == std::string_view::npos;
+}
+
+/// libidn2 allocates its output; idn2_free() releases it.
+struct idn2_deleter {
+    void operator()(char* p) const noexcept { idn2_free(p); }
+};
+
+/// RFC 1035 §2.3.4: labels of 63 octets or less. A name is at most 255 octets on the wire,
+/// which leaves 253 characters in dotted form without the trailing dot.
+constexpr std::size_t max_label = 63;
+constexpr std::size_t max_name = 253;
+
+bool is_ldh_label(std::string_view label) {
+    if (label.empty() || label.size() > max_label || label.front() == '-' || label.back() == '-') {
+        return false;
+    }
+    return std::all_of(label.begin(), label.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    });
+}
+
+/// Host-name syntax (RFC 1123 §2.1) of an already lowercased ASCII name. libidn2 checks only
+/// what IDNA requires and passes "exa_mple", "a..b" or "x y" through unchanged.
+bool is_host_name(std::string_view name) {
+    if (name.empty() || name.size() > max_name) {
+        return false;
+    }
+    std::size_t start = 0;
+    for (;;) {
+        auto dot = name.find('.', start);
+        auto label = name.substr(start, dot == std::string_view::npos ? dot : dot - start);
+        if (!is_ldh_label(label)) {
+            return false;
+        }
+        if (dot == std::string_view::npos) {
+            return true;
+        }
+        start = dot + 1;
+    }
+}
+
+} // namespace
+
+std::string recipient::key_address() const {
+    // Certificates name internationalised domains in their A-label form (RFC 5280 §7.5), and
+    // the key store is keyed the same way, whichever form the address came in.
+    return base_local_part + "@" + a_label.value_or(domain);
+}
+
+std::string recipient::mailbox_address() const {
+    return user + "@" + domain;
+}
+
+std::string_view base_local_part(std::string_view delimiters, std::string_view local_part) {
+    if (delimiters.empty()) {
+        return local_part;
+    }
+    return local_part.substr(0, local_part.find_first_of(delimiters, 1));
+}
+
+std::optional<std::string> to_a_label(std::string_view domain) {
+    // idn2 takes a NUL-terminated string: an embedded NUL would silently cut the name short.
+    if (domain.find('\0') != std::string_view::npos) {
+        return std::nullopt;
+    }
+    std::string input(domain);
+    char* raw = nullptr;
+    // Non-transitional processing (UTS #46 §4): "faß.de" stays ß (xn--fa-hia.de), as IDNA2008
+    // and current browsers and registries have it, instead of becoming "fass.de". The UTS #46
+    // mapping also lowercases, ASCII letters included.
+    int rc = idn2_to_ascii_8z(input.c_str(), &raw, IDN2_NONTRANSITIONAL);
+    std::unique_ptr<char, idn2_deleter> output(raw);
+    if (rc != IDN2_OK || output == nullptr) {
+        return std::nullopt;
+    }
+    std::string a_label(output.get());
+    if (!is_host_name(a_label)) {
+        return std::nullopt;
+    }
+    return a_label;
+}
+
+recipient normalise(const config::config& cfg, const lmtp::address& address) {
+    recipient r;
+    r.written = address;
+    r.domain = util::ascii_lower(address.domain);
+    if (r.domain.empty() && util::iequals(address.local_part, "postmaster") &&
+        !cfg.local_domains.empty()) {
+        r.domain = cfg.local_domains.front();
+    }
+    r.base_local_part =
+        std::string(base_local_part(cfg.mailbox.recipient_delimiter, address.local_part));
+    r.user =
+        cfg.mailbox.lowercase_local_part ? util::ascii_lower(r.base_local_part) : r.base_local_part;
+    r.a_label = to_a_label(r.domain);
+    if (is_local_domain(cfg, r.domain) && usable_as_directory(r.user)) {
+        r.maildir = expand_template(cfg.mailbox.maildir, r.user, r.domain);
+    }
+    return r;
+}
+
+std::optional<recipient> resolve(const config::config& cfg, const lmtp::address& address) {
+    auto r = normalise(cfg, address);
+    if (!r.maildir) {
+        return std::nullopt;
+    }
+    return r;
+}
+
+std::string expand_template(const std::string& pattern, const std::string& user,
+                            const std::string& domain) {
+    std::string out;
+    out.reserve(pattern.size() + user.size() + domain.size());
+    for (std::size_t i = 0; i < pattern.size(); ++i) {
+        if (pattern[i] != '%' || i + 1 == pattern.size()) {
+            out += pattern[i];
+            continue;
+        }
+        switch (pattern[++i]) {
+        case 'u':
+            out += user + "@" + domain;
+            break;
+        case 'n':
+            out += user;
+            break;
+        case 'd':
+            out += domain;
+            break;
+        default:
+            out += pattern[i];
+            break; // "%%"; config validation rejects other escapes
+        }
+    }
+    return out;
+}
+
+std::vector<std::filesystem::path> existing_maildirs(const config::config& cfg) {
+    // Turn the template into a glob(3) pattern: escapes become "*", and characters that are
+    // special to glob are quoted so a path holding them matches only itself.
+    std::string pattern;
+    const auto& tmpl = cfg.mailbox.maildir;
+    for (std::size_t i = 0; i < tmpl.size(); ++i) {
+        char c = tmpl[i];
+        if (c == '%' && i + 1 < tmpl.size()) {
+            char e = tmpl[++i];
+            if (e == '%') {
+                pattern += '%';
+            } else {
+                pattern += '*';
+            }
+            continue;
+        }
+        if (c == '*' || c == '?' || c == '[' || c == '\\') {
+            pattern += '\\';
+        }
+        pattern += c;
+    }
+    glob_t matches{};
+    std::unique_ptr<glob_t, decltype(&globfree)> guard(&matches, &globfree);
+    std::vector<std::filesystem::path> out;
+    if (glob(pattern.c_str(), GLOB_ONLYDIR | GLOB_NOSORT, nullptr, &matches) != 0) {
+        return out;
+    }
+    for (std::size_t i = 0; i < matches.gl_pathc; ++i) {
+        std::error_code ec;
+        std::filesystem::path dir(matches.gl_pathv[i]);
+        if (std::filesystem::is_directory(dir / "tmp", ec)) {
+            out.push_back(std::move(dir));
+        }
+    }
+    return out;
+}
+
+} // namespace mailseal::recipient

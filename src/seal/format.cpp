@@ -1,0 +1,28 @@
+#include <ctime>
+
+#include <mailseal/seal/format.hpp>
+
+namespace mailseal::seal {
+
+std::string iso_time(std::chrono::system_clock::time_point t) {
+    std::time_t seconds = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    if (::gmtime_r(&seconds, &tm) == nullptr) {
+        return {};
+    }
+    char buf[32];
+    std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return std::string(buf, n);
+}
+
+void append_finding(std::string& text, std::string_view more) {
+    if (more.empty()) {
+        return;
+    }
+    if (!text.empty()) {
+        text += "; ";
+    }
+    text += more;
+}
+
+} // namespace mailseal::seal
