@@ -118,6 +118,8 @@ std::string_view to_string(seal_format f) {
     switch (f) {
     case seal_format::smime:
         return "smime";
+    case seal_format::openpgp:
+        return "openpgp";
     }
     return "unknown";
 }
@@ -128,6 +130,8 @@ seal_policy seal_settings::policy_for(std::string_view user, std::string_view do
         out.on_no_key = r.on_no_key.value_or(out.on_no_key);
         out.smime.cipher = r.cipher.value_or(out.smime.cipher);
         out.smime.padding = r.padding.value_or(out.smime.padding);
+        out.openpgp.cipher = r.openpgp_cipher.value_or(out.openpgp.cipher);
+        out.formats = r.formats.value_or(out.formats);
         out.headers = r.headers.value_or(out.headers);
     };
     std::string address = std::string(user) + "@" + std::string(domain);
@@ -216,10 +220,11 @@ constexpr std::array keys_keys{"local_store"sv, "smime_ca_file"sv, "accept_expir
                                "preference"sv};
 constexpr std::array log_keys{"level"sv, "format"sv, "output"sv};
 constexpr std::array metrics_keys{"listen"sv};
-constexpr std::array seal_keys{"on_no_key"sv,         "cipher"sv, "rsa_padding"sv, "headers"sv,
+constexpr std::array seal_keys{"on_no_key"sv,         "formats"sv,        "cipher"sv,
+                               "rsa_padding"sv,       "openpgp_cipher"sv, "headers"sv,
                                "protected_subject"sv, "policy"sv};
-constexpr std::array seal_rule_keys{"match"sv, "on_no_key"sv, "cipher"sv, "rsa_padding"sv,
-                                    "headers"sv};
+constexpr std::array seal_rule_keys{"match"sv,       "on_no_key"sv,      "formats"sv, "cipher"sv,
+                                    "rsa_padding"sv, "openpgp_cipher"sv, "headers"sv};
 
 constexpr std::array missing_maildir_values{missing_maildir::create, missing_maildir::refuse};
 constexpr std::array quota_reply_values{quota_reply::temporary, quota_reply::permanent};
@@ -237,6 +242,10 @@ constexpr std::array content_cipher_values{
 constexpr std::array rsa_padding_values{seal::smime::rsa_padding::pkcs1,
                                         seal::smime::rsa_padding::oaep};
 constexpr std::array header_mode_values{header_mode::keep, header_mode::protect};
+constexpr std::array seal_format_values{seal_format::smime, seal_format::openpgp};
+constexpr std::array openpgp_cipher_values{seal::openpgp::symmetric_cipher::aes_256,
+                                           seal::openpgp::symmetric_cipher::aes_192,
+                                           seal::openpgp::symmetric_cipher::aes_128};
 
 /// The longest path a unix socket can bind to: sun_path less its terminating NUL.
 constexpr std::size_t max_socket_path = sizeof(sockaddr_un{}.sun_path) - 1;
@@ -1003,6 +1012,9 @@ private:
         read_choice(t, "seal", "on_no_key", no_key_action_values, out.defaults.on_no_key);
         read_choice(t, "seal", "cipher", content_cipher_values, out.defaults.smime.cipher);
         read_choice(t, "seal", "rsa_padding", rsa_padding_values, out.defaults.smime.padding);
+        read_choice(t, "seal", "openpgp_cipher", openpgp_cipher_values,
+                    out.defaults.openpgp.cipher);
+        read_formats(t, "seal", out.defaults.formats);
         read_choice(t, "seal", "headers", header_mode_values, out.defaults.headers);
         if (const toml::node* n = t.get("protected_subject")) {
             if (auto s = string(*n, "seal.protected_subject")) {
@@ -1020,6 +1032,51 @@ private:
                                  read_seal_rule(rule, prefix, c);
                              });
         }
+    }
+
+    /// `formats`: a non-empty array of distinct format names, in order of preference.
+    bool read_formats(const toml::table& t, std::string_view prefix,
+                      std::vector<seal_format>& out) {
+        const toml::node* n = t.get("formats");
+        if (n == nullptr) {
+            return false;
+        }
+        auto key = join(prefix, "formats");
+        const auto* list = n->as_array();
+        if (list == nullptr) {
+            fail_type(*n, key, "an array of strings");
+            return false;
+        }
+        if (list->empty()) {
+            fail(n->source(), key, "at least one format is required, got []");
+            return false;
+        }
+        std::vector<seal_format> formats;
+        bool ok = true;
+        for (std::size_t i = 0; i < list->size(); ++i) {
+            const toml::node& entry = *list->get(i);
+            auto entry_key = indexed(key, i);
+            auto s = string(entry, entry_key);
+            if (!s) {
+                ok = false;
+                continue;
+            }
+            auto known = std::find_if(seal_format_values.begin(), seal_format_values.end(),
+                                      [&](seal_format f) { return to_string(f) == *s; });
+            if (known == seal_format_values.end()) {
+                fail_value(entry, entry_key, "must be \"smime\" or \"openpgp\"");
+                ok = false;
+            } else if (std::find(formats.begin(), formats.end(), *known) != formats.end()) {
+                fail_value(entry, entry_key, "is listed twice");
+                ok = false;
+            } else {
+                formats.push_back(*known);
+            }
+        }
+        if (ok) {
+            out = std::move(formats);
+        }
+        return ok;
     }
 
     void read_seal_rule(const toml::table& t, const std::string& prefix, config& c) {
@@ -1071,6 +1128,13 @@ private:
         optional_choice("cipher", content_cipher_values, rule.cipher);
         optional_choice("rsa_padding", rsa_padding_values, rule.padding);
         optional_choice("headers", header_mode_values, rule.headers);
+        optional_choice("openpgp_cipher", openpgp_cipher_values, rule.openpgp_cipher);
+        if (t.get("formats") != nullptr) {
+            std::vector<seal_format> formats;
+            if (read_formats(t, prefix, formats)) {
+                rule.formats = std::move(formats);
+            }
+        }
         c.seal.rules.push_back(std::move(rule));
     }
 

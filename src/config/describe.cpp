@@ -60,11 +60,22 @@ void describe_keys(std::ostringstream& out, const key_settings& k) {
         << "preference = " << detail::toml_string(to_string(k.preference)) << "\n";
 }
 
+/// A TOML array of format names.
+std::string formats_text(const std::vector<seal_format>& formats) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < formats.size(); ++i) {
+        out += (i == 0 ? "" : ", ") + detail::toml_string(to_string(formats[i]));
+    }
+    return out + "]";
+}
+
 void describe_seal(std::ostream& out, const seal_settings& s) {
     out << "\n[seal]\n"
         << "on_no_key = " << detail::toml_string(to_string(s.defaults.on_no_key)) << "\n"
+        << "formats = " << formats_text(s.defaults.formats) << "\n"
         << "cipher = " << detail::toml_string(to_string(s.defaults.smime.cipher)) << "\n"
         << "rsa_padding = " << detail::toml_string(to_string(s.defaults.smime.padding)) << "\n"
+        << "openpgp_cipher = " << detail::toml_string(to_string(s.defaults.openpgp.cipher)) << "\n"
         << "headers = " << detail::toml_string(to_string(s.defaults.headers)) << "\n"
         << "protected_subject = " << detail::toml_string(s.protected_subject) << "\n";
     for (const auto& r : s.rules) {
@@ -80,6 +91,12 @@ void describe_seal(std::ostream& out, const seal_settings& s) {
         }
         if (r.headers) {
             out << "headers = " << detail::toml_string(to_string(*r.headers)) << "\n";
+        }
+        if (r.formats) {
+            out << "formats = " << formats_text(*r.formats) << "\n";
+        }
+        if (r.openpgp_cipher) {
+            out << "openpgp_cipher = " << detail::toml_string(to_string(*r.openpgp_cipher)) << "\n";
         }
     }
 }

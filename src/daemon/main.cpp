@@ -420,7 +420,8 @@ int main(int argc, char** argv) {
     std::string address;
     bool json = false;
     auto* lookup_cmd = app.add_subcommand(
-        "lookup", "Show the SMIMEA lookup, every candidate key and the keys sealing would use");
+        "lookup", "Show the SMIMEA and OPENPGPKEY lookups, every candidate key and the keys "
+                  "sealing would use");
     lookup_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
     lookup_cmd->add_flag("--json", json, "Print one JSON object");
     lookup_cmd->add_option("address", address, "Recipient address")->required();
@@ -447,20 +448,21 @@ int main(int argc, char** argv) {
     });
 
     auto* record_cmd = app.add_subcommand(
-        "record", "Print the SMIMEA zone-file lines that publish a certificate for an address");
-    record_cmd->add_option("--cert", record_opts.certificate, "PEM or DER certificate file")
+        "record", "Print the SMIMEA or OPENPGPKEY zone-file lines that publish a key for an "
+                  "address");
+    record_cmd
+        ->add_option("--key,--cert", record_opts.key,
+                     "PEM or DER certificate, or OpenPGP public key (armoured or binary)")
         ->required();
-    record_cmd->add_option("--usage", record_opts.usage, "Certificate usage (0..3)")
-        ->capture_default_str();
-    record_cmd->add_option("--selector", record_opts.selector, "Selector (0..1)")
-        ->capture_default_str();
-    record_cmd->add_option("--matching", record_opts.matching_type, "Matching type (0..2)")
-        ->capture_default_str();
+    record_cmd->add_option("--usage", record_opts.usage, "SMIMEA certificate usage (0..3; 3)");
+    record_cmd->add_option("--selector", record_opts.selector, "SMIMEA selector (0..1; 0)");
+    record_cmd->add_option("--matching", record_opts.matching_type,
+                           "SMIMEA matching type (0..2; 0)");
     record_cmd->add_option("--ttl", record_opts.ttl, "TTL of the records")->capture_default_str();
     record_cmd->add_option("-c,--config", record_config,
                            "Configuration file (for the recipient delimiter); default: built-in "
                            "defaults");
-    record_cmd->add_option("address", address, "Address the certificate is for")->required();
+    record_cmd->add_option("address", address, "Address the key is for")->required();
 
     tools::seal_options seal_opts;
     auto* seal_cmd = app.add_subcommand(
@@ -469,8 +471,9 @@ int main(int argc, char** argv) {
     seal_cmd->add_option("-c,--config", seal_config,
                          "Configuration file (policy, key discovery); default: built-in defaults");
     seal_cmd->add_option("--to", seal_opts.to, "Recipient address")->required();
-    seal_cmd->add_option("--cert", seal_opts.certificates,
-                         "PEM or DER certificate to seal to (repeatable); default: key discovery");
+    seal_cmd->add_option("--key,--cert", seal_opts.keys,
+                         "Certificate (PEM, DER) or OpenPGP public key to seal to (repeatable); "
+                         "default: key discovery");
 
     tools::deliver_options deliver_opts;
     auto* deliver_cmd = app.add_subcommand(

@@ -212,21 +212,24 @@ void log_outcome(const transaction::state& st, std::size_t index, const lmtp::re
     if (!r.detail.empty() && r.detail != f.detail) {
         detail = detail.empty() ? r.detail : r.detail + "; " + detail;
     }
-    log::write(level, "delivery",
-               {{"session", st.info.session_id},
-                {"txn", st.info.transaction_id},
-                {"from", lmtp::path_text(st.envelope.sender)},
-                {"rcpt", "<" + f.rcpt.written.str() + ">"},
-                {"keys_outcome", r.keys ? std::string(dns::to_string(r.keys->outcome)) : "none"},
-                {"decision", r.decided ? std::string(seal::to_string(r.decided->what)) : "none"},
-                {"reason", r.decided ? r.decided->reason : ""},
-                {"keys", sealed ? std::to_string(r.keys->keys.size()) : "0"},
-                {"cipher", sealed && r.writer ? std::string(r.writer->cipher()) : ""},
-                {"result", result},
-                {"reply", code},
-                {"size", std::to_string(st.body_size)},
-                {"ms", std::to_string(ms)},
-                {"detail", detail}});
+    log::write(
+        level, "delivery",
+        {{"session", st.info.session_id},
+         {"txn", st.info.transaction_id},
+         {"from", lmtp::path_text(st.envelope.sender)},
+         {"rcpt", "<" + f.rcpt.written.str() + ">"},
+         {"keys_outcome", r.keys ? std::string(dns::to_string(r.keys->outcome)) : "none"},
+         {"decision", r.decided ? std::string(seal::to_string(r.decided->what)) : "none"},
+         {"reason", r.decided ? r.decided->reason : ""},
+         {"format",
+          sealed && r.keys->format ? std::string(config::to_string(r.keys->format->id())) : ""},
+         {"keys", sealed ? std::to_string(r.keys->keys.size()) : "0"},
+         {"cipher", sealed && r.writer ? std::string(r.writer->cipher()) : ""},
+         {"result", result},
+         {"reply", code},
+         {"size", std::to_string(st.body_size)},
+         {"ms", std::to_string(ms)},
+         {"detail", detail}});
 }
 
 } // namespace

@@ -117,7 +117,11 @@ local_store_listing list_local_store(const fs::path& store, std::string_view use
 key_discovery::key_discovery(const config::config& cfg, dns::resolver& resolver,
                              seal::format_set formats, asio::any_io_executor blocking)
     : config_(cfg), resolver_(resolver), formats_(std::move(formats)),
-      blocking_(std::move(blocking)) {}
+      blocking_(std::move(blocking)) {
+    for (const auto& f : formats_.all()) {
+        metrics::global().declare_key_format(config::to_string(f->id()));
+    }
+}
 
 asio::awaitable<recipient_keys> key_discovery::find(recipient::recipient rcpt) {
     auto started = std::chrono::steady_clock::now();
@@ -210,9 +214,10 @@ asio::awaitable<recipient_keys> key_discovery::find(recipient::recipient rcpt) {
         out.chosen.keys = chosen->evaluation.keys;
     }
 
-    auto elapsed = std::chrono::steady_clock::now() - started;
+    metrics::global().key_discovery(std::chrono::steady_clock::now() - started);
     for (const auto& l : out.lookups) {
-        metrics::global().key_lookup(dns::to_string(l.lookup.result), elapsed);
+        metrics::global().key_lookup(config::to_string(l.format->id()),
+                                     dns::to_string(l.lookup.result));
         log::info("key-lookup", {{"rcpt", "<" + out.address + ">"},
                                  {"format", std::string(config::to_string(l.format->id()))},
                                  {"owner", l.lookup.owner},

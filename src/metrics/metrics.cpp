@@ -67,11 +67,21 @@ void registry::delivery(std::string_view decision, int reply_code, std::uint64_t
     }
 }
 
-void registry::key_lookup(std::string_view outcome, std::chrono::steady_clock::duration latency) {
+void registry::declare_key_format(std::string_view format) {
+    std::lock_guard lock(lookups_mutex_);
+    lookups_.try_emplace(std::string(format));
+}
+
+void registry::key_lookup(std::string_view format, std::string_view outcome) {
     auto i = index_of(outcome_names, outcome);
-    if (i < outcomes_.size()) {
-        outcomes_[i].fetch_add(1, relaxed);
+    std::lock_guard lock(lookups_mutex_);
+    auto& counts = lookups_.try_emplace(std::string(format)).first->second;
+    if (i < counts.size()) {
+        ++counts[i];
     }
+}
+
+void registry::key_discovery(std::chrono::steady_clock::duration latency) {
     lookup_seconds_.observe(latency);
 }
 
@@ -92,10 +102,16 @@ std::string registry::render() const {
         out += "mailseal_deliveries_total{decision=\"" + std::string(decision_names[i]) + "\"} " +
                std::to_string(decisions_[i].load(relaxed)) + "\n";
     }
-    header(out, "mailseal_key_lookups_total", "counter", "SMIMEA lookups by DNSSEC outcome.");
-    for (std::size_t i = 0; i < outcome_names.size(); ++i) {
-        out += "mailseal_key_lookups_total{outcome=\"" + std::string(outcome_names[i]) + "\"} " +
-               std::to_string(outcomes_[i].load(relaxed)) + "\n";
+    header(out, "mailseal_key_lookups_total", "counter",
+           "Key record lookups (SMIMEA, OPENPGPKEY) by format and DNSSEC outcome.");
+    {
+        std::lock_guard lock(lookups_mutex_);
+        for (const auto& [format, counts] : lookups_) {
+            for (std::size_t i = 0; i < outcome_names.size(); ++i) {
+                out += "mailseal_key_lookups_total{format=\"" + format + "\",outcome=\"" +
+                       std::string(outcome_names[i]) + "\"} " + std::to_string(counts[i]) + "\n";
+            }
+        }
     }
     header(out, "mailseal_replies_total", "counter", "Per-recipient replies after DATA by class.");
     static constexpr std::array<std::string_view, 3> classes{"2xx", "4xx", "5xx"};
@@ -111,7 +127,8 @@ std::string registry::render() const {
     delivery_seconds_.render(out, "mailseal_delivery_seconds",
                              "Time from DATA to each recipient's reply.");
     lookup_seconds_.render(out, "mailseal_key_lookup_seconds",
-                           "Time a key lookup took (DNS and local store).");
+                           "Time one recipient's key discovery took (every format's lookup, "
+                           "in parallel, and the local store).");
     return out;
 }
 

@@ -1,6 +1,7 @@
 #include <cstdlib>
 
 #include <mailseal/seal/formats.hpp>
+#include <mailseal/seal/openpgp/openpgp.hpp>
 #include <mailseal/seal/smime/smime.hpp>
 
 namespace mailseal::seal {
@@ -10,6 +11,7 @@ std::variant<format_set, std::string> format_set::load(const config::config& cfg
         std::variant<std::shared_ptr<const format>, std::string> (*)(const config::config&);
     static constexpr std::pair<const char*, factory> registered[] = {
         {"keys", &smime::make_format},
+        {"seal", &openpgp::make_format},
     };
     format_set set;
     for (const auto& [section, make] : registered) {

@@ -12,15 +12,14 @@ bool hidden_when_protected(const header_field& f) {
     return f.is("Keywords") || f.is("Comments");
 }
 
-/// A Content-Type field with hp="cipher" appended to its parameters (RFC 9788 §2.1.1: the
-/// cryptographic payload's root part says its header section is the protected one).
-std::string with_hp_parameter(const header_field& f) {
+/// A Content-Type field with `parameters` appended to its own.
+std::string with_parameters(const header_field& f, std::string_view parameters) {
     std::string raw = f.raw;
     auto end = raw.size();
     while (end > 0 && (raw[end - 1] == '\r' || raw[end - 1] == '\n')) {
         --end;
     }
-    raw.insert(end, "; hp=\"cipher\"");
+    raw.insert(end, parameters);
     return raw;
 }
 
@@ -102,13 +101,14 @@ std::string mailseal_field(const decision& d) {
     return "Mailseal: plain; reason=" + d.reason + "\r\n";
 }
 
-std::string sealed_field(const format&, std::size_t keys, std::string_view cipher) {
-    return "Mailseal: sealed; keys=" + std::to_string(keys) + "; cipher=" + std::string(cipher) +
-           "\r\n";
+std::string sealed_field(const format& f, std::size_t keys, std::string_view cipher) {
+    return "Mailseal: sealed; format=" + std::string(config::to_string(f.id())) +
+           "; keys=" + std::to_string(keys) + "; cipher=" + std::string(cipher) + "\r\n";
 }
 
 split_headers split_for_sealing(const header_section& headers, config::header_mode mode,
-                                std::string_view protected_subject) {
+                                std::string_view protected_subject,
+                                std::string_view legacy_marker) {
     split_headers out;
     if (mode == config::header_mode::keep) {
         for (const auto& f : headers.fields) {
@@ -118,12 +118,17 @@ split_headers split_for_sealing(const header_section& headers, config::header_mo
     }
     // Injected headers (RFC 9788 §2): the inner header section is the whole original one;
     // HP-Outer records each field left readable outside, so a reader can tell what an
-    // attacker could have changed.
+    // attacker could have changed. hp="cipher" on the root part's Content-Type (§2.1.1) says
+    // its header section is the protected one.
+    std::string parameters = "; hp=\"cipher\"";
+    if (!legacy_marker.empty()) {
+        parameters += "; " + std::string(legacy_marker);
+    }
     bool has_type = false;
     std::string hp_outer;
     for (const auto& f : headers.fields) {
         if (f.is("Content-Type") && !has_type) {
-            out.inner += with_hp_parameter(f);
+            out.inner += with_parameters(f, parameters);
             has_type = true;
         } else {
             out.inner += f.raw;
@@ -141,8 +146,8 @@ split_headers split_for_sealing(const header_section& headers, config::header_mo
         }
     }
     if (!has_type) {
-        // RFC 2045 §5.2's default, made explicit to carry the parameter.
-        out.inner += "Content-Type: text/plain; charset=us-ascii; hp=\"cipher\"\r\n";
+        // RFC 2045 §5.2's default, made explicit to carry the parameters.
+        out.inner += "Content-Type: text/plain; charset=us-ascii" + parameters + "\r\n";
     }
     out.inner += hp_outer;
     return out;
@@ -174,7 +179,8 @@ copy_writer::sealed(std::string_view trace, const header_section& headers, const
     }
     copy_writer w;
     w.encoder_ = std::move(std::get<std::unique_ptr<encoder>>(made));
-    auto parts = split_for_sealing(headers, policy.headers, protected_subject);
+    auto parts = split_for_sealing(headers, policy.headers, protected_subject,
+                                   keys.format->legacy_protected_headers_marker());
     out += trace;
     out += sealed_field(*keys.format, keys.keys.size(), w.encoder_->cipher());
     out += parts.outer;

@@ -57,83 +57,111 @@ nlohmann::json to_json(const seal::candidate_report& r) {
             {"selected", r.selected},
             {"why", r.why},
             {"subject", r.subject},
-            {"emails", r.names},
+            {"names", r.names},
             {"key", r.key_description},
             {"not_before", time_text(r.not_before)},
             {"not_after", time_text(r.not_after)},
-            {"sha256", r.fingerprint}};
+            {"fingerprint", r.fingerprint}};
 }
 
-nlohmann::json to_json(const discovery::recipient_keys& found, lookup_status status) {
-    const auto& l = found.lookups.front();
+nlohmann::json to_json(const seal::key& k, const seal::format& f) {
+    return {{"format", config::to_string(f.id())},
+            {"source", k.source},
+            {"type", k.algorithm},
+            {"bits", k.bits},
+            {"fingerprint", k.fingerprint},
+            {"expires", time_text(k.expires)}};
+}
+
+nlohmann::json to_json(const discovery::format_lookup& l) {
     nlohmann::json candidates = nlohmann::json::array();
     for (const auto& r : l.evaluation.reports) {
         candidates.push_back(to_json(r));
     }
     nlohmann::json problems = nlohmann::json::array();
-    for (const auto& r : found.store_problems) {
-        problems.push_back(to_json(r));
-    }
     for (const auto& r : l.evaluation.local_problems) {
         problems.push_back(to_json(r));
     }
     nlohmann::json keys = nlohmann::json::array();
-    for (const auto& k : found.chosen.keys) {
-        keys.push_back({{"source", k.source},
-                        {"type", k.algorithm},
-                        {"bits", k.bits},
-                        {"spki_sha256", k.fingerprint}});
+    for (const auto& k : l.evaluation.keys) {
+        keys.push_back(to_json(k, *l.format));
     }
-    return {{"address", found.address},
+    return {{"format", config::to_string(l.format->id())},
+            {"record", l.format->rr_name()},
             {"owner", l.lookup.owner},
             {"dnssec", dns::to_string(l.lookup.result)},
             {"detail", l.lookup.detail},
+            {"ttl", l.lookup.ttl},
             {"nxdomain", l.lookup.nxdomain},
             {"unparsable", l.evaluation.unparsable},
             {"lowercase_retry", l.lowercase_retry_used},
             {"candidates", std::move(candidates)},
             {"local_problems", std::move(problems)},
             {"keys", std::move(keys)},
-            {"decision", l.evaluation.decision},
-            {"status", to_string(status)}};
+            {"decision", l.evaluation.decision}};
+}
+
+nlohmann::json to_json(const discovery::recipient_keys& found, lookup_status status) {
+    nlohmann::json lookups = nlohmann::json::array();
+    for (const auto& l : found.lookups) {
+        lookups.push_back(to_json(l));
+    }
+    nlohmann::json problems = nlohmann::json::array();
+    for (const auto& r : found.store_problems) {
+        problems.push_back(to_json(r));
+    }
+    nlohmann::json keys = nlohmann::json::array();
+    for (const auto& k : found.chosen.keys) {
+        keys.push_back(to_json(k, *found.chosen.format));
+    }
+    nlohmann::json format = nullptr;
+    if (found.chosen.format) {
+        format = config::to_string(found.chosen.format->id());
+    }
+    return {{"address", found.address},
+            {"status", to_string(status)},
+            {"dnssec", dns::to_string(found.chosen.outcome)},
+            {"format", std::move(format)},
+            {"keys", std::move(keys)},
+            {"lookups", std::move(lookups)},
+            {"store_problems", std::move(problems)}};
 }
 
 void print_report(std::ostream& out, const seal::candidate_report& r) {
-    out << "  [" << (r.usable ? (r.selected ? "used" : "usable") : "unusable") << "] " << r.source
-        << "\n";
+    out << "    [" << (r.usable ? (r.selected ? "used" : "usable") : "unusable") << "] "
+        << util::printable(r.source) << "\n";
     if (!r.why.empty()) {
-        out << "      why:     " << util::printable(r.why) << "\n";
+        out << "        why:         " << util::printable(r.why) << "\n";
     }
     if (!r.subject.empty()) {
-        out << "      subject: " << util::printable(r.subject) << "\n";
+        out << "        subject:     " << util::printable(r.subject) << "\n";
     }
-    for (const auto& email : r.names) {
-        out << "      email:   " << util::printable(email) << "\n";
+    for (const auto& name : r.names) {
+        out << "        names:       " << util::printable(name) << "\n";
     }
     if (!r.key_description.empty()) {
-        out << "      key:     " << r.key_description << "\n";
+        out << "        key:         " << r.key_description << "\n";
     }
     if (r.not_before) {
-        out << "      valid:   " << time_text(r.not_before) << " to " << time_text(r.not_after)
-            << "\n";
+        out << "        valid:       " << time_text(r.not_before) << " to "
+            << (r.not_after ? time_text(r.not_after) : std::string("(no expiry)")) << "\n";
     }
     if (!r.fingerprint.empty()) {
-        out << "      sha256:  " << r.fingerprint << "\n";
+        out << "        fingerprint: " << r.fingerprint << "\n";
     }
 }
 
-void print_text(std::ostream& out, const discovery::recipient_keys& found, lookup_status status) {
-    const auto& fl = found.lookups.front();
+void print_lookup(std::ostream& out, const discovery::format_lookup& fl) {
     const auto& l = fl.lookup;
-    out << "address:  " << found.address << "\n";
-    out << "owner:    " << l.owner << "\n";
-    out << "dnssec:   " << dns::to_string(l.result);
+    out << fl.format->rr_name() << "\n";
+    out << "  owner:    " << l.owner << "\n";
+    out << "  dnssec:   " << dns::to_string(l.result);
     if (l.result == dns::outcome::secure_records) {
         out << " (" << l.rdata.size() << " record" << (l.rdata.size() == 1 ? "" : "s");
         if (fl.evaluation.unparsable > 0) {
             out << ", " << fl.evaluation.unparsable << " too short to parse";
         }
-        out << ")";
+        out << ", TTL " << l.ttl << ")";
     } else if (l.result == dns::outcome::secure_absent) {
         out << (l.nxdomain ? " (NXDOMAIN)" : " (NODATA)");
     }
@@ -142,28 +170,40 @@ void print_text(std::ostream& out, const discovery::recipient_keys& found, looku
     }
     out << "\n";
     if (fl.lowercase_retry_used) {
-        out << "          (looked up again in lowercase after a secure absence)\n";
+        out << "            (looked up again in lowercase after a secure absence)\n";
     }
-    if (!fl.evaluation.reports.empty() || !fl.evaluation.local_problems.empty() ||
-        !found.store_problems.empty()) {
-        out << "candidates:\n";
+    if (!fl.evaluation.reports.empty() || !fl.evaluation.local_problems.empty()) {
+        out << "  candidates:\n";
         for (const auto& r : fl.evaluation.reports) {
-            print_report(out, r);
-        }
-        for (const auto& r : found.store_problems) {
             print_report(out, r);
         }
         for (const auto& r : fl.evaluation.local_problems) {
             print_report(out, r);
         }
     }
-    out << "decision: " << fl.evaluation.decision << "\n";
+    out << "  decision: " << fl.evaluation.decision << "\n";
+}
+
+void print_text(std::ostream& out, const discovery::recipient_keys& found, lookup_status status) {
+    out << "address:  " << found.address << "\n";
+    for (const auto& l : found.lookups) {
+        print_lookup(out, l);
+    }
+    if (!found.store_problems.empty()) {
+        out << "local store:\n";
+        for (const auto& r : found.store_problems) {
+            print_report(out, r);
+        }
+    }
     const auto& keys = found.chosen.keys;
-    out << "sealing would use " << keys.size() << " key" << (keys.size() == 1 ? "" : "s") << " ("
-        << to_string(status) << ")\n";
+    out << "sealing would use " << keys.size() << " key" << (keys.size() == 1 ? "" : "s");
+    if (found.chosen.format) {
+        out << " (" << config::to_string(found.chosen.format->id()) << ")";
+    }
+    out << ": " << to_string(status) << ", DNSSEC " << dns::to_string(found.chosen.outcome) << "\n";
     for (const auto& k : keys) {
-        out << "  " << k.algorithm << " " << k.bits << " bits from " << k.source << ", SPKI sha256 "
-            << k.fingerprint << "\n";
+        out << "  " << k.algorithm << " " << k.bits << " bits from " << util::printable(k.source)
+            << ", fingerprint " << k.fingerprint << "\n";
     }
 }
 

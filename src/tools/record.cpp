@@ -12,7 +12,8 @@
 namespace mailseal::tools {
 int record(const config::config& cfg, const std::string& address, const record_options& options,
            std::ostream& out, std::ostream& err) {
-    if (options.usage > 3 || options.selector > 1 || options.matching_type > 2) {
+    if (options.usage.value_or(0) > 3 || options.selector.value_or(0) > 1 ||
+        options.matching_type.value_or(0) > 2) {
         err << "mailseal: record: usage must be 0..3, selector 0..1, matching type 0..2\n";
         return EX_USAGE;
     }
@@ -32,9 +33,9 @@ int record(const config::config& cfg, const std::string& address, const record_o
         err << "mailseal: " << *problem << "\n";
         return EX_CONFIG;
     }
-    auto chosen = std::get<seal::format_set>(formats).for_file(options.certificate);
+    auto chosen = std::get<seal::format_set>(formats).for_file(options.key);
     seal::record_parameters parameters{options.usage, options.selector, options.matching_type};
-    auto made = chosen->records(options.certificate, rcpt.key_address(), parameters,
+    auto made = chosen->records(options.key, rcpt.key_address(), parameters,
                                 std::chrono::system_clock::now());
     if (auto* refusal = std::get_if<seal::record_refusal>(&made)) {
         err << "mailseal: record: " << util::printable(refusal->why) << "\n";

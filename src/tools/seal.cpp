@@ -53,8 +53,10 @@ private:
 
 /// The keys in the files given on the command line, each file read by the format whose keys it
 /// holds and judged as that format judges its local store files for `address` (valid now,
-/// naming the address, a usable key); or the exit status when they cannot be.
+/// naming the address, a usable key). Of several formats, the first of the policy's with a
+/// usable key is taken, as key discovery chooses. An exit status when a file holds no key.
 std::variant<seal::key_set, int> keys_from_files(const config::config& cfg,
+                                                 const config::seal_policy& policy,
                                                  const std::vector<std::filesystem::path>& files,
                                                  const std::string& address, std::ostream& err) {
     auto loaded = seal::format_set::load(cfg);
@@ -62,29 +64,48 @@ std::variant<seal::key_set, int> keys_from_files(const config::config& cfg,
         err << "mailseal: " << *problem << "\n";
         return EX_CONFIG;
     }
-    auto chosen = std::get<seal::format_set>(loaded).for_file(files.front());
+    const auto& formats = std::get<seal::format_set>(loaded);
     dns::lookup_result none;
     none.result = dns::outcome::secure_absent;
-    auto evaluation = chosen->evaluate(none, files, address, std::chrono::system_clock::now());
-    for (const auto& p : evaluation.local_problems) {
-        err << "mailseal: seal: " << util::printable(p.source) << ": " << util::printable(p.why)
-            << "\n";
+    auto now = std::chrono::system_clock::now();
+    std::vector<std::pair<std::shared_ptr<const seal::format>, seal::evaluation>> evaluated;
+    for (const auto& f : formats.all()) {
+        std::vector<std::filesystem::path> mine;
+        std::copy_if(files.begin(), files.end(), std::back_inserter(mine),
+                     [&](const auto& file) { return formats.for_file(file) == f; });
+        if (mine.empty()) {
+            continue;
+        }
+        auto ev = f->evaluate(none, mine, address, now);
+        for (const auto& p : ev.local_problems) {
+            err << "mailseal: seal: " << util::printable(p.source) << ": " << util::printable(p.why)
+                << "\n";
+        }
+        for (const auto& file : mine) {
+            auto source = "local " + file.string();
+            bool gave_any = std::any_of(ev.reports.begin(), ev.reports.end(), [&](const auto& r) {
+                return r.source.starts_with(source);
+            });
+            if (!gave_any) {
+                return EX_NOINPUT;
+            }
+        }
+        for (const auto& r : ev.reports) {
+            if (!r.usable) {
+                err << "mailseal: seal: " << util::printable(r.source)
+                    << " not usable: " << util::printable(r.why) << "\n";
+            }
+        }
+        evaluated.emplace_back(f, std::move(ev));
     }
-    for (const auto& file : files) {
-        bool gave_any = std::any_of(
-            evaluation.reports.begin(), evaluation.reports.end(),
-            [&](const seal::candidate_report& r) { return r.source == "local " + file.string(); });
-        if (!gave_any) {
-            return EX_NOINPUT;
+    for (auto id : policy.formats) {
+        for (auto& [f, ev] : evaluated) {
+            if (f->id() == id && !ev.keys.empty()) {
+                return seal::key_set{dns::outcome::secure_absent, f, std::move(ev.keys)};
+            }
         }
     }
-    for (const auto& r : evaluation.reports) {
-        if (!r.usable) {
-            err << "mailseal: seal: " << util::printable(r.source)
-                << " not usable: " << util::printable(r.why) << "\n";
-        }
-    }
-    return seal::key_set{dns::outcome::secure_absent, chosen, std::move(evaluation.keys)};
+    return seal::key_set{dns::outcome::secure_absent, nullptr, {}};
 }
 
 int exit_status(const seal::message_sealer::recipient_state& r, bool output_ok, std::ostream& err) {
@@ -104,7 +125,8 @@ int exit_status(const seal::message_sealer::recipient_state& r, bool output_ok, 
     std::string why = r.refusal ? r.refusal->summary() : "";
     switch (r.decided->what) {
     case seal::action::seal:
-        err << "mailseal: sealed to " << r.keys->keys.size() << " key(s), "
+        err << "mailseal: sealed to " << r.keys->keys.size() << " "
+            << config::to_string(r.keys->format->id()) << " key(s), "
             << (r.writer ? r.writer->cipher() : std::string_view()) << "\n";
         return seal_status::sealed;
     case seal::action::passthrough:
@@ -139,9 +161,9 @@ int seal(const config::config& cfg, const seal_options& options, std::istream& i
     auto rcpt = recipient::normalise(cfg, *recipient);
     config::seal_policy policy = cfg.seal.policy_for(rcpt.user, rcpt.domain);
     std::optional<seal::key_set> keys;
-    if (!options.certificates.empty()) {
+    if (!options.keys.empty()) {
         // As delivery judges them: for the address without its extension.
-        auto found = keys_from_files(cfg, options.certificates, rcpt.key_address(), err);
+        auto found = keys_from_files(cfg, policy, options.keys, rcpt.key_address(), err);
         if (auto* status = std::get_if<int>(&found)) {
             return *status;
         }

@@ -13,6 +13,7 @@
 
 namespace cfg = mailseal::config;
 namespace smime = mailseal::seal::smime;
+namespace openpgp = mailseal::seal::openpgp;
 
 namespace {
 
@@ -532,6 +533,20 @@ std::vector<bad_case> bad_cases() {
         {"cipher_unknown", "[seal]\ncipher = \"des-ede3-cbc\"\n" + required,
          "cfg.toml:2:10: seal.cipher: must be one of \"aes-256-cbc\", \"aes-128-cbc\", "
          "\"aes-256-gcm\", \"aes-128-gcm\", got \"des-ede3-cbc\""},
+        {"formats_unknown", "[seal]\nformats = [\"smime\", \"pem\"]\n" + required,
+         "cfg.toml:2:21: seal.formats[1]: must be \"smime\" or \"openpgp\", got \"pem\""},
+        {"formats_twice", "[seal]\nformats = [\"openpgp\", \"openpgp\"]\n" + required,
+         "cfg.toml:2:23: seal.formats[1]: is listed twice, got \"openpgp\""},
+        {"formats_empty", "[seal]\nformats = []\n" + required,
+         "cfg.toml:2:11: seal.formats: at least one format is required, got []"},
+        {"formats_not_array", "[seal]\nformats = \"smime\"\n" + required,
+         "cfg.toml:2:11: seal.formats: expected an array of strings, got a string"},
+        {"policy_formats_unknown",
+         "[[seal.policy]]\nmatch = \"example.org\"\nformats = [\"x\"]\n" + required,
+         "cfg.toml:3:12: seal.policy[0].formats[0]: must be \"smime\" or \"openpgp\", got \"x\""},
+        {"openpgp_cipher_unknown", "[seal]\nopenpgp_cipher = \"cast5\"\n" + required,
+         "cfg.toml:2:18: seal.openpgp_cipher: must be one of \"aes-256\", \"aes-192\", "
+         "\"aes-128\", got \"cast5\""},
         {"protected_subject_empty", "[seal]\nprotected_subject = \"\"\n" + required,
          "cfg.toml:2:21: seal.protected_subject: must be non-empty printable text (it becomes a "
          "header field), got \"\""},
@@ -660,11 +675,13 @@ cipher = "aes-256-cbc"
 [[seal.policy]]
 match = "CEO@Example.ORG"
 cipher = "aes-256-gcm"
+formats = ["openpgp"]
 
 [[seal.policy]]
 match = "example.org"
 on_no_key = "defer"
 headers = "protect"
+openpgp_cipher = "aes-128"
 
 [[listen]]
 unix = "/run/mailseal.sock"
@@ -695,6 +712,14 @@ unix = "/run/mailseal.sock"
         EXPECT_EQ(p.smime.padding, mailseal::seal::smime::rsa_padding::pkcs1)
             << r.user << "@" << r.domain;
     }
+    using mailseal::seal::openpgp::symmetric_cipher;
+    EXPECT_EQ(got.seal.policy_for("ceo", "example.org").formats,
+              std::vector{cfg::seal_format::openpgp});
+    EXPECT_EQ(got.seal.policy_for("ceo", "example.org").openpgp.cipher, symmetric_cipher::aes_128);
+    EXPECT_EQ(got.seal.policy_for("alice", "example.org").formats,
+              (std::vector{cfg::seal_format::smime, cfg::seal_format::openpgp}))
+        << "S/MIME first by default";
+    EXPECT_EQ(got.seal.policy_for("ceo", "example.net").openpgp.cipher, symmetric_cipher::aes_256);
 }
 
 TEST(load_string, dns_timeout_boundaries) {
@@ -905,8 +930,10 @@ preference = "rsa-only-if-any"
 
 [seal]
 on_no_key = "plain"
+formats = ["smime", "openpgp"]
 cipher = "aes-256-cbc"
 rsa_padding = "pkcs1"
+openpgp_cipher = "aes-256"
 headers = "keep"
 protected_subject = "[...]"
 
@@ -969,12 +996,16 @@ cfg::config unusual() {
     c.seal.defaults.on_no_key = cfg::no_key_action::defer;
     c.seal.defaults.headers = cfg::header_mode::protect;
     c.seal.defaults.smime = {smime::content_cipher::aes_128_gcm, smime::rsa_padding::oaep};
+    c.seal.defaults.openpgp = {openpgp::symmetric_cipher::aes_128};
+    c.seal.defaults.formats = {cfg::seal_format::openpgp};
     c.seal.protected_subject = "(encrypted \"message\")";
     c.metrics.listen = cfg::tcp_listener{"127.0.0.1", 9180};
-    c.seal.rules = {
-        {"example.net", cfg::no_key_action::reject, std::nullopt, std::nullopt, std::nullopt},
-        {"ceo@example.net", std::nullopt, smime::content_cipher::aes_256_cbc,
-         smime::rsa_padding::pkcs1, cfg::header_mode::keep}};
+    c.seal.rules = {{"example.net", cfg::no_key_action::reject, std::nullopt, std::nullopt,
+                     std::nullopt, std::nullopt, std::nullopt},
+                    {"ceo@example.net", std::nullopt, smime::content_cipher::aes_256_cbc,
+                     smime::rsa_padding::pkcs1, cfg::header_mode::keep,
+                     std::vector{cfg::seal_format::openpgp, cfg::seal_format::smime},
+                     openpgp::symmetric_cipher::aes_192}};
     return c;
 }
 
@@ -1023,9 +1054,9 @@ TEST(example, documents_every_key) {
     }
     // 4 in [server] (its group shares the name of [[listen]]'s), 5 in [[listen]], 7 in [mailbox],
     // 4 in [store] (its timeout shares the name of [dns]'s), 8 in [limits], 6 in [dns], 2 in
-    // [[dns.stub_zone]], 4 in [keys], 5 in [seal] (whose 4 policy keys [[seal.policy]] repeats,
+    // [[dns.stub_zone]], 4 in [keys], 7 in [seal] (whose 6 policy keys [[seal.policy]] repeats,
     // plus match), 1 in [metrics], 3 in [log].
-    EXPECT_EQ(keys.size(), 49u) << "describe() wrote " << keys.size() << " distinct keys";
+    EXPECT_EQ(keys.size(), 51u) << "describe() wrote " << keys.size() << " distinct keys";
 }
 
 TEST(enums, to_string) {

@@ -92,7 +92,7 @@ class DeliverTest(harness.TestCase):
         [path] = self.new_files("bob")
         stored = harness.read_bytes(path)
         self.assertTrue(stored.startswith(b"Return-Path: <>\n"), stored[:80])
-        self.assertIn(b"\nMailseal: sealed; keys=1; cipher=aes-256-cbc\n", stored)
+        self.assertIn(b"\nMailseal: sealed; format=smime; keys=1; cipher=aes-256-cbc\n", stored)
         self.assertNotIn(b"Secret.", stored)
         inner = decryptors.decrypt_openssl(decryptors.extract_cms(stored), self.alice)
         self.assertEqual(inner, b"\r\nSecret.\r\n")
@@ -129,7 +129,7 @@ class DeliverTest(harness.TestCase):
         [path] = self.new_files("bob")
         stored = harness.read_bytes(path)
         self.assertIn(b"\nSubject: mailseal test message\n", stored)
-        self.assertIn(b"\nMailseal: sealed; keys=1;", stored)
+        self.assertIn(b"\nMailseal: sealed; format=smime; keys=1;", stored)
         inner = decryptors.decrypt_openssl(decryptors.extract_cms(stored), self.alice)
         self.assertIn(b"If you can read this, your mail client opens", inner)
         # No key: nothing is stored, not even under on_no_key = "plain".
@@ -177,7 +177,7 @@ class DeliverTest(harness.TestCase):
             self.assertEqual((entry["status"], entry["dsn"]), ("sent", "2.0.0"),
                              entry["line"] + "\n" + postfix.diagnostics())
         [bob] = self.new_files("bob")
-        self.assertIn(b"\nMailseal: sealed; keys=1;", harness.read_bytes(bob))
+        self.assertIn(b"\nMailseal: sealed; format=smime; keys=1;", harness.read_bytes(bob))
         # A bounce: the null sender.
         postfix.sendmail("", [f"alice@{DOMAIN}"], harness.message("bounce"))
         harness.wait_until(lambda: len(self.new_files("alice")) == 2, 30,

@@ -100,12 +100,17 @@ class Lookup:
     def __getitem__(self, key):
         return self.json[key]
 
+    @property
+    def smime(self):
+        """The SMIMEA lookup's part of the result."""
+        return next(l for l in self.json["lookups"] if l["format"] == "smime")
+
     def context(self):
         return (f"lookup {self.address}: exit {self.code}\nstdout:\n{self.stdout}\n"
                 f"stderr:\n{self.stderr}")
 
     def key_hashes(self):
-        return sorted(k["spki_sha256"] for k in self.json["keys"])
+        return sorted(k["fingerprint"] for k in self.json["keys"])
 
 
 class BedTestCase(harness.TestCase):
@@ -160,10 +165,10 @@ class LookupTest(BedTestCase):
                          f"keys (SHA-256 of SPKI): {ctx}")
         self.assertEqual(len(result["keys"]), len(keys), f"number of keys: {ctx}")
         if owner is not None:
-            self.assertEqual(bare(result["owner"]), bare(owner), f"owner: {ctx}")
+            self.assertEqual(bare(result.smime["owner"]), bare(owner), f"owner: {ctx}")
 
     def candidate(self, result, source_part):
-        found = [c for c in result["candidates"] if source_part in c["source"]]
+        found = [c for c in result.smime["candidates"] if source_part in c["source"]]
         self.assertEqual(len(found), 1,
                          f"one candidate with source containing {source_part!r}: "
                          f"{result.context()}")
@@ -187,9 +192,9 @@ class LookupTest(BedTestCase):
                     self.assertTrue(key["source"].startswith("smimea"),
                                     f"no local store, yet key from {key['source']!r}: "
                                     f"{result.context()}")
-                    self.assertRegex(key["spki_sha256"], r"^[0-9a-f]{64}$", result.context())
+                    self.assertRegex(key["fingerprint"], r"^[0-9a-f]{64}$", result.context())
                 if case.outcome in (dnsbed.BOGUS, dnsbed.FAILURE):
-                    self.assertTrue(result["detail"], f"detail empty: {result.context()}")
+                    self.assertTrue(result.smime["detail"], f"detail empty: {result.context()}")
 
     def test_owner_names_agree_with_sha256sum(self):
         config = self.write_config()
@@ -198,7 +203,7 @@ class LookupTest(BedTestCase):
                 local, domain = address.rsplit("@", 1)
                 result = self.lookup(address, config)
                 want = shell_owner(local, domain)
-                self.assertEqual(bare(result["owner"]), want, result.context())
+                self.assertEqual(bare(result.smime["owner"]), want, result.context())
                 self.assertEqual(bare(dnsbed.owner_name(address)), want)
 
     def test_text_report(self):
@@ -219,19 +224,19 @@ class LookupTest(BedTestCase):
         cert = self.bed.certs["alice@signed.test"]
         result = self.lookup(case.address)
         self.assertLookup(result, "found", "secure", [cert], owner=case.owner)
-        self.assertFalse(result["nxdomain"], result.context())
-        self.assertEqual(result["unparsable"], 0, result.context())
-        self.assertFalse(result["lowercase_retry"], result.context())
+        self.assertFalse(result.smime["nxdomain"], result.context())
+        self.assertEqual(result.smime["unparsable"], 0, result.context())
+        self.assertFalse(result.smime["lowercase_retry"], result.context())
         key = result["keys"][0]
         self.assertEqual((key["type"], key["bits"]), ("rsa", 2048), result.context())
         self.assertIn("3 0 0", key["source"], result.context())
         candidate = self.candidate(result, "3 0 0")
         self.assertTrue(candidate["usable"] and candidate["selected"], result.context())
-        self.assertEqual(candidate["sha256"], cert.sha256(), "certificate fingerprint")
-        self.assertIn("alice@signed.test", candidate["emails"], result.context())
+        self.assertEqual(candidate["fingerprint"], cert.sha256(), "certificate fingerprint")
+        self.assertIn("alice@signed.test", candidate["names"], result.context())
         self.assertIn("alice@signed.test", candidate["subject"], result.context())
         self.assertTrue(candidate["not_before"] and candidate["not_after"], result.context())
-        self.assertEqual(result["local_problems"], [], result.context())
+        self.assertEqual(result.smime["local_problems"], [], result.context())
 
     def test_bob_bare_public_key(self):
         case = self.bed.case("bob@signed.test")
@@ -264,8 +269,8 @@ class LookupTest(BedTestCase):
         # both keys arrive only if the resolver retried over TCP.
         result = self.lookup(case.address)
         self.assertLookup(result, "found", "secure", certs, owner=case.owner)
-        self.assertEqual(len(result["candidates"]), 2, result.context())
-        self.assertTrue(all(c["usable"] and c["selected"] for c in result["candidates"]),
+        self.assertEqual(len(result.smime["candidates"]), 2, result.context())
+        self.assertTrue(all(c["usable"] and c["selected"] for c in result.smime["candidates"]),
                         result.context())
 
     def test_dave_same_key_twice_is_one_key(self):
@@ -282,8 +287,8 @@ class LookupTest(BedTestCase):
         cert = self.bed.certs["erin@signed.test"]
         result = self.lookup(case.address)
         self.assertLookup(result, "absent", "secure-absent", [], owner=case.owner)
-        self.assertTrue(result["nxdomain"], result.context())
-        self.assertEqual(result["candidates"], [], result.context())
+        self.assertTrue(result.smime["nxdomain"], result.context())
+        self.assertEqual(result.smime["candidates"], [], result.context())
 
         store = self.make_store(cert)
         result = self.lookup(case.address, self.write_config(local_store=store))
@@ -325,11 +330,11 @@ class LookupTest(BedTestCase):
                 case = self.bed.case(address)
                 result = self.lookup(address, config)
                 self.assertLookup(result, "absent", "secure", [], owner=case.owner)
-                self.assertEqual(len(result["candidates"]) + result["unparsable"],
+                self.assertEqual(len(result.smime["candidates"]) + result.smime["unparsable"],
                                  len(case.records),
                                  f"every record is a candidate or counted unparsable: "
                                  f"{result.context()}")
-                for candidate in result["candidates"]:
+                for candidate in result.smime["candidates"]:
                     self.assertFalse(candidate["usable"] or candidate["selected"],
                                      result.context())
                     self.assertTrue(candidate["why"], result.context())
@@ -342,10 +347,10 @@ class LookupTest(BedTestCase):
         store = self.make_store(own)
         result = self.lookup(case.address, self.write_config(local_store=store))
         self.assertLookup(result, "bogus", "bogus", [], owner=case.owner)
-        self.assertTrue(result["detail"].strip(), f"why_bogus: {result.context()}")
+        self.assertTrue(result.smime["detail"].strip(), f"why_bogus: {result.context()}")
         self.assertNotIn(spki_sha256(attacker), result.stdout, "the attacker's key")
         self.assertNotIn(spki_sha256(own), result.stdout, "the local certificate's key")
-        self.assertFalse([c for c in result["candidates"] if c["selected"]], result.context())
+        self.assertFalse([c for c in result.smime["candidates"] if c["selected"]], result.context())
 
     def test_unbound_conf_cannot_weaken_validation(self):
         # An unbound.conf passthrough must not turn a bogus answer into an insecure one, which
@@ -373,14 +378,14 @@ class LookupTest(BedTestCase):
         store = self.make_store(self.bed.certs["alice@expired.test"])
         result = self.lookup(case.address, self.write_config(local_store=store))
         self.assertLookup(result, "bogus", "bogus", [], owner=case.owner)
-        self.assertTrue(result["detail"].strip(), result.context())
+        self.assertTrue(result.smime["detail"].strip(), result.context())
 
     def test_unsigned_zone_uses_only_the_local_store(self):
         case = self.bed.case("alice@unsigned.test")
         cert = self.bed.certs["alice@unsigned.test"]
         result = self.lookup(case.address)
         self.assertLookup(result, "insecure", "insecure", [], owner=case.owner)
-        self.assertFalse([c for c in result["candidates"] if c["usable"] or c["selected"]],
+        self.assertFalse([c for c in result.smime["candidates"] if c["usable"] or c["selected"]],
                          f"an insecure record is no answer: {result.context()}")
 
         store = self.make_store(cert)
@@ -388,7 +393,7 @@ class LookupTest(BedTestCase):
         self.assertLookup(result, "found", "insecure", [cert], owner=case.owner)
         # The zone publishes the same certificate: the key must come from the store.
         self.assertTrue(result["keys"][0]["source"].startswith("local"), result.context())
-        self.assertFalse([c for c in result["candidates"]
+        self.assertFalse([c for c in result.smime["candidates"]
                           if c["source"].startswith("smimea") and c["selected"]],
                          result.context())
 
@@ -399,7 +404,7 @@ class LookupTest(BedTestCase):
         result = self.lookup(case.address, config)
         elapsed = time.monotonic() - started
         self.assertLookup(result, "failure", "failure", [], owner=case.owner)
-        self.assertIn("timeout", result["detail"].lower(), result.context())
+        self.assertIn("timeout", result.smime["detail"].lower(), result.context())
         self.assertGreaterEqual(elapsed, DEAD_TIMEOUT_SECONDS * 0.9,
                                 "a failure before the deadline did not wait for the server")
         self.assertLess(elapsed, DEAD_TIMEOUT_SECONDS + 10, "the deadline was not kept")
@@ -426,13 +431,13 @@ class LookupTest(BedTestCase):
         # RFC 8162 §3 hashes the exact octets: "Alice" has no record.
         self.assertLookup(result, "absent", "secure-absent", [],
                           owner=shell_owner("Alice", "signed.test"))
-        self.assertTrue(result["nxdomain"], result.context())
-        self.assertFalse(result["lowercase_retry"], result.context())
+        self.assertTrue(result.smime["nxdomain"], result.context())
+        self.assertFalse(result.smime["lowercase_retry"], result.context())
 
         result = self.lookup("Alice@signed.test", self.write_config(lowercase_retry=True))
         self.assertLookup(result, "found", "secure", [self.bed.certs["alice@signed.test"]],
                           owner=alice.owner)
-        self.assertTrue(result["lowercase_retry"], result.context())
+        self.assertTrue(result.smime["lowercase_retry"], result.context())
 
     def test_bad_addresses(self):
         config = self.write_config()

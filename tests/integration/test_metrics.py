@@ -78,14 +78,18 @@ class MetricsTest(harness.TestCase):
             'mailseal_deliveries_total{decision="plain"}': 1,
             'mailseal_deliveries_total{decision="deferred"}': 1,
             'mailseal_deliveries_total{decision="bogus"}': 0,
-            'mailseal_key_lookups_total{outcome="insecure"}': 3,
-            'mailseal_key_lookups_total{outcome="secure"}': 0,
+            # Each recipient's SMIMEA and OPENPGPKEY lookups, one series per format.
+            'mailseal_key_lookups_total{format="smime",outcome="insecure"}': 3,
+            'mailseal_key_lookups_total{format="smime",outcome="secure"}': 0,
+            'mailseal_key_lookups_total{format="openpgp",outcome="insecure"}': 3,
+            'mailseal_key_lookups_total{format="openpgp",outcome="bogus"}': 0,
             'mailseal_replies_total{class="2xx"}': 2,
             'mailseal_replies_total{class="4xx"}': 1,
             'mailseal_replies_total{class="5xx"}': 0,
             "mailseal_sealed_bytes_total": len(data),
             "mailseal_delivery_seconds_count": 3,
             'mailseal_delivery_seconds_bucket{le="+Inf"}': 3,
+            # One key discovery per recipient, however many formats it looks up.
             "mailseal_key_lookup_seconds_count": 3,
             "mailseal_open_connections": 0,
         }

@@ -82,7 +82,7 @@ class RelayTest(harness.TestCase):
         stored = records[0]["text"]
         self.assertIn(b"application/pkcs7-mime", stored)
         self.assertNotIn(b"filler line", stored)
-        self.assertIn(b"Mailseal: sealed; keys=1; cipher=aes-256-cbc", stored)
+        self.assertIn(b"Mailseal: sealed; format=smime; keys=1; cipher=aes-256-cbc", stored)
         inner = decryptors.decrypt_openssl(decryptors.extract_cms(stored), self.alice)
         self.assertTrue(inner.endswith(data.split(b"\r\n\r\n", 1)[1]), inner[-200:])
 

@@ -130,7 +130,8 @@ class SealingCase(harness.TestCase):
         non-content fields, the S/MIME fields; returns the CMS (DER/BER bytes)."""
         fields, _ = split_header(stored)
         self.assertTrue(fields[0].startswith(b"Return-Path:"), fields[0])
-        self.assertEqual(fields[3], f"Mailseal: sealed; keys={keys}; cipher={cipher}".encode())
+        self.assertEqual(fields[3],
+                         f"Mailseal: sealed; format=smime; keys={keys}; cipher={cipher}".encode())
         self.assertEqual(fields[-4:], SEALED_MIME_FIELDS)
         original_fields, _ = split_header(original)
         outside = [f for f in original_fields
@@ -423,7 +424,7 @@ class CanaryTest(SealingCase):
                             tail = block[-len(canary):]
         self.assertEqual(found, [], "the canary is in these files")
         stored = self.stored("alice@signed.test")
-        self.assertIn(b"\nMailseal: sealed; keys=1;", stored)
+        self.assertIn(b"\nMailseal: sealed; format=smime; keys=1;", stored)
 
 
 class SealToolTest(SealingCase):
@@ -439,7 +440,7 @@ class SealToolTest(SealingCase):
         config = self.server.config_path
         status, out, err = self.run_seal(data, "--config", config, "--to", "alice@signed.test")
         self.assertEqual(status, 0, err)
-        self.assertIn("sealed to 1 key(s)", err)
+        self.assertIn("sealed to 1 smime key(s)", err)
         self.assertEqual(decryptors.decrypt_openssl(decryptors.extract_cms(out, strict=True),
                                                     ident), self.inner_entity(data))
         # The same header section as a delivered copy, minus the delivery's trace fields.
@@ -486,7 +487,7 @@ class PostfixDovecotTest(SealingCase):
         files = harness.maildir_files(local_dir, "new")
         self.assertEqual(len(files), 1, files)
         stored = harness.read_bytes(files[0])
-        self.assertIn(b"\nMailseal: sealed; keys=1; cipher=aes-256-cbc\n", stored)
+        self.assertIn(b"\nMailseal: sealed; format=smime; keys=1; cipher=aes-256-cbc\n", stored)
         self.assertNotIn("Sealed on the way in".encode(), stored)
         ident = identity(self.bed, "alice@signed.test")
         self.addCleanup(ident.close)

@@ -172,11 +172,12 @@ TEST(message_sealer, three_recipients_three_outcomes) {
     sealer.end_of_data();
 
     auto sealed = open_sealed(sink.copies.at(0));
-    EXPECT_EQ(sealed.outer_headers,
-              "X-Trace: 0\r\nMailseal: sealed; keys=1; cipher=aes-256-cbc\r\nFrom: s@x\r\n"
-              "Subject: Hi\r\nMIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; "
-              "smime-type=enveloped-data; name=\"smime.p7m\"\r\nContent-Disposition: attachment; "
-              "filename=\"smime.p7m\"\r\nContent-Transfer-Encoding: base64\r\n");
+    EXPECT_EQ(
+        sealed.outer_headers,
+        "X-Trace: 0\r\nMailseal: sealed; format=smime; keys=1; cipher=aes-256-cbc\r\nFrom: s@x\r\n"
+        "Subject: Hi\r\nMIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; "
+        "smime-type=enveloped-data; name=\"smime.p7m\"\r\nContent-Disposition: attachment; "
+        "filename=\"smime.p7m\"\r\nContent-Transfer-Encoding: base64\r\n");
     EXPECT_EQ(sealed.inner, "Content-Type: text/plain\r\n\r\nline 1\r\nline 2\r\n");
     EXPECT_EQ(sink.copies.at(1),
               "X-Trace: 1\r\nMailseal: plain; reason=no-key\r\nFrom: s@x\r\n"
@@ -283,8 +284,9 @@ TEST(message_sealer, malformed_messages_are_sealed_whole) {
         sealer.write(r.message);
         sealer.end_of_data();
         auto sealed = open_sealed(sink.copies.at(0));
-        std::string want_start = "X-Trace: 0\r\nMailseal: sealed; keys=1; cipher=aes-256-cbc\r\n" +
-                                 r.outer_fields + "MIME-Version: 1.0\r\n";
+        std::string want_start =
+            "X-Trace: 0\r\nMailseal: sealed; format=smime; keys=1; cipher=aes-256-cbc\r\n" +
+            r.outer_fields + "MIME-Version: 1.0\r\n";
         EXPECT_EQ(sealed.outer_headers.substr(0, want_start.size()), want_start)
             << testing::PrintToString(r.message);
         EXPECT_EQ(sealed.inner, r.inner) << testing::PrintToString(r.message);

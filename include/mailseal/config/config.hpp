@@ -16,6 +16,7 @@
 #include <variant>
 #include <vector>
 
+#include <mailseal/seal/openpgp/options.hpp>
 #include <mailseal/seal/smime/options.hpp>
 
 namespace mailseal::config {
@@ -176,7 +177,7 @@ enum class no_key_action {
 enum class header_mode { keep, protect };
 
 /// The formats a copy can be sealed in (seal/formats.hpp registers their implementations).
-enum class seal_format { smime };
+enum class seal_format { smime, openpgp };
 
 std::string_view to_string(no_key_action);
 std::string_view to_string(header_mode);
@@ -188,9 +189,10 @@ struct seal_policy {
     header_mode headers = header_mode::keep;
     /// The formats to look keys up for, in order of preference: a recipient with usable keys
     /// of several formats gets one copy, in the first of them.
-    std::vector<seal_format> formats{seal_format::smime};
+    std::vector<seal_format> formats{seal_format::smime, seal_format::openpgp};
     /// Each format's own options.
     seal::smime::options smime;
+    seal::openpgp::options openpgp;
 
     bool operator==(const seal_policy&) const = default;
 };
@@ -205,6 +207,8 @@ struct seal_rule {
     std::optional<seal::smime::content_cipher> cipher;
     std::optional<seal::smime::rsa_padding> padding;
     std::optional<header_mode> headers;
+    std::optional<std::vector<seal_format>> formats;
+    std::optional<seal::openpgp::symmetric_cipher> openpgp_cipher;
 
     bool operator==(const seal_rule&) const = default;
 };

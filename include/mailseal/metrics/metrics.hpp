@@ -11,6 +11,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -45,8 +47,12 @@ public:
     /// (0 for an abandoned delivery), the bytes sealed for it, the transaction's age.
     void delivery(std::string_view decision, int reply_code, std::uint64_t sealed_bytes,
                   std::chrono::steady_clock::duration latency);
-    /// A key lookup ended (an outcome_names word).
-    void key_lookup(std::string_view outcome, std::chrono::steady_clock::duration latency);
+    /// A format's series exist from the start, at zero ("smime", "openpgp").
+    void declare_key_format(std::string_view format);
+    /// One format's key record lookup ended (an outcome_names word).
+    void key_lookup(std::string_view format, std::string_view outcome);
+    /// One recipient's key discovery ended: every format's lookup and the local store.
+    void key_discovery(std::chrono::steady_clock::duration latency);
     void connection_opened();
     void connection_closed();
 
@@ -55,7 +61,10 @@ public:
 
 private:
     std::array<std::atomic<std::uint64_t>, decision_names.size()> decisions_{};
-    std::array<std::atomic<std::uint64_t>, outcome_names.size()> outcomes_{};
+    /// Lookups by format and outcome; formats are few and known at start, so a map under a
+    /// mutex costs nothing worth an atomic per series.
+    mutable std::mutex lookups_mutex_;
+    std::map<std::string, std::array<std::uint64_t, outcome_names.size()>, std::less<>> lookups_;
     std::array<std::atomic<std::uint64_t>, 3> replies_{}; ///< 2xx, 4xx, 5xx
     std::atomic<std::uint64_t> sealed_bytes_{0};
     std::atomic<std::int64_t> open_connections_{0};

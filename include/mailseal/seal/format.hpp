@@ -169,6 +169,10 @@ public:
                                 std::string_view address,
                                 std::chrono::system_clock::time_point now) const = 0;
 
+    /// Under header protection (RFC 9788), a further Content-Type parameter for the inner
+    /// entity, for readers that know only an older marker; empty for none.
+    virtual std::string_view legacy_protected_headers_marker() const = 0;
+
     /// Starts one recipient's sealed copy to `keys` (made by this format, not empty) with the
     /// recipient's policy.
     virtual std::variant<std::unique_ptr<encoder>, std::string>

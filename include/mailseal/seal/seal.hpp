@@ -98,15 +98,18 @@ struct split_headers {
     std::string inner;
     std::string outer;
 };
+/// `legacy_marker` is a further Content-Type parameter of the inner entity under header
+/// protection (the format's, see format::legacy_protected_headers_marker()).
 split_headers split_for_sealing(const header_section& headers, config::header_mode mode,
-                                std::string_view protected_subject);
+                                std::string_view protected_subject,
+                                std::string_view legacy_marker = {});
 
 /// The Mailseal: trace field of a copy stored as received, CRLF included: "Mailseal:
 /// passthrough; form=pgp-mime", "Mailseal: plain; reason=no-key".
 std::string mailseal_field(const decision& d);
 
-/// The Mailseal: trace field of a sealed copy, CRLF included: "Mailseal: sealed; keys=2;
-/// cipher=aes-256-cbc".
+/// The Mailseal: trace field of a sealed copy, CRLF included: "Mailseal: sealed; format=smime;
+/// keys=2; cipher=aes-256-cbc".
 std::string sealed_field(const format& f, std::size_t keys, std::string_view cipher);
 
 } // namespace mailseal::seal

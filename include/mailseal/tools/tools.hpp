@@ -2,29 +2,31 @@
 
 /// The operator's key tools, subcommands of `mailseal`:
 ///
-/// - `lookup ADDRESS`: what key discovery finds for an address: the owner name, the DNSSEC
-///   outcome, every candidate record and local certificate decoded with the reason it is
-///   usable or not, and the keys sealing would use. Exit status: 0 keys found, 1 none (secure
-///   absence or nothing usable), 2 insecure zone and no local key, 3 bogus, 4 lookup failure;
-///   64 bad address; 78 configuration (e.g. no trust anchor).
-/// - `record --cert FILE ADDRESS`: the zone-file lines that publish a certificate as SMIMEA,
-///   in presentation form and in RFC 3597 generic form (for servers that do not know type 53).
-///   Exit status: 0; 64 bad arguments; 66 unreadable file or no certificate.
+/// - `lookup ADDRESS`: what key discovery finds for an address, for each format of its policy
+///   (SMIMEA, OPENPGPKEY): the owner name, the DNSSEC outcome, every candidate record and local
+///   key decoded with the reason it is usable or not; then the format and keys sealing would
+///   use. Exit status: 0 keys found, 1 none (secure absence or nothing usable), 2 insecure zone
+///   and no local key, 3 bogus, 4 lookup failure; 64 bad address; 78 configuration (e.g. no
+///   trust anchor).
+/// - `record --key FILE ADDRESS`: the zone-file lines that publish the certificates (SMIMEA)
+///   or OpenPGP keys (OPENPGPKEY, in the minimal form RFC 7929 recommends) in FILE, in
+///   presentation form and in RFC 3597 generic form (for servers that do not know the type).
+///   Exit status: 0; 64 bad arguments; 66 unreadable file or no key.
 /// - `check ADDRESS... | --all`: for monitoring. One line per address, `OK|WARNING|CRITICAL
-///   address: summary`, comparing what DNS publishes with the local store: a bogus or failed
-///   lookup is critical, as is an expired certificate in use; an insecure zone, an unusable
-///   record, a certificate expiring within `days`, a local certificate DNS does not publish
-///   (renewed without updating DNS) and unreadable store files are warnings. Exit status is
-///   the worst line's, Nagios-style: 0, 1, 2.
-/// - `seal --to ADDRESS [--cert FILE]...`: seals one message from stdin to stdout exactly as
+///   address: summary`, comparing what DNS publishes with the local store, for each format:
+///   a bogus or failed lookup is critical, as is an expired certificate or key in use; an
+///   insecure zone, an unusable record, a key expiring within `days`, a local key DNS does not
+///   publish (renewed without updating DNS) and unreadable store files are warnings. Exit
+///   status is the worst line's, Nagios-style: 0, 1, 2.
+/// - `seal --to ADDRESS [--key FILE]...`: seals one message from stdin to stdout exactly as
 ///   delivery would (same detection, MIME layout, algorithms, policy and Mailseal: field; LF
-///   line ends as in a Maildir), to the given certificates (judged as local store ones) or,
-///   without --cert, to what key discovery finds. Exit status: 0 sealed, 1 passthrough
-///   (already encrypted, written as received), 2 no usable key (written as received under
-///   on_no_key = "plain", nothing written under "defer"/"reject"), 75 bogus or failed lookup
-///   (nothing written), 64 bad address, 66 no certificate in a --cert file, 70 encryption
-///   failure, 74 the output could not be written, 78 configuration. One line on stderr says
-///   which.
+///   line ends as in a Maildir), to the keys in the given files (X.509 certificates or OpenPGP
+///   keys, judged as local store ones) or, without --key, to what key discovery finds. Exit
+///   status: 0 sealed, 1 passthrough (already encrypted, written as received), 2 no usable key
+///   (written as received under on_no_key = "plain", nothing written under
+///   "defer"/"reject"), 75 bogus or failed lookup (nothing written), 64 bad address, 66 no key
+///   in a --key file, 70 encryption failure, 74 the output could not be written, 78
+///   configuration. One line on stderr says which.
 
 #include <cstdint>
 #include <filesystem>
@@ -43,10 +45,11 @@ int lookup(const config::config& cfg, const std::string& address, bool json, std
            std::ostream& err);
 
 struct record_options {
-    std::filesystem::path certificate;
-    unsigned usage = 3;
-    unsigned selector = 0;
-    unsigned matching_type = 0;
+    std::filesystem::path key;
+    /// SMIMEA's fields (default 3 0 0); not for OpenPGP keys.
+    std::optional<unsigned> usage;
+    std::optional<unsigned> selector;
+    std::optional<unsigned> matching_type;
     std::uint32_t ttl = 3600;
 };
 
@@ -70,7 +73,8 @@ enum seal_status : int { sealed = 0, passthrough = 1, no_key = 2 };
 
 struct seal_options {
     std::string to;
-    std::vector<std::filesystem::path> certificates;
+    /// Certificate or OpenPGP key files; empty: key discovery.
+    std::vector<std::filesystem::path> keys;
 };
 
 int seal(const config::config& cfg, const seal_options& options, std::istream& in,

@@ -81,6 +81,8 @@ public:
         return ev;
     }
 
+    std::string_view legacy_protected_headers_marker() const override { return {}; }
+
     std::variant<std::unique_ptr<encoder>, std::string>
     seal(const std::vector<key>& keys, const config::seal_policy& policy) const override {
         auto made = cms_encoder::begin(keys, policy.smime);

@@ -1,0 +1,572 @@
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <fstream>
+#include <limits>
+
+#include <mailseal/recipient/recipient.hpp>
+#include <mailseal/seal/openpgp/evaluate.hpp>
+#include <mailseal/seal/openpgp/rnp.hpp>
+#include <mailseal/util/ascii.hpp>
+#include <mailseal/util/errno_text.hpp>
+
+namespace mailseal::seal::openpgp {
+namespace {
+
+using clock = std::chrono::system_clock;
+
+/// A key file is one user's keys; anything larger is a mistake, not worth reading on every
+/// delivery.
+constexpr std::uintmax_t max_file_size = 1u << 20;
+
+/// The curves ECDH keys may be on: RFC 6637's NIST curves, RFC 7748's Curve25519 (as GnuPG,
+/// Sequoia, PGPainless and go-crypto all implement it) and the Brainpool curves of RFC 5639.
+constexpr std::array<std::string_view, 7> ecdh_curves{
+    "Curve25519",      "NIST P-256",      "NIST P-384",     "NIST P-521",
+    "brainpoolP256r1", "brainpoolP384r1", "brainpoolP512r1"};
+
+/// A string librnp allocated, as std::string (empty when the call failed).
+template <typename Call>
+std::string rnp_string(Call call) {
+    char* raw = nullptr;
+    rnp_result_t rc = call(&raw);
+    c_ptr<char> owned(raw);
+    if (rc != RNP_SUCCESS || !owned) {
+        return {};
+    }
+    return owned.get();
+}
+
+bool flag(rnp_result_t (*query)(rnp_key_handle_t, bool*), rnp_key_handle_t key) {
+    bool value = false;
+    return query(key, &value) == RNP_SUCCESS && value;
+}
+
+std::string fingerprint_of(rnp_key_handle_t key) {
+    return rnp_string([&](char** out) { return rnp_key_get_fprint(key, out); });
+}
+
+/// The last 16 hex digits of a fingerprint: the key ID people see in GnuPG.
+std::string key_id(const std::string& fingerprint) {
+    return util::ascii_lower(fingerprint.size() > 16 ? fingerprint.substr(fingerprint.size() - 16)
+                                                     : fingerprint);
+}
+
+struct algorithm {
+    std::string name;  ///< librnp's: "RSA", "ECDH", "EDDSA", "ELGAMAL", ...
+    std::string curve; ///< for elliptic curves
+    int bits = 0;
+};
+
+algorithm algorithm_of(rnp_key_handle_t key) {
+    algorithm a;
+    a.name = rnp_string([&](char** out) { return rnp_key_get_alg(key, out); });
+    std::uint32_t bits = 0;
+    if (rnp_key_get_bits(key, &bits) == RNP_SUCCESS) {
+        a.bits = static_cast<int>(bits);
+    }
+    if (a.name == "ECDH" || a.name == "ECDSA" || a.name == "EDDSA" || a.name == "SM2") {
+        a.curve = rnp_string([&](char** out) { return rnp_key_get_curve(key, out); });
+    }
+    return a;
+}
+
+/// "RSA 3072", "ECDH Curve25519", "EdDSA Ed25519".
+std::string describe(const algorithm& a) {
+    if (a.name == "EDDSA") {
+        return "EdDSA " + a.curve;
+    }
+    if (a.name == "ELGAMAL") {
+        return "ElGamal " + std::to_string(a.bits);
+    }
+    if (!a.curve.empty()) {
+        return a.name + " " + a.curve;
+    }
+    return a.name + " " + std::to_string(a.bits);
+}
+
+/// "rsa", "ecdh-curve25519", "ecdh-nist-p256": the words logs and tools use.
+std::string token(const algorithm& a) {
+    std::string out = util::ascii_lower(a.name);
+    if (!a.curve.empty()) {
+        out += "-" + util::ascii_lower(a.curve);
+    }
+    std::replace(out.begin(), out.end(), ' ', '-');
+    return out;
+}
+
+/// Why an encryption-capable key's algorithm cannot be used, or empty.
+std::string algorithm_problem(const algorithm& a) {
+    if (a.name == "RSA") {
+        if (a.bits < 2048) {
+            return "RSA " + std::to_string(a.bits) + " bits: below 2048";
+        }
+        return {};
+    }
+    if (a.name == "ECDH") {
+        if (std::find(ecdh_curves.begin(), ecdh_curves.end(), a.curve) == ecdh_curves.end()) {
+            return "ECDH on " + a.curve + ": not a curve every OpenPGP reader supports";
+        }
+        return {};
+    }
+    if (a.name == "ELGAMAL") {
+        return "ElGamal: not accepted (a legacy algorithm; publish an RSA or ECDH key)";
+    }
+    return a.name + ": not an encryption algorithm";
+}
+
+std::uint64_t seconds(clock::time_point t) {
+    auto s = std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+    return s > 0 ? static_cast<std::uint64_t>(s) : 1;
+}
+
+std::string date_of(std::uint64_t t) {
+    return iso_time(clock::from_time_t(static_cast<std::time_t>(t))).substr(0, 10);
+}
+
+/// The time until which a key may be used (subkeys: their primary's too); nullopt when never
+/// expiring.
+std::optional<std::uint64_t> valid_till(rnp_key_handle_t key) {
+    std::uint64_t till = 0;
+    if (rnp_key_valid_till64(key, &till) != RNP_SUCCESS ||
+        till == std::numeric_limits<std::uint64_t>::max()) {
+        return std::nullopt;
+    }
+    return till;
+}
+
+/// Why a key (primary or subkey) is not usable now, checked in this order: revoked, expired,
+/// not yet valid, no valid self-signature. Empty when it is.
+std::string validity_problem(rnp_key_handle_t key, std::uint64_t now) {
+    if (flag(&rnp_key_is_revoked, key)) {
+        return "revoked";
+    }
+    std::uint32_t created = 0;
+    rnp_key_get_creation(key, &created);
+    auto till = valid_till(key);
+    if (created > now) {
+        return "not valid before " + date_of(created);
+    }
+    if (till && *till != 0 && *till < now) {
+        return "expired " + date_of(*till);
+    }
+    if (!flag(&rnp_key_is_valid, key)) {
+        return "no valid self-signature";
+    }
+    return {};
+}
+
+/// The address in a user ID: inside the last <...>, or the whole ID when it is a bare
+/// addr-spec.
+std::string address_in(std::string_view uid) {
+    auto open = uid.rfind('<');
+    auto close = uid.rfind('>');
+    if (open != std::string_view::npos && close != std::string_view::npos && open < close) {
+        return std::string(uid.substr(open + 1, close - open - 1));
+    }
+    if (uid.find('@') != std::string_view::npos && uid.find(' ') == std::string_view::npos) {
+        return std::string(uid);
+    }
+    return {};
+}
+
+struct user_ids {
+    std::vector<std::string> all;
+    bool names_it = false;
+};
+
+user_ids user_ids_of(rnp_key_handle_t primary, std::string_view address) {
+    user_ids out;
+    std::size_t count = 0;
+    rnp_key_get_uid_count(primary, &count);
+    for (std::size_t i = 0; i < count; ++i) {
+        rnp_uid_handle_t raw = nullptr;
+        if (rnp_key_get_uid_handle_at(primary, i, &raw) != RNP_SUCCESS) {
+            continue;
+        }
+        c_ptr<rnp_uid_handle_st> uid(raw);
+        std::uint32_t type = 0;
+        if (rnp_uid_get_type(uid.get(), &type) != RNP_SUCCESS || type != RNP_USER_ID) {
+            continue; // a photo
+        }
+        auto text = rnp_string([&](char** s) { return rnp_key_get_uid_at(primary, i, s); });
+        out.all.push_back(text);
+        bool valid = false;
+        bool revoked = true;
+        rnp_uid_is_valid(uid.get(), &valid);
+        rnp_uid_is_revoked(uid.get(), &revoked);
+        if (valid && !revoked && names_address(text, address)) {
+            out.names_it = true;
+        }
+    }
+    return out;
+}
+
+/// A usable key while the candidates are compared; it becomes a seal::key once chosen.
+struct found_key {
+    key k;
+    std::size_t report;
+};
+
+/// One transferable public key, judged as a whole and key by key.
+void examine(rnp_key_handle_t primary, std::string source, bool local, std::string_view address,
+             std::uint64_t now, evaluation& ev, std::vector<found_key>& found) {
+    candidate_report report;
+    report.source = std::move(source);
+    report.local = local;
+    auto fingerprint = fingerprint_of(primary);
+    report.fingerprint = util::ascii_lower(fingerprint);
+    auto primary_algorithm = algorithm_of(primary);
+    report.key_description = describe(primary_algorithm);
+    std::uint32_t created = 0;
+    if (rnp_key_get_creation(primary, &created) == RNP_SUCCESS) {
+        report.not_before = clock::from_time_t(static_cast<std::time_t>(created));
+    }
+    if (auto till = valid_till(primary); till && *till != 0) {
+        report.not_after = clock::from_time_t(static_cast<std::time_t>(*till));
+    }
+    auto ids = user_ids_of(primary, address);
+    report.names = ids.all;
+    report.subject = rnp_string([&](char** s) { return rnp_key_get_primary_uid(primary, s); });
+    if (report.subject.empty() && !ids.all.empty()) {
+        report.subject = ids.all.front();
+    }
+    auto index = ev.reports.size();
+    auto finish = [&](std::string why) {
+        report.why = std::move(why);
+        ev.reports.push_back(std::move(report));
+    };
+
+    // A version 4 key has a 20-octet (SHA-1) fingerprint; version 3 keys (16 octets, MD5)
+    // are deprecated by RFC 4880 §5.5.2 and no current reader makes them.
+    if (fingerprint.size() != 40) {
+        return finish(fingerprint.size() == 32 ? "a version 3 key: not accepted"
+                                               : "not a version 4 key: not accepted");
+    }
+    if (auto problem = validity_problem(primary, now); !problem.empty()) {
+        return finish("key " + problem);
+    }
+    if (!ids.names_it) {
+        std::string why = "no valid user ID names " + std::string(address) + " (RFC 7929 §5)";
+        if (!ids.all.empty()) {
+            why += "; it names ";
+            for (std::size_t i = 0; i < ids.all.size(); ++i) {
+                why += (i == 0 ? "" : ", ") + ids.all[i];
+            }
+        }
+        return finish(why);
+    }
+
+    // The primary first, then each subkey: every encryption-capable one is a candidate.
+    std::vector<c_ptr<rnp_key_handle_st>> subkeys;
+    std::size_t count = 0;
+    rnp_key_get_subkey_count(primary, &count);
+    for (std::size_t i = 0; i < count; ++i) {
+        rnp_key_handle_t raw = nullptr;
+        if (rnp_key_get_subkey_at(primary, i, &raw) == RNP_SUCCESS && raw != nullptr) {
+            subkeys.emplace_back(raw);
+        }
+    }
+    std::vector<rnp_key_handle_t> candidates{primary};
+    for (const auto& s : subkeys) {
+        candidates.push_back(s.get());
+    }
+    std::string findings;
+    std::vector<std::string> used;
+    bool any_capable = false;
+    std::shared_ptr<const std::vector<std::uint8_t>> exported;
+    for (auto* k : candidates) {
+        bool encrypts = false;
+        if (rnp_key_allows_usage(k, "encrypt", &encrypts) != RNP_SUCCESS || !encrypts) {
+            continue;
+        }
+        any_capable = true;
+        auto fpr = fingerprint_of(k);
+        auto what = (k == primary ? "primary key " : "subkey ") + key_id(fpr);
+        auto a = algorithm_of(k);
+        std::string problem = k == primary ? std::string() : validity_problem(k, now);
+        if (problem.empty()) {
+            problem = algorithm_problem(a);
+        }
+        if (!problem.empty()) {
+            append_finding(findings, what + ": " + problem);
+            continue;
+        }
+        if (!exported) {
+            // The whole transferable key, binary: what the encoder imports again.
+            rnp_output_t raw_out = nullptr;
+            rnp_output_to_memory(&raw_out, 0);
+            c_ptr<rnp_output_st> out(raw_out);
+            std::uint8_t* buf = nullptr;
+            std::size_t len = 0;
+            if (!out ||
+                rnp_key_export(primary, out.get(),
+                               RNP_KEY_EXPORT_PUBLIC | RNP_KEY_EXPORT_SUBKEYS) != RNP_SUCCESS ||
+                rnp_output_memory_get_buf(out.get(), &buf, &len, false) != RNP_SUCCESS) {
+                append_finding(findings, what + ": librnp could not export the key");
+                continue;
+            }
+            exported = std::make_shared<const std::vector<std::uint8_t>>(buf, buf + len);
+        }
+        auto material = std::make_shared<encryption_key>();
+        material->transferable_key = exported;
+        material->fingerprint = fpr;
+        key usable;
+        usable.material = std::move(material);
+        usable.source = report.source + " " + what;
+        usable.algorithm = token(a);
+        usable.bits = a.bits;
+        usable.fingerprint = util::ascii_lower(fpr);
+        if (auto till = valid_till(k); till && *till != 0) {
+            usable.expires = clock::from_time_t(static_cast<std::time_t>(*till));
+        }
+        used.push_back(what + " (" + describe(a) + ")");
+        found.push_back({std::move(usable), index});
+    }
+    if (used.empty()) {
+        std::string why = any_capable ? "no usable encryption key"
+                                      : "no encryption-capable key "
+                                        "(a signing-only key)";
+        append_finding(why, findings);
+        return finish(why);
+    }
+    report.usable = true;
+    std::string why = "encrypts to ";
+    for (std::size_t i = 0; i < used.size(); ++i) {
+        why += (i == 0 ? "" : ", ") + used[i];
+    }
+    append_finding(why, findings);
+    finish(why);
+}
+
+/// Imports `data` into a fresh FFI whose clock is `now`, and examines each primary key in it.
+/// Returns false when the data holds no OpenPGP public key at all.
+bool examine_data(const key_data& data, std::string_view address, std::uint64_t now, evaluation& ev,
+                  std::vector<found_key>& found) {
+    bool local = !data.record;
+    auto unusable = [&](std::string why) {
+        candidate_report r;
+        r.source = data.source;
+        r.local = local;
+        r.why = std::move(why);
+        (local ? ev.local_problems : ev.reports).push_back(std::move(r));
+        return false;
+    };
+    if (data.bytes.empty()) {
+        return unusable("empty");
+    }
+    // RFC 7929 §2.1: the RDATA is the binary key; a packet header always has bit 7 set.
+    if (data.record && (data.bytes.front() & 0x80) == 0) {
+        return unusable("not a binary OpenPGP key (RFC 7929 §2.1 wants the Transferable Public "
+                        "Key, not ASCII armour)");
+    }
+    rnp_ffi_t raw_ffi = nullptr;
+    if (rnp_ffi_create(&raw_ffi, "GPG", "GPG") != RNP_SUCCESS) {
+        return unusable("librnp could not be set up");
+    }
+    c_ptr<rnp_ffi_st> ffi(raw_ffi);
+    rnp_set_timestamp(ffi.get(), now);
+    rnp_input_t raw_in = nullptr;
+    if (rnp_input_from_memory(&raw_in, data.bytes.data(), data.bytes.size(), false) !=
+        RNP_SUCCESS) {
+        return unusable("librnp could not read it");
+    }
+    c_ptr<rnp_input_st> in(raw_in);
+    auto contents = rnp_string([&](char** out) { return rnp_guess_contents(in.get(), out); });
+    if (contents == "secret key") {
+        return unusable("holds a secret key: not read (only public keys belong here)");
+    }
+    if (contents != "public key") {
+        return unusable("does not parse as an OpenPGP public key" +
+                        (contents.empty() || contents == "unknown"
+                             ? std::string()
+                             : " (it is a " + contents + ")"));
+    }
+    auto rc = rnp_import_keys(ffi.get(), in.get(), RNP_LOAD_SAVE_PUBLIC_KEYS, nullptr);
+    if (rc != RNP_SUCCESS) {
+        return unusable(std::string("does not parse as an OpenPGP public key (librnp: ") +
+                        rnp_result_to_string(rc) + ")");
+    }
+    std::vector<c_ptr<rnp_key_handle_st>> primaries;
+    rnp_identifier_iterator_t raw_it = nullptr;
+    if (rnp_identifier_iterator_create(ffi.get(), &raw_it, "fingerprint") == RNP_SUCCESS) {
+        c_ptr<rnp_identifier_iterator_st> it(raw_it);
+        const char* id = nullptr;
+        while (rnp_identifier_iterator_next(it.get(), &id) == RNP_SUCCESS && id != nullptr) {
+            rnp_key_handle_t raw_key = nullptr;
+            if (rnp_locate_key(ffi.get(), "fingerprint", id, &raw_key) != RNP_SUCCESS ||
+                raw_key == nullptr) {
+                continue;
+            }
+            c_ptr<rnp_key_handle_st> k(raw_key);
+            if (flag(&rnp_key_is_primary, k.get())) {
+                primaries.push_back(std::move(k));
+            }
+        }
+    }
+    if (primaries.empty()) {
+        return unusable("holds no primary key");
+    }
+    if (data.record && primaries.size() > 1) {
+        return unusable("holds " + std::to_string(primaries.size()) +
+                        " keys; an OPENPGPKEY record holds one (RFC 7929 §2.1)");
+    }
+    for (std::size_t i = 0; i < primaries.size(); ++i) {
+        auto source = i == 0 ? data.source : data.source + " (key " + std::to_string(i + 1) + ")";
+        examine(primaries[i].get(), std::move(source), local, address, now, ev, found);
+    }
+    return true;
+}
+
+/// De-duplicates by the encryption key's fingerprint and marks the reports of the keys used.
+std::vector<key> choose(std::vector<found_key> found, std::vector<candidate_report>& reports) {
+    std::vector<key> out;
+    for (auto& f : found) {
+        auto same = std::find_if(out.begin(), out.end(),
+                                 [&](const key& k) { return k.fingerprint == f.k.fingerprint; });
+        reports[f.report].in_use = true;
+        if (same != out.end()) {
+            append_finding(reports[f.report].why, "same key as " + same->source);
+            continue;
+        }
+        reports[f.report].selected = true;
+        out.push_back(std::move(f.k));
+    }
+    return out;
+}
+
+} // namespace
+
+bool names_address(std::string_view uid, std::string_view address) {
+    auto named = address_in(uid);
+    auto at = named.rfind('@');
+    auto want_at = address.rfind('@');
+    if (at == std::string::npos || want_at == std::string_view::npos) {
+        return false;
+    }
+    auto domain = recipient::to_a_label(std::string_view(named).substr(at + 1));
+    return domain && *domain == address.substr(want_at + 1) &&
+           util::iequals(std::string_view(named).substr(0, at), address.substr(0, want_at));
+}
+
+const encryption_key* encryption_key_of(const key& k) {
+    return dynamic_cast<const encryption_key*>(k.material.get());
+}
+
+evaluation evaluate(const std::vector<key_data>& secure_records,
+                    const std::vector<key_data>& local_files, std::string_view address,
+                    clock::time_point now) {
+    evaluation ev;
+    auto t = seconds(now);
+    std::vector<found_key> from_records;
+    bool any_parses = false;
+    for (const auto& r : secure_records) {
+        any_parses = examine_data(r, address, t, ev, from_records) || any_parses;
+    }
+    std::vector<found_key> from_store;
+    auto first_local = ev.reports.size();
+    for (const auto& f : local_files) {
+        examine_data(f, address, t, ev, from_store);
+    }
+    if (secure_records.empty()) {
+        ev.decision = "no secure OPENPGPKEY records: local key store";
+    } else if (any_parses) {
+        ev.decision = "secure OPENPGPKEY answer: keys from the records";
+        for (auto i = first_local; i < ev.reports.size(); ++i) {
+            auto& r = ev.reports[i];
+            if (r.usable) {
+                r.usable = false;
+                r.why = "not used: a secure OPENPGPKEY answer takes precedence over the local "
+                        "store; " +
+                        r.why;
+            }
+        }
+        from_store.clear();
+    } else {
+        ev.decision = "secure OPENPGPKEY answer without a key that parses: local key store";
+    }
+    auto found = std::move(from_records);
+    std::move(from_store.begin(), from_store.end(), std::back_inserter(found));
+    ev.keys = choose(std::move(found), ev.reports);
+    return ev;
+}
+
+evaluation select_keys(dns::outcome outcome, const std::vector<key_data>& records,
+                       const std::vector<key_data>& local_files, std::string_view address,
+                       clock::time_point now) {
+    switch (outcome) {
+    case dns::outcome::secure_records:
+        return evaluate(records, local_files, address, now);
+    case dns::outcome::secure_absent: {
+        auto ev = evaluate({}, local_files, address, now);
+        ev.decision = "no OPENPGPKEY record (DNSSEC-secure absence): local key store";
+        return ev;
+    }
+    case dns::outcome::insecure: {
+        // RFC 7929 §7 (as RFC 6698 §4.1): an insecure answer counts as no answer.
+        auto ev = evaluate({}, local_files, address, now);
+        ev.decision = "OPENPGPKEY lookup insecure (zone not signed): local key store";
+        return ev;
+    }
+    case dns::outcome::bogus: {
+        evaluation ev;
+        ev.decision = "OPENPGPKEY answer bogus (DNSSEC validation failed): no keys, and no "
+                      "fallback to the local store";
+        return ev;
+    }
+    case dns::outcome::failure: {
+        evaluation ev;
+        ev.decision = "OPENPGPKEY lookup failed: no keys, and no fallback to the local store";
+        return ev;
+    }
+    }
+    return {};
+}
+
+file_content read_key_file(const std::filesystem::path& file) {
+    file_content out;
+    auto problem = [&](std::string why) {
+        candidate_report r;
+        r.local = true;
+        r.source = "local " + file.string();
+        r.why = std::move(why);
+        out.problem = std::move(r);
+        return out;
+    };
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+        return problem("cannot open: " + util::errno_text(errno));
+    }
+    key_data data;
+    data.source = "local " + file.string();
+    std::array<char, 8192> buf{};
+    while (in.read(buf.data(), buf.size()) || in.gcount() > 0) {
+        data.bytes.insert(data.bytes.end(), buf.data(), buf.data() + in.gcount());
+        if (data.bytes.size() > max_file_size) {
+            return problem("larger than " + std::to_string(max_file_size / 1024) + " KiB");
+        }
+    }
+    if (in.bad()) {
+        return problem("read error");
+    }
+    out.data = std::move(data);
+    return out;
+}
+
+bool looks_like_key(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    std::string head(64 * 1024, '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    head.resize(static_cast<std::size_t>(std::max<std::streamsize>(in.gcount(), 0)));
+    if (head.find("-----BEGIN PGP PUBLIC KEY BLOCK-----") != std::string::npos) {
+        return true;
+    }
+    if (head.empty()) {
+        return false;
+    }
+    // A binary public-key packet: tag 6 in the old format (0x98-0x9b) or the new (0xc6).
+    auto first = static_cast<unsigned char>(head.front());
+    return (first & 0xfc) == 0x98 || first == 0xc6;
+}
+
+} // namespace mailseal::seal::openpgp
