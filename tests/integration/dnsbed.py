@@ -1,9 +1,11 @@
-"""A real DNSSEC test bed for mailseal's SMIMEA lookups (RFC 8162), built at test time.
+"""A real DNSSEC test bed for mailseal's SMIMEA (RFC 8162) and OPENPGPKEY (RFC 7929) lookups,
+built at test time.
 
 `DnsTestBed(workdir).start()` generates, under workdir/dnsbed:
 - certificates with the `openssl` CLI, issued by a throwaway test CA (EC P-256): each with its
   PEM and DER certificate, PEM private key, PKCS#12 bundle (password P12_PASSWORD) and DER
   SubjectPublicKeyInfo, so that later tests can decrypt what mailseal seals;
+- OpenPGP keys with GnuPG (pgpkeys.py), published in their minimal form;
 - a parent zone `test.` signed with its own KSK and ZSK, and child zones delegated from it by
   NS (+ DS where the child is signed). Every signed zone uses NSEC3 with 0 extra iterations and
   an empty salt (RFC 9276 §3.1) and ECDSA P-256 keys (ldns-keygen, ldns-signzone):
@@ -24,10 +26,23 @@
                          3 0 0 with half a certificate      are ignored and logged)
                   judy   3 0 0 with no data (3 octets)      secure, unusable; BIND's dig/delv
                                                             call the answer malformed
+  OPENPGPKEY records (each user's record is GnuPG's minimal export of their key):
+  signed.test.    paul   RSA-3072, RSA-3072 subkey          secure, 1 usable key
+                  quinn  Ed25519, Cv25519 subkey            secure, 1 usable key
+                  rita   Ed25519 signing only               secure, unusable (cannot encrypt)
+                  sam    expired in 2020                    secure, unusable
+                  tina   its only subkey revoked            secure, unusable
+                  uma    two records, two keys              secure, 2 keys (rollover)
+                  vic    user ID names victor@other.test    secure, unusable (RFC 7929 §5)
+                  walt   random bytes                       secure, unusable (does not parse)
+                  xena   SMIMEA 3 0 0 and OPENPGPKEY        secure, keys of both formats
   bogus.test.     alice  3 0 0, replaced after signing by   bogus (signature does not verify);
                          an attacker's valid certificate    the attacker's cert must not be used
+                  olga   OPENPGPKEY replaced after signing  bogus; mallory's key not used
   expired.test.   alice  3 0 0, every RRSIG expired         bogus
+                  olga   OPENPGPKEY, every RRSIG expired    bogus
   unsigned.test.  alice  3 0 0, delegated without DS        insecure (→ local store)
+                  olga   OPENPGPKEY, delegated without DS   insecure (→ local store)
   dead.test.      alice  (a server that never answers)      failure (timeout)
 
 - ONE NSD instance serving all zones on 127.0.0.1 and a free port, UDP and TCP, with its own
@@ -42,6 +57,7 @@ the root's: with only a child's anchor a tampered sibling would come back insecu
 `bed.mailseal_overrides()` / `bed.dns_toml()` give mailseal's `[dns]` configuration.
 """
 
+import base64
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -55,6 +71,7 @@ import threading
 import unittest
 
 import harness
+import pgpkeys
 
 PARENT = "test."
 P12_PASSWORD = "mailseal-test"
@@ -75,17 +92,20 @@ BOGUS = "bogus"
 FAILURE = "failure"          # SERVFAIL, timeout, network
 
 SMIMEA = 53
+OPENPGPKEY = 61
+LABELS = {SMIMEA: "_smimecert", OPENPGPKEY: "_openpgpkey"}
 
 
 def owner_label(local):
-    """RFC 8162 §3: SHA2-256 of the local-part's UTF-8 octets, first 28 octets as hex."""
+    """RFC 8162 §3 (and RFC 7929 §3): SHA2-256 of the local-part's UTF-8 octets, first 28
+    octets as hex."""
     return hashlib.sha256(local.encode("utf-8")).hexdigest()[:56]
 
 
-def owner_name(address):
-    """The SMIMEA owner name of address, absolute (trailing dot)."""
+def owner_name(address, rrtype=SMIMEA):
+    """The SMIMEA (or OPENPGPKEY) owner name of address, absolute (trailing dot)."""
     local, domain = address.rsplit("@", 1)
-    return f"{owner_label(local)}._smimecert.{domain.rstrip('.')}."
+    return f"{owner_label(local)}.{LABELS[rrtype]}.{domain.rstrip('.')}."
 
 
 def run(args, cwd=None, stdin=None):
@@ -205,13 +225,18 @@ class CertFactory:
 
 @dataclasses.dataclass(frozen=True)
 class Record:
-    """One SMIMEA RDATA in wire form (it may be malformed on purpose)."""
+    """One SMIMEA or OPENPGPKEY RDATA in wire form (it may be malformed on purpose)."""
 
     wire: bytes
+    rrtype: int = SMIMEA
 
     @classmethod
     def smimea(cls, usage, selector, matching_type, data):
         return cls(bytes([usage, selector, matching_type]) + data)
+
+    @classmethod
+    def openpgpkey(cls, data):
+        return cls(data, OPENPGPKEY)
 
     @property
     def has_fields(self):
@@ -228,7 +253,10 @@ class Record:
         return f"\\# {len(self.wire)} {self.wire.hex()}".rstrip()
 
     def presentation(self):
-        """RFC 6698 §2.2 presentation (upper-case hex as dig prints it); generic if short."""
+        """RFC 6698 §2.2 presentation (upper-case hex as dig prints it); generic if short. An
+        OPENPGPKEY's is its base64 (RFC 7929 §2.3), without spaces."""
+        if self.rrtype == OPENPGPKEY:
+            return base64.b64encode(self.wire).decode()
         if not self.has_fields:
             return self.generic()
         u, s, m, data = self.fields()
@@ -246,8 +274,23 @@ class Case:
     certs: list              # the user's own certificates (with keys): published or not
     records: list            # the SMIMEA RDATA served (after tampering, for bogus.test.)
     signed_records: list     # the SMIMEA RDATA that were signed
-    usable: list             # Certs whose keys a lookup from DNS alone must return
+    usable: list             # Certs (and PgpKeys) whose keys a lookup from DNS alone returns
     purpose: str
+    pgp_keys: list = dataclasses.field(default_factory=list)  # the user's own OpenPGP keys
+
+    @property
+    def pgp_owner(self):
+        return owner_name(self.address, OPENPGPKEY)
+
+    def has(self, rrtype):
+        return any(r.rrtype == rrtype for r in self.records)
+
+    def lookups(self):
+        """[(rrtype, owner name, records of that type)] to check: one per record type the case
+        publishes, or SMIMEA alone for a case with none."""
+        types = sorted({r.rrtype for r in self.records}) or [SMIMEA]
+        return [(t, owner_name(self.address, t), [r for r in self.records if r.rrtype == t])
+                for t in types]
 
     @property
     def local(self):
@@ -260,18 +303,19 @@ class Case:
 
 def zone_text(origin, owners, extra=""):
     """A zone file: SOA, NS, the name server's address, `extra` lines (delegations), and the
-    owners' SMIMEA records in RFC 3597 form (ldns and NSD both read it)."""
+    owners' SMIMEA and OPENPGPKEY records in RFC 3597 form (ldns and NSD both read it)."""
     lines = [f"$ORIGIN {origin}", f"$TTL {TTL}",
              f"@ IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 {TTL}",
              f"@ IN NS ns.{origin}", "ns IN A 127.0.0.1"]
     for owner, records in owners.items():
         for record in records:
-            lines.append(f"{owner} IN TYPE53 {record.generic()}")
+            lines.append(f"{owner} IN TYPE{record.rrtype} {record.generic()}")
     return "\n".join(lines) + "\n" + extra
 
 
-def replace_smimea(signed_text, owners):
-    """The signed zone text with every SMIMEA RR replaced by owners' records in generic form.
+def replace_key_records(signed_text, owners):
+    """The signed zone text with every SMIMEA and OPENPGPKEY RR replaced by owners' records in
+    generic form.
 
     ldns-signzone prints a short RDATA as an unparseable `SMIMEA 3 0`, so records are put back
     in RFC 3597 form (the wire data, and so the signature, stay the same); a record that
@@ -279,12 +323,12 @@ def replace_smimea(signed_text, owners):
     out = []
     for line in signed_text.splitlines():
         fields = line.split()
-        if len(fields) >= 4 and fields[3] == "SMIMEA":
+        if len(fields) >= 4 and fields[3] in ("SMIMEA", "OPENPGPKEY", "TYPE53", "TYPE61"):
             continue
         out.append(line)
     for owner, records in owners.items():
         for record in records:
-            out.append(f"{owner}\t{TTL}\tIN\tTYPE53\t{record.generic()}")
+            out.append(f"{owner}\t{TTL}\tIN\tTYPE{record.rrtype}\t{record.generic()}")
     return "\n".join(out) + "\n"
 
 
@@ -487,6 +531,7 @@ class DnsTestBed:
     def __init__(self, workdir):
         self.dir = os.path.join(workdir, "dnsbed")
         self.cert_dir = os.path.join(self.dir, "certs")
+        self.pgp_dir = os.path.join(self.dir, "pgp")
         self.key_dir = os.path.join(self.dir, "keys")
         self.zone_dir = os.path.join(self.dir, "zones")
         self.nsd_dir = os.path.join(self.dir, "nsd")
@@ -497,6 +542,8 @@ class DnsTestBed:
         self.bind_anchor_file = os.path.join(self.dir, "test.anchors.conf")
         self.cases = {}
         self.certs = {}
+        self.pgp = None
+        self.pgp_keys = {}
         self.ca_cert = None
         self.ds_line = None
         self.port = None
@@ -518,6 +565,7 @@ class DnsTestBed:
             os.makedirs(d, exist_ok=True)
         try:
             self._make_certs()
+            self._make_pgp_keys()
             self._make_cases()
             self._make_zones()
             self.dead = DeadServer()
@@ -611,23 +659,53 @@ class DnsTestBed:
             ("mallory@bogus.test", "alice@bogus.test", "rsa", 2048, "keyEncipherment"),
             ("alice@expired.test", "alice@expired.test", "rsa", 2048, "keyEncipherment"),
             ("alice@unsigned.test", "alice@unsigned.test", "rsa", 2048, "keyEncipherment"),
+            ("xena@signed.test", "xena@signed.test", "rsa", 2048, "keyEncipherment"),
         ]
         with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
             futures = {spec[0]: pool.submit(factory.make, *spec) for spec in specs}
             self.certs = {name: future.result() for name, future in futures.items()}
 
+    def _make_pgp_keys(self):
+        self.pgp = pgpkeys.PgpFactory(self.pgp_dir)
+        specs = [
+            ("paul@signed.test", "Paul <paul@signed.test>", {"primary": "rsa3072",
+                                                             "subkeys": ("rsa3072",)}),
+            ("quinn@signed.test", "Quinn <quinn@signed.test>", {}),
+            ("rita@signed.test", "Rita <rita@signed.test>", {"subkeys": ()}),
+            ("sam@signed.test", "Sam <sam@signed.test>", {"expires": "1d",
+                                                         "faked_time": "20200101T000000"}),
+            ("tina@signed.test", "Tina <tina@signed.test>", {"revoke_subkey": 1}),
+            ("uma@signed.test-1", "Uma <uma@signed.test>", {}),
+            ("uma@signed.test-2", "Uma <uma@signed.test>", {"subkeys": ("nistp256",)}),
+            ("vic@signed.test", "Victor <victor@other.test>", {}),
+            ("xena@signed.test", "Xena <xena@signed.test>", {}),
+            ("olga@bogus.test", "Olga <olga@bogus.test>", {}),
+            ("mallory@bogus.test", "Olga <olga@bogus.test>", {}),
+            ("olga@expired.test", "Olga <olga@expired.test>", {}),
+            ("olga@unsigned.test", "Olga <olga@unsigned.test>", {}),
+            # The sender of signed messages.
+            ("sender@remote.example", f"Sender <{harness.SENDER}>", {"subkeys": ()}),
+        ]
+        # One GNUPGHOME: key by key (gpg serialises on its keyring lock anyway).
+        for name, uid, options in specs:
+            self.pgp_keys[name] = self.pgp.make(name, uid, **options)
+
     def _make_cases(self):
         c = self.certs
+        k = self.pgp_keys
+
+        def pgp(*names):
+            return [Record.openpgpkey(k[n].public_bytes()) for n in names]
 
         def full(cert):
             return Record.smimea(3, 0, 0, cert.der_bytes())
 
-        def add(address, outcome, certs, records, usable, purpose, signed=None):
+        def add(address, outcome, certs, records, usable, purpose, signed=None, pgp_keys=()):
             self.cases[address] = Case(
                 address=address, zone=address.split("@", 1)[1] + ".",
                 owner=owner_name(address), outcome=outcome, certs=certs, records=records,
                 signed_records=records if signed is None else signed, usable=usable,
-                purpose=purpose)
+                purpose=purpose, pgp_keys=list(pgp_keys))
 
         add("alice@signed.test", SECURE, [c["alice@signed.test"]],
             [full(c["alice@signed.test"])], [c["alice@signed.test"]],
@@ -674,6 +752,40 @@ class DnsTestBed:
         add("alice@dead.test", FAILURE, [], [], [],
             "stub zone served by a server that never answers: timeout")
 
+        def add_pgp(address, outcome, keys, usable, purpose, records=None, signed=None):
+            keys = [k[n] for n in keys]
+            add(address, outcome, [], pgp(*[key.name for key in keys]) if records is None
+                else records, [k[n] for n in usable], purpose, signed=signed, pgp_keys=keys)
+
+        add_pgp("paul@signed.test", SECURE, ["paul@signed.test"], ["paul@signed.test"],
+                "RSA-3072 with an RSA-3072 encryption subkey")
+        add_pgp("quinn@signed.test", SECURE, ["quinn@signed.test"], ["quinn@signed.test"],
+                "Ed25519 with a Cv25519 encryption subkey")
+        add_pgp("rita@signed.test", SECURE, ["rita@signed.test"], [],
+                "a signing-only key: nothing to encrypt to")
+        add_pgp("sam@signed.test", SECURE, ["sam@signed.test"], [], "expired in 2020")
+        add_pgp("tina@signed.test", SECURE, ["tina@signed.test"], [],
+                "its only encryption subkey is revoked")
+        add_pgp("uma@signed.test", SECURE, ["uma@signed.test-1", "uma@signed.test-2"],
+                ["uma@signed.test-1", "uma@signed.test-2"],
+                "two records (rollover): both keys")
+        add_pgp("vic@signed.test", SECURE, ["vic@signed.test"], [],
+                "the key's user ID names victor@other.test (RFC 7929 §5)")
+        add_pgp("walt@signed.test", SECURE, [], [], "random bytes: does not parse",
+                records=[Record.openpgpkey(b"\x99\x01\x0d" + secrets.token_bytes(64))])
+        # `usable` is what sealing uses by default: S/MIME, the first of seal.formats.
+        add("xena@signed.test", SECURE, [c["xena@signed.test"]],
+            [full(c["xena@signed.test"])] + pgp("xena@signed.test"), [c["xena@signed.test"]],
+            "SMIMEA and OPENPGPKEY: one copy, in the preferred format",
+            pgp_keys=[k["xena@signed.test"]])
+        add_pgp("olga@bogus.test", BOGUS, ["olga@bogus.test"], [],
+                "OPENPGPKEY replaced after signing by an attacker's key with the same user ID",
+                records=pgp("mallory@bogus.test"), signed=pgp("olga@bogus.test"))
+        add_pgp("olga@expired.test", BOGUS, ["olga@expired.test"], [],
+                "every RRSIG expired in 2020: bogus")
+        add_pgp("olga@unsigned.test", INSECURE, ["olga@unsigned.test"], [],
+                "delegated without DS: insecure, the record must not be used")
+
     def _keygen(self, zone, ksk):
         args = ["ldns-keygen", "-r", "/dev/urandom", "-a", "ECDSAP256SHA256"]
         if ksk:
@@ -696,10 +808,13 @@ class DnsTestBed:
         return harness.read_text(signed), ds
 
     def _owners(self, zone, which):
+        """{owner name: records} of a zone's cases, SMIMEA and OPENPGPKEY each at its own."""
         owners = {}
         for case in self.cases.values():
-            if case.zone == zone and getattr(case, which):
-                owners[case.owner] = getattr(case, which)
+            if case.zone != zone:
+                continue
+            for record in getattr(case, which):
+                owners.setdefault(owner_name(case.address, record.rrtype), []).append(record)
         return owners
 
     def _make_zones(self):
@@ -713,7 +828,7 @@ class DnsTestBed:
                                          dates)
             path = os.path.join(self.zone_dir, zone + "served")
             with open(path, "w") as f:
-                f.write(replace_smimea(signed_text, self._owners(zone, "records")))
+                f.write(replace_key_records(signed_text, self._owners(zone, "records")))
             served.append((zone, path))
             delegations += [f"{zone} IN NS ns.{zone}", f"ns.{zone} IN A 127.0.0.1", ds]
         zone = "unsigned.test."

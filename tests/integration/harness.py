@@ -270,14 +270,15 @@ def insecure_unbound_conf(directory, domains):
     return path
 
 
-def add_to_local_store(store, address, cert_path, name=None):
-    """Files a PEM certificate for `address` in a local certificate store (docs/keys.md:
-    <store>/<domain>/<user>/*.pem); returns the file's path."""
+def add_to_local_store(store, address, key_path, name=None, extension=".pem"):
+    """Files a PEM certificate (or, with extension ".asc" or ".pgp", an OpenPGP key) for
+    `address` in a local key store (docs/keys.md: <store>/<domain>/<user>/*.pem); returns the
+    file's path."""
     local, domain = address.rsplit("@", 1)
     user_dir = os.path.join(store, domain.lower(), local)
     os.makedirs(user_dir, exist_ok=True)
-    path = os.path.join(user_dir, (name or local) + ".pem")
-    shutil.copyfile(cert_path, path)
+    path = os.path.join(user_dir, (name or local) + extension)
+    shutil.copyfile(key_path, path)
     return path
 
 

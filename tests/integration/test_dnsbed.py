@@ -47,11 +47,14 @@ def tool(*args):
             proc.stderr.decode("utf-8", "replace"))
 
 
-def normalize_rdata(text):
-    """dig/delv print SMIMEA data as hex split into space-separated chunks; join them."""
+def normalize_rdata(text, rrtype="SMIMEA"):
+    """dig/delv print SMIMEA data as hex and OPENPGPKEY data as base64, split into
+    space-separated chunks; join them."""
     fields = text.split()
     if fields[:1] == ["\\#"]:
         return " ".join(fields[:2] + ["".join(fields[2:]).upper()]).rstrip()
+    if rrtype == "OPENPGPKEY":
+        return "".join(fields)
     return " ".join(fields[:3] + ["".join(fields[3:]).upper()]).rstrip()
 
 
@@ -79,7 +82,7 @@ def answer_rdata(stdout, rrtype="SMIMEA"):
             continue
         fields = line.split(None, 4)
         if len(fields) == 5 and fields[3] == rrtype:
-            out.append(normalize_rdata(fields[4]))
+            out.append(normalize_rdata(fields[4], rrtype))
     return sorted(out)
 
 
@@ -119,7 +122,8 @@ def load_libunbound():
 
 
 def unbound_lookups(lib, bed, owners):
-    """{owner: (outcome, sorted RDATA wire, why_bogus)} resolved with one libunbound context
+    """{owner: (outcome, sorted RDATA wire, why_bogus)} for [(owner, rrtype)], resolved with one
+    libunbound context
     set up as mailseal sets it up: `test.` made transparent (it is one of unbound's built-in
     local zones), a stub zone to NSD, the parent's DS as anchor."""
     ctx = lib.ub_ctx_create()
@@ -133,9 +137,9 @@ def unbound_lookups(lib, bed, owners):
             if rc != 0:
                 raise AssertionError(f"{call}: {lib.ub_strerror(rc).decode()}")
         found = {}
-        for owner in owners:
+        for owner, rrtype in owners:
             result = ctypes.POINTER(UbResult)()
-            rc = lib.ub_resolve(ctx, owner.encode(), dnsbed.SMIMEA, 1, ctypes.byref(result))
+            rc = lib.ub_resolve(ctx, owner.encode(), rrtype, 1, ctypes.byref(result))
             if rc != 0:
                 raise AssertionError(f"ub_resolve {owner}: {lib.ub_strerror(rc).decode()}")
             r = result.contents
@@ -181,36 +185,43 @@ class DnsTestBedTest(harness.TestCase):
     def dig(self, *args, port=None):
         return tool("dig", "@127.0.0.1", "-p", str(port or self.bed.port), "+norec", *args)
 
-    def delv(self, name):
+    def delv(self, name, rrtype=dnsbed.SMIMEA):
         return tool("delv", "@127.0.0.1", "-p", str(self.bed.port), "-a",
-                    self.bed.bind_anchor_file, "+root=test.", "-t", "TYPE53", name)
+                    self.bed.bind_anchor_file, "+root=test.", "-t", f"TYPE{rrtype}", name)
+
+    def served_lookups(self):
+        """[(case, rrtype, owner, records)] for every record type each served case has."""
+        return [(case, *lookup) for case in self.served_cases() for lookup in case.lookups()]
 
     def test_owner_names_match_sha256sum(self):
         self.assertEqual(dnsbed.owner_name("hugh@example.com"),
                          "c93f1e400f26708f98cb19d936620da35eec8f72e57f9eec01c1afd6"
                          "._smimecert.example.com.", "RFC 8162 §3 example")
+        self.assertEqual(dnsbed.owner_name("hugh@example.com", dnsbed.OPENPGPKEY),
+                         "c93f1e400f26708f98cb19d936620da35eec8f72e57f9eec01c1afd6"
+                         "._openpgpkey.example.com.", "RFC 7929 §3 example")
         for case in self.bed.cases.values():
             shell = subprocess.run(["sh", "-c", 'printf "%s" "$1" | sha256sum', "sh", case.local],
                                    stdout=subprocess.PIPE, check=True).stdout.decode()
             want = shell.split()[0][:56] + "._smimecert." + case.domain + "."
             self.assertEqual(case.owner, want, f"owner of {case.address}")
+            self.assertEqual(case.pgp_owner, want.replace("._smimecert.", "._openpgpkey."))
 
     def test_delv_validates_every_case_as_expected(self):
         # judy's 3-octet RDATA makes BIND reject the whole message (checked below).
-        cases = [c for c in self.served_cases() if c.address != "judy@signed.test"]
+        lookups = [l for l in self.served_lookups() if l[0].address != "judy@signed.test"]
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-            results = dict(zip([c.address for c in cases],
-                               pool.map(lambda c: self.delv(c.owner), cases)))
-        for case in cases:
-            _, out, err = results[case.address]
-            with self.subTest(case.address):
+            results = list(pool.map(lambda l: self.delv(l[2], l[1]), lookups))
+        for (case, rrtype, owner, records), (_, out, err) in zip(lookups, results):
+            with self.subTest(f"{case.address} TYPE{rrtype}"):
                 got = delv_outcome(out, err)
                 self.assertEqual(got, case.outcome,
                                  f"{case.address} ({case.purpose}): got {got}, want "
                                  f"{case.outcome}\nstdout:\n{out}\nstderr:\n{err}")
                 if case.outcome in (dnsbed.SECURE, dnsbed.INSECURE):
-                    self.assertEqual(answer_rdata(out),
-                                     sorted(r.presentation() for r in case.records),
+                    name = "SMIMEA" if rrtype == dnsbed.SMIMEA else "OPENPGPKEY"
+                    self.assertEqual(answer_rdata(out, name),
+                                     sorted(r.presentation() for r in records),
                                      f"{case.address}: validated RDATA")
 
     def test_bind_tools_reject_a_3_octet_smimea(self):
@@ -221,18 +232,18 @@ class DnsTestBedTest(harness.TestCase):
         lib = load_libunbound()
         if lib is None:
             self.skipTest("libunbound is not installed")
-        cases = self.served_cases()
-        found = unbound_lookups(lib, self.bed, [c.owner for c in cases])
-        for case in cases:
-            with self.subTest(case.address):
-                outcome, data, why = found[case.owner]
+        lookups = self.served_lookups()
+        found = unbound_lookups(lib, self.bed, [(owner, rrtype) for _, rrtype, owner, _ in lookups])
+        for case, rrtype, owner, records in lookups:
+            with self.subTest(f"{case.address} TYPE{rrtype}"):
+                outcome, data, why = found[owner]
                 self.assertEqual(outcome, case.outcome,
                                  f"{case.address} ({case.purpose}): got {outcome}, want "
                                  f"{case.outcome} (why_bogus: {why})")
                 if case.outcome == dnsbed.BOGUS:
                     self.assertTrue(why, f"{case.address}: why_bogus is empty")
                 if case.outcome in (dnsbed.SECURE, dnsbed.INSECURE):
-                    self.assertEqual(data, sorted(r.wire for r in case.records),
+                    self.assertEqual(data, sorted(r.wire for r in records),
                                      f"{case.address}: RDATA")
 
     def test_dig_rdata_is_the_certificates(self):
@@ -252,15 +263,30 @@ class DnsTestBedTest(harness.TestCase):
             "alice@expired.test": [b"\x03\x00\x00" + c["alice@expired.test"].der_bytes()],
             "alice@unsigned.test": [b"\x03\x00\x00" + c["alice@unsigned.test"].der_bytes()],
         }
-        for case in self.served_cases():
+        k = self.bed.pgp_keys
+        want_pgp = {
+            "paul@signed.test": [k["paul@signed.test"].public_bytes()],
+            "uma@signed.test": [k["uma@signed.test-1"].public_bytes(),
+                                k["uma@signed.test-2"].public_bytes()],
+            # The tampered zone serves the attacker's key under olga's name.
+            "olga@bogus.test": [k["mallory@bogus.test"].public_bytes()],
+        }
+        for case, rrtype, owner, records in self.served_lookups():
             if case.address == "judy@signed.test":
                 continue
-            with self.subTest(case.address):
-                code, out, err = self.dig("+tcp", "+dnssec", "-t", "TYPE53", case.owner)
+            with self.subTest(f"{case.address} TYPE{rrtype}"):
+                name = "SMIMEA" if rrtype == dnsbed.SMIMEA else "OPENPGPKEY"
+                code, out, err = self.dig("+tcp", "+dnssec", "-t", f"TYPE{rrtype}", owner)
                 self.assertEqual(code, 0, err)
-                got = answer_rdata(out)
-                served = sorted(r.presentation() for r in case.records)
+                got = answer_rdata(out, name)
+                served = sorted(r.presentation() for r in records)
                 self.assertEqual(got, served, f"{case.address}: dig RDATA vs bed records")
+                if rrtype == dnsbed.OPENPGPKEY:
+                    if case.address in want_pgp:
+                        self.assertEqual(got, sorted(dnsbed.Record.openpgpkey(w).presentation()
+                                                     for w in want_pgp[case.address]),
+                                         f"{case.address}: dig RDATA vs GnuPG's export")
+                    continue
                 if case.address in want:
                     self.assertEqual(got, sorted(dnsbed.Record(w).presentation()
                                                  for w in want[case.address]),

@@ -29,6 +29,7 @@ import time
 import unittest
 
 import dnsbed
+import pgpkeys
 import harness
 
 EX_USAGE = 64
@@ -62,6 +63,14 @@ def run_mailseal(*args, timeout=RUN_TIMEOUT):
 
 def spki_sha256(cert):
     return hashlib.sha256(cert.spki_bytes()).hexdigest()
+
+
+def key_fingerprints(key):
+    """What `lookup` lists for a certificate (its SPKI's SHA-256) or an OpenPGP key (its
+    unrevoked encryption subkeys' fingerprints)."""
+    if isinstance(key, pgpkeys.PgpKey):
+        return [fpr.lower() for fpr, usage, revoked in key.subkeys if "e" in usage and not revoked]
+    return [spki_sha256(key)]
 
 
 def bare(name):
@@ -161,9 +170,9 @@ class LookupTest(BedTestCase):
         self.assertEqual(result["status"], status, f"status: {ctx}")
         self.assertEqual(result.code, STATUS_EXIT[status], f"exit status: {ctx}")
         self.assertEqual(result["dnssec"], dnssec, f"dnssec: {ctx}")
-        self.assertEqual(result.key_hashes(), sorted(spki_sha256(c) for c in keys),
-                         f"keys (SHA-256 of SPKI): {ctx}")
-        self.assertEqual(len(result["keys"]), len(keys), f"number of keys: {ctx}")
+        want = sorted(f for k in keys for f in key_fingerprints(k))
+        self.assertEqual(result.key_hashes(), want, f"keys (SPKI SHA-256, fingerprints): {ctx}")
+        self.assertEqual(len(result["keys"]), len(want), f"number of keys: {ctx}")
         if owner is not None:
             self.assertEqual(bare(result.smime["owner"]), bare(owner), f"owner: {ctx}")
 
@@ -189,12 +198,14 @@ class LookupTest(BedTestCase):
                                   case.usable, owner=case.owner)
                 self.assertEqual(result["address"], case.address, result.context())
                 for key in result["keys"]:
-                    self.assertTrue(key["source"].startswith("smimea"),
+                    self.assertTrue(key["source"].startswith(("smimea", "openpgpkey")),
                                     f"no local store, yet key from {key['source']!r}: "
                                     f"{result.context()}")
-                    self.assertRegex(key["fingerprint"], r"^[0-9a-f]{64}$", result.context())
+                    self.assertRegex(key["fingerprint"], r"^([0-9a-f]{64}|[0-9a-f]{40})$",
+                                     result.context())
                 if case.outcome in (dnsbed.BOGUS, dnsbed.FAILURE):
-                    self.assertTrue(result.smime["detail"], f"detail empty: {result.context()}")
+                    self.assertTrue(any(l["detail"] for l in result["lookups"]),
+                                    f"detail empty: {result.context()}")
 
     def test_owner_names_agree_with_sha256sum(self):
         config = self.write_config()

@@ -33,6 +33,7 @@ import corpus
 import decryptors
 import dnsbed
 import harness
+from messages import entity_message, inner_entity, outer_fields, split_header
 
 SENDER = harness.SENDER
 BED_DOMAINS = ["signed.test", "bogus.test", "expired.test", "unsigned.test", "dead.test"]
@@ -49,26 +50,6 @@ SEALED_MIME_FIELDS = [
 ARMOUR = (b"-----BEGIN PGP MESSAGE-----\r\n\r\n"
           b"hQEMA5Xm/6KzK3J7AQf/ZXhhbXBsZSBjaXBoZXJ0ZXh0IG9ubHk=\r\n=njUN\r\n"
           b"-----END PGP MESSAGE-----\r\n")
-
-
-def entity_message(subject, body, content_type=b"text/plain; charset=utf-8", extra=b""):
-    return (b"From: <" + SENDER.encode() + b">\r\nTo: <alice@signed.test>\r\nSubject: "
-            + subject.encode() + b"\r\nMessage-ID: <" + secrets.token_hex(8).encode()
-            + b"@remote.example>\r\nMIME-Version: 1.0\r\nContent-Type: " + content_type + b"\r\n"
-            + extra + b"\r\n" + body)
-
-
-def split_header(data):
-    """(header lines with folded lines joined by LF, body) of a message with LF or CRLF ends."""
-    text = data.replace(b"\r\n", b"\n")
-    head, _, body = text.partition(b"\n\n")
-    fields = []
-    for line in head.split(b"\n"):
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += b"\n" + line
-        else:
-            fields.append(line)
-    return fields, body
 
 
 def identity(bed, name, key_type="rsa"):
@@ -133,19 +114,12 @@ class SealingCase(harness.TestCase):
         self.assertEqual(fields[3],
                          f"Mailseal: sealed; format=smime; keys={keys}; cipher={cipher}".encode())
         self.assertEqual(fields[-4:], SEALED_MIME_FIELDS)
-        original_fields, _ = split_header(original)
-        outside = [f for f in original_fields
-                   if not f.lower().startswith((b"content-", b"mime-version:"))]
-        self.assertEqual(fields[4:-4], outside, "outer fields: the original non-content ones")
+        self.assertEqual(fields[4:-4], outer_fields(original),
+                         "outer fields: the original non-content ones")
         return decryptors.extract_cms(stored, strict=True)
 
     def inner_entity(self, original):
-        """The MIME entity a sealed copy of `original` holds: its content fields, an empty
-        line, its body; CRLF-canonical."""
-        fields, body = split_header(original)
-        inner = [f for f in fields if f.lower().startswith((b"content-", b"mime-version:"))]
-        text = b"".join(f + b"\n" for f in inner) + b"\n" + body
-        return decryptors.canonicalize(text)
+        return inner_entity(original)
 
 
 class PolicyTableTest(SealingCase):
