@@ -1,5 +1,6 @@
-"""The demo behind scripts/demo: Postfix -> mailseal (LMTP, SMIMEA keys from a DNSSEC-signed
-zone served by NSD) -> sealed Maildir copies -> Dovecot, and OpenSSL opening a sealed copy.
+"""The demo behind scripts/demo: Postfix -> mailseal (LMTP, SMIMEA and OPENPGPKEY keys from a
+DNSSEC-signed zone served by NSD) -> sealed Maildir copies (S/MIME and PGP/MIME) -> Dovecot, and
+OpenSSL and GnuPG opening sealed copies.
 
 It reuses the integration tests' harness and DNS test bed, so the demo and the tests start the
 peers the same way.
@@ -18,8 +19,10 @@ import harness  # noqa: E402
 
 DEMO_DIR = os.environ.get("MAILSEAL_DEMO_DIR", "/tmp/mailseal-demo")
 DOMAIN = "signed.test"
-# alice publishes a certificate (SMIMEA 3 0 0), bob a bare public key (3 1 0), erin nothing.
-RECIPIENTS = [f"alice@{DOMAIN}", f"bob+newsletter@{DOMAIN}", f"erin@{DOMAIN}"]
+# alice publishes a certificate (SMIMEA 3 0 0), bob a bare public key (3 1 0), quinn an OpenPGP
+# key (OPENPGPKEY), erin nothing.
+USERS = ("alice", "bob", "quinn", "erin")
+RECIPIENTS = [f"alice@{DOMAIN}", f"bob+newsletter@{DOMAIN}", f"quinn@{DOMAIN}", f"erin@{DOMAIN}"]
 
 
 def say(text=""):
@@ -111,7 +114,7 @@ def main():
 
         say()
         say("What landed:")
-        for user in ("alice", "bob", "erin"):
+        for user in USERS:
             for path in harness.maildir_files(mailseal.maildir(user, DOMAIN)):
                 data = harness.read_bytes(path)
                 where = "in clear" if secret.encode() in data else "nowhere in the file"
@@ -137,11 +140,24 @@ def main():
         if secret.encode() not in opened.stdout:
             raise harness.HarnessError("alice's copy did not decrypt:\n" + opened.stderr.decode())
 
+        quinn_file = harness.maildir_files(mailseal.maildir("quinn", DOMAIN))[0]
+        say()
+        say(f"quinn's copy is PGP/MIME ({os.path.basename(quinn_file)}); GnuPG opens it with "
+            "quinn's secret key:")
+        quinn_copy = harness.read_bytes(quinn_file).decode("utf-8", "replace")
+        armour = quinn_copy[quinn_copy.index("-----BEGIN PGP MESSAGE-----"):]
+        decrypted = bed.pgp.gpg("--decrypt", stdin=armour.encode(), check=False)
+        for line in decrypted.stdout.decode("utf-8", "replace").splitlines():
+            say("  " + line)
+        if secret.encode() not in decrypted.stdout:
+            raise harness.HarnessError("quinn's copy did not decrypt:\n"
+                                       + decrypted.stderr.decode())
+
         harness.Dovecot.chown_for_dovecot(mailseal.vmail)
         dovecot = harness.Dovecot(DEMO_DIR, mailseal.vmail).start()
         say()
         say("Dovecot reads the mailboxes (doveadm fetch):")
-        for user in ("alice", "bob", "erin"):
+        for user in USERS:
             for record in dovecot.fetch(f"{user}@{DOMAIN}",
                                         ("size.physical", "size.virtual", "hdr.subject")):
                 say(f"  {user}: size.physical={record['size.physical']} "

@@ -146,8 +146,10 @@ bool read_plaintext(void* ctx, void* buf, std::size_t len, std::size_t* read) {
         return false;
     }
     std::size_t n = std::min(len, h.pending.size());
-    std::memcpy(buf, h.pending.data(), n);
-    h.pending.remove_prefix(n);
+    if (n > 0) {
+        std::memcpy(buf, h.pending.data(), n);
+        h.pending.remove_prefix(n);
+    }
     *read = n; // 0 at the end of the plaintext
     if (h.pending.empty()) {
         h.changed.notify_all();
