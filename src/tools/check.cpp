@@ -112,8 +112,11 @@ verdict judge(const discovery::recipient_keys& found, int warn_days) {
 
 std::string summary(const discovery::recipient_keys& found, const verdict& v) {
     const auto& keys = found.chosen.keys;
-    std::string out = std::to_string(keys.size()) + " key" + (keys.size() == 1 ? "" : "s") + " (" +
-                      std::string(dns::to_string(found.chosen.outcome)) + ")";
+    std::string out = std::to_string(keys.size()) + " key" + (keys.size() == 1 ? "" : "s") + " (";
+    if (found.chosen.format) {
+        out += std::string(config::to_string(found.chosen.format->id())) + ", ";
+    }
+    out += std::string(dns::to_string(found.chosen.outcome)) + ")";
     for (const auto& note : v.notes) {
         out += "; " + note;
     }

@@ -38,7 +38,26 @@ class CheckTest(BedTestCase):
     def test_all_good_is_ok(self):
         code, lines, output = self.check("alice@signed.test", "dave@signed.test")
         self.assertEqual(code, OK, output)
-        self.assertEqual(lines["dave@signed.test"], ("OK", "2 keys (secure)"), output)
+        self.assertEqual(lines["dave@signed.test"], ("OK", "2 keys (smime, secure)"), output)
+
+    def test_openpgp_keys(self):
+        # OPENPGPKEY records are judged like SMIMEA ones: a usable key is OK and names its
+        # format; a published key that cannot be used (expired, signing-only, another
+        # address's, garbage) is a warning with the reason.
+        addresses = ["quinn@signed.test", "xena@signed.test", "sam@signed.test",
+                     "rita@signed.test", "vic@signed.test", "walt@signed.test"]
+        code, lines, output = self.check(*addresses)
+        self.assertEqual(code, WARNING, output)
+        self.assertEqual(lines["quinn@signed.test"], ("OK", "1 key (openpgp, secure)"), output)
+        # Both formats published: the S/MIME certificate is chosen (the default order).
+        self.assertEqual(lines["xena@signed.test"], ("OK", "1 key (smime, secure)"), output)
+        for address, reason in (("sam@signed.test", "expired"),
+                                ("rita@signed.test", "no encryption-capable key"),
+                                ("vic@signed.test", "no valid user ID names vic@signed.test"),
+                                ("walt@signed.test", "does not parse")):
+            status, text = lines[address]
+            self.assertEqual(status, "WARNING", f"{address}: {text}")
+            self.assertRegex(text, r"openpgpkey #1 unusable: .*" + re.escape(reason), address)
 
     def test_expiry_warning(self):
         # The bed's certificates are valid for ten years: a horizon beyond that warns.
@@ -64,7 +83,7 @@ class CheckTest(BedTestCase):
         code, lines, output = self.check("--all", config=config)
         self.assertEqual(set(lines), {"alice@signed.test", "erin@signed.test"}, output)
         self.assertEqual(lines["erin@signed.test"][0], "OK", output)
-        self.assertIn("1 key (secure-absent)", lines["erin@signed.test"][1])
+        self.assertIn("1 key (smime, secure-absent)", lines["erin@signed.test"][1])
         self.assertEqual(code, OK, output)
 
     def test_addresses_or_all_required(self):

@@ -10,8 +10,8 @@ What each test is for:
   with several recipients, the one-line diagnostic names each one not delivered and a
   temporary failure wins;
 - end to end through Postfix: pipe(8) runs `mailseal deliver` and Postfix logs status=sent;
-- `mailseal test-message` stores a sealed test message the key holder opens, and nothing for
-  an address without a usable key.
+- `mailseal test-message` stores a sealed test message the key holder opens, in the format of
+  the holder's key (S/MIME or OpenPGP), and nothing for an address without a usable key.
 """
 
 import os
@@ -21,6 +21,7 @@ import unittest
 
 import decryptors
 import harness
+import pgpkeys
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_NOUSER, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 0, 64, 65, 67, 75, 77, 78
 DOMAIN = harness.DOMAIN
@@ -34,7 +35,7 @@ class DeliverTest(harness.TestCase):
             raise unittest.SkipTest("MAILSEAL_BIN is not set (run the tests through ctest)")
         self.vmail = os.path.join(self.dir, "vmail")
         self.store = os.path.join(self.dir, "certs")
-        for user in ("alice", "bob", "carol"):
+        for user in ("alice", "bob", "carol", "quinn"):
             for sub in ("new", "cur", "tmp"):
                 os.makedirs(os.path.join(self.vmail, DOMAIN, user, "Maildir", sub))
         self.alice = decryptors.Identity(f"bob@{DOMAIN}", directory=self.dir)
@@ -96,6 +97,33 @@ class DeliverTest(harness.TestCase):
         self.assertNotIn(b"Secret.", stored)
         inner = decryptors.decrypt_openssl(decryptors.extract_cms(stored), self.alice)
         self.assertEqual(inner, b"\r\nSecret.\r\n")
+
+    def test_openpgp_key_in_the_store_seals_pgp_mime(self):
+        # quinn's OpenPGP key is the only key in his directory of the local store: deliver and
+        # test-message both seal to it, as PGP/MIME that GnuPG opens with his secret key.
+        factory = pgpkeys.PgpFactory(os.path.join(self.dir, "pgp"))
+        quinn = factory.make(f"quinn@{DOMAIN}", f"Quinn <quinn@{DOMAIN}>")
+        harness.add_to_local_store(self.store, f"quinn@{DOMAIN}", quinn.public_asc,
+                                   extension=".asc")
+        data = harness.message("sealed by the LDA", b"Secret.\r\n")
+        status, err = self.deliver(data, f"quinn@{DOMAIN}")
+        self.assertEqual((status, err), (EX_OK, ""))
+        proc = subprocess.run([harness.MAILSEAL_BIN, "test-message", "-c", self.config(),
+                               f"quinn@{DOMAIN}"], capture_output=True, timeout=RUN_TIMEOUT)
+        self.assertEqual(proc.returncode, EX_OK, proc.stderr.decode())
+        delivered, test_message = sorted(self.new_files("quinn"),
+                                         key=lambda p: b"mailseal test message"
+                                         in harness.read_bytes(p))
+        stored = harness.read_bytes(delivered)
+        self.assertIn(b"\nMailseal: sealed; format=openpgp; keys=1; cipher=aes-256\n", stored)
+        self.assertNotIn(b"Secret.", stored)
+        inner = pgpkeys.decrypt("gpg", factory, quinn, pgpkeys.armour_of(stored))
+        self.assertEqual(inner, b"\r\nSecret.\r\n")
+        stored = harness.read_bytes(test_message)
+        self.assertIn(b"\nSubject: mailseal test message\n", stored)
+        self.assertIn(b"\nContent-Type: multipart/encrypted;", stored)
+        inner = pgpkeys.decrypt("gpg", factory, quinn, pgpkeys.armour_of(stored))
+        self.assertIn(b"If you can read this, your mail client opens", inner)
 
     def test_exit_statuses(self):
         data = harness.message("codes")
