@@ -39,17 +39,6 @@ bool yields_no_keys(dns::outcome o) {
     return o == dns::outcome::bogus || o == dns::outcome::failure;
 }
 
-/// After a bogus or failed lookup nothing is evaluated: never the local store, whatever the
-/// format, so an attacker who can break DNS answers cannot choose the key.
-std::string refusal_decision(const seal::format& f, dns::outcome o) {
-    std::string name(f.rr_name());
-    if (o == dns::outcome::bogus) {
-        return name + " answer bogus (DNSSEC validation failed): no keys, and no fallback to "
-                      "the local store";
-    }
-    return name + " lookup failed: no keys, and no fallback to the local store";
-}
-
 /// The recipient's outcome: a bogus or failed lookup of any format decides it; otherwise the
 /// chosen format's, or with no keys the most telling of the others.
 dns::outcome combined_outcome(const std::vector<format_lookup>& lookups,
@@ -189,7 +178,7 @@ asio::awaitable<recipient_keys> key_discovery::find(recipient::recipient rcpt) {
             if (any_refused) {
                 l.evaluation.decision =
                     yields_no_keys(l.lookup.result)
-                        ? refusal_decision(*l.format, l.lookup.result)
+                        ? seal::refusal_decision(l.format->rr_name(), l.lookup.result)
                         : std::string(l.format->rr_name()) + " not used: another key lookup failed";
                 continue;
             }

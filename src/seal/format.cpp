@@ -25,4 +25,13 @@ void append_finding(std::string& text, std::string_view more) {
     text += more;
 }
 
+std::string refusal_decision(std::string_view rr_name, dns::outcome outcome) {
+    std::string name(rr_name);
+    if (outcome == dns::outcome::bogus) {
+        return name + " answer bogus (DNSSEC validation failed): no keys, and no fallback to "
+                      "the local store";
+    }
+    return name + " lookup failed: no keys, and no fallback to the local store";
+}
+
 } // namespace mailseal::seal

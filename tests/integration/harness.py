@@ -946,6 +946,35 @@ service stats {{
 # --- test base -----------------------------------------------------------------------------------
 
 
+class ClassDaemonCopies:
+    """For a test class with one daemon (`server`) delivering for SENDER into
+    <workdir>/vmail/<domain>/<user>/Maildir: one transaction, and the copies it stored."""
+
+    def deliver(self, recipients, data, server=None):
+        with (server or self.server).raw() as client:
+            client.lhlo()
+            txn = client.transaction(SENDER, recipients, data)
+            client.command("QUIT")
+        return txn
+
+    def stored(self, address):
+        """The one file in address's new/, removed so the next test starts empty."""
+        local, domain = address.split("@")
+        files = maildir_files(os.path.join(self.workdir, "vmail", domain, local, "Maildir"),
+                              "new")
+        self.assertEqual(len(files), 1, f"{address}'s new/: {files}\n{self.server.diagnostics()}")
+        data = read_bytes(files[0])
+        os.unlink(files[0])
+        return data
+
+    def assertNothingStored(self, address):
+        local, domain = address.split("@")
+        maildir = os.path.join(self.workdir, "vmail", domain, local, "Maildir")
+        for sub in ("new", "tmp"):
+            self.assertEqual(maildir_files(maildir, sub), [],
+                             f"{address}'s {sub}/ must stay empty")
+
+
 class TestCase(unittest.TestCase):
     """Gives each test a temporary directory and stops everything it starts."""
 

@@ -51,7 +51,7 @@ def pgp_mime_parts(stored):
     return fields, boundary, parts, pgpkeys.armour_of(stored)
 
 
-class OpenPgpCase(harness.TestCase):
+class OpenPgpCase(harness.ClassDaemonCopies, harness.TestCase):
     """One test bed and one daemon per class."""
 
     policies = [
@@ -80,30 +80,6 @@ class OpenPgpCase(harness.TestCase):
 
     def key(self, name):
         return self.bed.pgp_keys[name]
-
-    def deliver(self, recipients, data, server=None):
-        with (server or self.server).raw() as client:
-            client.lhlo()
-            txn = client.transaction(SENDER, recipients, data)
-            client.command("QUIT")
-        return txn
-
-    def stored(self, address):
-        """The one file in address's new/, removed so the next test starts empty."""
-        local, domain = address.split("@")
-        files = harness.maildir_files(os.path.join(self.workdir, "vmail", domain, local,
-                                                   "Maildir"), "new")
-        self.assertEqual(len(files), 1, f"{address}'s new/: {files}\n{self.server.diagnostics()}")
-        data = harness.read_bytes(files[0])
-        os.unlink(files[0])
-        return data
-
-    def assertNothingStored(self, address):
-        local, domain = address.split("@")
-        maildir = os.path.join(self.workdir, "vmail", domain, local, "Maildir")
-        for sub in ("new", "tmp"):
-            self.assertEqual(harness.maildir_files(maildir, sub), [],
-                             f"{address}'s {sub}/ must stay empty")
 
     def assertPgpSealed(self, stored, original, keys=1):
         """stored is a PGP/MIME copy of `original` (headers = "keep"); returns its armour."""

@@ -57,7 +57,7 @@ def identity(bed, name, key_type="rsa"):
     return decryptors.Identity.from_files(cert.address, cert.pem, cert.key, key_type)
 
 
-class SealingCase(harness.TestCase):
+class SealingCase(harness.ClassDaemonCopies, harness.TestCase):
     """One test bed and one daemon per class, with keys for the bed's users."""
 
     policies = [
@@ -81,30 +81,6 @@ class SealingCase(harness.TestCase):
             "seal.policy": cls.policies,
             **cls.bed.mailseal_overrides(),
         }
-
-    def deliver(self, recipients, data):
-        with self.server.raw() as client:
-            client.lhlo()
-            txn = client.transaction(SENDER, recipients, data)
-            client.command("QUIT")
-        return txn
-
-    def stored(self, address):
-        """The one file in address's new/, removed so the next test starts empty."""
-        local, domain = address.split("@")
-        files = harness.maildir_files(os.path.join(self.workdir, "vmail", domain, local,
-                                                   "Maildir"), "new")
-        self.assertEqual(len(files), 1, f"{address}'s new/: {files}\n{self.server.diagnostics()}")
-        data = harness.read_bytes(files[0])
-        os.unlink(files[0])
-        return data
-
-    def assertNothingStored(self, address):
-        local, domain = address.split("@")
-        maildir = os.path.join(self.workdir, "vmail", domain, local, "Maildir")
-        for sub in ("new", "tmp"):
-            self.assertEqual(harness.maildir_files(maildir, sub), [],
-                             f"{address}'s {sub}/ must stay empty")
 
     def assertSealed(self, stored, original, keys=1, cipher="aes-256-cbc"):
         """stored is a sealed copy of `original`: trace fields, the Mailseal field, the original

@@ -191,4 +191,8 @@ std::string iso_time(std::chrono::system_clock::time_point t);
 /// `text` with `more` appended, "; "-separated.
 void append_finding(std::string& text, std::string_view more);
 
+/// The decision for a lookup of `rr_name` records that ended bogus or failed: no keys, and the
+/// local store is not read, so whoever can break DNS answers cannot choose the key.
+std::string refusal_decision(std::string_view rr_name, dns::outcome outcome);
+
 } // namespace mailseal::seal

@@ -508,15 +508,10 @@ evaluation select_keys(dns::outcome outcome, const std::vector<key_data>& record
         ev.decision = "OPENPGPKEY lookup insecure (zone not signed): local key store";
         return ev;
     }
-    case dns::outcome::bogus: {
-        evaluation ev;
-        ev.decision = "OPENPGPKEY answer bogus (DNSSEC validation failed): no keys, and no "
-                      "fallback to the local store";
-        return ev;
-    }
+    case dns::outcome::bogus:
     case dns::outcome::failure: {
         evaluation ev;
-        ev.decision = "OPENPGPKEY lookup failed: no keys, and no fallback to the local store";
+        ev.decision = refusal_decision("OPENPGPKEY", outcome);
         return ev;
     }
     }

@@ -639,15 +639,10 @@ evaluation select_keys(dns::outcome outcome, const std::vector<smimea_record>& r
         ev.decision = "SMIMEA lookup insecure (zone not signed): local certificate store";
         return ev;
     }
-    case dns::outcome::bogus: {
-        evaluation ev;
-        ev.decision = "SMIMEA answer bogus (DNSSEC validation failed): no keys, and no fallback "
-                      "to the local store";
-        return ev;
-    }
+    case dns::outcome::bogus:
     case dns::outcome::failure: {
         evaluation ev;
-        ev.decision = "SMIMEA lookup failed: no keys, and no fallback to the local store";
+        ev.decision = refusal_decision("SMIMEA", outcome);
         return ev;
     }
     }

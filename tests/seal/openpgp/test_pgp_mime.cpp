@@ -6,10 +6,13 @@
 #include <mailseal/seal/openpgp/evaluate.hpp>
 #include <mailseal/seal/openpgp/pgp_mime.hpp>
 
+#include "../plaintext.hpp"
 #include "test_keys.hpp"
 
 namespace mailseal::seal::openpgp {
 namespace {
+
+using seal::test::plaintext_of;
 
 const test::made_key& alice() {
     static const auto k = test::make_key({});
@@ -31,15 +34,6 @@ const test::made_key& bob() {
 std::vector<key> keys_of(const test::made_key& k, std::string_view address) {
     key_data d{"test", k.public_key, true};
     return evaluate({d}, {}, address, std::chrono::system_clock::now()).keys;
-}
-
-std::string plaintext_of(std::size_t size) {
-    std::string out;
-    for (std::size_t i = 0; out.size() < size; ++i) {
-        out += "line " + std::to_string(i) + " \xc3\xa9 with bytes\r\n";
-    }
-    out.resize(size);
-    return out;
 }
 
 /// The sealed body, written in pieces of `step` bytes.

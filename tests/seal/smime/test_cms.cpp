@@ -9,24 +9,17 @@
 #include <mailseal/seal/smime/cms.hpp>
 
 #include "../decrypt.hpp"
+#include "../plaintext.hpp"
 #include "test_certs.hpp"
 
 namespace mailseal::seal::smime {
 namespace {
 
 namespace kt = smime::test;
+using seal::test::plaintext_of;
 
 key rsa_key(std::shared_ptr<X509> cert, std::shared_ptr<EVP_PKEY> pkey) {
     return kt::make_key(pkey, cert, key_type::rsa, 2048, "test");
-}
-
-std::string plaintext_of(std::size_t size) {
-    std::string out;
-    for (std::size_t i = 0; out.size() < size; ++i) {
-        out += "line " + std::to_string(i) + " \xc3\xa9 with bytes\r\n";
-    }
-    out.resize(size);
-    return out;
 }
 
 /// Encrypts `plain` in pieces of `step` bytes and returns the base64 text.
