@@ -402,7 +402,7 @@ int main(int argc, char** argv) {
     // Before any thread starts, as gmime requires.
     seal::gmime_library gmime;
     CLI::App app{"mailseal: an LMTP delivery agent that seals mail to its recipients' S/MIME "
-                 "keys and stores it in Maildir"};
+                 "or OpenPGP keys and stores it in Maildir"};
     app.require_subcommand(1);
     std::string config_path = "/etc/mailseal/mailseal.toml";
 
@@ -434,7 +434,8 @@ int main(int argc, char** argv) {
     check_keys_cmd->add_option("-c,--config", config_path, "Configuration file")
         ->capture_default_str();
     check_keys_cmd
-        ->add_option("--days", check_opts.days, "Warn this many days before a certificate expires")
+        ->add_option("--days", check_opts.days,
+                     "Warn this many days before a certificate or key expires")
         ->capture_default_str()
         ->check(CLI::Range(0, 36500));
     auto* all_flag = check_keys_cmd->add_flag("--all", check_opts.all,

@@ -1,8 +1,11 @@
+#include <cerrno>
 #include <cstdlib>
+#include <fstream>
 
 #include <mailseal/seal/formats.hpp>
 #include <mailseal/seal/openpgp/openpgp.hpp>
 #include <mailseal/seal/smime/smime.hpp>
+#include <mailseal/util/errno_text.hpp>
 
 namespace mailseal::seal {
 
@@ -34,13 +37,23 @@ std::shared_ptr<const format> format_set::get(config::seal_format id) const {
     std::abort();
 }
 
-std::shared_ptr<const format> format_set::for_file(const std::filesystem::path& file) const {
+std::variant<std::shared_ptr<const format>, std::string>
+format_set::for_file(const std::filesystem::path& file) const {
     for (const auto& f : formats_) {
         if (f->recognises(file)) {
             return f;
         }
     }
-    return formats_.front();
+    std::error_code ec;
+    if (std::filesystem::is_directory(file, ec)) {
+        return std::string("a directory, not a key file");
+    }
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+        return "cannot open: " + util::errno_text(errno);
+    }
+    return std::string("neither an X.509 certificate (PEM or DER) nor an OpenPGP public key "
+                       "(armoured or binary)");
 }
 
 } // namespace mailseal::seal

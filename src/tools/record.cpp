@@ -33,7 +33,13 @@ int record(const config::config& cfg, const std::string& address, const record_o
         err << "mailseal: " << *problem << "\n";
         return EX_CONFIG;
     }
-    auto chosen = std::get<seal::format_set>(formats).for_file(options.key);
+    auto found = std::get<seal::format_set>(formats).for_file(options.key);
+    if (auto* why = std::get_if<std::string>(&found)) {
+        err << "mailseal: record: " << util::printable(options.key.string()) << ": "
+            << util::printable(*why) << "\n";
+        return EX_NOINPUT;
+    }
+    const auto& chosen = std::get<std::shared_ptr<const seal::format>>(found);
     seal::record_parameters parameters{options.usage, options.selector, options.matching_type};
     auto made = chosen->records(options.key, rcpt.key_address(), parameters,
                                 std::chrono::system_clock::now());

@@ -65,14 +65,27 @@ std::variant<seal::key_set, int> keys_from_files(const config::config& cfg,
         return EX_CONFIG;
     }
     const auto& formats = std::get<seal::format_set>(loaded);
+    std::vector<std::shared_ptr<const seal::format>> format_of_file;
+    for (const auto& file : files) {
+        auto found = formats.for_file(file);
+        if (auto* why = std::get_if<std::string>(&found)) {
+            err << "mailseal: seal: " << util::printable(file.string()) << ": "
+                << util::printable(*why) << "\n";
+            return EX_NOINPUT;
+        }
+        format_of_file.push_back(std::get<std::shared_ptr<const seal::format>>(found));
+    }
     dns::lookup_result none;
     none.result = dns::outcome::secure_absent;
     auto now = std::chrono::system_clock::now();
     std::vector<std::pair<std::shared_ptr<const seal::format>, seal::evaluation>> evaluated;
     for (const auto& f : formats.all()) {
         std::vector<std::filesystem::path> mine;
-        std::copy_if(files.begin(), files.end(), std::back_inserter(mine),
-                     [&](const auto& file) { return formats.for_file(file) == f; });
+        for (std::size_t i = 0; i < files.size(); ++i) {
+            if (format_of_file[i] == f) {
+                mine.push_back(files[i]);
+            }
+        }
         if (mine.empty()) {
             continue;
         }

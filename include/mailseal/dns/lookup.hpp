@@ -47,7 +47,7 @@ struct lookup_result {
 /// SHA2-256 hash of the local part's exact octets, truncated to 28 octets and written as 56
 /// lowercase hex digits, then `label` (`_smimecert`, `_openpgpkey`), then the domain. The local
 /// part is hashed as given (case, "+detail" and Unicode normalisation are the caller's policy);
-/// the domain must already be in A-label form (recipient::to_a_label()).
+/// the domain must already be in A-label form (to_a_label() in dns/name.hpp).
 ///
 /// hashed_owner_name("hugh", "_smimecert", "example.com") ==
 ///     "c93f1e400f26708f98cb19d936620da35eec8f72e57f9eec01c1afd6._smimecert.example.com"

@@ -49,8 +49,6 @@ struct recipient {
 
     /// base_local_part@domain in A-label form: the address keys must name.
     std::string key_address() const;
-    /// user@domain: the address [[seal.policy]] rules and the key store name.
-    std::string mailbox_address() const;
 };
 
 /// Any address, normalised as delivery does; `maildir` is set only when the address is one of
@@ -64,15 +62,6 @@ std::optional<recipient> resolve(const config::config& cfg, const lmtp::address&
 /// The local part without its address extension: "user+tag" -> "user" with delimiter "+". As
 /// Postfix's split_addr(), a delimiter in first position starts no extension ("+list" stays).
 std::string_view base_local_part(std::string_view delimiters, std::string_view local_part);
-
-/// The domain in the ASCII form DNS queries need: U-labels become A-labels (IDNA2008 with
-/// UTS #46 non-transitional mapping, through libidn2), and ASCII letters are lowercased.
-/// std::nullopt for a name that is not a host name: empty, an empty label (including a
-/// trailing dot), a label over 63 octets or with characters other than letters, digits and
-/// '-' (not first or last), more than 253 octets in all, or invalid IDNA.
-///
-/// to_a_label("Bücher.Example") == "xn--bcher-kva.example"
-std::optional<std::string> to_a_label(std::string_view domain);
 
 /// Expands a Maildir template (%u, %n, %d, %%).
 std::string expand_template(const std::string& pattern, const std::string& user,

@@ -23,9 +23,10 @@ public:
     /// The format for an identifier. Every identifier config::seal_format has is registered.
     std::shared_ptr<const format> get(config::seal_format id) const;
     const std::vector<std::shared_ptr<const format>>& all() const { return formats_; }
-    /// The format whose keys a file given on the command line holds, by its content; with none,
-    /// the first format, which then says what it found instead.
-    std::shared_ptr<const format> for_file(const std::filesystem::path& file) const;
+    /// The format whose keys a file given on the command line holds, by its content, or why
+    /// there is none: the file cannot be read, or no format reads what it holds.
+    std::variant<std::shared_ptr<const format>, std::string>
+    for_file(const std::filesystem::path& file) const;
 
 private:
     std::vector<std::shared_ptr<const format>> formats_;

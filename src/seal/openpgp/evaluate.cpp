@@ -4,7 +4,7 @@
 #include <fstream>
 #include <limits>
 
-#include <mailseal/recipient/recipient.hpp>
+#include <mailseal/dns/name.hpp>
 #include <mailseal/seal/openpgp/evaluate.hpp>
 #include <mailseal/seal/openpgp/rnp.hpp>
 #include <mailseal/util/ascii.hpp>
@@ -444,7 +444,7 @@ bool names_address(std::string_view uid, std::string_view address) {
     if (at == std::string::npos || want_at == std::string_view::npos) {
         return false;
     }
-    auto domain = recipient::to_a_label(std::string_view(named).substr(at + 1));
+    auto domain = dns::to_a_label(std::string_view(named).substr(at + 1));
     return domain && *domain == address.substr(want_at + 1) &&
            util::iequals(std::string_view(named).substr(0, at), address.substr(0, want_at));
 }
