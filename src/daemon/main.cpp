@@ -250,6 +250,9 @@ int serve(const std::string& config_path, bool allow_root) {
         std::cerr << "mailseal: " << *problem << '\n';
         return EX_CONFIG;
     }
+    if (auto problem = log::capture_library_output()) {
+        log::warning("library-output-not-captured", {{"error", *problem}});
+    }
     auto bound = server::server::bind(io, std::move(setup.cfg), std::move(setup.resolver),
                                       std::move(setup.formats));
     if (auto* problem = std::get_if<std::string>(&bound)) {

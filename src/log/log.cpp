@@ -1,6 +1,12 @@
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <optional>
+#include <string>
 #include <syslog.h>
+#include <thread>
 #include <unistd.h>
 
 #include <mailseal/log/log.hpp>
@@ -11,6 +17,42 @@ namespace {
 std::atomic<config::log_level> threshold{config::log_level::info};
 std::atomic<config::log_format> format{config::log_format::logfmt};
 std::atomic<config::log_output> output{config::log_output::standard_error};
+/// Where the log's lines go: stderr, or once library output is captured, a copy of it.
+std::atomic<int> log_fd{STDERR_FILENO};
+
+/// Longest library line kept whole; the rest of a longer one becomes lines of its own.
+constexpr std::size_t max_library_line = 4096;
+
+/// Reads what libraries write to the captured stderr and logs it line by line, until the
+/// process ends.
+void relay_library_output(int from) {
+    std::string pending;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(from, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            if (!pending.empty()) {
+                warning("library-output", {{"text", pending}});
+            }
+            return;
+        }
+        pending.append(buf, static_cast<std::size_t>(n));
+        std::size_t start = 0;
+        for (;;) {
+            auto end = pending.find('\n', start);
+            if (end == std::string::npos && pending.size() - start < max_library_line) {
+                break;
+            }
+            auto len = end == std::string::npos ? max_library_line : end - start;
+            warning("library-output", {{"text", std::string_view(pending).substr(start, len)}});
+            start += len + (end == std::string::npos ? 0 : 1);
+        }
+        pending.erase(0, start);
+    }
+}
 
 /// `text` between double quotes with quotes, backslashes and control characters escaped
 /// (other octets as they are); a control character becomes `control_prefix` and two hex
@@ -114,6 +156,28 @@ void append_json_field(std::string& line, std::string_view key, std::string_view
     append_quoted(line, value, "\\u00");
 }
 
+std::optional<std::string> capture_library_output() {
+    int saved = ::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    if (saved < 0) {
+        return "cannot duplicate stderr: " + std::string(std::strerror(errno));
+    }
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) {
+        ::close(saved);
+        return "cannot make a pipe for library output: " + std::string(std::strerror(errno));
+    }
+    if (::dup2(fds[1], STDERR_FILENO) < 0) {
+        ::close(saved);
+        ::close(fds[0]);
+        ::close(fds[1]);
+        return "cannot redirect stderr: " + std::string(std::strerror(errno));
+    }
+    ::close(fds[1]);
+    log_fd.store(saved);
+    std::thread(relay_library_output, fds[0]).detach();
+    return std::nullopt;
+}
+
 bool enabled(config::log_level level) {
     return level >= threshold.load();
 }
@@ -161,7 +225,7 @@ void write(config::log_level level, std::string_view event, std::initializer_lis
     const char* p = line.data();
     std::size_t left = line.size();
     while (left > 0) {
-        ssize_t n = ::write(STDERR_FILENO, p, left);
+        ssize_t n = ::write(log_fd.load(), p, left);
         if (n <= 0) {
             return;
         }

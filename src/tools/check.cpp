@@ -91,7 +91,8 @@ void judge_lookup(verdict& v, const discovery::format_lookup& l, int warn_days) 
         if (!report.local || report.in_use) {
             continue;
         }
-        if (lookup.result == dns::outcome::secure_records) {
+        // A report without a key (a revocation certificate) has nothing to publish.
+        if (lookup.result == dns::outcome::secure_records && !report.fingerprint.empty()) {
             v.raise(warning,
                     report.source + " is not published in DNS (renewed without updating DNS?)");
         }

@@ -73,7 +73,17 @@ std::variant<seal::key_set, int> keys_from_files(const config::config& cfg,
                 << util::printable(*why) << "\n";
             return EX_NOINPUT;
         }
-        format_of_file.push_back(std::get<std::shared_ptr<const seal::format>>(found));
+        const auto& f = std::get<std::shared_ptr<const seal::format>>(found);
+        if (std::find(policy.formats.begin(), policy.formats.end(), f->id()) ==
+            policy.formats.end()) {
+            // Sealing would silently ignore the key and write the message as it came.
+            err << "mailseal: seal: " << util::printable(file.string()) << " holds "
+                << config::to_string(f->id()) << " keys, but seal.formats for "
+                << util::printable(address) << " does not list " << config::to_string(f->id())
+                << "\n";
+            return EX_USAGE;
+        }
+        format_of_file.push_back(f);
     }
     dns::lookup_result none;
     none.result = dns::outcome::secure_absent;

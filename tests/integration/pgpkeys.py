@@ -171,14 +171,17 @@ def decrypt_all(factory, key, message):
     return {tool: decrypt(tool, factory, key, message) for tool in DECRYPTORS}
 
 
-def packets(factory, message):
-    """gpg --list-packets of an armoured message: [(tag, fields text)]."""
+def packet_listing(factory, message):
+    """What `gpg --list-packets --list-only` prints for an armoured message: per packet a
+    "# off=... tag=N" line, a ":<kind> packet:" line and its fields."""
     proc = factory.gpg("--list-packets", "--list-only", stdin=message, check=False)
-    out = []
-    for line in proc.stdout.decode("utf-8", "replace").splitlines():
-        if line.startswith(":"):
-            out.append(line)
-    return out
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def packets(factory, message):
+    """The ":<kind> packet: ..." lines of packet_listing()."""
+    return [line for line in packet_listing(factory, message).splitlines()
+            if line.startswith(":")]
 
 
 def recipient_key_ids(factory, message):

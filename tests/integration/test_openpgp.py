@@ -244,8 +244,12 @@ class DecryptorsTest(OpenPgpCase):
             packets = pgpkeys.packets(self.pgp, armour)
             pkesk = [p for p in packets if p.startswith(":pubkey enc packet: version 3,")]
             self.assertEqual(len(pkesk), len(keys), packets)
-            self.assertTrue(any(p.startswith(":encrypted data packet:") for p in packets),
-                            f"a SEIPD packet: {packets}")
+            # SEIPD v1 (tag 18, with the modification detection code), never the unprotected
+            # tag 9 that gpg lists under the same name.
+            listing = pgpkeys.packet_listing(self.pgp, armour)
+            self.assertRegex(listing, r"tag=18 [^\n]*\n:encrypted data packet:\n\tlength: \d+\n"
+                                      r"\tmdc_method: 2\n", listing)
+            self.assertNotIn(" tag=9 ", listing)
             for key in keys:
                 for tool, plain in self.decrypt_all(armour, key).items():
                     ok = plain == pgpkeys.as_tool_writes(tool, want)
@@ -367,6 +371,17 @@ class ToolsTest(OpenPgpCase):
                                            self.key("vic@signed.test").public_asc, data=data)
         self.assertEqual(status, 2, err)
         self.assertIn("no valid user ID names vic@signed.test", err)
+        # A key of a format the policy does not list would be ignored: a usage error, not a
+        # message written as it came.
+        smime_only = os.path.join(self.dir, "smime-only.toml")
+        with open(self.server.config_path) as f, open(smime_only, "w") as out_file:
+            out_file.write(f.read().replace("[seal]\n", '[seal]\nformats = ["smime"]\n', 1))
+        status, out, err = self.run_mailseal("seal", "--config", smime_only, "--to",
+                                             "quinn@signed.test", "--key", quinn.public_asc,
+                                             data=data)
+        self.assertEqual((status, out), (64, b""), err)
+        self.assertIn("holds openpgp keys, but seal.formats for quinn@signed.test does not list "
+                      "openpgp", err)
         # Through key discovery: what delivery makes.
         status, out, err = self.run_mailseal("seal", "--config", self.server.config_path,
                                              "--to", "paul@signed.test", data=data)

@@ -10,6 +10,7 @@
 
 #include <exception>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -19,6 +20,14 @@
 namespace mailseal::log {
 
 using field = std::pair<std::string_view, std::string_view>;
+
+/// From here on, what libraries write to stderr themselves (librnp's diagnostics on malformed
+/// keys or an abandoned encryption) becomes `event=library-output text="..."` at warning level,
+/// so that every line of the log is mailseal's, in its format, with control characters escaped.
+/// stderr becomes a pipe that a thread reads; the log writes to a copy of the original stderr.
+/// For the daemon, whose every line of its own goes through the log; call once. An error text
+/// when it could not be set up.
+std::optional<std::string> capture_library_output();
 
 void set_level(config::log_level level);
 void set_format(config::log_format format);

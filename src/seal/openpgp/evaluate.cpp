@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 
 #include <mailseal/dns/name.hpp>
 #include <mailseal/seal/openpgp/evaluate.hpp>
@@ -339,83 +340,213 @@ void examine(rnp_key_handle_t primary, std::string source, bool local, std::stri
     finish(why);
 }
 
-/// Imports `data` into a fresh FFI whose clock is `now`, and examines each primary key in it.
-/// Returns false when the data holds no OpenPGP public key at all.
-bool examine_data(const key_data& data, std::string_view address, std::uint64_t now, evaluation& ev,
-                  std::vector<found_key>& found) {
-    bool local = !data.record;
-    auto unusable = [&](std::string why) {
-        candidate_report r;
-        r.source = data.source;
-        r.local = local;
-        r.why = std::move(why);
-        (local ? ev.local_problems : ev.reports).push_back(std::move(r));
-        return false;
-    };
-    if (data.bytes.empty()) {
-        return unusable("empty");
+/// What librnp says it imported (rnp_import_keys' results): each key's fingerprint, and
+/// whether secret key material came with any of them.
+struct import_listing {
+    std::vector<std::string> fingerprints;
+    bool secret = false;
+};
+
+import_listing parse_import_results(const char* results) {
+    import_listing out;
+    auto doc = nlohmann::json::parse(results == nullptr ? "" : results, nullptr, false);
+    if (!doc.is_object() || !doc.contains("keys") || !doc["keys"].is_array()) {
+        return out;
     }
-    // RFC 7929 §2.1: the RDATA is the binary key; a packet header always has bit 7 set.
-    if (data.record && (data.bytes.front() & 0x80) == 0) {
-        return unusable("not a binary OpenPGP key (RFC 7929 §2.1 wants the Transferable Public "
-                        "Key, not ASCII armour)");
-    }
-    rnp_ffi_t raw_ffi = nullptr;
-    if (rnp_ffi_create(&raw_ffi, "GPG", "GPG") != RNP_SUCCESS) {
-        return unusable("librnp could not be set up");
-    }
-    c_ptr<rnp_ffi_st> ffi(raw_ffi);
-    rnp_set_timestamp(ffi.get(), now);
-    rnp_input_t raw_in = nullptr;
-    if (rnp_input_from_memory(&raw_in, data.bytes.data(), data.bytes.size(), false) !=
-        RNP_SUCCESS) {
-        return unusable("librnp could not read it");
-    }
-    c_ptr<rnp_input_st> in(raw_in);
-    auto contents = rnp_string([&](char** out) { return rnp_guess_contents(in.get(), out); });
-    if (contents == "secret key") {
-        return unusable("holds a secret key: not read (only public keys belong here)");
-    }
-    if (contents != "public key") {
-        return unusable("does not parse as an OpenPGP public key" +
-                        (contents.empty() || contents == "unknown"
-                             ? std::string()
-                             : " (it is a " + contents + ")"));
-    }
-    auto rc = rnp_import_keys(ffi.get(), in.get(), RNP_LOAD_SAVE_PUBLIC_KEYS, nullptr);
-    if (rc != RNP_SUCCESS) {
-        return unusable(std::string("does not parse as an OpenPGP public key (librnp: ") +
-                        rnp_result_to_string(rc) + ")");
-    }
-    std::vector<c_ptr<rnp_key_handle_st>> primaries;
-    rnp_identifier_iterator_t raw_it = nullptr;
-    if (rnp_identifier_iterator_create(ffi.get(), &raw_it, "fingerprint") == RNP_SUCCESS) {
-        c_ptr<rnp_identifier_iterator_st> it(raw_it);
-        const char* id = nullptr;
-        while (rnp_identifier_iterator_next(it.get(), &id) == RNP_SUCCESS && id != nullptr) {
-            rnp_key_handle_t raw_key = nullptr;
-            if (rnp_locate_key(ffi.get(), "fingerprint", id, &raw_key) != RNP_SUCCESS ||
-                raw_key == nullptr) {
-                continue;
-            }
-            c_ptr<rnp_key_handle_st> k(raw_key);
-            if (flag(&rnp_key_is_primary, k.get())) {
-                primaries.push_back(std::move(k));
-            }
+    for (const auto& k : doc["keys"]) {
+        if (!k.is_object()) {
+            continue;
+        }
+        if (k.contains("fingerprint") && k["fingerprint"].is_string()) {
+            out.fingerprints.push_back(k["fingerprint"].get<std::string>());
+        }
+        if (k.contains("secret") && k["secret"].is_string() && k["secret"] != "none") {
+            out.secret = true;
         }
     }
-    if (primaries.empty()) {
-        return unusable("holds no primary key");
+    return out;
+}
+
+/// The sources of one kind (the records of one DNS answer, or one user's local files) imported
+/// into one librnp context, as GnuPG merges them in its keyring: a revocation or a new subkey
+/// that one source carries applies wherever else the same key appears, so a stale copy of a
+/// revoked key is never used.
+struct key_group {
+    c_ptr<rnp_ffi_st> ffi;
+    /// Per source, in the caller's order: why it was refused (empty when it was not) ...
+    std::vector<std::string> refused;
+    /// ... whether it held only signatures (a revocation certificate), applied to the others ...
+    std::vector<bool> signatures_only;
+    /// ... and otherwise the primary keys it holds, in import order.
+    std::vector<std::vector<std::string>> primaries;
+};
+
+c_ptr<rnp_input_st> input_of(const key_data& data) {
+    rnp_input_t raw = nullptr;
+    rnp_input_from_memory(&raw, data.bytes.data(), data.bytes.size(), false);
+    return c_ptr<rnp_input_st>(raw);
+}
+
+/// Imports every source into a fresh context whose clock is `now`. A source refused after it
+/// was imported (a secret key, several keys in one record) would leave its packets behind, so
+/// the group is then built again without it: at most once per source, and only for bad input.
+key_group build_group(const std::vector<key_data>& sources, std::uint64_t now) {
+    std::vector<std::string> refused(sources.size());
+    for (;;) {
+        key_group g;
+        g.refused = refused;
+        g.signatures_only.assign(sources.size(), false);
+        g.primaries.assign(sources.size(), {});
+        rnp_ffi_t raw_ffi = nullptr;
+        if (rnp_ffi_create(&raw_ffi, "GPG", "GPG") != RNP_SUCCESS) {
+            std::fill(g.refused.begin(), g.refused.end(), "librnp could not be set up");
+            return g;
+        }
+        g.ffi.reset(raw_ffi);
+        rnp_set_timestamp(g.ffi.get(), now);
+        std::optional<std::size_t> refuse_after_import;
+        std::string why_after_import;
+        for (std::size_t i = 0; i < sources.size() && !refuse_after_import; ++i) {
+            const auto& data = sources[i];
+            if (!g.refused[i].empty()) {
+                continue;
+            }
+            if (data.bytes.empty()) {
+                g.refused[i] = "empty";
+                continue;
+            }
+            // RFC 7929 §2.1: the RDATA is the binary key; a packet header always has bit 7 set.
+            if (data.record && (data.bytes.front() & 0x80) == 0) {
+                g.refused[i] = "not a binary OpenPGP key (RFC 7929 §2.1 wants the Transferable "
+                               "Public Key, not ASCII armour)";
+                continue;
+            }
+            auto in = input_of(data);
+            if (!in) {
+                g.refused[i] = "librnp could not read it";
+                continue;
+            }
+            auto contents =
+                rnp_string([&](char** out) { return rnp_guess_contents(in.get(), out); });
+            if (contents == "signature") {
+                g.signatures_only[i] = true;
+                continue;
+            }
+            if (contents == "secret key") {
+                g.refused[i] = "holds a secret key: not read (only public keys belong here)";
+                continue;
+            }
+            if (contents != "public key") {
+                g.refused[i] =
+                    "does not parse as an OpenPGP public key" +
+                    (contents.empty() || contents == "unknown" ? std::string()
+                                                               : " (it is a " + contents + ")");
+                continue;
+            }
+            char* raw_results = nullptr;
+            // Secret keys are asked for only to notice them: a public key followed by its
+            // secret key must not pass as a public one.
+            auto rc = rnp_import_keys(g.ffi.get(), in.get(),
+                                      RNP_LOAD_SAVE_PUBLIC_KEYS | RNP_LOAD_SAVE_SECRET_KEYS,
+                                      &raw_results);
+            c_ptr<char> results(raw_results);
+            if (rc != RNP_SUCCESS) {
+                refuse_after_import = i;
+                why_after_import =
+                    std::string("does not parse as an OpenPGP public key (librnp: ") +
+                    rnp_result_to_string(rc) + ")";
+                break;
+            }
+            auto listing = parse_import_results(results.get());
+            if (listing.secret) {
+                refuse_after_import = i;
+                why_after_import = "holds a secret key: not read (only public keys belong here)";
+                break;
+            }
+            for (const auto& fpr : listing.fingerprints) {
+                rnp_key_handle_t raw_key = nullptr;
+                if (rnp_locate_key(g.ffi.get(), "fingerprint", fpr.c_str(), &raw_key) !=
+                        RNP_SUCCESS ||
+                    raw_key == nullptr) {
+                    continue;
+                }
+                c_ptr<rnp_key_handle_st> k(raw_key);
+                auto& mine = g.primaries[i];
+                if (flag(&rnp_key_is_primary, k.get()) &&
+                    std::find(mine.begin(), mine.end(), fpr) == mine.end()) {
+                    mine.push_back(fpr);
+                }
+            }
+            if (g.primaries[i].empty()) {
+                refuse_after_import = i;
+                why_after_import = "holds no primary key";
+            } else if (data.record && g.primaries[i].size() > 1) {
+                refuse_after_import = i;
+                why_after_import = "holds " + std::to_string(g.primaries[i].size()) +
+                                   " keys; an OPENPGPKEY record holds one (RFC 7929 §2.1)";
+            }
+        }
+        if (refuse_after_import) {
+            refused[*refuse_after_import] = why_after_import;
+            continue;
+        }
+        for (std::size_t i = 0; i < sources.size(); ++i) {
+            if (!g.signatures_only[i]) {
+                continue;
+            }
+            auto in = input_of(sources[i]);
+            if (!in || rnp_import_signatures(g.ffi.get(), in.get(), 0, nullptr) != RNP_SUCCESS) {
+                refuse_after_import = i;
+                why_after_import = "holds signatures that librnp could not read";
+                break;
+            }
+        }
+        if (refuse_after_import) {
+            refused[*refuse_after_import] = why_after_import;
+            continue;
+        }
+        return g;
     }
-    if (data.record && primaries.size() > 1) {
-        return unusable("holds " + std::to_string(primaries.size()) +
-                        " keys; an OPENPGPKEY record holds one (RFC 7929 §2.1)");
+}
+
+/// Reports on every source of one kind and examines each primary key they hold, as the group
+/// merged it. Returns whether any source held a key.
+bool judge_group(const std::vector<key_data>& sources, std::string_view address, std::uint64_t now,
+                 evaluation& ev, std::vector<found_key>& found) {
+    auto g = build_group(sources, now);
+    bool any_key = false;
+    for (std::size_t i = 0; i < sources.size(); ++i) {
+        const auto& data = sources[i];
+        bool local = !data.record;
+        if (!g.refused[i].empty() || g.signatures_only[i]) {
+            candidate_report r;
+            r.source = data.source;
+            r.local = local;
+            if (!g.refused[i].empty()) {
+                r.why = g.refused[i];
+                (local ? ev.local_problems : ev.reports).push_back(std::move(r));
+            } else {
+                r.why = std::string("signatures only (a revocation certificate): applied to the ") +
+                        (local ? "keys in the other files" : "keys in the other records");
+                ev.reports.push_back(std::move(r));
+            }
+            continue;
+        }
+        any_key = true;
+        const auto& primaries = g.primaries[i];
+        for (std::size_t j = 0; j < primaries.size(); ++j) {
+            rnp_key_handle_t raw_key = nullptr;
+            rnp_locate_key(g.ffi.get(), "fingerprint", primaries[j].c_str(), &raw_key);
+            c_ptr<rnp_key_handle_st> primary(raw_key);
+            if (!primary) {
+                continue;
+            }
+            auto source =
+                j == 0 ? data.source : data.source + " (key " + std::to_string(j + 1) + ")";
+            examine(primary.get(), std::move(source), local, address, now, ev, found);
+        }
     }
-    for (std::size_t i = 0; i < primaries.size(); ++i) {
-        auto source = i == 0 ? data.source : data.source + " (key " + std::to_string(i + 1) + ")";
-        examine(primaries[i].get(), std::move(source), local, address, now, ev, found);
-    }
-    return true;
+    return any_key;
 }
 
 /// De-duplicates by the encryption key's fingerprint and marks the reports of the keys used.
@@ -449,6 +580,17 @@ bool names_address(std::string_view uid, std::string_view address) {
            util::iequals(std::string_view(named).substr(0, at), address.substr(0, want_at));
 }
 
+std::string encryption_problem(rnp_key_handle_t key, clock::time_point now) {
+    bool encrypts = false;
+    if (rnp_key_allows_usage(key, "encrypt", &encrypts) != RNP_SUCCESS || !encrypts) {
+        return "its key flags do not allow encryption";
+    }
+    if (auto problem = validity_problem(key, seconds(now)); !problem.empty()) {
+        return problem;
+    }
+    return algorithm_problem(algorithm_of(key));
+}
+
 const encryption_key* encryption_key_of(const key& k) {
     return dynamic_cast<const encryption_key*>(k.material.get());
 }
@@ -459,28 +601,15 @@ evaluation evaluate(const std::vector<key_data>& secure_records,
     evaluation ev;
     auto t = seconds(now);
     std::vector<found_key> from_records;
-    bool any_parses = false;
-    for (const auto& r : secure_records) {
-        any_parses = examine_data(r, address, t, ev, from_records) || any_parses;
-    }
+    bool any_parses = judge_group(secure_records, address, t, ev, from_records);
     std::vector<found_key> from_store;
     auto first_local = ev.reports.size();
-    for (const auto& f : local_files) {
-        examine_data(f, address, t, ev, from_store);
-    }
+    judge_group(local_files, address, t, ev, from_store);
+    bool records_win = !secure_records.empty() && any_parses;
     if (secure_records.empty()) {
         ev.decision = "no secure OPENPGPKEY records: local key store";
-    } else if (any_parses) {
+    } else if (records_win) {
         ev.decision = "secure OPENPGPKEY answer: keys from the records";
-        for (auto i = first_local; i < ev.reports.size(); ++i) {
-            auto& r = ev.reports[i];
-            if (r.usable) {
-                r.usable = false;
-                r.why = "not used: a secure OPENPGPKEY answer takes precedence over the local "
-                        "store; " +
-                        r.why;
-            }
-        }
         from_store.clear();
     } else {
         ev.decision = "secure OPENPGPKEY answer without a key that parses: local key store";
@@ -488,6 +617,27 @@ evaluation evaluate(const std::vector<key_data>& secure_records,
     auto found = std::move(from_records);
     std::move(from_store.begin(), from_store.end(), std::back_inserter(found));
     ev.keys = choose(std::move(found), ev.reports);
+    if (records_win) {
+        for (auto i = first_local; i < ev.reports.size(); ++i) {
+            auto& r = ev.reports[i];
+            // The same key as a record that is used: it is in use, only not from this file.
+            auto record = std::find_if(ev.reports.begin(), ev.reports.begin() + first_local,
+                                       [&](const candidate_report& c) {
+                                           return c.in_use && !r.fingerprint.empty() &&
+                                                  c.fingerprint == r.fingerprint;
+                                       });
+            if (record != ev.reports.begin() + first_local) {
+                r.in_use = true;
+                r.usable = false;
+                r.why = "the same key as " + record->source + ", which is used; " + r.why;
+            } else if (r.usable) {
+                r.usable = false;
+                r.why = "not used: a secure OPENPGPKEY answer takes precedence over the local "
+                        "store; " +
+                        r.why;
+            }
+        }
+    }
     return ev;
 }
 

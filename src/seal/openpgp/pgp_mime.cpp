@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -137,35 +138,45 @@ struct hand_off {
     rnp_result_t result = RNP_SUCCESS;
 };
 
-/// rnp_input_reader_t: blocks until the caller has plaintext for it, or has ended.
-bool read_plaintext(void* ctx, void* buf, std::size_t len, std::size_t* read) {
-    auto& h = *static_cast<hand_off*>(ctx);
-    std::unique_lock lock(h.mutex);
-    h.changed.wait(lock, [&] { return !h.pending.empty() || h.end || h.abort; });
-    if (h.abort) {
+/// rnp_input_reader_t: blocks until the caller has plaintext for it, or has ended. Nothing may
+/// be thrown through librnp, which would skip its own clean-up: an error is a failed read.
+bool read_plaintext(void* ctx, void* buf, std::size_t len, std::size_t* read) noexcept {
+    try {
+        auto& h = *static_cast<hand_off*>(ctx);
+        std::unique_lock lock(h.mutex);
+        h.changed.wait(lock, [&] { return !h.pending.empty() || h.end || h.abort; });
+        if (h.abort) {
+            return false;
+        }
+        std::size_t n = std::min(len, h.pending.size());
+        if (n > 0) {
+            std::memcpy(buf, h.pending.data(), n);
+            h.pending.remove_prefix(n);
+        }
+        *read = n; // 0 at the end of the plaintext
+        if (h.pending.empty()) {
+            h.changed.notify_all();
+        }
+        return true;
+    } catch (...) {
         return false;
     }
-    std::size_t n = std::min(len, h.pending.size());
-    if (n > 0) {
-        std::memcpy(buf, h.pending.data(), n);
-        h.pending.remove_prefix(n);
-    }
-    *read = n; // 0 at the end of the plaintext
-    if (h.pending.empty()) {
-        h.changed.notify_all();
-    }
-    return true;
 }
 
-/// rnp_output_writer_t: keeps the armoured output for the caller.
-bool write_armour(void* ctx, const void* buf, std::size_t len) {
-    auto& h = *static_cast<hand_off*>(ctx);
-    std::lock_guard lock(h.mutex);
-    if (h.abort) {
+/// rnp_output_writer_t: keeps the armoured output for the caller; a failed write when it
+/// cannot (the caller gave up, or no memory).
+bool write_armour(void* ctx, const void* buf, std::size_t len) noexcept {
+    try {
+        auto& h = *static_cast<hand_off*>(ctx);
+        std::lock_guard lock(h.mutex);
+        if (h.abort) {
+            return false;
+        }
+        h.produced.append(static_cast<const char*>(buf), len);
+        return true;
+    } catch (...) {
         return false;
     }
-    h.produced.append(static_cast<const char*>(buf), len);
-    return true;
 }
 
 class pgp_mime_copy final : public encoder {
@@ -217,6 +228,10 @@ public:
                 return "key " + m->fingerprint + " not found in " + k.source;
             }
             recipients.emplace_back(raw_key);
+            if (auto problem = encryption_problem(raw_key, std::chrono::system_clock::now());
+                !problem.empty()) {
+                return "key " + m->fingerprint + " from " + k.source + ": " + problem;
+            }
         }
         rnp_input_t raw_in = nullptr;
         rnp_output_t raw_out = nullptr;

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <mailseal/seal/openpgp/evaluate.hpp>
+#include <mailseal/seal/openpgp/pgp_mime.hpp>
 
 #include "test_keys.hpp"
 
@@ -348,6 +349,100 @@ TEST(precedence, several_records_all_used_once) {
     EXPECT_TRUE(ev.reports[2].in_use);
     EXPECT_FALSE(ev.reports[2].selected);
     EXPECT_NE(ev.reports[2].why.find("same key as openpgpkey #1"), std::string::npos);
+}
+
+TEST(merging, a_revocation_in_one_record_applies_to_a_stale_copy_in_another) {
+    // What GnuPG does in its keyring: the copies of one key are one key. A stale copy published
+    // beside the revoked one (in either order) must not make the revoked key usable.
+    const auto& k = key_named("revoked");
+    for (bool stale_first : {false, true}) {
+        auto a = record(stale_first ? k.unrevoked_public_key : k.public_key, 1);
+        auto b = record(stale_first ? k.public_key : k.unrevoked_public_key, 2);
+        auto ev = evaluate({a, b}, {}, alice, now);
+        EXPECT_TRUE(ev.keys.empty()) << "stale copy first: " << stale_first;
+        ASSERT_EQ(ev.reports.size(), 2u);
+        for (const auto& r : ev.reports) {
+            EXPECT_EQ(r.why, "key revoked") << r.source;
+        }
+    }
+}
+
+TEST(merging, a_revoked_subkey_in_the_new_copy_is_not_used_from_the_old) {
+    // The new copy revokes one subkey and keeps another; the old copy has only the first. The
+    // copy is sealed to the fresh subkey alone (an encoder given the revoked one as well would
+    // fail on every delivery).
+    const auto& k = key_named("subkey_revoked_and_fresh");
+    auto ev =
+        evaluate({record(k.public_key, 1), record(k.unrevoked_public_key, 2)}, {}, alice, now);
+    ASSERT_EQ(ev.keys.size(), 1u);
+    EXPECT_EQ(ev.keys[0].fingerprint, lower(k.subkey_fprs[1]));
+    auto begun = begin_pgp_mime(ev.keys, {});
+    ASSERT_TRUE(std::holds_alternative<std::unique_ptr<encoder>>(begun))
+        << std::get<std::string>(begun);
+    auto& copy = *std::get<std::unique_ptr<encoder>>(begun);
+    std::string out;
+    copy.begin(out);
+    EXPECT_EQ(copy.write("Subject: x\r\n\r\nbody\r\n", out), std::nullopt);
+    EXPECT_EQ(copy.finish(out), std::nullopt);
+}
+
+TEST(merging, a_revocation_certificate_beside_the_key_revokes_it) {
+    const auto& k = key_named("ed25519");
+    auto ev = evaluate({}, {file(k.public_key, "2024.pgp"), file(k.revocation, "revoked.pgp")},
+                       alice, now);
+    EXPECT_TRUE(ev.keys.empty());
+    ASSERT_EQ(ev.reports.size(), 2u);
+    EXPECT_EQ(ev.reports[0].why, "key revoked");
+    EXPECT_NE(ev.reports[1].why.find("signatures only"), std::string::npos) << ev.reports[1].why;
+    auto armoured = evaluate({},
+                             {file(k.public_key, "2024.pgp"),
+                              file(test::armoured(k.revocation, "public key"), "rev.asc")},
+                             alice, now);
+    EXPECT_TRUE(armoured.keys.empty()) << "an armoured revocation certificate applies as well";
+    // Records and files are kept apart: a file's revocation does not reach a record's key,
+    // which wins over the store anyway.
+    auto apart = select_keys(dns::outcome::secure_records, {record(k.public_key)},
+                             {file(k.revocation, "revoked.pgp")}, alice, now);
+    EXPECT_EQ(apart.keys.size(), 1u);
+}
+
+TEST(secret_keys, are_refused_wherever_they_are_in_the_data) {
+    const auto& k = key_named("ed25519");
+    auto public_then_secret = k.public_key;
+    public_then_secret.insert(public_then_secret.end(), k.secret_key.begin(), k.secret_key.end());
+    auto secret_then_public = k.secret_key;
+    secret_then_public.insert(secret_then_public.end(), k.public_key.begin(), k.public_key.end());
+    for (const auto& data : {public_then_secret, secret_then_public}) {
+        auto from_record = evaluate({record(data)}, {}, alice, now);
+        EXPECT_TRUE(from_record.keys.empty());
+        ASSERT_EQ(from_record.reports.size(), 1u);
+        EXPECT_NE(from_record.reports[0].why.find("holds a secret key"), std::string::npos)
+            << from_record.reports[0].why;
+        auto from_file = evaluate({}, {file(test::armoured(data, "public key"))}, alice, now);
+        EXPECT_TRUE(from_file.keys.empty());
+        ASSERT_EQ(from_file.local_problems.size(), 1u);
+        EXPECT_NE(from_file.local_problems[0].why.find("holds a secret key"), std::string::npos);
+    }
+    // The refused file leaves nothing behind: a good file beside it still gives its key.
+    auto ev = evaluate(
+        {}, {file(public_then_secret, "bad.pgp"), file(key_named("rsa").public_key, "good.pgp")},
+        alice, now);
+    ASSERT_EQ(ev.keys.size(), 1u);
+    EXPECT_EQ(ev.keys[0].fingerprint, lower(key_named("rsa").subkey_fprs[0]));
+}
+
+TEST(precedence, a_local_copy_of_the_published_key_is_in_use) {
+    // `mailseal check` warns about local keys that are not in use; the same key as the record
+    // is in use, only found in DNS first.
+    const auto& k = key_named("ed25519");
+    auto ev = select_keys(dns::outcome::secure_records, {record(k.public_key)},
+                          {file(k.public_key)}, alice, now);
+    ASSERT_EQ(ev.keys.size(), 1u);
+    ASSERT_EQ(ev.reports.size(), 2u);
+    EXPECT_TRUE(ev.reports[1].in_use);
+    EXPECT_FALSE(ev.reports[1].selected);
+    EXPECT_TRUE(ev.reports[1].why.starts_with("the same key as openpgpkey #1, which is used"))
+        << ev.reports[1].why;
 }
 
 TEST(local_file, several_keys_in_one_file) {

@@ -53,6 +53,11 @@ struct key_spec {
 
 struct made_key {
     bytes public_key;
+    /// The public key as it was before the revocations key_spec asked for: a stale copy.
+    bytes unrevoked_public_key;
+    /// A revocation certificate for the primary key (a lone signature packet), as
+    /// `gpg --gen-revoke` writes one.
+    bytes revocation;
     bytes secret_key;
     std::string fingerprint;              ///< the primary's, uppercase
     std::vector<std::string> subkey_fprs; ///< in the order of key_spec::subkeys
@@ -132,9 +137,30 @@ inline made_key make_key(const key_spec& spec) {
         check(rnp_op_generate_get_key(raw_sub, &raw_key), "key");
         c_ptr<rnp_key_handle_st> key(raw_key);
         out.subkey_fprs.push_back(fingerprint_of(key.get()));
-        if (sub.revoked) {
-            check(rnp_key_revoke(key.get(), 0, nullptr, "superseded", "rolled over"), "revoke");
+    }
+    out.unrevoked_public_key =
+        export_key(primary.get(), RNP_KEY_EXPORT_PUBLIC | RNP_KEY_EXPORT_SUBKEYS);
+    {
+        rnp_output_t raw_out = nullptr;
+        check(rnp_output_to_memory(&raw_out, 0), "output");
+        c_ptr<rnp_output_st> sig(raw_out);
+        check(
+            rnp_key_export_revocation(primary.get(), sig.get(), 0, nullptr, "compromised", "lost"),
+            "revocation");
+        std::uint8_t* buf = nullptr;
+        std::size_t len = 0;
+        check(rnp_output_memory_get_buf(sig.get(), &buf, &len, false), "buffer");
+        out.revocation = bytes(buf, buf + len);
+    }
+    for (std::size_t i = 0; i < spec.subkeys.size(); ++i) {
+        if (!spec.subkeys[i].revoked) {
+            continue;
         }
+        rnp_key_handle_t raw_key = nullptr;
+        check(rnp_locate_key(ffi.get(), "fingerprint", out.subkey_fprs[i].c_str(), &raw_key),
+              "locate");
+        c_ptr<rnp_key_handle_st> key(raw_key);
+        check(rnp_key_revoke(key.get(), 0, nullptr, "superseded", "rolled over"), "revoke");
     }
     if (spec.revoked) {
         check(rnp_key_revoke(primary.get(), 0, nullptr, "compromised", "lost"), "revoke");

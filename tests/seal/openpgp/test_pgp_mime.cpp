@@ -173,7 +173,7 @@ TEST(pgp_mime, packets_every_reader_opens) {
     ASSERT_EQ(tags.size(), 3u);
     EXPECT_EQ(tags[0], std::make_pair(1, 3));
     EXPECT_EQ(tags[1], std::make_pair(1, 3));
-    EXPECT_EQ(tags[2].first, 18);
+    EXPECT_EQ(tags[2], std::make_pair(18, 1));
     EXPECT_TRUE(test::decrypt(armour_of(body), alice().secret_key));
     EXPECT_TRUE(test::decrypt(armour_of(body), bob().secret_key));
 }
@@ -197,6 +197,21 @@ TEST(pgp_mime, abandoned_midway_stops_cleanly) {
         EXPECT_EQ(enc->write(std::string_view(plain).substr(0, 1000 * i), out), std::nullopt);
         // Destroyed without finish(): the encryption thread must end, not hang.
     }
+}
+
+TEST(pgp_mime, refuses_a_key_it_cannot_encrypt_to) {
+    // librnp, given a key that cannot encrypt, quietly picks another key of the same
+    // transferable key; the encoder must seal to exactly the keys it was given.
+    auto given = keys_of(alice(), "alice@example.org");
+    ASSERT_EQ(given.size(), 1u);
+    auto material = std::make_shared<encryption_key>(*encryption_key_of(given[0]));
+    material->fingerprint = alice().fingerprint; // the EdDSA primary: it signs only
+    given[0].material = material;
+    auto begun = begin_pgp_mime(given, {});
+    ASSERT_TRUE(std::holds_alternative<std::string>(begun));
+    EXPECT_NE(std::get<std::string>(begun).find("its key flags do not allow encryption"),
+              std::string::npos)
+        << std::get<std::string>(begun);
 }
 
 TEST(pgp_mime, refuses_no_keys_and_other_formats) {

@@ -26,6 +26,7 @@
 
 #include <mailseal/dns/lookup.hpp>
 #include <mailseal/seal/format.hpp>
+#include <mailseal/seal/openpgp/rnp.hpp>
 
 namespace mailseal::seal::openpgp {
 
@@ -72,6 +73,12 @@ evaluation evaluate(const std::vector<key_data>& secure_records,
 evaluation select_keys(dns::outcome outcome, const std::vector<key_data>& records,
                        const std::vector<key_data>& local_files, std::string_view address,
                        std::chrono::system_clock::time_point now);
+
+/// Why `key`, in a librnp context, cannot be encrypted to at `now`: its key flags do not allow
+/// encryption; it is revoked, expired, not yet valid or without a valid self-signature; or its
+/// algorithm is refused. Empty when it can be. The encoder asks again in its own context, where
+/// librnp would otherwise quietly pick another key of the same transferable key.
+std::string encryption_problem(rnp_key_handle_t key, std::chrono::system_clock::time_point now);
 
 /// RFC 7929 §5: whether a user ID ("Alice <alice@example.org>", or a bare address) names
 /// `address` (local-part@A-label-domain): the local part compared ASCII case-insensitively, as
