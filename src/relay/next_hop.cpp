@@ -32,9 +32,11 @@ std::string address_name(const config::listener& address) {
     return (is_unix ? "unix:" : "tcp:") + config::endpoint_text(address);
 }
 
+/// Rounded up: poll() would otherwise wake up to a millisecond before the deadline, and a
+/// timeout would end sooner than configured.
 int remaining_ms(std::chrono::steady_clock::time_point deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+    auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     return static_cast<int>(std::max<std::chrono::milliseconds::rep>(left.count(), 0));
 }
 
@@ -48,6 +50,9 @@ std::optional<std::string> wait_for(int fd, short events,
             return std::nullopt;
         }
         if (n == 0) {
+            if (std::chrono::steady_clock::now() < deadline) {
+                continue;
+            }
             return std::string("timed out");
         }
         if (errno != EINTR) {
