@@ -590,6 +590,8 @@ class DnsTestBed:
         if self.dead is not None:
             self.dead.stop()
             self.dead = None
+        if self.pgp is not None:
+            self.pgp.stop()
 
     def leftover_processes(self):
         """Pids of live processes started with this bed's NSD config."""

@@ -56,6 +56,12 @@ class PgpFactory:
         self.home = os.path.join(directory, "gnupg")
         os.makedirs(self.home, mode=0o700, exist_ok=True)
 
+    def stop(self):
+        """Stops the gpg-agent that making and using secret keys started in this home."""
+        subprocess.run(["gpgconf", "--homedir", self.home, "--kill", "all"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=COMMAND_TIMEOUT, check=False)
+
     def gpg(self, *args, stdin=None, check=True):
         proc = subprocess.run(["gpg", "--homedir", self.home, "--batch", "--no-tty",
                                "--pinentry-mode", "loopback", "--passphrase", "", *args],
