@@ -53,9 +53,11 @@ lookup_result failed(std::string owner, std::uint16_t rr_type, std::string detai
     return r;
 }
 
-/// One libunbound answer as one outcome, in the order of the table in
-/// shared/notes/standards.md §6: a library error, then a validation failure, then a server
-/// failure, and only then the security status of a real answer.
+/// One libunbound answer as one outcome: a library error, then a validation failure, then a
+/// server failure, and only then the security status of a real answer. The order matters:
+/// libunbound reports a validation failure with rcode SERVFAIL and `bogus` set, and neither a
+/// bogus nor a failed answer carries `secure`, so checking `secure` first would call both
+/// insecure.
 lookup_result classify(std::string owner, std::uint16_t rr_type, int err, const ub_result* r) {
     if (err != 0) {
         return failed(std::move(owner), rr_type, ub_strerror(err));

@@ -974,6 +974,25 @@ class ClassDaemonCopies:
             self.assertEqual(maildir_files(maildir, sub), [],
                              f"{address}'s {sub}/ must stay empty")
 
+    def assertPolicyTable(self, rows, data, assert_sealed):
+        """Delivers `data` to every row's address in one transaction and checks each row:
+        (address, code, enhanced code, "sealed", "plain" or None for nothing stored). A
+        sealed copy is checked by assert_sealed(copy, data) and holds no "Secret body"."""
+        txn = self.deliver([r[0] for r in rows], data)
+        self.assertEqual(len(txn.finals), len(rows), repr(txn))
+        for (address, code, enhanced, stored), reply in zip(rows, txn.finals):
+            self.assertReply(reply, code, enhanced, rcpt=address, context=address)
+            if stored is None:
+                self.assertNothingStored(address)
+                continue
+            copy = self.stored(address)
+            if stored == "sealed":
+                assert_sealed(copy, data)
+                self.assertNotIn(b"Secret body", copy)
+            else:
+                split_trace_headers(copy, data)
+                self.assertIn(b"\nMailseal: plain; reason=no-key\n", copy)
+
 
 class TestCase(unittest.TestCase):
     """Gives each test a temporary directory and stops everything it starts."""

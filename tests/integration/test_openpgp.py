@@ -206,20 +206,7 @@ class PolicyTableTest(OpenPgpCase):
             ("olga@expired.test", 451, "4.7.5", None),        # expired RRSIGs
         ]
         data = entity_message("policy table", b"Secret body.\r\n", to="paul@signed.test")
-        txn = self.deliver([r[0] for r in rows], data)
-        self.assertEqual(len(txn.finals), len(rows), repr(txn))
-        for (address, code, enhanced, stored), reply in zip(rows, txn.finals):
-            self.assertReply(reply, code, enhanced, rcpt=address, context=address)
-            if stored is None:
-                self.assertNothingStored(address)
-                continue
-            copy = self.stored(address)
-            if stored == "sealed":
-                self.assertPgpSealed(copy, data)
-                self.assertNotIn(b"Secret body", copy)
-            else:
-                harness.split_trace_headers(copy, data)
-                self.assertIn(b"\nMailseal: plain; reason=no-key\n", copy)
+        self.assertPolicyTable(rows, data, self.assertPgpSealed)
         events = {e["rcpt"]: e for e in self.server.delivery_events()}
         self.assertEqual(events["<paul@signed.test>"]["format"], "openpgp")
         self.assertEqual(events["<paul@signed.test>"]["cipher"], "aes-256")

@@ -111,20 +111,7 @@ class PolicyTableTest(SealingCase):
             ("alice@dead.test", 451, "4.4.3", None),            # lookup timeout
         ]
         data = entity_message("policy table", b"Secret body.\r\n")
-        txn = self.deliver([r[0] for r in rows], data)
-        self.assertEqual(len(txn.finals), len(rows), repr(txn))
-        for (address, code, enhanced, stored), reply in zip(rows, txn.finals):
-            self.assertReply(reply, code, enhanced, rcpt=address, context=address)
-            if stored is None:
-                self.assertNothingStored(address)
-                continue
-            copy = self.stored(address)
-            if stored == "sealed":
-                self.assertSealed(copy, data)
-                self.assertNotIn(b"Secret body", copy)
-            else:
-                harness.split_trace_headers(copy, data)
-                self.assertIn(b"\nMailseal: plain; reason=no-key\n", copy)
+        self.assertPolicyTable(rows, data, self.assertSealed)
         # The latest delivery line per recipient: this transaction's.
         events = {e["rcpt"]: e for e in self.server.delivery_events()}
         self.assertEqual(events["<alice@signed.test>"]["decision"], "sealed")
