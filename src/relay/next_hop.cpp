@@ -61,8 +61,8 @@ std::optional<std::string> wait_for(int fd, short events,
     }
 }
 
-std::variant<store::unique_fd, std::string> connect_to(const config::listener& address,
-                                                       std::chrono::seconds timeout) {
+std::variant<util::unique_fd, std::string> connect_to(const config::listener& address,
+                                                      std::chrono::seconds timeout) {
     sockaddr_storage storage{};
     socklen_t length = 0;
     int family = AF_UNIX;
@@ -96,7 +96,7 @@ std::variant<store::unique_fd, std::string> connect_to(const config::listener& a
             return "not a numeric address: " + t.address;
         }
     }
-    store::unique_fd fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    util::unique_fd fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd) {
         return "socket: " + util::errno_text(errno);
     }
@@ -128,7 +128,7 @@ std::variant<store::unique_fd, std::string> connect_to(const config::listener& a
 
 } // namespace
 
-connection::connection(store::unique_fd fd, std::chrono::seconds timeout)
+connection::connection(util::unique_fd fd, std::chrono::seconds timeout)
     : idle_since(std::chrono::steady_clock::now()), fd_(std::move(fd)), timeout_(timeout) {}
 
 std::variant<connection, std::string> connection::open(const config::listener& address,
@@ -138,7 +138,7 @@ std::variant<connection, std::string> connection::open(const config::listener& a
     if (auto* problem = std::get_if<std::string>(&connected)) {
         return std::move(*problem);
     }
-    connection conn(std::move(std::get<store::unique_fd>(connected)), timeout);
+    connection conn(std::move(std::get<util::unique_fd>(connected)), timeout);
     auto greeting = conn.read_reply();
     if (auto* problem = std::get_if<std::string>(&greeting)) {
         return "greeting: " + *problem;

@@ -25,7 +25,7 @@ failure sys_failure(int err, std::string_view step, const std::filesystem::path&
 
 /// fsync a directory, making the entries created or renamed in it durable.
 std::optional<failure> sync_directory(const std::filesystem::path& dir) {
-    unique_fd fd{::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+    util::unique_fd fd{::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
     if (!fd) {
         return sys_failure(errno, "open", dir);
     }
@@ -180,34 +180,6 @@ std::string size_suffix(std::uint64_t size, std::uint64_t crlf_size) {
     return ",S=" + std::to_string(size) + ",W=" + std::to_string(crlf_size);
 }
 
-unique_fd::unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-
-unique_fd& unique_fd::operator=(unique_fd&& other) noexcept {
-    if (this != &other) {
-        reset();
-        fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-}
-
-unique_fd::~unique_fd() {
-    reset();
-}
-
-int unique_fd::close() noexcept {
-    if (fd_ < 0) {
-        return 0;
-    }
-    int result = ::close(std::exchange(fd_, -1));
-    return result == 0 ? 0 : errno;
-}
-
-void unique_fd::reset() noexcept {
-    if (fd_ >= 0) {
-        ::close(std::exchange(fd_, -1));
-    }
-}
-
 std::variant<delivery, failure> delivery::begin(const std::filesystem::path& maildir,
                                                 const std::string& unique_name,
                                                 const maildir_options& options) {
@@ -223,7 +195,7 @@ std::variant<delivery, failure> delivery::begin(const std::filesystem::path& mai
     // O_EXCL: never write into a file someone else created. The name is unique, so EEXIST
     // means a bug or a hostile file, and fails instead of trying another name. O_NOFOLLOW: a
     // symlink planted in tmp/ cannot redirect the write. O_CLOEXEC: no child inherits the fd.
-    unique_fd fd{
+    util::unique_fd fd{
         ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)};
     if (!fd) {
         return sys_failure(errno, "open", tmp_path);
@@ -231,7 +203,7 @@ std::variant<delivery, failure> delivery::begin(const std::filesystem::path& mai
     return delivery{maildir, unique_name, std::move(fd)};
 }
 
-delivery::delivery(std::filesystem::path maildir, std::string name, unique_fd fd)
+delivery::delivery(std::filesystem::path maildir, std::string name, util::unique_fd fd)
     : maildir_(std::move(maildir)), name_(std::move(name)), tmp_path_(maildir_ / "tmp" / name_),
       fd_(std::move(fd)), tmp_exists_(true) {
     buffer_.reserve(write_block);
@@ -389,7 +361,7 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
     // 5. Open new/ before the rename, so that the only step that can fail once the file is in
     //    new/ is the directory fsync.
     auto new_dir_path = maildir_ / "new";
-    unique_fd new_dir{::open(new_dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+    util::unique_fd new_dir{::open(new_dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
     if (!new_dir) {
         return fail(sys_failure(errno, "open", new_dir_path));
     }

@@ -64,9 +64,9 @@ public:
     std::chrono::steady_clock::time_point idle_since;
 
 private:
-    connection(store::unique_fd fd, std::chrono::seconds timeout);
+    connection(util::unique_fd fd, std::chrono::seconds timeout);
 
-    store::unique_fd fd_;
+    util::unique_fd fd_;
     std::chrono::seconds timeout_;
     reply_parser parser_;
 };

@@ -24,6 +24,8 @@
 #include <utility>
 #include <variant>
 
+#include <mailseal/util/unique_fd.hpp>
+
 namespace mailseal::store {
 
 enum class error_kind {
@@ -123,31 +125,6 @@ private:
 /// The `,S=<size>,W=<size>` suffix Dovecot reads.
 std::string size_suffix(std::uint64_t size, std::uint64_t crlf_size);
 
-/// Owns one file descriptor and closes it when destroyed. Not copyable; movable.
-class unique_fd {
-public:
-    unique_fd() = default;
-    explicit unique_fd(int fd) noexcept : fd_(fd) {}
-    unique_fd(unique_fd&& other) noexcept;
-    unique_fd& operator=(unique_fd&& other) noexcept;
-    unique_fd(const unique_fd&) = delete;
-    unique_fd& operator=(const unique_fd&) = delete;
-    ~unique_fd();
-
-    int get() const noexcept { return fd_; }
-    explicit operator bool() const noexcept { return fd_ >= 0; }
-
-    /// Closes the descriptor and returns 0, or the errno of a failed close(). The descriptor
-    /// is released either way: on Linux, close() frees it even when it reports an error, so a
-    /// retry could close an unrelated descriptor opened by another thread meanwhile.
-    [[nodiscard]] int close() noexcept;
-    /// Closes the descriptor, ignoring errors: for paths that already discard the file.
-    void reset() noexcept;
-
-private:
-    int fd_ = -1;
-};
-
 /// One message being written into one Maildir. Not copyable; movable: the moved-to object owns
 /// the tmp/ file, and the moved-from one neither writes nor removes anything.
 ///
@@ -182,7 +159,7 @@ public:
     std::uint64_t crlf_size() const { return crlf_size_; }
 
 private:
-    delivery(std::filesystem::path maildir, std::string name, unique_fd fd);
+    delivery(std::filesystem::path maildir, std::string name, util::unique_fd fd);
     std::optional<failure> append(std::string_view out);
     std::optional<failure> flush();
     failure fail(failure f);
@@ -190,7 +167,7 @@ private:
     std::filesystem::path maildir_;
     std::string name_;
     std::filesystem::path tmp_path_;
-    unique_fd fd_;
+    util::unique_fd fd_;
     bool tmp_exists_ = false;       ///< tmp_path_ is ours to remove
     std::optional<failure> failed_; ///< the first failure; it finished the delivery
     std::string buffer_;            ///< converted bytes not yet written
