@@ -114,6 +114,16 @@ std::string_view to_string(header_mode h) {
     return "unknown";
 }
 
+std::string_view to_string(passthrough_mode p) {
+    switch (p) {
+    case passthrough_mode::verified:
+        return "verified";
+    case passthrough_mode::never:
+        return "never";
+    }
+    return "unknown";
+}
+
 std::string_view to_string(seal_format f) {
     switch (f) {
     case seal_format::smime:
@@ -128,6 +138,7 @@ seal_policy seal_settings::policy_for(std::string_view user, std::string_view do
     seal_policy out = defaults;
     auto apply = [&out](const seal_rule& r) {
         out.on_no_key = r.on_no_key.value_or(out.on_no_key);
+        out.passthrough = r.passthrough.value_or(out.passthrough);
         out.smime.cipher = r.cipher.value_or(out.smime.cipher);
         out.smime.padding = r.padding.value_or(out.smime.padding);
         out.openpgp.cipher = r.openpgp_cipher.value_or(out.openpgp.cipher);
@@ -220,11 +231,11 @@ constexpr std::array keys_keys{"local_store"sv, "smime_ca_file"sv, "accept_expir
                                "preference"sv};
 constexpr std::array log_keys{"level"sv, "format"sv, "output"sv};
 constexpr std::array metrics_keys{"listen"sv};
-constexpr std::array seal_keys{"on_no_key"sv,         "formats"sv,        "cipher"sv,
-                               "rsa_padding"sv,       "openpgp_cipher"sv, "headers"sv,
-                               "protected_subject"sv, "policy"sv};
-constexpr std::array seal_rule_keys{"match"sv,       "on_no_key"sv,      "formats"sv, "cipher"sv,
-                                    "rsa_padding"sv, "openpgp_cipher"sv, "headers"sv};
+constexpr std::array seal_keys{"on_no_key"sv, "passthrough"sv,       "formats"sv,
+                               "cipher"sv,    "rsa_padding"sv,       "openpgp_cipher"sv,
+                               "headers"sv,   "protected_subject"sv, "policy"sv};
+constexpr std::array seal_rule_keys{"match"sv,  "on_no_key"sv,   "passthrough"sv,    "formats"sv,
+                                    "cipher"sv, "rsa_padding"sv, "openpgp_cipher"sv, "headers"sv};
 
 constexpr std::array missing_maildir_values{missing_maildir::create, missing_maildir::refuse};
 constexpr std::array quota_reply_values{quota_reply::temporary, quota_reply::permanent};
@@ -236,6 +247,7 @@ constexpr std::array log_level_values{log_level::debug, log_level::info, log_lev
 constexpr std::array key_preference_values{key_preference::rsa_only_if_any, key_preference::all};
 constexpr std::array no_key_action_values{no_key_action::plain, no_key_action::defer,
                                           no_key_action::reject};
+constexpr std::array passthrough_mode_values{passthrough_mode::verified, passthrough_mode::never};
 constexpr std::array content_cipher_values{
     seal::smime::content_cipher::aes_256_cbc, seal::smime::content_cipher::aes_128_cbc,
     seal::smime::content_cipher::aes_256_gcm, seal::smime::content_cipher::aes_128_gcm};
@@ -1010,6 +1022,7 @@ private:
         auto& out = c.seal;
         check_keys(t, "seal", seal_keys);
         read_choice(t, "seal", "on_no_key", no_key_action_values, out.defaults.on_no_key);
+        read_choice(t, "seal", "passthrough", passthrough_mode_values, out.defaults.passthrough);
         read_choice(t, "seal", "cipher", content_cipher_values, out.defaults.smime.cipher);
         read_choice(t, "seal", "rsa_padding", rsa_padding_values, out.defaults.smime.padding);
         read_choice(t, "seal", "openpgp_cipher", openpgp_cipher_values,
@@ -1125,6 +1138,7 @@ private:
             }
         };
         optional_choice("on_no_key", no_key_action_values, rule.on_no_key);
+        optional_choice("passthrough", passthrough_mode_values, rule.passthrough);
         optional_choice("cipher", content_cipher_values, rule.cipher);
         optional_choice("rsa_padding", rsa_padding_values, rule.padding);
         optional_choice("headers", header_mode_values, rule.headers);

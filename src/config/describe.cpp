@@ -72,6 +72,7 @@ std::string formats_text(const std::vector<seal_format>& formats) {
 void describe_seal(std::ostream& out, const seal_settings& s) {
     out << "\n[seal]\n"
         << "on_no_key = " << detail::toml_string(to_string(s.defaults.on_no_key)) << "\n"
+        << "passthrough = " << detail::toml_string(to_string(s.defaults.passthrough)) << "\n"
         << "formats = " << formats_text(s.defaults.formats) << "\n"
         << "cipher = " << detail::toml_string(to_string(s.defaults.smime.cipher)) << "\n"
         << "rsa_padding = " << detail::toml_string(to_string(s.defaults.smime.padding)) << "\n"
@@ -82,6 +83,9 @@ void describe_seal(std::ostream& out, const seal_settings& s) {
         out << "\n[[seal.policy]]\nmatch = " << detail::toml_string(r.match) << "\n";
         if (r.on_no_key) {
             out << "on_no_key = " << detail::toml_string(to_string(*r.on_no_key)) << "\n";
+        }
+        if (r.passthrough) {
+            out << "passthrough = " << detail::toml_string(to_string(*r.passthrough)) << "\n";
         }
         if (r.cipher) {
             out << "cipher = " << detail::toml_string(to_string(*r.cipher)) << "\n";

@@ -1,10 +1,8 @@
 #include <algorithm>
-#include <array>
 #include <memory>
 #include <optional>
 
 #include <gmime/gmime.h>
-#include <openssl/evp.h>
 
 #include <mailseal/seal/message.hpp>
 #include <mailseal/util/ascii.hpp>
@@ -12,10 +10,6 @@
 
 namespace mailseal::seal {
 namespace {
-
-bool is_blank(std::string_view line) {
-    return line.find_first_not_of(" \t") == std::string_view::npos;
-}
 
 std::string_view trim(std::string_view s) {
     auto first = s.find_first_not_of(" \t\r\n");
@@ -175,6 +169,30 @@ std::string_view to_string(encrypted_form f) {
     return "unknown";
 }
 
+std::optional<media_type> parse_media_type(const std::string& value) {
+    std::unique_ptr<GMimeContentType, gobject_deleter> parsed(
+        g_mime_content_type_parse(nullptr, value.c_str()));
+    if (!parsed) {
+        return std::nullopt;
+    }
+    media_type out;
+    const char* media = g_mime_content_type_get_media_type(parsed.get());
+    const char* sub = g_mime_content_type_get_media_subtype(parsed.get());
+    out.type = util::ascii_lower(media ? media : "");
+    out.subtype = util::ascii_lower(sub ? sub : "");
+    // gmime 3.2 has no enum value for authEnveloped-data: read the parameter itself.
+    if (const char* st = g_mime_content_type_get_parameter(parsed.get(), "smime-type")) {
+        out.smime_type = util::ascii_lower(st);
+    }
+    if (const char* p = g_mime_content_type_get_parameter(parsed.get(), "protocol")) {
+        out.protocol = util::ascii_lower(p);
+    }
+    if (const char* b = g_mime_content_type_get_parameter(parsed.get(), "boundary")) {
+        out.boundary = b;
+    }
+    return out;
+}
+
 classification classify(const header_section& headers) {
     classification out;
     std::size_t types = 0;
@@ -190,229 +208,35 @@ classification classify(const header_section& headers) {
     const header_field* encoding_field = headers.find("Content-Transfer-Encoding");
     // RFC 2045 §5.2: no Content-Type means text/plain; us-ascii. An unparsable one is
     // treated the same way by readers, so it gets the same (body) check.
-    std::string type = "text";
-    std::string subtype = "plain";
-    std::string smime_type;
-    std::string protocol;
+    media_type media{"text", "plain", {}, {}, {}};
     if (type_field != nullptr) {
-        auto value = type_field->value();
-        std::unique_ptr<GMimeContentType, gobject_deleter> parsed(
-            g_mime_content_type_parse(nullptr, value.c_str()));
-        if (parsed) {
-            const char* media = g_mime_content_type_get_media_type(parsed.get());
-            const char* sub = g_mime_content_type_get_media_subtype(parsed.get());
-            type = util::ascii_lower(media ? media : "");
-            subtype = util::ascii_lower(sub ? sub : "");
-            // gmime 3.2 has no enum value for authEnveloped-data: read the parameter itself.
-            if (const char* st = g_mime_content_type_get_parameter(parsed.get(), "smime-type")) {
-                smime_type = util::ascii_lower(st);
-            }
-            if (const char* p = g_mime_content_type_get_parameter(parsed.get(), "protocol")) {
-                protocol = util::ascii_lower(p);
-            }
+        if (auto parsed = parse_media_type(type_field->value())) {
+            media = std::move(*parsed);
         }
     }
     std::string encoding =
         encoding_field ? util::ascii_lower(encoding_field->value()) : std::string("7bit");
     bool identity = encoding == "7bit" || encoding == "8bit" || encoding == "binary";
-    if (type == "multipart" && subtype == "encrypted") {
+    if (media.type == "multipart" && media.subtype == "encrypted") {
         // RFC 3156 §4: PGP/MIME names its protocol; other multipart/encrypted protocols are
-        // not known to carry ciphertext.
-        if (protocol == "application/pgp-encrypted") {
-            out.form = encrypted_form::pgp_mime;
+        // not known to carry ciphertext. A multipart is never transfer-encoded (RFC 2045
+        // §6.4).
+        if (media.protocol == "application/pgp-encrypted" && identity && !media.boundary.empty()) {
+            out = {encrypted_form::pgp_mime, classification::body_check::pgp_mime, media.boundary};
         }
-    } else if (type == "application" && (subtype == "pkcs7-mime" || subtype == "x-pkcs7-mime")) {
-        if (encoding == "base64" && smime_type == "enveloped-data") {
-            out = {encrypted_form::smime_enveloped, classification::body_check::cms};
-        } else if (encoding == "base64" && smime_type == "authenveloped-data") {
-            out = {encrypted_form::smime_authenveloped, classification::body_check::cms};
+    } else if (media.type == "application" &&
+               (media.subtype == "pkcs7-mime" || media.subtype == "x-pkcs7-mime")) {
+        if (encoding == "base64" && media.smime_type == "enveloped-data") {
+            out = {encrypted_form::smime_enveloped, classification::body_check::cms, {}};
+        } else if (encoding == "base64" && media.smime_type == "authenveloped-data") {
+            out = {encrypted_form::smime_authenveloped, classification::body_check::cms, {}};
         }
-    } else if (type == "text" && identity) {
+    } else if (media.type == "text" && identity) {
         // An armour block survives only an identity encoding unchanged; a base64 or
         // quoted-printable text part is sealed (a second layer, never a lost message).
-        out = {encrypted_form::pgp_inline, classification::body_check::armour};
+        out = {encrypted_form::pgp_inline, classification::body_check::armour, {}};
     }
     return out;
-}
-
-void armour_scanner::feed(std::string_view canonical_body) {
-    while (!canonical_body.empty() && state_ != state::rejected) {
-        auto lf = canonical_body.find('\n');
-        if (lf == std::string_view::npos) {
-            partial_.append(canonical_body);
-            // Armour lines are at most 76 characters (RFC 4880 §6.3); a long line is text.
-            if (partial_.size() > 1000) {
-                state_ = state::rejected;
-            }
-            return;
-        }
-        partial_.append(canonical_body.substr(0, lf));
-        canonical_body.remove_prefix(lf + 1);
-        if (!partial_.empty() && partial_.back() == '\r') {
-            partial_.pop_back();
-        }
-        line(partial_);
-        partial_.clear();
-    }
-}
-
-bool armour_scanner::finish() {
-    if (!partial_.empty()) {
-        line(partial_);
-        partial_.clear();
-    }
-    return state_ == state::trailing;
-}
-
-namespace {
-
-bool is_radix64(char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-           c == '/' || c == '=';
-}
-
-/// Decodes whole base64 quads (RFC 4648 §4); nullopt on a character outside the alphabet.
-std::optional<std::string> decode_base64(std::string_view text) {
-    std::string out(text.size() / 4 * 3 + 3, '\0');
-    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(text.data()),
-                            static_cast<int>(text.size() / 4 * 4));
-    if (n < 0) {
-        return std::nullopt;
-    }
-    std::size_t padding = 0;
-    for (std::size_t i = text.size() / 4 * 4; i > 0 && text[i - 1] == '=' && padding < 2; --i) {
-        ++padding;
-    }
-    out.resize(static_cast<std::size_t>(n) - padding);
-    return out;
-}
-
-/// RFC 4880 §4.2: the tag of the packet whose header starts `data` (old or new format).
-int packet_tag(unsigned char first) {
-    if ((first & 0x80) == 0) {
-        return -1;
-    }
-    return (first & 0x40) != 0 ? (first & 0x3f) : ((first >> 2) & 0x0f);
-}
-
-} // namespace
-
-void armour_scanner::line(std::string_view text) {
-    // Trailing white space is not part of armour (RFC 4880 §6.2 "should be ignored").
-    auto end = text.find_last_not_of(" \t");
-    std::string_view t =
-        end == std::string_view::npos ? std::string_view() : text.substr(0, end + 1);
-    switch (state_) {
-    case state::leading:
-        if (t.empty()) {
-            return;
-        }
-        state_ = t == "-----BEGIN PGP MESSAGE-----" ? state::headers : state::rejected;
-        return;
-    case state::headers: {
-        if (t.empty()) {
-            state_ = state::data;
-            return;
-        }
-        // RFC 4880 §6.2's armour header keys only: free text under another key is no armour.
-        static constexpr std::array keys{
-            "Version: ", "Comment: ", "MessageID: ", "Hash: ", "Charset: "};
-        bool known = std::any_of(keys.begin(), keys.end(),
-                                 [&](const char* k) { return util::istarts_with(t, k); });
-        state_ = known ? state::headers : state::rejected;
-        return;
-    }
-    case state::data:
-        if (t == "-----END PGP MESSAGE-----") {
-            state_ = data_lines_ > 0 ? state::trailing : state::rejected;
-            return;
-        }
-        if (t.empty() || !std::all_of(t.begin(), t.end(), is_radix64)) {
-            state_ = state::rejected;
-            return;
-        }
-        if (t.front() == '=' && t.size() == 5) {
-            return; // the CRC-24 checksum line
-        }
-        // RFC 4880 §6.3: lines of at most 76 characters; only the last may be short.
-        if (t.size() > 76 || short_line_seen_) {
-            state_ = state::rejected;
-            return;
-        }
-        short_line_seen_ = t.size() % 4 != 0;
-        if (data_lines_++ == 0) {
-            auto decoded = decode_base64(t);
-            int tag = decoded && !decoded->empty()
-                          ? packet_tag(static_cast<unsigned char>(decoded->front()))
-                          : -1;
-            // An encrypted message starts with its session key packets (RFC 4880 §11.3).
-            if (tag != 1 && tag != 3) {
-                state_ = state::rejected;
-            }
-        }
-        return;
-    case state::trailing:
-        if (!is_blank(t)) {
-            state_ = state::rejected;
-        }
-        return;
-    case state::rejected:
-        return;
-    }
-}
-
-void cms_scanner::feed(std::string_view canonical_body) {
-    if (verdict_ != verdict::undecided) {
-        return;
-    }
-    for (char c : canonical_body) {
-        if (is_radix64(c)) {
-            base64_ += c;
-        } else if (c != '\r' && c != '\n' && c != ' ' && c != '\t') {
-            verdict_ = verdict::no;
-            return;
-        }
-    }
-    if (base64_.size() >= 32) {
-        judge();
-    }
-}
-
-bool cms_scanner::finish() {
-    if (verdict_ == verdict::undecided) {
-        judge();
-    }
-    return verdict_ == verdict::yes;
-}
-
-void cms_scanner::judge() {
-    // ContentInfo ::= SEQUENCE { contentType OBJECT IDENTIFIER, ... } (RFC 5652 §3).
-    static constexpr unsigned char enveloped[] = {0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
-                                                  0xf7, 0x0d, 0x01, 0x07, 0x03};
-    static constexpr unsigned char auth_enveloped[] = {0x06, 0x0b, 0x2a, 0x86, 0x48, 0x86, 0xf7,
-                                                       0x0d, 0x01, 0x09, 0x10, 0x01, 0x17};
-    auto decoded = decode_base64(std::string_view(base64_).substr(0, 32));
-    verdict_ = verdict::no;
-    if (!decoded || decoded->size() < 2 || static_cast<unsigned char>((*decoded)[0]) != 0x30) {
-        return;
-    }
-    auto length = static_cast<unsigned char>((*decoded)[1]);
-    // Short form, indefinite (BER), or long form with up to four length octets.
-    std::size_t skip = length < 0x80 || length == 0x80 ? 2 : 2 + (length & 0x7f);
-    if (length > 0x84) {
-        return;
-    }
-    std::string_view rest = std::string_view(*decoded).substr(std::min(skip, decoded->size()));
-    auto starts = [&](const auto& oid) {
-        return rest.size() >= sizeof oid &&
-               std::equal(
-                   std::begin(oid), std::end(oid), rest.begin(),
-                   [](unsigned char a, char b) { return a == static_cast<unsigned char>(b); });
-    };
-    if (starts(enveloped) || starts(auth_enveloped)) {
-        verdict_ = verdict::yes;
-    }
 }
 
 gmime_library::gmime_library() {

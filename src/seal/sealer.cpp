@@ -80,7 +80,11 @@ void message_sealer::end_of_data() {
         util::wipe(body_);
     }
     if (!form_) {
-        form_ = check_ && check_->finish() ? claimed_ : encrypted_form::none;
+        if (check_ && check_->finish()) {
+            form_ = claimed_;
+        } else {
+            unverified("structure");
+        }
     }
     for (auto& r : recipients_) {
         if (!r.keys && !r.refusal) {
@@ -105,16 +109,9 @@ void message_sealer::end_of_data() {
 void message_sealer::headers_complete() {
     auto c = classify(headers_.section());
     claimed_ = c.form;
-    switch (c.check) {
-    case classification::body_check::none:
+    check_ = make_body_scanner(c);
+    if (!check_) {
         form_ = c.form;
-        break;
-    case classification::body_check::cms:
-        check_ = std::make_unique<cms_scanner>();
-        break;
-    case classification::body_check::armour:
-        check_ = std::make_unique<armour_scanner>();
-        break;
     }
 }
 
@@ -122,9 +119,7 @@ void message_sealer::body_arrived(std::string_view bytes) {
     if (check_ && !form_) {
         check_->feed(bytes);
         if (!check_->still_possible()) {
-            form_ = encrypted_form::none;
-        } else if (check_->confirmed()) {
-            form_ = claimed_;
+            unverified("structure");
         }
     }
     for (std::size_t i = 0; i < recipients_.size(); ++i) {
@@ -133,19 +128,55 @@ void message_sealer::body_arrived(std::string_view bytes) {
         }
     }
     if (any_undecided()) {
-        if (held_.capacity() < held_body_limit + bytes.size()) {
-            // Reserved once, so growing never leaves a copy of the body in freed memory.
-            held_.reserve(held_body_limit + bytes.size());
+        if (spilled_) {
+            if (auto problem = spilled_->append(bytes)) {
+                // The scratch file holds a part of the body now, so no copy can do without
+                // it: each undecided recipient fails rather than miss a part.
+                for (std::size_t i = 0; i < recipients_.size(); ++i) {
+                    if (!recipients_[i].decided && !recipients_[i].refusal) {
+                        fail(i, lmtp::replies::local_error, *problem);
+                    }
+                }
+                spilled_.reset();
+            }
+        } else {
+            if (held_.capacity() < held_body_limit + bytes.size()) {
+                // Reserved once, so growing never leaves a copy of the body in freed memory.
+                held_.reserve(held_body_limit + bytes.size());
+            }
+            held_.append(bytes);
         }
-        held_.append(bytes);
     }
-    if (!form_ && held_.size() > held_body_limit) {
-        // Too long to wait for the body to confirm what the header section claims: seal it.
-        form_ = encrypted_form::none;
-        log::info("encryption-unconfirmed", {{"claimed", std::string(to_string(claimed_))},
-                                             {"held", std::to_string(held_.size())}});
+    if (!form_ && !spilled_ && held_.size() > held_body_limit) {
+        spill();
     }
     decide_all();
+}
+
+void message_sealer::spill() {
+    auto made = encrypted_scratch::create(encrypted_scratch::default_directory());
+    if (auto* problem = std::get_if<std::string>(&made)) {
+        log::warning("scratch-failed", {{"error", *problem}});
+        unverified("scratch-failed");
+        return;
+    }
+    auto& scratch = std::get<encrypted_scratch>(made);
+    if (auto problem = scratch.append(held_)) {
+        log::warning("scratch-failed", {{"error", *problem}});
+        unverified("scratch-failed");
+        return;
+    }
+    util::wipe(held_);
+    spilled_.emplace(std::move(scratch));
+}
+
+void message_sealer::unverified(std::string_view why) {
+    // A label the body does not bear out: the message is sealed like any plaintext.
+    form_ = encrypted_form::none;
+    if (claimed_ != encrypted_form::none) {
+        log::info("encryption-unverified",
+                  {{"claimed", std::string(to_string(claimed_))}, {"reason", std::string(why)}});
+    }
 }
 
 bool message_sealer::any_undecided() const {
@@ -153,30 +184,66 @@ bool message_sealer::any_undecided() const {
                        [](const recipient_state& r) { return !r.decided && !r.refusal; });
 }
 
+bool message_sealer::ready_to_decide(const recipient_state& r) const {
+    return !r.decided && !r.refusal && r.keys && headers_.complete() &&
+           (form_ || r.policy.passthrough == config::passthrough_mode::never);
+}
+
 void message_sealer::decide_all() {
+    std::vector<std::size_t> fresh;
     for (std::size_t i = 0; i < recipients_.size(); ++i) {
-        const auto& r = recipients_[i];
-        if (!r.decided && !r.refusal && r.keys && form_) {
-            decide(i);
+        if (ready_to_decide(recipients_[i]) && decide(i)) {
+            fresh.push_back(i);
         }
+    }
+    if (!fresh.empty()) {
+        send_backlog(fresh);
     }
     if (!any_undecided()) {
         util::wipe(held_);
+        spilled_.reset();
     }
 }
 
-void message_sealer::decide(std::size_t index) {
+void message_sealer::send_backlog(const std::vector<std::size_t>& fresh) {
+    if (spilled_) {
+        auto problem = spilled_->replay([&](std::string_view chunk) {
+            for (auto i : fresh) {
+                if (recipients_[i].writer) {
+                    send(i, chunk);
+                }
+            }
+        });
+        if (problem) {
+            for (auto i : fresh) {
+                fail(i, lmtp::replies::local_error, *problem);
+            }
+            return;
+        }
+    }
+    for (auto i : fresh) {
+        if (recipients_[i].writer) {
+            send(i, held_);
+        }
+    }
+}
+
+bool message_sealer::decide(std::size_t index) {
     auto& r = recipients_[index];
-    r.decided = seal::decide(r.keys->outcome, r.keys->keys.size(), *form_, r.policy.on_no_key);
+    // Under passthrough = never every message counts as plaintext: one layer the operator's
+    // policy controls, whatever the sender did.
+    auto form =
+        r.policy.passthrough == config::passthrough_mode::never ? encrypted_form::none : *form_;
+    r.decided = seal::decide(r.keys->outcome, r.keys->keys.size(), form, r.policy.on_no_key);
     if (auto refusal = r.decided->refusal()) {
         r.refusal = std::move(*refusal);
         r.detail = r.decided->reason;
-        return;
+        return false;
     }
     auto opened = sink_.open(index);
     if (auto* refusal = std::get_if<lmtp::reply>(&opened)) {
         fail(index, std::move(*refusal), "");
-        return;
+        return false;
     }
     const auto& trace = std::get<std::string>(opened);
     const auto& section = headers_.section();
@@ -186,14 +253,14 @@ void message_sealer::decide(std::size_t index) {
         if (auto* problem = std::get_if<std::string>(&made)) {
             util::wipe(output_);
             fail(index, lmtp::replies::sealing_failed, *problem);
-            return;
+            return false;
         }
         r.writer.emplace(std::move(std::get<copy_writer>(made)));
     } else {
         r.writer.emplace(
             copy_writer::as_received(trace, section, mailseal_field(*r.decided), output_));
     }
-    send(index, held_);
+    return flush(index);
 }
 
 void message_sealer::send(std::size_t index, std::string_view bytes) {

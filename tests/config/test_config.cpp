@@ -530,6 +530,9 @@ std::vector<bad_case> bad_cases() {
         {"on_no_key_unknown", "[seal]\non_no_key = \"drop\"\n" + required,
          "cfg.toml:2:13: seal.on_no_key: must be one of \"plain\", \"defer\", \"reject\", got "
          "\"drop\""},
+        {"passthrough_unknown", "[seal]\npassthrough = \"always\"\n" + required,
+         "cfg.toml:2:15: seal.passthrough: must be one of \"verified\", \"never\", got "
+         "\"always\""},
         {"cipher_unknown", "[seal]\ncipher = \"des-ede3-cbc\"\n" + required,
          "cfg.toml:2:10: seal.cipher: must be one of \"aes-256-cbc\", \"aes-128-cbc\", "
          "\"aes-256-gcm\", \"aes-128-gcm\", got \"des-ede3-cbc\""},
@@ -676,6 +679,7 @@ cipher = "aes-256-cbc"
 match = "CEO@Example.ORG"
 cipher = "aes-256-gcm"
 formats = ["openpgp"]
+passthrough = "never"
 
 [[seal.policy]]
 match = "example.org"
@@ -712,6 +716,9 @@ unix = "/run/mailseal.sock"
         EXPECT_EQ(p.smime.padding, mailseal::seal::smime::rsa_padding::pkcs1)
             << r.user << "@" << r.domain;
     }
+    EXPECT_EQ(got.seal.policy_for("ceo", "example.org").passthrough, cfg::passthrough_mode::never);
+    EXPECT_EQ(got.seal.policy_for("alice", "example.org").passthrough,
+              cfg::passthrough_mode::verified);
     using mailseal::seal::openpgp::symmetric_cipher;
     EXPECT_EQ(got.seal.policy_for("ceo", "example.org").formats,
               std::vector{cfg::seal_format::openpgp});
@@ -930,6 +937,7 @@ preference = "rsa-only-if-any"
 
 [seal]
 on_no_key = "plain"
+passthrough = "verified"
 formats = ["smime", "openpgp"]
 cipher = "aes-256-cbc"
 rsa_padding = "pkcs1"
@@ -994,16 +1002,18 @@ cfg::config unusual() {
     c.keys.accept_expired_dane_ee = false;
     c.keys.preference = cfg::key_preference::all;
     c.seal.defaults.on_no_key = cfg::no_key_action::defer;
+    c.seal.defaults.passthrough = cfg::passthrough_mode::never;
     c.seal.defaults.headers = cfg::header_mode::protect;
     c.seal.defaults.smime = {smime::content_cipher::aes_128_gcm, smime::rsa_padding::oaep};
     c.seal.defaults.openpgp = {openpgp::symmetric_cipher::aes_128};
     c.seal.defaults.formats = {cfg::seal_format::openpgp};
     c.seal.protected_subject = "(encrypted \"message\")";
     c.metrics.listen = cfg::tcp_listener{"127.0.0.1", 9180};
-    c.seal.rules = {{"example.net", cfg::no_key_action::reject, std::nullopt, std::nullopt,
-                     std::nullopt, std::nullopt, std::nullopt},
-                    {"ceo@example.net", std::nullopt, smime::content_cipher::aes_256_cbc,
-                     smime::rsa_padding::pkcs1, cfg::header_mode::keep,
+    c.seal.rules = {{"example.net", cfg::no_key_action::reject, cfg::passthrough_mode::verified,
+                     std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt},
+                    {"ceo@example.net", std::nullopt, std::nullopt,
+                     smime::content_cipher::aes_256_cbc, smime::rsa_padding::pkcs1,
+                     cfg::header_mode::keep,
                      std::vector{cfg::seal_format::openpgp, cfg::seal_format::smime},
                      openpgp::symmetric_cipher::aes_192}};
     return c;
@@ -1054,9 +1064,9 @@ TEST(example, documents_every_key) {
     }
     // 4 in [server] (its group shares the name of [[listen]]'s), 5 in [[listen]], 7 in [mailbox],
     // 4 in [store] (its timeout shares the name of [dns]'s), 8 in [limits], 6 in [dns], 2 in
-    // [[dns.stub_zone]], 4 in [keys], 7 in [seal] (whose 6 policy keys [[seal.policy]] repeats,
+    // [[dns.stub_zone]], 4 in [keys], 8 in [seal] (whose 7 policy keys [[seal.policy]] repeats,
     // plus match), 1 in [metrics], 3 in [log].
-    EXPECT_EQ(keys.size(), 51u) << "describe() wrote " << keys.size() << " distinct keys";
+    EXPECT_EQ(keys.size(), 52u) << "describe() wrote " << keys.size() << " distinct keys";
 }
 
 TEST(enums, to_string) {

@@ -319,6 +319,34 @@ def read_bytes(path):
         return f.read()
 
 
+def files_containing(roots, needles, unfold=False):
+    """Paths of the regular files under any of `roots` that hold any of `needles` (bytes, or a
+    list of them), read in blocks so that a 100 MB file costs no 100 MB of memory. Symbolic
+    links are not followed. unfold=True matches across line ends too (CR and LF are dropped
+    before comparing), for text that base64 or armour may have broken into lines."""
+    if isinstance(needles, bytes):
+        needles = [needles]
+    overlap = max(len(n) for n in needles)
+    found = []
+    for root in roots:
+        for directory, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(directory, name)
+                if os.path.islink(path) or not os.path.isfile(path):
+                    continue
+                with open(path, "rb") as f:
+                    tail = b""
+                    while block := f.read(1 << 20):
+                        if unfold:
+                            block = block.replace(b"\r", b"").replace(b"\n", b"")
+                        window = tail + block
+                        if any(n in window for n in needles):
+                            found.append(path)
+                            break
+                        tail = window[-overlap:]
+    return found
+
+
 def split_trace_headers(stored, sent):
     """Checks that `stored` (a Maildir file) is trace headers followed by `sent` with CRLF
     turned into LF, and returns the trace header lines (folded lines joined)."""

@@ -17,6 +17,7 @@ for it, so callers compare gosop's output after the same conversion, and compare
 it recovers (`session_key`) with GnuPG's to show it decrypted the same bytes.
 """
 
+import base64
 import dataclasses
 import os
 import re
@@ -133,6 +134,28 @@ def armour_of(stored):
     if match is None:
         raise harness.HarnessError("no armoured PGP MESSAGE in the copy")
     return match.group(0)
+
+
+def crc24(data):
+    """RFC 4880 §6.1: the armour checksum."""
+    crc = 0xB704CE
+    for byte in data:
+        crc ^= byte << 16
+        for _ in range(8):
+            crc <<= 1
+            if crc & 0x1000000:
+                crc ^= 0x1864CFB
+    return crc & 0xFFFFFF
+
+
+def armour(packets):
+    """Binary OpenPGP packets as an armoured PGP MESSAGE (LF line ends, 64-column lines), the
+    way GnuPG writes one: for messages no tool would write, such as packets put together."""
+    text = base64.b64encode(packets)
+    lines = [text[i:i + 64] for i in range(0, len(text), 64)]
+    checksum = base64.b64encode(crc24(packets).to_bytes(3, "big"))
+    return (b"-----BEGIN PGP MESSAGE-----\n\n" + b"\n".join(lines) + b"\n=" + checksum
+            + b"\n-----END PGP MESSAGE-----\n")
 
 
 def decrypt(tool, factory, key, message):

@@ -24,7 +24,6 @@ What each test is for:
 import base64
 import json
 import os
-import re
 import secrets
 import subprocess
 import unittest
@@ -32,26 +31,14 @@ import unittest
 import dnsbed
 import harness
 import pgpkeys
-from messages import entity_message, inner_entity, outer_fields, split_header
+from messages import SealedCopies, entity_message, inner_entity
 
 SENDER = harness.SENDER
 BED_DOMAINS = ["signed.test", "bogus.test", "expired.test", "unsigned.test", "dead.test"]
 RUN_TIMEOUT = 120
 
 
-def pgp_mime_parts(stored):
-    """(outer header fields, boundary, part 1 bytes, armoured message) of a PGP/MIME copy."""
-    fields, body = split_header(stored)
-    content_type = b"\n".join(f for f in fields if f.lower().startswith(b"content-type:"))
-    match = re.search(rb'boundary="([^"]+)"', content_type)
-    if match is None:
-        raise AssertionError(f"no boundary in {content_type!r}")
-    boundary = match.group(1)
-    parts = body.split(b"--" + boundary)
-    return fields, boundary, parts, pgpkeys.armour_of(stored)
-
-
-class OpenPgpCase(harness.ClassDaemonCopies, harness.TestCase):
+class OpenPgpCase(harness.ClassDaemonCopies, SealedCopies, harness.TestCase):
     """One test bed and one daemon per class."""
 
     policies = [
@@ -80,25 +67,6 @@ class OpenPgpCase(harness.ClassDaemonCopies, harness.TestCase):
 
     def key(self, name):
         return self.bed.pgp_keys[name]
-
-    def assertPgpSealed(self, stored, original, keys=1):
-        """stored is a PGP/MIME copy of `original` (headers = "keep"); returns its armour."""
-        fields, boundary, parts, armour = pgp_mime_parts(stored)
-        self.assertTrue(fields[0].startswith(b"Return-Path:"), fields[0])
-        self.assertEqual(fields[3], f"Mailseal: sealed; format=openpgp; keys={keys}; "
-                                    "cipher=aes-256".encode())
-        self.assertEqual(fields[4:-2], outer_fields(original), "the original non-content fields")
-        self.assertEqual(fields[-2], b"MIME-Version: 1.0")
-        self.assertEqual(fields[-1], b'Content-Type: multipart/encrypted; '
-                                     b'protocol="application/pgp-encrypted";\n boundary="'
-                         + boundary + b'"')
-        # RFC 3156 §4: preamble, the version part, the encrypted part, the end.
-        self.assertEqual(len(parts), 4, parts)
-        self.assertIn(b"Content-Type: application/pgp-encrypted\n", parts[1])
-        self.assertTrue(parts[1].endswith(b"\n\nVersion: 1\n\n"), parts[1])
-        self.assertIn(b'Content-Type: application/octet-stream; name="encrypted.asc"\n', parts[2])
-        self.assertEqual(parts[3], b"--\n")
-        return armour
 
     def decrypt_all(self, armour, key):
         results = pgpkeys.decrypt_all(self.pgp, key, armour)
@@ -413,20 +381,7 @@ class CanaryTest(OpenPgpCase):
         data = entity_message("canary", body, to="quinn@signed.test")
         txn = self.deliver(["quinn@signed.test"], data)
         self.assertReply(txn.finals[0], 250, "2.0.0")
-        found = []
-        for root in (self.workdir, self.dir):
-            for directory, _, names in os.walk(root):
-                for n in names:
-                    path = os.path.join(directory, n)
-                    if os.path.islink(path) or not os.path.isfile(path):
-                        continue
-                    with open(path, "rb") as f:
-                        tail = b""
-                        while block := f.read(1 << 20):
-                            if canary in tail + block:
-                                found.append(path)
-                                break
-                            tail = block[-len(canary):]
+        found = harness.files_containing([self.workdir, self.dir], canary)
         self.assertEqual(found, [], "the canary is in these files")
         armour = pgpkeys.armour_of(self.stored("quinn@signed.test"))
         self.assertEqual(pgpkeys.decrypt("sqop", self.pgp, self.key("quinn@signed.test"), armour),

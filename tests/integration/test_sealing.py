@@ -12,7 +12,8 @@ What each test is for:
 - each copy of a multi-recipient transaction names only its own recipient's keys;
 - a signed message (openssl smime -sign) still verifies after decryption;
 - already-encrypted forms (PGP/MIME, S/MIME enveloped and authEnveloped, an armoured single
-  part) are stored byte-identical; a message that only quotes an armour block is sealed;
+  part), with real ciphertext from tests/seal/fixtures/encrypted, are stored byte-identical; a
+  message that only quotes an armour block is sealed (test_passthrough.py has the rest);
 - a real-world corpus (libmime-explode-perl, malformed messages included) is sealed and every
   line of every original comes back (outer fields + decrypted entity);
 - a 100 MB message to a keyed recipient leaves its canary in no file under the test's root,
@@ -33,23 +34,18 @@ import corpus
 import decryptors
 import dnsbed
 import harness
-from messages import entity_message, inner_entity, outer_fields, split_header
+from messages import (SEALED_MIME_FIELDS, SealedCopies, base64_lines, crlf, entity_message,
+                      fixture, inner_entity, split_header)
 
 SENDER = harness.SENDER
 BED_DOMAINS = ["signed.test", "bogus.test", "expired.test", "unsigned.test", "dead.test"]
 RUN_TIMEOUT = 60
 EX_TEMPFAIL = 75
-# The MIME fields mailseal puts at the end of a sealed copy's outer header section.
-SEALED_MIME_FIELDS = [
-    b"MIME-Version: 1.0",
-    b'Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"',
-    b'Content-Disposition: attachment; filename="smime.p7m"',
-    b"Content-Transfer-Encoding: base64",
-]
-
-ARMOUR = (b"-----BEGIN PGP MESSAGE-----\r\n\r\n"
-          b"hQEMA5Xm/6KzK3J7AQf/ZXhhbXBsZSBjaXBoZXJ0ZXh0IG9ubHk=\r\n=njUN\r\n"
-          b"-----END PGP MESSAGE-----\r\n")
+# Real ciphertext (tests/seal/fixtures/encrypted): the check for "already encrypted" looks at
+# the structure, and seals anything that only looks like ciphertext.
+ARMOUR = crlf(fixture("gpg.asc"))
+ENVELOPED = base64_lines(fixture("openssl-enveloped.der"))
+AUTH_ENVELOPED = base64_lines(fixture("openssl-authenveloped.der"))
 
 
 def identity(bed, name, key_type="rsa"):
@@ -57,7 +53,7 @@ def identity(bed, name, key_type="rsa"):
     return decryptors.Identity.from_files(cert.address, cert.pem, cert.key, key_type)
 
 
-class SealingCase(harness.ClassDaemonCopies, harness.TestCase):
+class SealingCase(harness.ClassDaemonCopies, SealedCopies, harness.TestCase):
     """One test bed and one daemon per class, with keys for the bed's users."""
 
     policies = [
@@ -81,18 +77,6 @@ class SealingCase(harness.ClassDaemonCopies, harness.TestCase):
             "seal.policy": cls.policies,
             **cls.bed.mailseal_overrides(),
         }
-
-    def assertSealed(self, stored, original, keys=1, cipher="aes-256-cbc"):
-        """stored is a sealed copy of `original`: trace fields, the Mailseal field, the original
-        non-content fields, the S/MIME fields; returns the CMS (DER/BER bytes)."""
-        fields, _ = split_header(stored)
-        self.assertTrue(fields[0].startswith(b"Return-Path:"), fields[0])
-        self.assertEqual(fields[3],
-                         f"Mailseal: sealed; format=smime; keys={keys}; cipher={cipher}".encode())
-        self.assertEqual(fields[-4:], SEALED_MIME_FIELDS)
-        self.assertEqual(fields[4:-4], outer_fields(original),
-                         "outer fields: the original non-content ones")
-        return decryptors.extract_cms(stored, strict=True)
 
     def inner_entity(self, original):
         return inner_entity(original)
@@ -229,14 +213,14 @@ class DetectionTest(SealingCase):
                 b"--q\r\nContent-Type: application/octet-stream\r\n\r\n" + ARMOUR + b"--q--\r\n",
                 b'multipart/encrypted; boundary=q; protocol="application/pgp-encrypted"')),
             ("smime-enveloped", entity_message(
-                "smime", b"MIAGCSqGSIb3DQEHA6CAMIACAQAxggFE\r\n",
+                "smime", ENVELOPED,
                 b'application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"',
                 b"Content-Transfer-Encoding: base64\r\n")),
             ("smime-authenveloped", entity_message(
-                "auth", b"MIAGCyqGSIb3DQEJEAEXoIAwgAIBADGC\r\n",
+                "auth", AUTH_ENVELOPED,
                 b"application/pkcs7-mime; smime-type=authenveloped-data",
                 b"Content-Transfer-Encoding: base64\r\n")),
-            ("pgp-inline", entity_message("inline", b"\r\n" + ARMOUR + b"\r\n",
+            ("pgp-inline", entity_message("inline", ARMOUR,
                                           b"text/plain; charset=us-ascii")),
         ]
         for form, data in cases:
@@ -344,21 +328,7 @@ class CanaryTest(SealingCase):
             self.assertReply(big.reply(), 250, "2.0.0", context="100 MB message")
             big.command("QUIT")
         self.stored("erin@signed.test")
-        roots = [self.workdir, self.dir]
-        found = []
-        for root in roots:
-            for directory, _, names in os.walk(root):
-                for n in names:
-                    path = os.path.join(directory, n)
-                    if os.path.islink(path) or not os.path.isfile(path):
-                        continue
-                    with open(path, "rb") as f:
-                        tail = b""
-                        while block := f.read(1 << 20):
-                            if canary in tail + block:
-                                found.append(path)
-                                break
-                            tail = block[-len(canary):]
+        found = harness.files_containing([self.workdir, self.dir], canary)
         self.assertEqual(found, [], "the canary is in these files")
         stored = self.stored("alice@signed.test")
         self.assertIn(b"\nMailseal: sealed; format=smime; keys=1;", stored)
@@ -393,7 +363,7 @@ class SealToolTest(SealingCase):
         self.assertEqual(decryptors.decrypt_openssl(decryptors.extract_cms(out), ident),
                          self.inner_entity(data))
         for address, message, want in [
-            ("alice@signed.test", entity_message("x", b"\r\n" + ARMOUR), 1),
+            ("alice@signed.test", entity_message("x", ARMOUR), 1),
             ("erin@signed.test", data, 2),
             ("alice@bogus.test", data, EX_TEMPFAIL),
         ]:

@@ -9,6 +9,7 @@
 #include <mailseal/seal/smime/smime.hpp>
 
 #include "decrypt.hpp"
+#include "samples.hpp"
 #include "smime/test_certs.hpp"
 
 namespace mailseal::seal {
@@ -224,10 +225,23 @@ TEST(message_sealer, held_body_is_bounded) {
               std::string("Content-Type: application/octet-stream\r\n\r\n").size() + written + 6);
 }
 
-const std::string armour = "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA5Xm+/abcdef\r\n=njUN\r\n"
-                           "-----END PGP MESSAGE-----\r\n";
+/// A message as another S/MIME client sends it: our own sealed copy of `message` to alice,
+/// without the trace fields.
+std::string smime_encrypted(const std::string& message) {
+    memory_sink sink;
+    message_sealer sealer(policies(1), "[...]", sink);
+    sealer.provide_keys(0, alice_keys());
+    sealer.write(message);
+    sealer.end_of_data();
+    auto copy = sink.copies.at(0);
+    return copy.substr(copy.find("\r\n", copy.find("Mailseal:")) + 2);
+}
 
 TEST(message_sealer, already_encrypted_is_stored_as_received) {
+    using namespace test::samples;
+    const std::string pgp_mime_type = "Content-Type: multipart/encrypted; boundary=b1;\r\n "
+                                      "protocol=\"application/pgp-encrypted\"\r\n";
+    const std::string smime = smime_encrypted("Subject: s\r\n\r\nsecret\r\n");
     struct row {
         const char* name;
         std::string message;
@@ -235,19 +249,30 @@ TEST(message_sealer, already_encrypted_is_stored_as_received) {
     };
     for (const auto& r : std::vector<row>{
              {"pgp_mime",
-              "Subject: s\r\nContent-Type: multipart/encrypted; boundary=x;\r\n "
-              "protocol=\"application/pgp-encrypted\"\r\n\r\n--x\r\nVersion: 1\r\n--x--\r\n",
+              "Subject: s\r\n" + pgp_mime_type + "\r\n" + pgp_mime_body(armoured_message),
               action::passthrough},
-             {"smime",
-              "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"
-              "Content-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQA=\r\n",
+             {"smime", smime, action::passthrough},
+             {"inline_pgp", "Subject: s\r\n\r\n\r\n" + armoured_message + "\r\n",
               action::passthrough},
-             {"inline_pgp", "Subject: s\r\n\r\n\r\n" + armour + "\r\n", action::passthrough},
-             {"quoted_armour", "Subject: s\r\n\r\nLook:\r\n" + armour, action::seal},
+             {"quoted_armour", "Subject: s\r\n\r\nLook:\r\n" + armoured_message, action::seal},
              {"signed_only",
               "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; "
               "boundary=b\r\n\r\n--b\r\nx\r\n--b--\r\n",
               action::seal},
+             // A label over plaintext: the reproductions of a body that only claims encryption.
+             {"pgp_mime_label_over_text",
+              "Subject: s\r\n" + pgp_mime_type +
+                  "\r\n--b1\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
+                  "--b1\r\nContent-Type: text/plain\r\n\r\nmy password is hunter2\r\n--b1--\r\n",
+              action::seal},
+             {"smime_label_over_text",
+              "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"
+              "Content-Transfer-Encoding: base64\r\n\r\n" +
+                  base64(bytes({0x30, 0x80, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01,
+                                0x07, 0x03}) +
+                         "my password is hunter2"),
+              action::seal},
+             {"smime_with_text_after", smime + "my password is hunter2\r\n", action::seal},
          }) {
         memory_sink sink;
         message_sealer sealer(policies(1), "[...]", sink);
@@ -260,8 +285,94 @@ TEST(message_sealer, already_encrypted_is_stored_as_received) {
                                              sealer.recipient(0).decided->reason + "\r\n" +
                                              r.message)
                 << r.name;
+        } else {
+            EXPECT_EQ(sink.copies.at(0).find("hunter2"), std::string::npos) << r.name;
+            EXPECT_EQ(open_sealed(sink.copies.at(0)).inner.find("hunter2") == std::string::npos,
+                      r.message.find("hunter2") == std::string::npos)
+                << r.name << ": the sealed copy holds the whole message";
         }
     }
+}
+
+/// `size` bytes of body for a message that claims to be S/MIME-encrypted: a real envelope of
+/// that size, or the same bytes with plaintext after them.
+std::string large_smime(std::size_t size, bool text_after) {
+    auto message = smime_encrypted("Content-Type: application/octet-stream\r\n\r\n" +
+                                   std::string(size, 'z') + "\r\n");
+    return text_after ? message + "my password is hunter2\r\n" : message;
+}
+
+TEST(message_sealer, a_long_claim_waits_in_an_encrypted_scratch_file) {
+    for (bool text_after : {false, true}) {
+        auto message = large_smime(3 * held_body_limit, text_after);
+        memory_sink sink;
+        message_sealer sealer(policies(2), "[...]", sink);
+        sealer.provide_keys(0, alice_keys());
+        for (std::size_t i = 0; i < message.size(); i += 64 * 1024) {
+            sealer.write(std::string_view(message).substr(i, 64 * 1024));
+            EXPECT_FALSE(sealer.needs_keys()) << "the body waits on disk, not in memory";
+        }
+        if (!text_after) {
+            EXPECT_TRUE(sink.copies.empty()) << "nothing is stored before the verdict";
+        }
+        sealer.provide_keys(1, no_keys(dns_outcome::secure_absent));
+        sealer.end_of_data();
+        if (!text_after) {
+            EXPECT_EQ(sealer.recipient(0).decided->what, action::passthrough);
+            EXPECT_EQ(sink.copies.at(0),
+                      "X-Trace: 0\r\nMailseal: passthrough; form=smime-enveloped\r\n" + message);
+        } else {
+            EXPECT_EQ(sealer.recipient(0).decided->what, action::seal);
+            EXPECT_EQ(sink.copies.at(0).find("hunter2"), std::string::npos);
+            auto inner = open_sealed(sink.copies.at(0)).inner;
+            auto body = message.substr(message.find("\r\n\r\n") + 4);
+            EXPECT_EQ(inner.substr(inner.size() - body.size()), body);
+        }
+        // The other recipient (no key) gets the message as received either way.
+        auto other = sink.copies.at(1);
+        EXPECT_EQ(other.substr(other.size() - message.size()), message);
+    }
+}
+
+TEST(message_sealer, scratch_file_is_unreadable_and_gone) {
+    auto made = encrypted_scratch::create(encrypted_scratch::default_directory());
+    ASSERT_TRUE(std::holds_alternative<encrypted_scratch>(made)) << std::get<std::string>(made);
+    auto& scratch = std::get<encrypted_scratch>(made);
+    std::string plain;
+    for (int i = 0; i < 20000; ++i) {
+        plain += "my password is hunter2 ";
+    }
+    ASSERT_EQ(scratch.append(plain.substr(0, 1000)), std::nullopt);
+    ASSERT_EQ(scratch.append(plain.substr(1000)), std::nullopt);
+    EXPECT_EQ(scratch.size(), plain.size());
+    std::string back;
+    ASSERT_EQ(scratch.replay([&](std::string_view chunk) { back.append(chunk); }), std::nullopt);
+    EXPECT_EQ(back, plain);
+    back.clear();
+    ASSERT_EQ(scratch.replay([&](std::string_view chunk) { back.append(chunk); }), std::nullopt);
+    EXPECT_EQ(back, plain) << "replays from the start each time";
+}
+
+TEST(message_sealer, passthrough_never_seals_real_encrypted_mail) {
+    const std::string smime = smime_encrypted("Subject: s\r\n\r\nsecret\r\n");
+    memory_sink sink;
+    auto p = policies(2);
+    p[0].passthrough = config::passthrough_mode::never;
+    message_sealer sealer(p, "[...]", sink);
+    sealer.provide_keys(0, alice_keys());
+    sealer.write(smime.substr(0, 20));
+    EXPECT_TRUE(sink.opened.empty()) << "the header section is not complete yet";
+    sealer.write(smime.substr(20, smime.size() / 2 - 20));
+    EXPECT_EQ(sink.opened, std::vector<std::size_t>{0}) << "decided without waiting for the body";
+    sealer.provide_keys(1, alice_keys());
+    sealer.write(smime.substr(smime.size() / 2));
+    sealer.end_of_data();
+    EXPECT_EQ(sealer.recipient(0).decided->what, action::seal);
+    auto body = smime.substr(smime.find("\r\n\r\n") + 4);
+    auto sealed = open_sealed(sink.copies.at(0));
+    EXPECT_EQ(sealed.inner.substr(sealed.inner.size() - body.size()), body);
+    EXPECT_NE(sealed.inner.find("Content-Type: application/pkcs7-mime"), std::string::npos);
+    EXPECT_EQ(sealer.recipient(1).decided->what, action::passthrough);
 }
 
 TEST(message_sealer, malformed_messages_are_sealed_whole) {

@@ -179,13 +179,21 @@ enum class header_mode { keep, protect };
 /// The formats a copy can be sealed in (seal/formats.hpp registers their implementations).
 enum class seal_format { smime, openpgp };
 
+/// What is done with mail that is already encrypted.
+enum class passthrough_mode {
+    verified, ///< stored as received once its structure shows it is (seal/encrypted.hpp)
+    never,    ///< sealed like plaintext: one layer under the operator's control
+};
+
 std::string_view to_string(no_key_action);
 std::string_view to_string(header_mode);
 std::string_view to_string(seal_format);
+std::string_view to_string(passthrough_mode);
 
 /// The sealing policy of one recipient.
 struct seal_policy {
     no_key_action on_no_key = no_key_action::plain;
+    passthrough_mode passthrough = passthrough_mode::verified;
     header_mode headers = header_mode::keep;
     /// The formats to look keys up for, in order of preference: a recipient with usable keys
     /// of several formats gets one copy, in the first of them.
@@ -204,6 +212,7 @@ struct seal_rule {
     /// dropped, lowercased when mailbox.lowercase_local_part is set).
     std::string match;
     std::optional<no_key_action> on_no_key;
+    std::optional<passthrough_mode> passthrough;
     std::optional<seal::smime::content_cipher> cipher;
     std::optional<seal::smime::rsa_padding> padding;
     std::optional<header_mode> headers;

@@ -92,72 +92,30 @@ std::string_view to_string(encrypted_form);
 struct classification {
     /// The form the header section claims (none: plaintext).
     encrypted_form form = encrypted_form::none;
-    /// How the body must confirm the claim before the message counts as encrypted; a message
-    /// whose body does not is sealed. Labels alone are never trusted for an S/MIME object or
-    /// an inline PGP message: a plaintext body under them would be stored in clear.
-    enum class body_check { none, cms, armour } check = body_check::none;
+    /// How the body must confirm the claim before the message counts as encrypted
+    /// (seal/encrypted.hpp); a message whose body does not is sealed. A label alone is never
+    /// trusted: a plaintext body under it would be stored in clear.
+    enum class body_check { none, cms, armour, pgp_mime } check = body_check::none;
+    /// The multipart boundary, for pgp_mime.
+    std::string boundary;
 };
+
+/// A Content-Type value as gmime parses it (RFC 2045 §5.1, RFC 2231 parameters, quoting and
+/// comments): lowercase type and subtype, and the parameters sealing reads.
+struct media_type {
+    std::string type;
+    std::string subtype;
+    std::string smime_type; ///< lowercase
+    std::string protocol;   ///< lowercase
+    std::string boundary;   ///< as written
+};
+/// Null when gmime cannot parse the value. Requires gmime_library to be alive.
+std::optional<media_type> parse_media_type(const std::string& value);
 
 /// Classifies by the top-level Content-Type and Content-Transfer-Encoding, parsed with gmime.
 /// Requires gmime_library to be alive. A header section with more than one Content-Type or
 /// Content-Transfer-Encoding field is plaintext: readers disagree on which one counts.
 classification classify(const header_section& headers);
-
-/// Shared by the body checks: fed the canonical body in pieces, they tell as early as they can
-/// whether the body is what the header section claims.
-class body_scanner {
-public:
-    virtual ~body_scanner() = default;
-    virtual void feed(std::string_view canonical_body) = 0;
-    /// True once the body is known to be encrypted content (before its end, when it can).
-    virtual bool confirmed() const = 0;
-    /// False as soon as the body cannot be encrypted content any more.
-    virtual bool still_possible() const = 0;
-    /// The verdict once the whole body was fed.
-    virtual bool finish() = 0;
-};
-
-/// Whether a text body is an ASCII-armoured OpenPGP encrypted message (RFC 4880 §6.2) from its
-/// first non-blank line to its end: the BEGIN PGP MESSAGE line, armour headers (Version,
-/// Comment, MessageID, Hash, Charset), an empty line, radix-64 lines of at most 76 characters
-/// (each but the last a multiple of 4), an optional checksum, the END line, then only blank
-/// lines; and the first packet is a public-key or symmetric-key encrypted session key (tags 1,
-/// 3), so a signed or compressed-only PGP MESSAGE is not taken for an encrypted one. Anything
-/// else — a quoted armour block inside other text, text after the END line, a line inside that
-/// is not radix-64 — is not.
-class armour_scanner final : public body_scanner {
-public:
-    void feed(std::string_view canonical_body) override;
-    bool confirmed() const override { return false; }
-    bool still_possible() const override { return state_ != state::rejected; }
-    bool finish() override;
-
-private:
-    enum class state { leading, headers, data, trailing, rejected };
-    void line(std::string_view text);
-
-    state state_ = state::leading;
-    std::string partial_;
-    std::size_t data_lines_ = 0;
-    bool short_line_seen_ = false;
-};
-
-/// Whether a base64 body starts with a CMS ContentInfo of type envelopedData (RFC 5652 §6) or
-/// authEnvelopedData (RFC 5083): the DER/BER SEQUENCE header and the content type OID.
-class cms_scanner final : public body_scanner {
-public:
-    void feed(std::string_view canonical_body) override;
-    bool confirmed() const override { return verdict_ == verdict::yes; }
-    bool still_possible() const override { return verdict_ != verdict::no; }
-    bool finish() override;
-
-private:
-    enum class verdict { undecided, yes, no };
-    void judge();
-
-    verdict verdict_ = verdict::undecided;
-    std::string base64_;
-};
 
 /// gmime's process-wide initialisation (g_mime_init / g_mime_shutdown): construct one in
 /// main() before any thread starts, as gmime requires.

@@ -7,9 +7,11 @@
 /// section, whether the message is already encrypted, and the recipient's keys. Until then the
 /// canonical body is held in memory, bounded by `held_body_limit`; needs_keys() tells the
 /// caller to wait for the missing keys before writing more, so memory stays bounded and no
-/// plaintext is ever written anywhere to wait. A body that claims to be encrypted is held
-/// until it confirms it (classification::body_check); an inline PGP message only can at its
-/// end, so one larger than the bound is sealed (a second layer, never a loss).
+/// plaintext is ever written anywhere to wait. A body that claims to be encrypted is known to
+/// be only at its end (seal/encrypted.hpp): beyond the bound, it waits in an
+/// encrypted_scratch file, unreadable at rest; if that file cannot be made, the message is
+/// sealed (a second layer, never a loss). A recipient whose policy has passthrough = never
+/// does not wait for the verdict: everything is sealed for it.
 ///
 /// Failure policy: a copy that cannot be produced (OpenSSL) or stored (the sink) ends for that
 /// recipient only, with the reply to give; the others go on.
@@ -24,7 +26,9 @@
 
 #include <mailseal/config/config.hpp>
 #include <mailseal/lmtp/reply.hpp>
+#include <mailseal/seal/encrypted.hpp>
 #include <mailseal/seal/message.hpp>
+#include <mailseal/seal/scratch.hpp>
 #include <mailseal/seal/seal.hpp>
 
 namespace mailseal::seal {
@@ -82,8 +86,15 @@ public:
     std::size_t recipients() const { return recipients_.size(); }
 
 private:
-    void decide(std::size_t index);
+    /// True when the recipient's copy was opened (it then needs the body so far).
+    bool decide(std::size_t index);
     void decide_all();
+    /// Sends the body so far (scratch file, then memory) to the newly decided recipients.
+    void send_backlog(const std::vector<std::size_t>& fresh);
+    bool ready_to_decide(const recipient_state& r) const;
+    /// The body claims encryption and is longer than the bound: wait in a scratch file.
+    void spill();
+    void unverified(std::string_view why);
     void send(std::size_t index, std::string_view bytes);
     void fail(std::size_t index, lmtp::reply why, std::string detail);
     bool flush(std::size_t index);
@@ -101,8 +112,10 @@ private:
     /// The form the header section claims, and the body check that must confirm it.
     encrypted_form claimed_ = encrypted_form::none;
     std::unique_ptr<body_scanner> check_;
-    /// Canonical body bytes since the header section, while some copy is undecided.
+    /// Canonical body bytes since the header section, while some copy is undecided: in memory,
+    /// or past held_body_limit, while the form is unknown, in the scratch file.
     std::string held_;
+    std::optional<encrypted_scratch> spilled_;
     /// Scratch buffers, reused; wiped after each use.
     std::string canonical_;
     std::string body_;

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <mailseal/seal/encrypted.hpp>
 #include <mailseal/seal/openpgp/evaluate.hpp>
 #include <mailseal/seal/openpgp/pgp_mime.hpp>
 
@@ -160,6 +161,28 @@ TEST(pgp_mime, layout_is_rfc3156) {
         EXPECT_LE(end - start, 76u) << body.substr(start, end - start);
         EXPECT_EQ(body.substr(start, end - start).find('\n'), std::string::npos);
         start = end + 2;
+    }
+}
+
+TEST(pgp_mime, a_sealed_copy_counts_as_already_encrypted) {
+    // Real packets from librnp, RSA and Curve25519, small and large (partial lengths).
+    for (const auto& [k, address] :
+         {std::pair{&alice(), "alice@example.org"}, std::pair{&bob(), "bob@example.org"}}) {
+        for (std::size_t size : {10ul, 200000ul}) {
+            auto body = seal_text(keys_of(*k, address), plaintext_of(size), 4096);
+            auto split = body.find("\r\n\r\n");
+            header_scanner scanner(4096);
+            std::string rest;
+            scanner.feed(body.substr(0, split + 4), rest);
+            auto c = classify(scanner.section());
+            ASSERT_EQ(c.form, encrypted_form::pgp_mime);
+            auto scanner_of_body = make_body_scanner(c);
+            scanner_of_body->feed(body.substr(split + 4));
+            EXPECT_TRUE(scanner_of_body->finish()) << size;
+            armour_scanner inline_form;
+            inline_form.feed(armour_of(body));
+            EXPECT_TRUE(inline_form.finish()) << size;
+        }
     }
 }
 
