@@ -8,27 +8,26 @@
 namespace mailseal::seal {
 namespace {
 
-int base64_value(char c) {
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
+// What each octet is in base64 text: a digit's value, white space, the padding, or neither.
+constexpr unsigned char base64_space = 64;
+constexpr unsigned char base64_pad = 65;
+constexpr unsigned char base64_invalid = 255;
+constexpr auto base64_table = [] {
+    std::array<unsigned char, 256> t{};
+    t.fill(base64_invalid);
+    const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (unsigned char i = 0; i < 64; ++i) {
+        t[static_cast<unsigned char>(alphabet[i])] = i;
     }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
+    for (char c : {' ', '\t', '\r', '\n'}) {
+        t[static_cast<unsigned char>(c)] = base64_space;
     }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '+') {
-        return 62;
-    }
-    if (c == '/') {
-        return 63;
-    }
-    return -1;
-}
+    t['='] = base64_pad;
+    return t;
+}();
 
-bool is_space(char c) {
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+bool is_base64_digit(char c) {
+    return base64_table[static_cast<unsigned char>(c)] < 64;
 }
 
 std::string_view trim_end(std::string_view s) {
@@ -77,44 +76,41 @@ bool known_version(int tag, unsigned char version) {
 } // namespace
 
 bool base64_stream::feed(std::string_view text, std::string& out) {
+    if (failed_) {
+        return false;
+    }
+    // Written through a pointer into room made once: this loop sees every octet of an S/MIME
+    // body.
+    auto start = out.size();
+    out.resize(start + (text.size() + 3) / 4 * 3 + 3);
+    char* w = out.data() + start;
     for (char c : text) {
-        if (failed_) {
-            return false;
-        }
-        if (is_space(c)) {
-            continue;
-        }
-        if (c == '=') {
-            // Padding completes a group of two or three characters, and ends the data.
-            if (held_ < 2 || held_ + padding_ >= 4) {
-                failed_ = true;
-                continue;
+        auto v = base64_table[static_cast<unsigned char>(c)];
+        if (v < 64 && padding_ == 0) {
+            bits_ = (bits_ << 6) | v;
+            if (++held_ == 4) {
+                *w++ = static_cast<char>(bits_ >> 16);
+                *w++ = static_cast<char>(bits_ >> 8);
+                *w++ = static_cast<char>(bits_);
+                held_ = 0;
+                bits_ = 0;
             }
-            ++padding_;
-            if (held_ + padding_ == 4) {
-                if (held_ == 2) {
-                    out += static_cast<char>(bits_ >> 4);
-                } else {
-                    out += static_cast<char>(bits_ >> 10);
-                    out += static_cast<char>(bits_ >> 2);
+        } else if (v == base64_space) {
+            continue;
+        } else if (v == base64_pad && held_ >= 2 && held_ + padding_ < 4) {
+            // Padding completes a group of two or three characters, and ends the data.
+            if (held_ + ++padding_ == 4) {
+                *w++ = static_cast<char>(held_ == 2 ? bits_ >> 4 : bits_ >> 10);
+                if (held_ == 3) {
+                    *w++ = static_cast<char>(bits_ >> 2);
                 }
             }
-            continue;
-        }
-        int v = base64_value(c);
-        if (v < 0 || padding_ > 0) {
+        } else {
             failed_ = true;
-            continue;
-        }
-        bits_ = (bits_ << 6) | static_cast<std::uint32_t>(v);
-        if (++held_ == 4) {
-            out += static_cast<char>(bits_ >> 16);
-            out += static_cast<char>(bits_ >> 8);
-            out += static_cast<char>(bits_);
-            held_ = 0;
-            bits_ = 0;
+            break;
         }
     }
+    out.resize(static_cast<std::size_t>(w - out.data()));
     return !failed_;
 }
 
@@ -666,8 +662,7 @@ void armour_scanner::line(std::string_view text) {
         }
         if (t.front() == '=' && t.size() == 5) {
             // The CRC-24 checksum: radix-64 too, but no part of the data.
-            checksum_seen_ =
-                std::all_of(t.begin() + 1, t.end(), [](char c) { return base64_value(c) >= 0; });
+            checksum_seen_ = std::all_of(t.begin() + 1, t.end(), is_base64_digit);
             state_ = checksum_seen_ ? state::data : state::rejected;
             return;
         }
