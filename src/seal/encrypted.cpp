@@ -44,6 +44,19 @@ bool is_blank(std::string_view line) {
 constexpr std::size_t max_line = 1000;
 /// A part's header section in a PGP/MIME body: clients write a few short fields.
 constexpr std::size_t max_part_headers = 16 * 1024;
+/// Part 1's body: "Version: 1", a few line ends, at most an encoding's worth more.
+constexpr std::size_t max_control_body = 1024;
+/// Armour headers: tools write none to a few (Version, Comment, Charset); their values are
+/// stored in clear, so a message may not hide a document there.
+constexpr std::size_t max_armour_header_lines = 16;
+/// Session key packets: a PKESK for RSA-16384 is 2,060 octets; a message to 256 recipients
+/// is far beyond any mailing a client encrypts. Both bound what a sender can place outside
+/// the encrypted data.
+constexpr std::uint64_t max_session_key_packet = 2560;
+constexpr std::size_t max_session_key_packets = 256;
+/// A session key packet's first octets (version, key ID, algorithms) are not random; what
+/// follows in a long one is an encrypted session key, which is.
+constexpr std::uint64_t session_key_header = 16;
 
 // OpenPGP packet tags (RFC 9580 §5).
 constexpr int tag_pkesk = 1;
@@ -129,6 +142,101 @@ bool base64_stream::finish(std::string& out) {
     return true;
 }
 
+namespace {
+
+bool is_hex(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
+}
+
+int hex_value(char c) {
+    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+} // namespace
+
+transfer_decoder::transfer_decoder(transfer_encoding encoding) : encoding_(encoding) {}
+
+bool transfer_decoder::feed(std::string_view text, std::string& out) {
+    switch (encoding_) {
+    case transfer_encoding::identity:
+        out.append(text);
+        return true;
+    case transfer_encoding::base64:
+        return base64_.feed(text, out);
+    case transfer_encoding::other:
+        return false;
+    case transfer_encoding::quoted_printable:
+        break;
+    }
+    // RFC 2045 §6.7: "=XX" is an octet, "=" at a line's end a soft line break.
+    for (char c : text) {
+        if (failed_) {
+            return false;
+        }
+        if (escape_.empty()) {
+            if (c == '=') {
+                escape_ = "=";
+            } else {
+                out += c;
+            }
+            continue;
+        }
+        escape_ += c;
+        if (escape_ == "=\r") {
+            continue;
+        }
+        if (escape_ == "=\r\n") {
+            escape_.clear();
+        } else if (escape_.size() == 2 && !is_hex(c)) {
+            failed_ = true;
+        } else if (escape_.size() == 3) {
+            if (!is_hex(c) || escape_[1] == '\r') {
+                failed_ = true;
+            } else {
+                out += static_cast<char>(hex_value(escape_[1]) * 16 + hex_value(c));
+                escape_.clear();
+            }
+        }
+    }
+    return !failed_;
+}
+
+bool transfer_decoder::finish(std::string& out) {
+    if (encoding_ == transfer_encoding::base64) {
+        return base64_.finish(out);
+    }
+    return !failed_ && escape_.empty() && encoding_ != transfer_encoding::other;
+}
+
+void randomness_probe::feed(std::string_view bytes) {
+    constexpr std::size_t sample = 4096;
+    auto n = std::min(bytes.size(), sample - sampled_);
+    for (std::size_t i = 0; i < n; ++i) {
+        ++counts_[static_cast<unsigned char>(bytes[i])];
+    }
+    sampled_ += n;
+}
+
+bool randomness_probe::looks_random() const {
+    if (sampled_ < 256) {
+        return true;
+    }
+    // Pearson's chi-square with 255 degrees of freedom: mean 255, standard deviation about
+    // 22.6. The limit is 16 deviations above the mean.
+    double expected = static_cast<double>(sampled_) / 256.0;
+    double chi_square = 0;
+    for (auto c : counts_) {
+        double d = static_cast<double>(c) - expected;
+        chi_square += d * d / expected;
+    }
+    return chi_square <= 255.0 + 16.0 * 22.6;
+}
+
+void randomness_probe::reset() {
+    counts_.fill(0);
+    sampled_ = 0;
+}
+
 void openpgp_packet_check::feed(std::string_view bytes) {
     std::size_t i = 0;
     while (i < bytes.size() && state_ != state::rejected) {
@@ -176,13 +284,24 @@ void openpgp_packet_check::feed(std::string_view bytes) {
                     break;
                 }
             }
+            auto take = body_runs_to_end_ ? bytes.size() - i
+                                          : static_cast<std::size_t>(std::min<std::uint64_t>(
+                                                body_left_, bytes.size() - i));
+            auto piece = bytes.substr(i, take);
+            // The probes skip what is not random: a version octet, a session key packet's
+            // header.
+            std::uint64_t skip =
+                is_data_packet(tag_) ? (tag_ == tag_sed ? 0 : 1) : session_key_header;
+            if (body_offset_ + take > skip) {
+                auto from = body_offset_ < skip ? skip - body_offset_ : 0;
+                (is_data_packet(tag_) ? payload_ : session_key_).feed(piece.substr(from));
+            }
+            body_offset_ += take;
+            i += take;
             if (body_runs_to_end_) {
-                i = bytes.size();
                 break;
             }
-            auto take = std::min<std::uint64_t>(body_left_, bytes.size() - i);
             body_left_ -= take;
-            i += take;
             if (body_left_ == 0) {
                 if (partial_) {
                     state_ = state::length;
@@ -209,7 +328,10 @@ void openpgp_packet_check::start_packet(unsigned char first) {
     new_format_ = (first & 0x40) != 0;
     tag_ = new_format_ ? (first & 0x3f) : ((first >> 2) & 0x0f);
     if (tag_ == tag_pkesk || tag_ == tag_skesk) {
-        ++session_keys_;
+        if (++session_keys_ > max_session_key_packets) {
+            reject();
+            return;
+        }
     } else if (is_data_packet(tag_) && session_keys_ > 0) {
         phase_ = phase::data;
     } else {
@@ -218,6 +340,8 @@ void openpgp_packet_check::start_packet(unsigned char first) {
         return;
     }
     first_body_byte_ = true;
+    body_offset_ = 0;
+    session_key_.reset();
     partial_ = false;
     first_length_octet_ = 0;
     length_value_ = 0;
@@ -257,8 +381,15 @@ void openpgp_packet_check::begin_body(std::uint64_t length, bool partial) {
         reject();
         return;
     }
+    if (!continuation && phase_ == phase::session_keys && length > max_session_key_packet) {
+        reject();
+        return;
+    }
     partial_ = partial;
     body_left_ = length;
+    if (!continuation) {
+        body_length_ = length;
+    }
     state_ = state::body;
     if (length == 0) {
         if (!continuation) {
@@ -274,6 +405,9 @@ void openpgp_packet_check::packet_ended() {
     state_ = state::header;
     if (is_data_packet(tag_)) {
         phase_ = phase::done;
+    } else if (body_length_ >= session_key_header + 256 && !session_key_.looks_random()) {
+        // A long session key packet is an encrypted session key: text there is no key.
+        reject();
     }
 }
 
@@ -283,7 +417,7 @@ bool openpgp_packet_check::finish() {
     }
     bool whole = phase_ == phase::done && state_ == state::header;
     bool open_ended = phase_ == phase::data && body_runs_to_end_ && !first_body_byte_;
-    return whole || open_ended;
+    return (whole || open_ended) && payload_.looks_random();
 }
 
 namespace {
@@ -324,6 +458,9 @@ void cms_envelope_check::feed(std::string_view bytes) {
             auto take = std::min<std::uint64_t>(primitive_end_ - offset_, bytes.size() - i);
             if (capturing_oid_) {
                 oid_.append(bytes.substr(i, take));
+            }
+            if (probing_) {
+                payload_.feed(bytes.substr(i, take));
             }
             i += take;
             offset_ += take;
@@ -440,6 +577,7 @@ void cms_envelope_check::element_header_done() {
         // Encrypted content as one primitive string: count it in the element holding it.
         stack_.back().content_bytes += length_;
     }
+    probing_ = r == role::encrypted_content;
     capturing_oid_ = stack_.size() == 1 && stack_.back().what == role::content_info &&
                      stack_.back().children == 1;
     if (capturing_oid_ && length_ > 16) {
@@ -485,7 +623,7 @@ bool cms_envelope_check::child_role(const frame& parent, role& out) {
         // §2.1): the same four, then authAttrs [1] OPTIONAL, mac, unauthAttrs [2] OPTIONAL.
         auto& stage = stack_.back().stage;
         out = role::opaque;
-        if (stage == 0 && is(universal, tag_integer, false)) {
+        if (stage == 0 && is(universal, tag_integer, false) && length_ <= 2) {
             stage = 1;
         } else if (stage == 1 && is(context, 0, true)) {
             stage = 2;
@@ -579,7 +717,8 @@ void cms_envelope_check::close(const frame& f) {
 }
 
 bool cms_envelope_check::finish() {
-    return !rejected_ && complete_ && !in_primitive_ && part_ == header_part::identifier;
+    return !rejected_ && complete_ && !in_primitive_ && part_ == header_part::identifier &&
+           payload_.looks_random();
 }
 
 std::unique_ptr<body_scanner> make_body_scanner(const classification& c) {
@@ -589,6 +728,10 @@ std::unique_ptr<body_scanner> make_body_scanner(const classification& c) {
     case classification::body_check::cms:
         return std::make_unique<cms_scanner>();
     case classification::body_check::armour:
+        if (c.encoding != transfer_encoding::identity) {
+            return std::make_unique<decoded_scanner>(c.encoding,
+                                                     std::make_unique<armour_scanner>());
+        }
         return std::make_unique<armour_scanner>();
     case classification::body_check::pgp_mime:
         return std::make_unique<pgp_mime_scanner>(c.boundary);
@@ -596,14 +739,43 @@ std::unique_ptr<body_scanner> make_body_scanner(const classification& c) {
     return nullptr;
 }
 
+decoded_scanner::decoded_scanner(transfer_encoding encoding, std::unique_ptr<body_scanner> inner)
+    : decoder_(encoding), inner_(std::move(inner)) {}
+
+decoded_scanner::~decoded_scanner() {
+    util::wipe(decoded_);
+}
+
+void decoded_scanner::feed(std::string_view canonical_body) {
+    if (failed_) {
+        return;
+    }
+    failed_ = !decoder_.feed(canonical_body, decoded_);
+    inner_->feed(decoded_);
+    util::wipe(decoded_);
+}
+
+bool decoded_scanner::finish() {
+    if (failed_ || !decoder_.finish(decoded_)) {
+        return false;
+    }
+    inner_->feed(decoded_);
+    util::wipe(decoded_);
+    return inner_->finish();
+}
+
 void armour_scanner::feed(std::string_view canonical_body) {
     while (!canonical_body.empty() && state_ != state::rejected) {
         auto lf = canonical_body.find('\n');
+        // A line's length counts across pieces, so the verdict does not depend on where the
+        // body was cut.
+        auto length = partial_.size() + std::min(lf, canonical_body.size());
+        if (length > max_line) {
+            state_ = state::rejected;
+            return;
+        }
         if (lf == std::string_view::npos) {
             partial_.append(canonical_body);
-            if (partial_.size() > max_line) {
-                state_ = state::rejected;
-            }
             return;
         }
         partial_.append(canonical_body.substr(0, lf));
@@ -643,7 +815,8 @@ void armour_scanner::line(std::string_view text) {
             "Version: ", "Comment: ", "MessageID: ", "Hash: ", "Charset: "};
         bool known = std::any_of(keys.begin(), keys.end(),
                                  [&](const char* k) { return util::istarts_with(t, k); });
-        state_ = known ? state::headers : state::rejected;
+        state_ =
+            known && ++header_lines_ <= max_armour_header_lines ? state::headers : state::rejected;
         return;
     }
     case state::data:
@@ -666,8 +839,12 @@ void armour_scanner::line(std::string_view text) {
             state_ = checksum_seen_ ? state::data : state::rejected;
             return;
         }
-        // Only the last data line may be short.
-        if (short_line_seen_ || !radix64_.feed(t, decoded_)) {
+        // Only the last data line may be short, and none holds white space (RFC 4880 §6.3):
+        // words separated by spaces are text, whatever their letters.
+        if (short_line_seen_ ||
+            !std::all_of(t.begin(), t.end(),
+                         [](char c) { return is_base64_digit(c) || c == '='; }) ||
+            !radix64_.feed(t, decoded_)) {
             state_ = state::rejected;
             return;
         }
@@ -730,14 +907,6 @@ bool is_boilerplate(std::string_view line) {
     return std::any_of(known.begin(), known.end(), [&](const char* k) { return t == k; });
 }
 
-bool is_identity_encoding(const header_field* f) {
-    if (f == nullptr) {
-        return true;
-    }
-    auto e = util::ascii_lower(f->value());
-    return e == "7bit" || e == "8bit" || e == "binary";
-}
-
 } // namespace
 
 pgp_mime_scanner::pgp_mime_scanner(std::string boundary) : boundary_(std::move(boundary)) {}
@@ -751,11 +920,13 @@ pgp_mime_scanner::~pgp_mime_scanner() {
 void pgp_mime_scanner::feed(std::string_view canonical_body) {
     while (!canonical_body.empty() && state_ != state::rejected) {
         auto lf = canonical_body.find('\n');
+        auto length = partial_.size() + std::min(lf, canonical_body.size());
+        if (length > max_line) {
+            state_ = state::rejected;
+            return;
+        }
         if (lf == std::string_view::npos) {
             partial_.append(canonical_body);
-            if (partial_.size() > max_line) {
-                state_ = state::rejected;
-            }
             return;
         }
         partial_.append(canonical_body.substr(0, lf + 1));
@@ -815,28 +986,16 @@ void pgp_mime_scanner::line(std::string_view text, std::string_view with_end) {
         }
         return;
     case state::control_body:
-        if (kind == delimiter::part && version_seen_) {
-            state_ = state::data_headers;
-        } else if (kind != delimiter::none) {
-            state_ = state::rejected;
-        } else if (trim_end(text) == "Version: 1" && !version_seen_) {
-            version_seen_ = true;
-        } else if (!is_blank(text)) {
+        if (kind == delimiter::part) {
+            state_ = control_part_ok() ? state::data_headers : state::rejected;
+        } else if (kind != delimiter::none || !decoder_->feed(with_end, decoded_) ||
+                   decoded_.size() > max_control_body) {
             state_ = state::rejected;
         }
         return;
     case state::data_body: {
         if (kind == delimiter::close) {
-            bool ok = false;
-            if (armour_) {
-                ok = armour_->finish();
-            } else {
-                ok = base64_->finish(decoded_);
-                packets_.feed(decoded_);
-                util::wipe(decoded_);
-                ok = ok && packets_.finish();
-            }
-            state_ = ok ? state::epilogue : state::rejected;
+            state_ = data_finished() ? state::epilogue : state::rejected;
             return;
         }
         if (kind != delimiter::none) {
@@ -844,17 +1003,9 @@ void pgp_mime_scanner::line(std::string_view text, std::string_view with_end) {
             state_ = state::rejected;
             return;
         }
-        bool possible = false;
-        if (armour_) {
-            armour_->feed(with_end);
-            possible = armour_->still_possible();
-        } else {
-            possible = base64_->feed(with_end, decoded_);
-            packets_.feed(decoded_);
-            util::wipe(decoded_);
-            possible = possible && packets_.still_possible();
-        }
-        if (!possible) {
+        bool ok = decoder_->feed(with_end, decoded_) && data(decoded_);
+        util::wipe(decoded_);
+        if (!ok) {
             state_ = state::rejected;
         }
         return;
@@ -867,6 +1018,63 @@ void pgp_mime_scanner::line(std::string_view text, std::string_view with_end) {
     case state::rejected:
         return;
     }
+}
+
+bool pgp_mime_scanner::control_part_ok() {
+    if (!decoder_->finish(decoded_)) {
+        return false;
+    }
+    // "Version: 1" once, and only line ends around it.
+    bool version_seen = false;
+    std::string_view rest(decoded_);
+    while (!rest.empty()) {
+        auto lf = rest.find('\n');
+        auto line = rest.substr(0, lf);
+        rest.remove_prefix(lf == std::string_view::npos ? rest.size() : lf + 1);
+        if (!line.empty() && line.back() == '\r') {
+            line.remove_suffix(1);
+        }
+        if (trim_end(line) == "Version: 1" && !version_seen) {
+            version_seen = true;
+        } else if (!is_blank(line)) {
+            return false;
+        }
+    }
+    decoded_.clear();
+    return version_seen;
+}
+
+bool pgp_mime_scanner::data(std::string_view decoded) {
+    if (!armour_ && !packets_ && !decoded.empty()) {
+        // Armour starts with a line (blank, or BEGIN); a binary message with a packet tag.
+        auto first = decoded.front();
+        if (first == '-' || first == '\r' || first == '\n' || first == ' ' || first == '\t') {
+            armour_ = std::make_unique<armour_scanner>();
+        } else {
+            packets_ = std::make_unique<openpgp_packet_check>();
+        }
+    }
+    if (armour_) {
+        armour_->feed(decoded);
+        return armour_->still_possible();
+    }
+    if (packets_) {
+        packets_->feed(decoded);
+        return packets_->still_possible();
+    }
+    return true;
+}
+
+bool pgp_mime_scanner::data_finished() {
+    bool ok = decoder_->finish(decoded_) && data(decoded_);
+    util::wipe(decoded_);
+    if (!ok) {
+        return false;
+    }
+    if (armour_) {
+        return armour_->finish();
+    }
+    return packets_ && packets_->finish();
 }
 
 void pgp_mime_scanner::headers_ended() {
@@ -883,29 +1091,23 @@ void pgp_mime_scanner::headers_ended() {
         encodings += f.is("Content-Transfer-Encoding") ? 1 : 0;
     }
     auto type = section.find("Content-Type");
-    auto media = type != nullptr ? parse_media_type(type->value()) : std::nullopt;
-    const header_field* encoding = section.find("Content-Transfer-Encoding");
+    auto media = type != nullptr ? parse_media_type(*type) : std::nullopt;
+    auto encoding = transfer_encoding_of(section.find("Content-Transfer-Encoding"));
+    // Any transfer encoding but an unknown one: K-9 Mail writes part 1 in quoted-printable,
+    // emailjs (Mailvelope) writes both parts in base64.
     if (!scanner.complete() || !body.empty() || types != 1 || encodings > 1 || !media ||
-        media->type != "application") {
+        media->ambiguous || media->type != "application" || encoding == transfer_encoding::other) {
         state_ = state::rejected;
         return;
     }
-    if (state_ == state::control_headers) {
-        bool ok = media->subtype == "pgp-encrypted" && is_identity_encoding(encoding);
-        state_ = ok ? state::control_body : state::rejected;
+    bool control = state_ == state::control_headers;
+    if (media->subtype != (control ? "pgp-encrypted" : "octet-stream")) {
+        state_ = state::rejected;
         return;
     }
-    if (media->subtype != "octet-stream") {
-        state_ = state::rejected;
-    } else if (is_identity_encoding(encoding)) {
-        armour_ = std::make_unique<armour_scanner>();
-        state_ = state::data_body;
-    } else if (util::ascii_lower(encoding->value()) == "base64") {
-        base64_ = std::make_unique<base64_stream>();
-        state_ = state::data_body;
-    } else {
-        state_ = state::rejected;
-    }
+    decoder_ = std::make_unique<transfer_decoder>(encoding);
+    decoded_.clear();
+    state_ = control ? state::control_body : state::data_body;
 }
 
 } // namespace mailseal::seal

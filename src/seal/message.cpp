@@ -169,7 +169,15 @@ std::string_view to_string(encrypted_form f) {
     return "unknown";
 }
 
-std::optional<media_type> parse_media_type(const std::string& value) {
+std::optional<media_type> parse_media_type(const header_field& field) {
+    bool seven_bit = std::all_of(field.raw.begin(), field.raw.end(), [](char c) {
+        auto u = static_cast<unsigned char>(c);
+        return (u >= 32 && u < 127) || c == '\t' || c == '\r' || c == '\n';
+    });
+    if (!seven_bit) {
+        return std::nullopt;
+    }
+    auto value = field.value();
     std::unique_ptr<GMimeContentType, gobject_deleter> parsed(
         g_mime_content_type_parse(nullptr, value.c_str()));
     if (!parsed) {
@@ -190,7 +198,45 @@ std::optional<media_type> parse_media_type(const std::string& value) {
     if (const char* b = g_mime_content_type_get_parameter(parsed.get(), "boundary")) {
         out.boundary = b;
     }
+    GMimeParamList* list = g_mime_content_type_get_parameters(parsed.get());
+    std::size_t boundaries = 0;
+    std::size_t protocols = 0;
+    std::size_t smime_types = 0;
+    for (int i = 0; list != nullptr && i < g_mime_param_list_length(list); ++i) {
+        const char* name = g_mime_param_get_name(g_mime_param_list_get_parameter_at(list, i));
+        std::string_view n = name != nullptr ? name : "";
+        boundaries += util::iequals(n, "boundary") ? 1 : 0;
+        protocols += util::iequals(n, "protocol") ? 1 : 0;
+        smime_types += util::iequals(n, "smime-type") ? 1 : 0;
+    }
+    out.ambiguous = boundaries > 1 || protocols > 1 || smime_types > 1;
     return out;
+}
+
+bool valid_boundary(std::string_view boundary) {
+    // bchars := bcharsnospace / " ", bcharsnospace := DIGIT / ALPHA / "'" / "(" / ")" / "+" /
+    // "_" / "," / "-" / "." / "/" / ":" / "=" / "?"
+    static constexpr std::string_view punctuation = "'()+_,-./:=? ";
+    auto allowed = [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+               punctuation.find(c) != std::string_view::npos;
+    };
+    return !boundary.empty() && boundary.size() <= 70 && boundary.back() != ' ' &&
+           std::all_of(boundary.begin(), boundary.end(), allowed);
+}
+
+transfer_encoding transfer_encoding_of(const header_field* field) {
+    if (field == nullptr) {
+        return transfer_encoding::identity;
+    }
+    auto e = util::ascii_lower(field->value());
+    if (e == "7bit" || e == "8bit" || e == "binary") {
+        return transfer_encoding::identity;
+    }
+    if (e == "base64") {
+        return transfer_encoding::base64;
+    }
+    return e == "quoted-printable" ? transfer_encoding::quoted_printable : transfer_encoding::other;
 }
 
 classification classify(const header_section& headers) {
@@ -201,40 +247,48 @@ classification classify(const header_section& headers) {
         types += f.is("Content-Type") ? 1 : 0;
         encodings += f.is("Content-Transfer-Encoding") ? 1 : 0;
     }
-    if (types > 1 || encodings > 1) {
+    if (types > 1 || encodings > 1 || !headers.has_separator) {
         return out;
     }
     const header_field* type_field = headers.find("Content-Type");
-    const header_field* encoding_field = headers.find("Content-Transfer-Encoding");
     // RFC 2045 §5.2: no Content-Type means text/plain; us-ascii. An unparsable one is
     // treated the same way by readers, so it gets the same (body) check.
-    media_type media{"text", "plain", {}, {}, {}};
+    media_type media{"text", "plain", {}, {}, {}, false};
     if (type_field != nullptr) {
-        if (auto parsed = parse_media_type(type_field->value())) {
+        if (auto parsed = parse_media_type(*type_field)) {
             media = std::move(*parsed);
         }
     }
-    std::string encoding =
-        encoding_field ? util::ascii_lower(encoding_field->value()) : std::string("7bit");
-    bool identity = encoding == "7bit" || encoding == "8bit" || encoding == "binary";
+    if (media.ambiguous) {
+        return out;
+    }
+    auto encoding = transfer_encoding_of(headers.find("Content-Transfer-Encoding"));
     if (media.type == "multipart" && media.subtype == "encrypted") {
         // RFC 3156 §4: PGP/MIME names its protocol; other multipart/encrypted protocols are
         // not known to carry ciphertext. A multipart is never transfer-encoded (RFC 2045
         // §6.4).
-        if (media.protocol == "application/pgp-encrypted" && identity && !media.boundary.empty()) {
-            out = {encrypted_form::pgp_mime, classification::body_check::pgp_mime, media.boundary};
+        if (media.protocol == "application/pgp-encrypted" &&
+            encoding == transfer_encoding::identity && valid_boundary(media.boundary)) {
+            out.form = encrypted_form::pgp_mime;
+            out.check = classification::body_check::pgp_mime;
+            out.boundary = media.boundary;
         }
     } else if (media.type == "application" &&
                (media.subtype == "pkcs7-mime" || media.subtype == "x-pkcs7-mime")) {
-        if (encoding == "base64" && media.smime_type == "enveloped-data") {
-            out = {encrypted_form::smime_enveloped, classification::body_check::cms, {}};
-        } else if (encoding == "base64" && media.smime_type == "authenveloped-data") {
-            out = {encrypted_form::smime_authenveloped, classification::body_check::cms, {}};
+        if (encoding == transfer_encoding::base64 && media.smime_type == "enveloped-data") {
+            out.form = encrypted_form::smime_enveloped;
+            out.check = classification::body_check::cms;
+        } else if (encoding == transfer_encoding::base64 &&
+                   media.smime_type == "authenveloped-data") {
+            out.form = encrypted_form::smime_authenveloped;
+            out.check = classification::body_check::cms;
         }
-    } else if (media.type == "text" && identity) {
-        // An armour block survives only an identity encoding unchanged; a base64 or
-        // quoted-printable text part is sealed (a second layer, never a lost message).
-        out = {encrypted_form::pgp_inline, classification::body_check::armour, {}};
+    } else if (media.type == "text" && encoding != transfer_encoding::other) {
+        // Armour under an encoding is checked once decoded: K-9 Mail and webmails write
+        // quoted-printable or base64 text parts.
+        out.form = encrypted_form::pgp_inline;
+        out.check = classification::body_check::armour;
+        out.encoding = encoding;
     }
     return out;
 }

@@ -2,7 +2,8 @@
 
 Every message goes over LMTP to two recipients with keys on the DNSSEC test bed (dnsbed.py):
 alice@signed.test (S/MIME) and quinn@signed.test (OpenPGP). What each test is for:
-- real ciphertext, made at test time by each real tool and wrapped the way its clients send it,
+- real ciphertext, made at test time by each real tool and wrapped the way its clients send it
+  (K-9 Mail's quoted-printable version part, emailjs's base64 armour included),
   is stored byte-identical after the trace fields with `Mailseal: passthrough; form=...`:
   OpenSSL's own S/MIME output (EnvelopedData definite and `-stream` indefinite-length,
   AuthEnvelopedData with AES-GCM, two recipients, an EC recipient), gpgsm's and NSS cmsutil's
@@ -24,6 +25,7 @@ alice@signed.test (S/MIME) and quinn@signed.test (OpenPGP). What each test is fo
 
 import base64
 import os
+import quopri
 import secrets
 import shutil
 import subprocess
@@ -245,6 +247,23 @@ class RealCiphertextTest(PassthroughCase):
             ("inline, RSA",
              pgp_inline_message("gpg", self.gpg_encrypt(b"Sealed by GnuPG.\r\n", PAUL)),
              "pgp-inline"),
+            # K-9 Mail (Thunderbird for Android) writes the version part in quoted-printable.
+            ("PGP/MIME, quoted-printable version part",
+             pgp_mime_message("gpg", self.gpg_encrypt(plain, QUINN)).replace(
+                 b"Content-Description: PGP/MIME version identification\r\n",
+                 b"Content-Transfer-Encoding: quoted-printable\r\n"), "pgp-mime"),
+            # emailjs (older Mailvelope) base64-encodes the armour itself.
+            ("PGP/MIME, armour in base64",
+             pgp_mime_message("gpg", b"", part2_fields=b"Content-Transfer-Encoding: base64\r\n",
+                              part2_body=base64.encodebytes(crlf(self.gpg_encrypt(
+                                  plain, QUINN))).replace(b"\n", b"\r\n").rstrip()),
+             "pgp-mime"),
+            ("inline, quoted-printable",
+             entity_message("gpg", quopri.encodestring(crlf(self.gpg_encrypt(
+                 b"Sealed by GnuPG.\r\n", PAUL))).replace(b"\n", b"\r\n").replace(
+                     b"\r\r\n", b"\r\n"),
+                 b"text/plain; charset=UTF-8",
+                 b"Content-Transfer-Encoding: quoted-printable\r\n"), "pgp-inline"),
         ]
         for name, data, form in cases:
             with self.subTest(name):

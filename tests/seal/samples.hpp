@@ -3,6 +3,7 @@
 /// Encrypted content built by hand for the body checks' tests: OpenPGP packets (RFC 9580
 /// §4.2) whose bodies are only long enough for the checks, armour, and PGP/MIME bodies.
 
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 
@@ -27,6 +28,18 @@ inline std::string base64(const std::string& data, std::size_t line = 76) {
     std::string out;
     for (std::size_t i = 0; i < encoded.size(); i += line) {
         out += encoded.substr(i, line) + "\r\n";
+    }
+    return out;
+}
+
+/// `n` octets that look random (xorshift64), the same each run: encrypted data stand-ins.
+inline std::string random_bytes(std::size_t n, std::uint64_t seed = 88172645463325252ull) {
+    std::string out;
+    for (std::size_t i = 0; i < n; ++i) {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out += static_cast<char>(seed >> 24);
     }
     return out;
 }

@@ -42,6 +42,74 @@ bool verdict(const std::string& input, const std::string& label) {
     return whole;
 }
 
+TEST(transfer_decoder, undoes_each_encoding_across_pieces) {
+    struct row {
+        transfer_encoding encoding;
+        std::string text;
+        bool ok;
+        std::string want;
+    };
+    for (const auto& r : std::vector<row>{
+             {transfer_encoding::identity, "as =is\r\n", true, "as =is\r\n"},
+             {transfer_encoding::base64, "aGk=\r\n", true, "hi"},
+             {transfer_encoding::quoted_printable, "Version: 1=0D=0A\r\n", true,
+              "Version: 1\r\n\r\n"},
+             {transfer_encoding::quoted_printable, "=3DnjUN\r\nsoft=\r\nbreak\r\n", true,
+              "=njUN\r\nsoftbreak\r\n"},
+             {transfer_encoding::quoted_printable, "bad =G1\r\n", false, ""},
+             {transfer_encoding::quoted_printable, "bad =\rx\n", false, ""},
+             {transfer_encoding::quoted_printable, "ends in =", false, ""},
+             {transfer_encoding::other, "x", false, ""},
+         }) {
+        for (std::size_t step : {0u, 1u, 2u}) {
+            transfer_decoder d(r.encoding);
+            std::string out;
+            bool ok = true;
+            if (step == 0) {
+                ok = d.feed(r.text, out);
+            } else {
+                for (std::size_t i = 0; i < r.text.size(); i += step) {
+                    ok = d.feed(std::string_view(r.text).substr(i, step), out) && ok;
+                }
+            }
+            ok = d.finish(out) && ok;
+            EXPECT_EQ(ok, r.ok) << r.text << " step " << step;
+            if (r.ok) {
+                EXPECT_EQ(out, r.want) << r.text << " step " << step;
+            }
+        }
+    }
+}
+
+TEST(randomness_probe, tells_ciphertext_from_text) {
+    auto random = [](const std::string& b) {
+        randomness_probe p;
+        p.feed(b);
+        return p.looks_random();
+    };
+    for (std::uint64_t seed = 1; seed <= 200; ++seed) {
+        for (std::size_t n : {256u, 1000u, 4096u, 100000u}) {
+            ASSERT_TRUE(random(random_bytes(n, seed * 7919))) << seed << " " << n;
+        }
+    }
+    std::string prose;
+    while (prose.size() < 300) {
+        prose += "Meet me at the old bridge at nine, bring the documents. ";
+    }
+    EXPECT_FALSE(random(prose));
+    EXPECT_FALSE(random(std::string(256, '\0')));
+    // Bytes decoded from text made of base64 letters are no ciphertext either.
+    std::string letters;
+    for (std::size_t i = 0; letters.size() < 1024; ++i) {
+        letters += "MeetmeattheoldbridgeatnineBringthedocuments"[i % 43];
+    }
+    std::string decoded;
+    base64_stream b;
+    ASSERT_TRUE(b.feed(letters, decoded));
+    EXPECT_FALSE(random(decoded));
+    EXPECT_TRUE(random(std::string(255, 'x'))) << "too few to tell";
+}
+
 TEST(base64_stream, decodes_across_pieces_and_refuses_what_is_not_base64) {
     struct row {
         std::string text;
@@ -105,6 +173,28 @@ TEST(openpgp_packet_check, session_keys_then_one_encrypted_packet_to_the_end) {
               true},
              {"old_format_indeterminate", pkesk + bytes({0xa7, 0x11, 0x22, 0x33, 0x44}), true},
              // Two-octet (0xc0 0x00 = 192) and five-octet lengths.
+             {"random_payload", pkesk + bytes({0xd2, 0xc4, 0x00, 0x01}) + random_bytes(1215), true},
+             {"text_payload",
+              pkesk + bytes({0xd2, 0xc4, 0x00, 0x01}) +
+                  std::string(1215, 'x').replace(0, 7, "hunter2"),
+              false},
+             // An RSA-3072 PKESK: 16 octets of header, then the encrypted session key.
+             {"long_session_key", bytes({0xc1, 0xc0, 0xcc, 0x03}) + random_bytes(395) + seipd,
+              true},
+             {"text_as_session_key",
+              bytes({0xc1, 0xc0, 0xcc, 0x03}) + std::string(395, 't') + seipd, false},
+             {"session_key_too_long",
+              bytes({0xc1, 0xff, 0, 0, 0x0a, 0x01, 0x03}) + random_bytes(2560) + seipd, false},
+             {"too_many_session_keys",
+              [] {
+                  std::string p;
+                  for (int i = 0; i < 257; ++i) {
+                      p += skesk;
+                  }
+                  return p;
+              }() +
+                  seipd,
+              false},
              {"long_lengths", pkesk + bytes({0xd2, 0xc0, 0x00, 0x01}) + std::string(191, 'x'),
               true},
              {"five_octet_length", pkesk + bytes({0xd2, 0xff, 0, 0, 0, 3, 0x01, 0x02, 0x03}), true},
@@ -293,8 +383,32 @@ TEST(armour_scanner, whole_body_must_be_one_armoured_encrypted_message) {
              {"no_final_line_end",
               armour(pkesk + seipd).substr(0, armour(pkesk + seipd).size() - 2), true},
              {"symmetric", armour(skesk + seipd), true},
-             {"long_message",
-              armour(pkesk + bytes({0xd2, 0xc1, 0x00, 0x01}) + std::string(447, 'x')), true},
+             {"long_message", armour(pkesk + bytes({0xd2, 0xc1, 0x00, 0x01}) + random_bytes(447)),
+              true},
+             {"text_in_the_encrypted_packet",
+              armour(pkesk + bytes({0xd2, 0xc1, 0x00, 0x01}) +
+                     std::string(447, 'x').replace(0, 22, "my password is hunter2")),
+              false},
+             {"space_inside_a_line",
+              "-----BEGIN PGP MESSAGE-----\r\n\r\n" + base64(pkesk + seipd, 64).insert(8, " ") +
+                  "-----END PGP MESSAGE-----\r\n",
+              false},
+             {"too_many_armour_headers",
+              "-----BEGIN PGP MESSAGE-----\r\n" +
+                  [] {
+                      std::string h;
+                      for (int i = 0; i < 17; ++i) {
+                          h += "Comment: line " + std::to_string(i) + "\r\n";
+                      }
+                      return h;
+                  }() +
+                  "\r\n" + base64(pkesk + seipd) + "-----END PGP MESSAGE-----\r\n",
+              false},
+             // Longer than any armour line, whichever pieces it arrives in.
+             {"line_of_1001",
+              "-----BEGIN PGP MESSAGE-----\r\n\r\n" + std::string(1001, 'A') +
+                  "\r\n-----END PGP MESSAGE-----\r\n",
+              false},
 
              {"quoted_in_text", "See below:\r\n" + armoured_message, false},
              {"text_after_end", armoured_message + "Sent from my phone\r\n", false},
@@ -384,6 +498,39 @@ TEST(pgp_mime_scanner, two_parts_version_and_one_encrypted_message) {
              {"transport_padding_and_epilogue",
               control + data_headers + armoured_message + "--b1--  \r\n\r\n", true},
              {"no_final_line_end", control + data_headers + armoured_message + "--b1--", true},
+             // K-9 Mail: part 1 in quoted-printable.
+             {"quoted_printable_control",
+              "--b1\r\nContent-Type: application/pgp-encrypted\r\nContent-Transfer-Encoding: "
+              "quoted-printable\r\n\r\nVersion: 1\r\n" +
+                  data_headers + armoured_message + "--b1--\r\n",
+              true},
+             // emailjs (Mailvelope): both parts in base64, part 2 the armour text.
+             {"base64_parts",
+              "--b1\r\nContent-Type: application/pgp-encrypted\r\nContent-Transfer-Encoding: "
+              "base64\r\n\r\n" +
+                  base64("Version: 1\r\n") +
+                  "--b1\r\nContent-Type: application/octet-stream\r\n"
+                  "Content-Transfer-Encoding: base64\r\n\r\n" +
+                  base64(armoured_message) + "--b1--\r\n",
+              true},
+             {"quoted_printable_armour",
+              control +
+                  "--b1\r\nContent-Type: application/octet-stream\r\n"
+                  "Content-Transfer-Encoding: quoted-printable\r\n\r\n" +
+                  std::string(armoured_message).replace(armoured_message.find("=njUN"), 1, "=3D") +
+                  "--b1--\r\n",
+              true},
+             {"quoted_printable_control_with_text",
+              "--b1\r\nContent-Type: application/pgp-encrypted\r\nContent-Transfer-Encoding: "
+              "quoted-printable\r\n\r\nVersion: 1=0D=0Ahunter2\r\n" +
+                  data_headers + armoured_message + "--b1--\r\n",
+              false},
+             {"base64_of_text",
+              control +
+                  "--b1\r\nContent-Type: application/octet-stream\r\n"
+                  "Content-Transfer-Encoding: base64\r\n\r\n" +
+                  base64("my password is hunter2\r\n") + "--b1--\r\n",
+              false},
 
              // The reproduction: the label, and plaintext in part 2.
              {"plain_part",
@@ -490,11 +637,23 @@ TEST(fixtures, real_encrypted_objects_pass_and_the_others_do_not) {
 
 TEST(make_body_scanner, follows_the_classification) {
     using check = classification::body_check;
-    EXPECT_EQ(make_body_scanner({encrypted_form::none, check::none, {}}), nullptr);
-    auto scanner = make_body_scanner({encrypted_form::pgp_mime, check::pgp_mime, "b1"});
+    EXPECT_EQ(make_body_scanner({encrypted_form::none, check::none, {}, {}}), nullptr);
+    auto scanner = make_body_scanner(
+        {encrypted_form::pgp_mime, check::pgp_mime, "b1", transfer_encoding::identity});
     ASSERT_NE(scanner, nullptr);
     scanner->feed(pgp_mime_body(armoured_message));
     EXPECT_TRUE(scanner->finish());
+    // Inline armour in quoted-printable: "=" is written "=3D".
+    auto qp = make_body_scanner(
+        {encrypted_form::pgp_inline, check::armour, {}, transfer_encoding::quoted_printable});
+    auto encoded = armoured_message;
+    encoded.replace(encoded.find("=njUN"), 1, "=3D");
+    qp->feed(encoded);
+    EXPECT_TRUE(qp->finish());
+    auto unencoded = make_body_scanner(
+        {encrypted_form::pgp_inline, check::armour, {}, transfer_encoding::quoted_printable});
+    unencoded->feed(armoured_message);
+    EXPECT_FALSE(unencoded->finish()) << "\"=nj\" is no quoted-printable escape";
 }
 
 } // namespace

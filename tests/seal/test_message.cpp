@@ -185,9 +185,27 @@ TEST(classify, by_top_level_mime_structure) {
               check::armour},
              {"Content-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n",
               encrypted_form::pgp_inline, check::armour},
+             // Armour under an encoding is checked decoded (K-9 Mail, webmails).
              {"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n",
-              encrypted_form::none, check::none},
+              encrypted_form::pgp_inline, check::armour},
              {"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n",
+              encrypted_form::pgp_inline, check::armour},
+             {"Content-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode\r\n",
+              encrypted_form::none, check::none},
+             // Parameters readers take differently: twice, or octets gmime drops (a field it
+             // does not take is text/plain's: the whole body must then be armour).
+             {"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; "
+              "boundary=x; boundary=y\r\n",
+              encrypted_form::none, check::none},
+             {"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; "
+              "boundary=\"x\xf9\"\r\n",
+              encrypted_form::pgp_inline, check::armour},
+             {"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; "
+              "boundary=\"" +
+                  std::string(71, 'x') + "\"\r\n",
+              encrypted_form::none, check::none},
+             {"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; "
+              "smime-type=signed-data\r\nContent-Transfer-Encoding: base64\r\n",
               encrypted_form::none, check::none},
              // Two Content-Type (or encoding) fields: readers disagree on which counts (gmime
              // takes the last), so the message is plaintext whichever comes first.
@@ -199,11 +217,34 @@ TEST(classify, by_top_level_mime_structure) {
          }) {
         auto got = classify(headers_of(r.headers));
         EXPECT_EQ(got.form, r.form) << r.headers << " got " << to_string(got.form);
+        if (got.check == check::armour) {
+            EXPECT_EQ(got.encoding,
+                      transfer_encoding_of(headers_of(r.headers).find("Content-Transfer-Encoding")))
+                << r.headers;
+        }
         EXPECT_EQ(got.check, r.body_check) << r.headers;
         if (got.check == check::pgp_mime) {
             EXPECT_TRUE(got.boundary == "x" || got.boundary == "q") << r.headers;
         }
     }
+    // A header section that does not end with an empty line: readers (gmime, Dovecot) read
+    // on as headers where mailseal sees the body.
+    header_scanner unended(4096);
+    std::string body;
+    unended.feed("Content-Type: text/plain\r\n--b\r\n", body);
+    unended.finish(body);
+    EXPECT_EQ(classify(unended.section()).form, encrypted_form::none);
+}
+
+TEST(valid_boundary, rfc2046_characters) {
+    EXPECT_TRUE(valid_boundary("b1"));
+    EXPECT_TRUE(valid_boundary("------------9a7F'()+_,-./:=? x"));
+    EXPECT_TRUE(valid_boundary(std::string(70, 'x')));
+    EXPECT_FALSE(valid_boundary(std::string(71, 'x')));
+    EXPECT_FALSE(valid_boundary(""));
+    EXPECT_FALSE(valid_boundary("ends in space "));
+    EXPECT_FALSE(valid_boundary("semi;colon"));
+    EXPECT_FALSE(valid_boundary("b\xf9"));
 }
 
 } // namespace

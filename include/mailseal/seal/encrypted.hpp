@@ -11,12 +11,14 @@
 /// - CMS (RFC 5652 §6.1, RFC 5083 §2.1): a ContentInfo holding EnvelopedData or
 ///   AuthEnvelopedData with at least one RecipientInfo and its encrypted content, in BER
 ///   (definite or indefinite lengths), and nothing after it.
-/// What is inside the encryption container cannot be checked without the key; a sender can
-/// always wrap plaintext in one, but then the sender meant it to look encrypted.
+/// What is inside the encryption container cannot be checked without the key, but it must at
+/// least look like ciphertext (randomness_probe): plaintext wrapped in a well-formed container
+/// is refused too.
 ///
 /// Failure policy: a check that says no gets the message sealed (a second layer, never a
 /// loss), so every doubt is a no.
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -42,6 +44,38 @@ private:
     int held_ = 0;
     int padding_ = 0;
     bool failed_ = false;
+};
+
+/// Content-Transfer-Encoding undone as the body streams: identity, base64, or quoted-printable
+/// (strictly: "=" followed by anything but two hex digits or a line end is an error).
+class transfer_decoder {
+public:
+    explicit transfer_decoder(transfer_encoding encoding);
+    /// Appends the decoded bytes of `text` to `out`; false once `text` is not valid.
+    bool feed(std::string_view text, std::string& out);
+    bool finish(std::string& out);
+
+private:
+    transfer_encoding encoding_;
+    base64_stream base64_;
+    /// A quoted-printable "=" and what followed it so far.
+    std::string escape_;
+    bool failed_ = false;
+};
+
+/// Whether bytes look like ciphertext: a chi-square test of their byte histogram against the
+/// uniform distribution, over the first 4 KiB. Ciphertext and the random numbers of session
+/// key packets pass (a false alarm is rarer than one in 10^15); text, or bytes decoded from
+/// text, fails by far. Fewer than 256 bytes are too few to tell, and pass.
+class randomness_probe {
+public:
+    void feed(std::string_view bytes);
+    bool looks_random() const;
+    void reset();
+
+private:
+    std::array<std::uint32_t, 256> counts_{};
+    std::size_t sampled_ = 0;
 };
 
 /// An OpenPGP message (binary packets) that is encrypted and nothing else.
@@ -71,10 +105,16 @@ private:
     unsigned char first_length_octet_ = 0;
     bool reading_first_length_octet_ = false;
     std::uint64_t body_left_ = 0;
+    /// How far into the packet's body, and how long the body is (session key packets).
+    std::uint64_t body_offset_ = 0;
+    std::uint64_t body_length_ = 0;
     bool body_runs_to_end_ = false;
     bool partial_ = false;
     bool first_body_byte_ = false;
     std::size_t session_keys_ = 0;
+    /// The encrypted data, and the current session key packet's random number.
+    randomness_probe payload_;
+    randomness_probe session_key_;
 };
 
 /// A CMS ContentInfo (BER) that is EnvelopedData or AuthEnvelopedData and nothing else.
@@ -131,6 +171,9 @@ private:
     /// The content type OID of the ContentInfo, read whole (it is short).
     bool capturing_oid_ = false;
     std::string oid_;
+    /// The primitive being read is encrypted content.
+    bool probing_ = false;
+    randomness_probe payload_;
 };
 
 /// Fed the canonical body in pieces, tells whether the body is what the header section
@@ -147,6 +190,22 @@ public:
 
 /// The scanner for `c.check` (null for body_check::none).
 std::unique_ptr<body_scanner> make_body_scanner(const classification& c);
+
+/// A scanner fed the body with its transfer encoding undone.
+class decoded_scanner final : public body_scanner {
+public:
+    decoded_scanner(transfer_encoding encoding, std::unique_ptr<body_scanner> inner);
+    ~decoded_scanner() override;
+    void feed(std::string_view canonical_body) override;
+    bool still_possible() const override { return !failed_ && inner_->still_possible(); }
+    bool finish() override;
+
+private:
+    transfer_decoder decoder_;
+    std::unique_ptr<body_scanner> inner_;
+    std::string decoded_;
+    bool failed_ = false;
+};
 
 /// A text body that is one ASCII-armoured OpenPGP message (RFC 4880 §6.2) from its first
 /// non-blank line to its end, holding an encrypted message (openpgp_packet_check): the BEGIN
@@ -166,6 +225,7 @@ private:
 
     state state_ = state::leading;
     std::string partial_;
+    std::size_t header_lines_ = 0;
     std::size_t data_lines_ = 0;
     bool short_line_seen_ = false;
     bool checksum_seen_ = false;
@@ -214,17 +274,21 @@ private:
     void line(std::string_view text, std::string_view with_end);
     delimiter delimiter_kind(std::string_view text) const;
     void headers_ended();
+    bool control_part_ok();
+    /// Part 2's decoded content: armour, or binary packets (the first octet tells).
+    bool data(std::string_view decoded);
+    bool data_finished();
 
     std::string boundary_;
     state state_ = state::preamble;
     std::string partial_;
     std::string part_headers_;
-    bool version_seen_ = false;
-    /// Part 2's content, one of the two.
-    std::unique_ptr<armour_scanner> armour_;
-    std::unique_ptr<base64_stream> base64_;
+    /// The current part's transfer decoding.
+    std::unique_ptr<transfer_decoder> decoder_;
+    /// Part 1's body, decoded ("Version: 1"), and part 2's, as it is decoded.
     std::string decoded_;
-    openpgp_packet_check packets_;
+    std::unique_ptr<armour_scanner> armour_;
+    std::unique_ptr<openpgp_packet_check> packets_;
 };
 
 } // namespace mailseal::seal

@@ -88,6 +88,12 @@ enum class encrypted_form {
 };
 std::string_view to_string(encrypted_form);
 
+/// A Content-Transfer-Encoding (RFC 2045 §6): the identity ones (7bit, 8bit, binary, or no
+/// field), base64, quoted-printable, or another (x-uuencode, a typo...).
+enum class transfer_encoding { identity, base64, quoted_printable, other };
+/// The encoding a Content-Transfer-Encoding field names (null: no field, identity).
+transfer_encoding transfer_encoding_of(const header_field* field);
+
 /// What the header section says about encryption.
 struct classification {
     /// The form the header section claims (none: plaintext).
@@ -98,6 +104,8 @@ struct classification {
     enum class body_check { none, cms, armour, pgp_mime } check = body_check::none;
     /// The multipart boundary, for pgp_mime.
     std::string boundary;
+    /// The body's transfer encoding, for armour (K-9 Mail writes quoted-printable text).
+    transfer_encoding encoding = transfer_encoding::identity;
 };
 
 /// A Content-Type value as gmime parses it (RFC 2045 §5.1, RFC 2231 parameters, quoting and
@@ -108,13 +116,22 @@ struct media_type {
     std::string smime_type; ///< lowercase
     std::string protocol;   ///< lowercase
     std::string boundary;   ///< as written
+    /// One of those parameters is given twice: readers disagree on which counts.
+    bool ambiguous = false;
 };
-/// Null when gmime cannot parse the value. Requires gmime_library to be alive.
-std::optional<media_type> parse_media_type(const std::string& value);
+/// Null when gmime cannot parse the value, or when the field has an octet that is not 7-bit
+/// text (RFC 5322 §2.2): gmime drops such octets, other readers keep them, so they would
+/// disagree on a boundary. Requires gmime_library to be alive.
+std::optional<media_type> parse_media_type(const header_field& field);
+
+/// Whether `boundary` is one RFC 2046 §5.1.1 allows (1 to 70 of its characters, not ending in
+/// a space): gmime drops other octets, so readers would look for different delimiters.
+bool valid_boundary(std::string_view boundary);
 
 /// Classifies by the top-level Content-Type and Content-Transfer-Encoding, parsed with gmime.
 /// Requires gmime_library to be alive. A header section with more than one Content-Type or
-/// Content-Transfer-Encoding field is plaintext: readers disagree on which one counts.
+/// Content-Transfer-Encoding field, or without the empty line that ends it, is plaintext:
+/// readers disagree on which field counts, or on where the body starts.
 classification classify(const header_section& headers);
 
 /// gmime's process-wide initialisation (g_mime_init / g_mime_shutdown): construct one in
