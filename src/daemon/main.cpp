@@ -120,9 +120,10 @@ void remove_stale_tmp_files(const config::config& cfg) {
     }
 }
 
-/// Each recipient of a transaction holds an open file while its message arrives, so the soft
-/// open-file limit (1024 under systemd) is raised to the hard one, and a configuration that
-/// could still exceed it is reported: running out of descriptors defers mail.
+/// Each recipient of a transaction holds two descriptors while its message arrives (its file and
+/// the Maildir's tmp/, see store/maildir.hpp), so the soft open-file limit (1024 under systemd)
+/// is raised to the hard one, and a configuration that could still exceed it is reported:
+/// running out of descriptors defers mail.
 void raise_open_file_limit(const config::config& cfg) {
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
@@ -133,8 +134,9 @@ void raise_open_file_limit(const config::config& cfg) {
         ::setrlimit(RLIMIT_NOFILE, &limit);
         ::getrlimit(RLIMIT_NOFILE, &limit);
     }
-    // Per connection: its socket and one file per recipient; plus listeners, logs, the pool.
-    auto needed = static_cast<rlim_t>(cfg.limits.connections) * (cfg.limits.recipients + 1) + 64;
+    // Per connection: its socket and two per recipient; plus listeners, logs, the pool.
+    auto needed =
+        static_cast<rlim_t>(cfg.limits.connections) * (2 * cfg.limits.recipients + 1) + 64;
     if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed) {
         log::warning("open-file-limit-low",
                      {{"limit", std::to_string(limit.rlim_cur)},

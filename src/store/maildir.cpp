@@ -2,7 +2,9 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <dirent.h>
 #include <fcntl.h>
+#include <memory>
 #include <string>
 #include <sys/stat.h>
 #include <system_error>
@@ -50,7 +52,7 @@ std::optional<failure> make_directory(const std::filesystem::path& dir, mode_t m
     int err = errno;
     if (err == EEXIST) {
         // Another delivery to the same mailbox created it first. If it is not a directory,
-        // the open() in tmp/ fails later with ENOTDIR.
+        // opening it fails next with ENOTDIR.
         return std::nullopt;
     }
     auto parent = dir.parent_path();
@@ -63,39 +65,98 @@ std::optional<failure> make_directory(const std::filesystem::path& dir, mode_t m
     return sys_failure(err, "mkdir", dir);
 }
 
-/// Makes sure <maildir>, cur/, new/ and tmp/ exist, creating them when allowed.
-std::optional<failure> ensure_maildir(const std::filesystem::path& maildir,
-                                      const maildir_options& options) {
-    const std::filesystem::path dirs[] = {maildir, maildir / "cur", maildir / "new",
-                                          maildir / "tmp"};
-    bool missing = false;
-    for (const auto& dir : dirs) {
-        struct stat st {};
-        if (::stat(dir.c_str(), &st) != 0) {
-            if (errno != ENOENT) {
-                return sys_failure(errno, "stat", dir);
-            }
-            missing = true;
-        } else if (!S_ISDIR(st.st_mode)) {
-            return sys_failure(ENOTDIR, "stat", dir);
-        }
+/// How every directory of a Maildir is opened: to read entries and to be fsync'd.
+constexpr int directory_flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+
+failure missing_failure(const std::filesystem::path& maildir) {
+    return failure{error_kind::missing, ENOENT,
+                   "maildir " + maildir.string() + " (or its cur/, new/, tmp/)"};
+}
+
+/// The failure of opening `name` relative to `dir_fd` (shown as `path`) with O_NOFOLLOW. For a
+/// symbolic link the kernel reports ENOTDIR (with O_DIRECTORY) or ELOOP; the failure then names
+/// the link as such, since "Not a directory" about a link to one would mislead the log's reader.
+failure open_failure(int err, int dir_fd, const char* name, const std::filesystem::path& path) {
+    struct stat st {};
+    if ((err == ENOTDIR || err == ELOOP) &&
+        ::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+        return failure{error_kind::io, ELOOP, "open " + path.string() + " (a symbolic link)"};
     }
-    if (!missing) {
-        return std::nullopt;
+    return sys_failure(err, "open", path);
+}
+
+/// Opens `sub` (cur, new or tmp) of the open Maildir `maildir_fd`, creating it when missing and
+/// allowed, and never through a symbolic link.
+std::variant<util::unique_fd, failure> open_subdirectory(int maildir_fd,
+                                                         const std::filesystem::path& maildir,
+                                                         const char* sub,
+                                                         const maildir_options& options) {
+    auto path = maildir / sub;
+    util::unique_fd fd{::openat(maildir_fd, sub, directory_flags | O_NOFOLLOW)};
+    if (fd) {
+        return fd;
+    }
+    if (errno != ENOENT) {
+        return open_failure(errno, maildir_fd, sub, path);
     }
     if (!options.create_mode) {
-        return failure{error_kind::missing, ENOENT,
-                       "maildir " + maildir.string() + " (or its cur/, new/, tmp/)"};
+        return missing_failure(maildir);
     }
-    if (auto f = make_directory(maildir, *options.create_mode, true)) {
-        return f;
+    // EEXIST: another delivery to the same mailbox created it first. mkdirat() never creates
+    // anything through a link: a name that is one gives EEXIST too, and the open refuses it.
+    bool created = ::mkdirat(maildir_fd, sub, *options.create_mode) == 0;
+    if (!created && errno != EEXIST) {
+        return sys_failure(errno, "mkdir", path);
     }
-    for (const auto* sub : {"cur", "new", "tmp"}) {
-        if (auto f = make_directory(maildir / sub, *options.create_mode, false)) {
-            return f;
+    fd = util::unique_fd{::openat(maildir_fd, sub, directory_flags | O_NOFOLLOW)};
+    if (!fd) {
+        return open_failure(errno, maildir_fd, sub, path);
+    }
+    if (created) {
+        // mkdirat() applies the umask; the configured mode is the operator's explicit choice.
+        if (::fchmod(fd.get(), *options.create_mode) != 0) {
+            return sys_failure(errno, "chmod", path);
+        }
+        // The new entry must survive a crash like the message that will be stored below it.
+        if (::fsync(maildir_fd) != 0) {
+            return sys_failure(errno, "fsync", maildir);
         }
     }
-    return std::nullopt;
+    return fd;
+}
+
+/// Makes sure <maildir>, cur/, new/ and tmp/ exist, creating them when allowed; returns tmp/.
+///
+/// The Maildir itself is reached the ordinary way, through any symbolic link on its path: that
+/// path is the operator's (mailbox.maildir), and a link on it, say /var/vmail/example.org ->
+/// /srv/vmail/example.org for a domain moved to another disk, is a legitimate layout. Only the
+/// delivery agent and the mail reader make cur/, new/ and tmp/; a link in their place was put
+/// there by whoever can write to the Maildir, its user, and following it would let them make
+/// this process (root or the shared mail user) create and rename files wherever it may write.
+/// So those three are opened with O_NOFOLLOW, and a delivery then works relative to tmp/'s
+/// descriptor, which a link swapped in later cannot change.
+std::variant<util::unique_fd, failure> open_maildir(const std::filesystem::path& maildir,
+                                                    const maildir_options& options) {
+    util::unique_fd root{::open(maildir.c_str(), directory_flags)};
+    if (!root && errno == ENOENT && options.create_mode) {
+        if (auto f = make_directory(maildir, *options.create_mode, true)) {
+            return *std::move(f);
+        }
+        root = util::unique_fd{::open(maildir.c_str(), directory_flags)};
+    } else if (!root && errno == ENOENT) {
+        return missing_failure(maildir);
+    }
+    if (!root) {
+        return sys_failure(errno, "open", maildir);
+    }
+    // cur/ and new/ are only checked (and made) here; commit() opens new/ again from tmp/.
+    for (const auto* sub : {"cur", "new"}) {
+        auto opened = open_subdirectory(root.get(), maildir, sub, options);
+        if (auto* f = std::get_if<failure>(&opened)) {
+            return std::move(*f);
+        }
+    }
+    return open_subdirectory(root.get(), maildir, "tmp", options);
 }
 
 std::chrono::system_clock::time_point to_time_point(const struct timespec& ts) {
@@ -103,6 +164,12 @@ std::chrono::system_clock::time_point to_time_point(const struct timespec& ts) {
         std::chrono::duration_cast<std::chrono::system_clock::duration>(
             std::chrono::seconds{ts.tv_sec} + std::chrono::nanoseconds{ts.tv_nsec})};
 }
+
+/// Owns a directory stream (and the descriptor fdopendir() took over).
+struct dir_closer {
+    void operator()(DIR* dir) const { ::closedir(dir); }
+};
+using dir_ptr = std::unique_ptr<DIR, dir_closer>;
 
 /// Process-wide, so that two name_generator objects never produce the same name.
 std::atomic<std::uint64_t> delivery_counter{0};
@@ -188,33 +255,37 @@ std::variant<delivery, failure> delivery::begin(const std::filesystem::path& mai
         unique_name.find('/') != std::string::npos) {
         return failure{error_kind::io, EINVAL, "invalid Maildir file name \"" + unique_name + "\""};
     }
-    if (auto f = ensure_maildir(maildir, options)) {
-        return *std::move(f);
+    auto tmp_dir = open_maildir(maildir, options);
+    if (auto* f = std::get_if<failure>(&tmp_dir)) {
+        return std::move(*f);
     }
+    auto& tmp = std::get<util::unique_fd>(tmp_dir);
     auto tmp_path = maildir / "tmp" / unique_name;
     // O_EXCL: never write into a file someone else created. The name is unique, so EEXIST
     // means a bug or a hostile file, and fails instead of trying another name. O_NOFOLLOW: a
     // symlink planted in tmp/ cannot redirect the write. O_CLOEXEC: no child inherits the fd.
-    util::unique_fd fd{
-        ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)};
+    util::unique_fd fd{::openat(tmp.get(), unique_name.c_str(),
+                                O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)};
     if (!fd) {
         return sys_failure(errno, "open", tmp_path);
     }
-    return delivery{maildir, unique_name, std::move(fd)};
+    return delivery{maildir, unique_name, std::move(tmp), std::move(fd)};
 }
 
-delivery::delivery(std::filesystem::path maildir, std::string name, util::unique_fd fd)
+delivery::delivery(std::filesystem::path maildir, std::string name, util::unique_fd tmp_dir,
+                   util::unique_fd fd)
     : maildir_(std::move(maildir)), name_(std::move(name)), tmp_path_(maildir_ / "tmp" / name_),
-      fd_(std::move(fd)), tmp_exists_(true) {
+      tmp_dir_(std::move(tmp_dir)), fd_(std::move(fd)), tmp_exists_(true) {
     buffer_.reserve(write_block);
 }
 
 delivery::delivery(delivery&& other) noexcept
     : maildir_(std::move(other.maildir_)), name_(std::move(other.name_)),
-      tmp_path_(std::move(other.tmp_path_)), fd_(std::move(other.fd_)),
-      tmp_exists_(std::exchange(other.tmp_exists_, false)), failed_(std::move(other.failed_)),
-      buffer_(std::move(other.buffer_)), line_ends_(std::exchange(other.line_ends_, {})),
-      last_written_(other.last_written_), size_(other.size_), crlf_size_(other.crlf_size_) {}
+      tmp_path_(std::move(other.tmp_path_)), tmp_dir_(std::move(other.tmp_dir_)),
+      fd_(std::move(other.fd_)), tmp_exists_(std::exchange(other.tmp_exists_, false)),
+      failed_(std::move(other.failed_)), buffer_(std::move(other.buffer_)),
+      line_ends_(std::exchange(other.line_ends_, {})), last_written_(other.last_written_),
+      size_(other.size_), crlf_size_(other.crlf_size_) {}
 
 delivery& delivery::operator=(delivery&& other) noexcept {
     if (this != &other) {
@@ -222,6 +293,7 @@ delivery& delivery::operator=(delivery&& other) noexcept {
         maildir_ = std::move(other.maildir_);
         name_ = std::move(other.name_);
         tmp_path_ = std::move(other.tmp_path_);
+        tmp_dir_ = std::move(other.tmp_dir_);
         fd_ = std::move(other.fd_);
         tmp_exists_ = std::exchange(other.tmp_exists_, false);
         failed_ = std::move(other.failed_);
@@ -242,7 +314,7 @@ void delivery::abandon() {
     // The file is being thrown away, so a failing close() changes nothing.
     fd_.reset();
     if (tmp_exists_) {
-        ::unlink(tmp_path_.c_str());
+        ::unlinkat(tmp_dir_.get(), name_.c_str(), 0);
         tmp_exists_ = false;
     }
     buffer_.clear();
@@ -359,11 +431,14 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
         return fail(sys_failure(err, "close", tmp_path_));
     }
     // 5. Open new/ before the rename, so that the only step that can fail once the file is in
-    //    new/ is the directory fsync.
+    //    new/ is the directory fsync. It is reached from tmp/'s descriptor: ".." is the
+    //    directory tmp/ really is in (never a link), and O_NOFOLLOW refuses a link put in place
+    //    of new/ since begin() checked it.
     auto new_dir_path = maildir_ / "new";
-    util::unique_fd new_dir{::open(new_dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+    util::unique_fd new_dir{
+        ::openat(tmp_dir_.get(), "../new", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)};
     if (!new_dir) {
-        return fail(sys_failure(errno, "open", new_dir_path));
+        return fail(open_failure(errno, tmp_dir_.get(), "../new", new_dir_path));
     }
     // 6. Move into new/ in one atomic step, as Dovecot does (maildir-save.c), but never over an
     //    existing file: names are unique per host name and pid, yet two machines sharing a
@@ -372,18 +447,19 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
     //    (NFS), the Maildir spec's link() + unlink() gives the same guarantee. A collision is
     //    a temporary failure: the retry gets a new name. On failure the file stays in tmp/ and
     //    fail() removes it, so new/ is untouched.
-    auto final_path = new_dir_path / (name_ + size_suffix(size_, crlf_size_));
-    if (::renameat2(AT_FDCWD, tmp_path_.c_str(), AT_FDCWD, final_path.c_str(), RENAME_NOREPLACE) !=
-        0) {
+    auto final_name = name_ + size_suffix(size_, crlf_size_);
+    auto final_path = new_dir_path / final_name;
+    if (::renameat2(tmp_dir_.get(), name_.c_str(), new_dir.get(), final_name.c_str(),
+                    RENAME_NOREPLACE) != 0) {
         if (errno != EINVAL) {
             return fail(sys_failure(errno, "rename", final_path));
         }
-        if (::link(tmp_path_.c_str(), final_path.c_str()) != 0) {
+        if (::linkat(tmp_dir_.get(), name_.c_str(), new_dir.get(), final_name.c_str(), 0) != 0) {
             return fail(sys_failure(errno, "link", final_path));
         }
         // The message is in new/ now; a tmp/ name left behind by a failed unlink is only
         // stale housekeeping (removed after 36 hours), never a second copy.
-        ::unlink(tmp_path_.c_str());
+        ::unlinkat(tmp_dir_.get(), name_.c_str(), 0);
     }
     tmp_exists_ = false;
     // 7. fsync new/ so that the rename itself survives a crash. Only now may the caller reply
@@ -391,7 +467,7 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
     //    removed again: a crash may then still leave a duplicate, but never a lost message.
     if (::fsync(new_dir.get()) != 0) {
         auto f = sys_failure(errno, "fsync", new_dir_path);
-        ::unlink(final_path.c_str());
+        ::unlinkat(new_dir.get(), final_name.c_str(), 0);
         return fail(std::move(f));
     }
     return final_path;
@@ -400,13 +476,28 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
 std::size_t remove_stale_tmp(const std::filesystem::path& maildir,
                              std::chrono::system_clock::time_point now,
                              std::chrono::hours max_age) {
-    std::vector<std::filesystem::path> stale;
-    std::error_code ec;
-    std::filesystem::directory_iterator it{maildir / "tmp", ec};
-    for (; !ec && it != std::filesystem::directory_iterator{}; it.increment(ec)) {
+    // tmp/ as a delivery opens it (open_maildir): a link in its place is not followed, or this
+    // would delete old files wherever it points.
+    util::unique_fd root{::open(maildir.c_str(), directory_flags)};
+    if (!root) {
+        return 0;
+    }
+    util::unique_fd tmp{::openat(root.get(), "tmp", directory_flags | O_NOFOLLOW)};
+    if (!tmp) {
+        return 0;
+    }
+    dir_ptr entries{::fdopendir(tmp.get())};
+    if (!entries) {
+        return 0;
+    }
+    // closedir() closes the descriptor from now on: fdopendir() took it over.
+    int tmp_fd = tmp.release();
+    std::vector<std::string> stale;
+    while (const dirent* entry = ::readdir(entries.get())) {
         struct stat st {};
-        // lstat: a symlink is never a delivery's file, and following it could reach anything.
-        if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+        // A symlink is never a delivery's file, and following it could reach anything.
+        if (::fstatat(tmp_fd, entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(st.st_mode)) {
             continue;
         }
         // The Maildir spec lets readers delete tmp/ files not accessed for 36 hours. ctime is
@@ -414,12 +505,12 @@ std::size_t remove_stale_tmp(const std::filesystem::path& maildir,
         // without ever reading the file, so its atime stays old.
         if (now - to_time_point(st.st_atim) > max_age &&
             now - to_time_point(st.st_ctim) > max_age) {
-            stale.push_back(it->path());
+            stale.emplace_back(entry->d_name);
         }
     }
     std::size_t removed = 0;
-    for (const auto& path : stale) {
-        if (::unlink(path.c_str()) == 0) {
+    for (const auto& name : stale) {
+        if (::unlinkat(tmp_fd, name.c_str(), 0) == 0) {
             ++removed;
         }
     }

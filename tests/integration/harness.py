@@ -6,6 +6,7 @@ Every test gets its own directory under /tmp (removed afterwards) and starts its
 against a deadline and fails the test with the relevant log when the deadline passes.
 """
 
+import base64
 import json
 import os
 import re
@@ -319,6 +320,20 @@ def read_bytes(path):
         return f.read()
 
 
+def base64_forms(data):
+    """What to search for to find `data` base64-encoded anywhere: its base64 text at each of the
+    three alignments it can have in a longer input, without the characters at either end that
+    depend on the octets around it. Search with files_containing(..., unfold=True), since
+    base64 comes in lines."""
+    forms = []
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + data)
+        first = -(-8 * shift // 6)               # the first character made of data's bits only
+        last = 8 * (shift + len(data)) // 6      # one past the last such character
+        forms.append(encoded[first:last])
+    return forms
+
+
 def files_containing(roots, needles, unfold=False):
     """Paths of the regular files under any of `roots` that hold any of `needles` (bytes, or a
     list of them), read in blocks so that a 100 MB file costs no 100 MB of memory. Symbolic
@@ -418,6 +433,15 @@ class Mailseal:
     def log(self):
         return read_text(self.log_path)
 
+    def log_since(self, offset):
+        """The log from byte `offset` on (what a later start() wrote)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
     def diagnostics(self):
         state = "running" if self.proc and self.proc.poll() is None else (
             f"exited {self.proc.returncode}" if self.proc else "not started")
@@ -427,6 +451,8 @@ class Mailseal:
         """Starts `serve`; root_flag=False starts it as a service manager would, without
         --allow-root."""
         log = open(self.log_path, "ab")
+        # A restart appends to the same log: only this start's listening lines count.
+        offset = log.tell()
         try:
             self.proc = subprocess.Popen(
                 [MAILSEAL_BIN, "serve", "--config", self.config_path,
@@ -442,7 +468,7 @@ class Mailseal:
                 raise HarnessError(
                     f"mailseal exited with {self.proc.returncode} before listening\n"
                     + self.diagnostics())
-            lines = [parse_log_line(l) for l in self.log().splitlines()]
+            lines = [parse_log_line(l) for l in self.log_since(offset).splitlines()]
             lines = [f for f in lines if f.get("event") == "listening"]
             return lines if len(lines) >= expected else None
 
@@ -458,6 +484,11 @@ class Mailseal:
     def stop(self):
         if self.proc is not None:
             stop_process(self.proc)
+
+    def kill(self):
+        """SIGKILL, as a crash ends it: none of its own cleanup runs. Reaps it."""
+        self.proc.kill()
+        self.proc.wait()
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -512,7 +543,11 @@ class RawLMTP:
         family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(address)
+        try:
+            self.sock.connect(address)
+        except OSError:
+            self.sock.close()
+            raise
         self.buffer = b""
         self.timeout = timeout
 

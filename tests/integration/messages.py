@@ -1,10 +1,12 @@
-"""Test messages and what a sealed copy of them must hold, for both formats; and already
-encrypted messages wrapped the way real clients send them."""
+"""Test messages and what a sealed copy of them must hold, for both formats, and how to open
+the copies sealed for the DNS test bed's users; and already encrypted messages wrapped the way
+real clients send them."""
 
 import base64
 import os
 import re
 import secrets
+import threading
 
 import decryptors
 import harness
@@ -105,6 +107,43 @@ class SealedCopies:
         self.assertIn(b'Content-Type: application/octet-stream; name="encrypted.asc"\n', parts[2])
         self.assertEqual(parts[3], b"--\n")
         return armour
+
+
+class BedKeys:
+    """Opens the copies mailseal sealed for users of the DNS test bed (dnsbed.py), in the format
+    their Mailseal field names: OpenSSL with the user's certificate and key for S/MIME (the
+    first of the user's certificates: one opens a copy sealed to several), GnuPG for OpenPGP
+    (the bed's GnuPG home holds every secret key it made). Safe to use from several threads;
+    close() removes the identities' files."""
+
+    def __init__(self, bed):
+        self.bed = bed
+        self._identities = {}
+        self._lock = threading.Lock()
+
+    def close(self):
+        for identity in self._identities.values():
+            identity.close()
+
+    def identity(self, address):
+        with self._lock:
+            if address not in self._identities:
+                cert = next(c for c in self.bed.certs.values() if c.address == address)
+                self._identities[address] = decryptors.Identity.from_files(
+                    address, cert.pem, cert.key, cert.key_type)
+            return self._identities[address]
+
+    def open(self, address, stored):
+        """The MIME entity in `stored`, address's sealed copy (LF or CRLF line ends)."""
+        fields, _ = split_header(stored)
+        mailseal = [f for f in fields if f.startswith(b"Mailseal: sealed; ")]
+        if len(mailseal) != 1:
+            raise decryptors.FormatError(f"want one Mailseal: sealed field, got {mailseal}")
+        if b"; format=smime;" in mailseal[0]:
+            return decryptors.decrypt_openssl(decryptors.extract_cms(stored),
+                                              self.identity(address))
+        key = next(k for k in self.bed.pgp_keys.values() if f"<{address}>" in k.uid)
+        return pgpkeys.decrypt("gpg", self.bed.pgp, key, pgpkeys.armour_of(stored))
 
 
 # --- already encrypted mail, as clients write it ---------------------------------------------

@@ -647,6 +647,131 @@ TEST_F(maildir_test, symlink_in_tmp_is_not_followed) {
     EXPECT_FALSE(fs::exists(target)) << "O_EXCL|O_NOFOLLOW must not create the target";
 }
 
+// ---------------------------------------------------------------------------------------------
+// Symbolic links inside the Maildir are never followed; the path to the Maildir is.
+
+struct linked_subdirectory_case {
+    std::string name;
+    std::string sub;    ///< replaced by a link
+    bool target_exists; ///< a dangling link must not get its target created either
+    bool create;        ///< with a create mode: a missing target is not "missing" here
+};
+
+void PrintTo(const linked_subdirectory_case& row, std::ostream* os) {
+    *os << row.name;
+}
+
+class linked_subdirectory : public maildir_test,
+                            public ::testing::WithParamInterface<linked_subdirectory_case> {};
+
+TEST_P(linked_subdirectory, refused_and_not_followed) {
+    const auto& row = GetParam();
+    ASSERT_TRUE(must_begin(maildir(), "probe", create_0700)); // creates the Maildir
+    auto outside = root_.path() / "outside";
+    if (row.target_exists) {
+        fs::create_directory(outside);
+    }
+    fs::remove_all(maildir() / row.sub);
+    fs::create_directory_symlink(outside, maildir() / row.sub);
+
+    auto begun =
+        delivery::begin(maildir(), next_name(), row.create ? create_0700 : maildir_options{});
+    ASSERT_TRUE(std::holds_alternative<failure>(begun)) << "got a delivery, want a refusal";
+    const auto& f = std::get<failure>(begun);
+    EXPECT_EQ(f.kind, error_kind::io) << "got " << to_string(f.kind) << ": " << f.str();
+    EXPECT_EQ(f.sys_errno, ELOOP) << f.str();
+    EXPECT_EQ(f.what, "open " + (maildir() / row.sub).string() + " (a symbolic link)");
+    EXPECT_EQ(fs::exists(outside), row.target_exists) << "nothing is created through the link";
+    if (row.target_exists) {
+        EXPECT_TRUE(list_dir(outside).empty()) << "nothing is written through the link";
+    }
+    EXPECT_TRUE(fs::is_symlink(maildir() / row.sub)) << "the link is left as it is";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    table, linked_subdirectory,
+    ::testing::Values(linked_subdirectory_case{"tmp", "tmp", true, true},
+                      linked_subdirectory_case{"new", "new", true, true},
+                      linked_subdirectory_case{"cur", "cur", true, true},
+                      linked_subdirectory_case{"tmp_without_create", "tmp", true, false},
+                      linked_subdirectory_case{"dangling_tmp", "tmp", false, true},
+                      linked_subdirectory_case{"dangling_new", "new", false, true}),
+    by_name{});
+
+TEST_F(maildir_test, new_linked_during_a_delivery_is_not_followed) {
+    auto d = must_begin(maildir(), next_name(), create_0700);
+    ASSERT_TRUE(d);
+    ASSERT_FALSE(d->write("hello\r\n"));
+    auto outside = root_.path() / "outside";
+    fs::create_directory(outside);
+    fs::rename(maildir() / "new", root_.path() / "new.moved");
+    fs::create_directory_symlink(outside, maildir() / "new");
+
+    auto committed = d->commit();
+    ASSERT_TRUE(std::holds_alternative<failure>(committed)) << "got a path, want a refusal";
+    const auto& f = std::get<failure>(committed);
+    EXPECT_EQ(f.kind, error_kind::io) << f.str();
+    EXPECT_EQ(f.sys_errno, ELOOP) << f.str();
+    EXPECT_TRUE(list_dir(outside).empty());
+    EXPECT_TRUE(list_dir(root_.path() / "new.moved").empty());
+    EXPECT_TRUE(list_dir(maildir() / "tmp").empty()) << "the refused file is removed";
+}
+
+TEST_F(maildir_test, tmp_linked_during_a_delivery_is_not_followed) {
+    // The file stays where it was created: renamed from the tmp/ that begin() opened (wherever
+    // that directory is now) into the Maildir's new/, never through the link.
+    auto name = next_name();
+    auto d = must_begin(maildir(), name, create_0700);
+    ASSERT_TRUE(d);
+    ASSERT_FALSE(d->write("hello\r\n"));
+    auto outside = root_.path() / "outside";
+    fs::create_directory(outside);
+    fs::rename(maildir() / "tmp", maildir() / "tmp.moved");
+    fs::create_directory_symlink(outside, maildir() / "tmp");
+
+    auto committed = d->commit();
+    auto* path = std::get_if<fs::path>(&committed);
+    ASSERT_NE(path, nullptr) << std::get<failure>(committed).str();
+    EXPECT_EQ(list_dir(maildir() / "new"), std::vector<std::string>{name + ",S=6,W=7"});
+    EXPECT_TRUE(list_dir(maildir() / "tmp.moved").empty());
+    EXPECT_TRUE(list_dir(outside).empty());
+}
+
+TEST_F(maildir_test, abandon_removes_the_file_from_the_tmp_it_was_created_in) {
+    auto name = next_name();
+    auto d = must_begin(maildir(), name, create_0700);
+    ASSERT_TRUE(d);
+    auto outside = root_.path() / "outside";
+    fs::create_directory(outside);
+    { std::ofstream{outside / name} << "not the delivery's"; }
+    fs::rename(maildir() / "tmp", maildir() / "tmp.moved");
+    fs::create_directory_symlink(outside, maildir() / "tmp");
+    d->abandon();
+    EXPECT_TRUE(list_dir(maildir() / "tmp.moved").empty());
+    EXPECT_EQ(read_all(outside / name), "not the delivery's");
+}
+
+TEST_F(maildir_test, link_on_the_path_to_the_maildir_is_followed) {
+    // The operator's layout: a domain moved to another disk, linked from the mail root.
+    auto elsewhere = root_.path() / "srv" / "example.org";
+    fs::create_directories(elsewhere);
+    fs::create_directory_symlink(elsewhere, root_.path() / "example.org");
+    auto linked = root_.path() / "example.org" / "alice" / "Maildir";
+    auto d = must_begin(linked, next_name(), create_0700);
+    ASSERT_TRUE(d);
+    ASSERT_FALSE(d->write("hello\r\n"));
+    ASSERT_TRUE(std::holds_alternative<fs::path>(d->commit()));
+    EXPECT_EQ(list_dir(elsewhere / "alice" / "Maildir" / "new").size(), 1u);
+
+    // The Maildir itself may be such a link as well.
+    fs::create_directories(root_.path() / "bob");
+    fs::create_directory_symlink(elsewhere / "alice" / "Maildir", root_.path() / "bob" / "Maildir");
+    auto again = must_begin(root_.path() / "bob" / "Maildir", next_name(), create_0700);
+    ASSERT_TRUE(again);
+    ASSERT_TRUE(std::holds_alternative<fs::path>(again->commit()));
+    EXPECT_EQ(list_dir(elsewhere / "alice" / "Maildir" / "new").size(), 2u);
+}
+
 struct bad_name_case {
     std::string name;
     std::string unique_name;
@@ -914,6 +1039,19 @@ TEST_F(maildir_test, remove_stale_tmp_needs_old_atime_and_old_ctime) {
     EXPECT_EQ(remove_stale_tmp(maildir(), real_now + 40h, 24h), 1u)
         << "with max_age 24h, a 30-hour-old atime is stale too";
     EXPECT_EQ(list_dir(tmp), (std::vector<std::string>{"old_dir", "old_link"}));
+}
+
+TEST_F(maildir_test, remove_stale_tmp_leaves_a_linked_tmp_alone) {
+    ASSERT_TRUE(must_begin(maildir(), "probe", create_0700)); // creates the Maildir
+    auto outside = root_.path() / "outside";
+    fs::create_directory(outside);
+    { std::ofstream{outside / "old"} << "x"; }
+    auto real_now = std::chrono::system_clock::now();
+    set_atime(outside / "old", real_now - 48h);
+    fs::remove(maildir() / "tmp");
+    fs::create_directory_symlink(outside, maildir() / "tmp");
+    EXPECT_EQ(remove_stale_tmp(maildir(), real_now + 40h), 0u);
+    EXPECT_TRUE(fs::exists(outside / "old")) << "files behind a linked tmp/ are not the Maildir's";
 }
 
 TEST_F(maildir_test, remove_stale_tmp_without_maildir_removes_nothing) {

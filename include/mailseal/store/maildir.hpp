@@ -10,6 +10,12 @@
 /// size Dovecot computes when every LF not preceded by CR counts as CRLF; both are exact,
 /// because Dovecot trusts them (RFC822.SIZE is W=).
 ///
+/// Symbolic links: the path up to and including the Maildir is followed (it is the operator's
+/// layout), but cur/, new/ and tmp/ inside it never are. They are opened with O_NOFOLLOW, and the
+/// file is created, renamed and removed relative to those descriptors, so a link put in their
+/// place, before or during a delivery, cannot redirect a write out of the Maildir; it is an `io`
+/// failure (ELOOP).
+///
 /// Failure policy: every error is a `failure` carrying its kind and errno; the caller maps kinds
 /// to replies. Nothing partial ever appears in new/: an uncommitted delivery removes its tmp/
 /// file when it is destroyed.
@@ -134,7 +140,9 @@ class delivery {
 public:
     /// Ensures the Maildir (cur/, new/, tmp/) exists per `options`, and creates tmp/<name>.
     /// A missing directory is created with `options.create_mode` exactly (the umask does not
-    /// narrow it), parents included; otherwise the failure is `missing`. `unique_name` must be
+    /// narrow it), parents included; otherwise the failure is `missing`. A symbolic link in
+    /// place of cur/, new/ or tmp/ is an `io` failure (ELOOP), and nothing is created through
+    /// it. `unique_name` must be
     /// a name_generator name: an empty name, a `/` or a leading `.` is refused, and an existing
     /// tmp/<name> is an `io` failure, never overwritten.
     static std::variant<delivery, failure> begin(const std::filesystem::path& maildir,
@@ -159,14 +167,16 @@ public:
     std::uint64_t crlf_size() const { return crlf_size_; }
 
 private:
-    delivery(std::filesystem::path maildir, std::string name, util::unique_fd fd);
+    delivery(std::filesystem::path maildir, std::string name, util::unique_fd tmp_dir,
+             util::unique_fd fd);
     std::optional<failure> append(std::string_view out);
     std::optional<failure> flush();
     failure fail(failure f);
 
     std::filesystem::path maildir_;
     std::string name_;
-    std::filesystem::path tmp_path_;
+    std::filesystem::path tmp_path_; ///< for messages; the file is reached through tmp_dir_
+    util::unique_fd tmp_dir_;        ///< tmp/, opened without following a link
     util::unique_fd fd_;
     bool tmp_exists_ = false;       ///< tmp_path_ is ours to remove
     std::optional<failure> failed_; ///< the first failure; it finished the delivery
@@ -179,8 +189,8 @@ private:
 
 /// Removes regular files in <maildir>/tmp whose last access (atime) and last status change
 /// (ctime) are both older than `max_age` (the Maildir spec's 36 hours): leftovers of deliveries
-/// that crashed. Symlinks and directories are left alone. Returns how many were removed; errors
-/// are skipped.
+/// that crashed. Symlinks and directories are left alone, and so is a tmp/ that is itself a
+/// symlink (its target is not the Maildir's). Returns how many were removed; errors are skipped.
 std::size_t remove_stale_tmp(const std::filesystem::path& maildir,
                              std::chrono::system_clock::time_point now,
                              std::chrono::hours max_age = std::chrono::hours{36});

@@ -38,6 +38,9 @@ public:
         int result = ::close(std::exchange(fd_, -1));
         return result == 0 ? 0 : errno;
     }
+    /// Gives the descriptor up without closing it, for a C function that takes it over (the
+    /// caller names that function where it calls release()).
+    [[nodiscard]] int release() noexcept { return std::exchange(fd_, -1); }
     /// Closes the descriptor, ignoring errors: for paths that already discard the file.
     void reset() noexcept {
         if (fd_ >= 0) {
