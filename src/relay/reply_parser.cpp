@@ -69,7 +69,9 @@ std::optional<std::variant<peer_reply, std::string>> reply_parser::next() {
     while (!error_) {
         auto lf = buffer_.find('\n');
         if (lf == std::string::npos) {
-            if (buffer_.size() > max_line) {
+            // A CR at the end may be the line's own, with its LF in the next read: the limit
+            // must not depend on where the reads were cut.
+            if (buffer_.size() - (buffer_.ends_with('\r') ? 1 : 0) > max_line) {
                 error_ = "reply line longer than " + std::to_string(max_line) + " octets";
                 break;
             }

@@ -109,7 +109,9 @@ void header_scanner::feed(std::string_view in, std::string& body) {
     // the header section as the body's first line.
     for (;;) {
         auto lf = held_.find('\n', scanned_);
-        if (lf == std::string::npos) {
+        // A line that ends past the limit counts as one whose end has not arrived, so the
+        // verdict below depends on the octets alone, not on how the chunks were cut.
+        if (lf == std::string::npos || lf + 1 > max_) {
             break;
         }
         std::string_view line(held_.data() + scanned_, lf + 1 - scanned_);

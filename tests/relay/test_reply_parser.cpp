@@ -128,6 +128,17 @@ TEST(ReplyParser, OverlongLineIsAnErrorEvenWithoutLineEnd) {
     EXPECT_TRUE(std::holds_alternative<std::string>(replies[0]));
 }
 
+TEST(ReplyParser, LongestLineIsAReplyWhereverTheReadsEnd) {
+    // max_line octets before the CRLF: a read that ends between CR and LF must not make the
+    // line look one octet too long.
+    std::string longest = "250 " + std::string(reply_parser::max_line - 4, 'a') + "\r\n";
+    for (std::size_t step : {longest.size() - 1, std::size_t{1000}, longest.size()}) {
+        auto replies = parse(longest, step);
+        ASSERT_EQ(replies.size(), 1u) << "step " << step;
+        EXPECT_TRUE(std::holds_alternative<peer_reply>(replies[0])) << "step " << step;
+    }
+}
+
 TEST(ReplyParser, EndlessContinuationIsAnError) {
     std::string lines;
     for (std::size_t i = 0; i <= reply_parser::max_lines; ++i) {

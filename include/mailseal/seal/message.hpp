@@ -56,7 +56,9 @@ struct header_section {
 /// Splits a canonical message into its header section and body, incrementally.
 class header_scanner {
 public:
-    /// Beyond `max_header_bytes` without an end, the message is treated as all body.
+    /// A header section whose lines (the empty line or the first line that is not a field
+    /// included) do not all end within `max_header_bytes` octets makes the message all body,
+    /// however its bytes were cut into chunks.
     explicit header_scanner(std::size_t max_header_bytes);
 
     /// Takes the next canonical bytes; bytes that belong to the body are appended to `body`

@@ -49,7 +49,6 @@ using detail::bytes;
 
 // RFC 6698 §2.1.1-§2.1.3 field values (mnemonics from RFC 7218).
 constexpr std::uint8_t usage_pkix_ta = 0;
-constexpr std::uint8_t usage_pkix_ee = 1;
 constexpr std::uint8_t usage_dane_ta = 2;
 constexpr std::uint8_t usage_dane_ee = 3;
 constexpr std::uint8_t selector_cert = 0;
