@@ -42,6 +42,38 @@ bool is_blank(std::string_view line) {
 /// The longest line any of these bodies may have: armour lines are at most 76 characters,
 /// base64 lines at most 76 (RFC 2045 §6.8), header lines at most 998 (RFC 5322 §2.1.1).
 constexpr std::size_t max_line = 1000;
+
+/// Cuts `in` into lines, `partial` holding an unfinished one between calls, and calls
+/// `on_line(text, with_end)` for each (text without its CRLF or LF) until it returns false.
+/// False once a line is longer than max_line: counted across pieces, so the verdict does not
+/// depend on where the body was cut.
+template <typename OnLine>
+bool split_lines(std::string_view in, std::string& partial, OnLine on_line) {
+    while (!in.empty()) {
+        auto lf = in.find('\n');
+        if (partial.size() + std::min(lf, in.size()) > max_line) {
+            return false;
+        }
+        if (lf == std::string_view::npos) {
+            partial.append(in);
+            return true;
+        }
+        partial.append(in.substr(0, lf + 1));
+        in.remove_prefix(lf + 1);
+        std::string_view with_end(partial);
+        std::string_view text = with_end.substr(0, with_end.size() - 1);
+        if (!text.empty() && text.back() == '\r') {
+            text.remove_suffix(1);
+        }
+        bool go_on = on_line(text, with_end);
+        util::wipe(partial);
+        if (!go_on) {
+            break;
+        }
+    }
+    return true;
+}
+
 /// A part's header section in a PGP/MIME body: clients write a few short fields.
 constexpr std::size_t max_part_headers = 16 * 1024;
 /// Part 1's body: "Version: 1", a few line ends, at most an encoding's worth more.
@@ -765,26 +797,12 @@ bool decoded_scanner::finish() {
 }
 
 void armour_scanner::feed(std::string_view canonical_body) {
-    while (!canonical_body.empty() && state_ != state::rejected) {
-        auto lf = canonical_body.find('\n');
-        // A line's length counts across pieces, so the verdict does not depend on where the
-        // body was cut.
-        auto length = partial_.size() + std::min(lf, canonical_body.size());
-        if (length > max_line) {
-            state_ = state::rejected;
-            return;
-        }
-        if (lf == std::string_view::npos) {
-            partial_.append(canonical_body);
-            return;
-        }
-        partial_.append(canonical_body.substr(0, lf));
-        canonical_body.remove_prefix(lf + 1);
-        if (!partial_.empty() && partial_.back() == '\r') {
-            partial_.pop_back();
-        }
-        line(partial_);
-        util::wipe(partial_);
+    if (state_ != state::rejected &&
+        !split_lines(canonical_body, partial_, [this](std::string_view text, std::string_view) {
+            line(text);
+            return state_ != state::rejected;
+        })) {
+        state_ = state::rejected;
     }
 }
 
@@ -918,26 +936,13 @@ pgp_mime_scanner::~pgp_mime_scanner() {
 }
 
 void pgp_mime_scanner::feed(std::string_view canonical_body) {
-    while (!canonical_body.empty() && state_ != state::rejected) {
-        auto lf = canonical_body.find('\n');
-        auto length = partial_.size() + std::min(lf, canonical_body.size());
-        if (length > max_line) {
-            state_ = state::rejected;
-            return;
-        }
-        if (lf == std::string_view::npos) {
-            partial_.append(canonical_body);
-            return;
-        }
-        partial_.append(canonical_body.substr(0, lf + 1));
-        canonical_body.remove_prefix(lf + 1);
-        std::string_view with_end(partial_);
-        std::string_view text = with_end.substr(0, with_end.size() - 1);
-        if (!text.empty() && text.back() == '\r') {
-            text.remove_suffix(1);
-        }
-        line(text, with_end);
-        util::wipe(partial_);
+    if (state_ != state::rejected &&
+        !split_lines(canonical_body, partial_,
+                     [this](std::string_view text, std::string_view with_end) {
+                         line(text, with_end);
+                         return state_ != state::rejected;
+                     })) {
+        state_ = state::rejected;
     }
 }
 

@@ -406,20 +406,7 @@ class DeadServer:
         self.udp_queries = 0
         self.tcp_connections = 0
         self._lock = threading.Lock()
-        for _ in range(50):
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                tcp.close()
-                udp.close()
-                continue
-            break
-        else:
-            raise harness.HarnessError("no port free for the dead server")
+        tcp, udp, port = harness.bind_dns_sockets("no port free for the dead server")
         tcp.listen(64)
         self.port = port
         self._tcp = tcp

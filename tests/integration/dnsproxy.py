@@ -108,20 +108,7 @@ class DnsProxy:
         return f"127.0.0.1@{self.port}"
 
     def start(self):
-        for _ in range(50):
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                tcp.close()
-                udp.close()
-                continue
-            break
-        else:
-            raise harness.HarnessError("no port free for the DNS proxy on 127.0.0.1")
+        tcp, udp, port = harness.bind_dns_sockets("no port free for the DNS proxy on 127.0.0.1")
         tcp.listen(64)
         self._tcp, self._udp, self.port = tcp, udp, port
         self._wake_r, self._wake_w = os.pipe()

@@ -107,6 +107,25 @@ def remove_test_dir(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
+def bind_dns_sockets(what):
+    """A TCP and a UDP socket bound to the same free port on 127.0.0.1, as a DNS server needs
+    (the TCP one not yet listening), and the port; raises HarnessError naming `what` when no
+    port is free for both."""
+    for _ in range(50):
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        tcp.bind(("127.0.0.1", 0))
+        port = tcp.getsockname()[1]
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            udp.bind(("127.0.0.1", port))
+        except OSError:
+            tcp.close()
+            udp.close()
+            continue
+        return tcp, udp, port
+    raise HarnessError(what)
+
+
 def mount_tmpfs(target, size):
     """Mounts a tmpfs of `size` on target; returns None on success or why it failed."""
     os.makedirs(target, exist_ok=True)
