@@ -20,21 +20,13 @@
 
 #include <mailseal/seal/encrypted.hpp>
 
+#include "oracle.hpp"
 #include "split_input.hpp"
 
 namespace mailseal::seal {
 namespace {
 
-[[noreturn]] void violated(const char* what) {
-    std::fprintf(stderr, "fuzz_encrypted: %s\n", what);
-    std::abort();
-}
-
-void require(bool ok, const char* what) {
-    if (!ok) {
-        violated(what);
-    }
-}
+using fuzz::require;
 
 /// The same interface over the binary checks and the body scanners.
 struct check {

@@ -29,21 +29,13 @@
 
 #include <mailseal/lmtp/session.hpp>
 
+#include "oracle.hpp"
 #include "split_input.hpp"
 
 namespace mailseal::lmtp {
 namespace {
 
-[[noreturn]] void violated(const char* what) {
-    std::fprintf(stderr, "fuzz_lmtp_session: %s\n", what);
-    std::abort();
-}
-
-void require(bool ok, const char* what) {
-    if (!ok) {
-        violated(what);
-    }
-}
+using fuzz::require;
 
 /// A message as RFC 5321 §4.5.2 reads it from `wire`, starting after the DATA line: lines
 /// begin there and after each CRLF; a line that is "." CRLF ends the message, any other line

@@ -21,21 +21,13 @@
 #include <mailseal/seal/message.hpp>
 #include <mailseal/seal/sealer.hpp>
 
+#include "oracle.hpp"
 #include "split_input.hpp"
 
 namespace mailseal::seal {
 namespace {
 
-[[noreturn]] void violated(const char* what) {
-    std::fprintf(stderr, "fuzz_mime_front: %s\n", what);
-    std::abort();
-}
-
-void require(bool ok, const char* what) {
-    if (!ok) {
-        violated(what);
-    }
-}
+using fuzz::require;
 
 /// RFC 8551 §3.1.1 the plain way, one octet at a time.
 std::string canonical_reference(std::string_view in) {

@@ -25,21 +25,13 @@
 #include <mailseal/seal/openpgp/openpgp.hpp>
 #include <mailseal/util/ascii.hpp>
 
+#include "oracle.hpp"
 #include "record_input.hpp"
 
 namespace mailseal::seal::openpgp {
 namespace {
 
-[[noreturn]] void violated(const char* what) {
-    std::fprintf(stderr, "fuzz_openpgpkey: %s\n", what);
-    std::abort();
-}
-
-void require(bool ok, const char* what) {
-    if (!ok) {
-        violated(what);
-    }
-}
+using fuzz::require;
 
 constexpr std::string_view address = "alice@example.org";
 

@@ -18,21 +18,13 @@
 
 #include <mailseal/relay/reply_parser.hpp>
 
+#include "oracle.hpp"
 #include "split_input.hpp"
 
 namespace mailseal::relay {
 namespace {
 
-[[noreturn]] void violated(const char* what) {
-    std::fprintf(stderr, "fuzz_relay_replies: %s\n", what);
-    std::abort();
-}
-
-void require(bool ok, const char* what) {
-    if (!ok) {
-        violated(what);
-    }
-}
+using fuzz::require;
 
 using result = std::variant<peer_reply, std::string>;
 
