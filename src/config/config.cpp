@@ -209,6 +209,7 @@ constexpr std::array top_keys{"server"sv, "listen"sv, "mailbox"sv, "store"sv,   
 constexpr std::array store_keys{"kind"sv, "next_hop"sv, "timeout"sv, "data_done_timeout"sv,
                                 "idle_connections"sv};
 constexpr int_range idle_connections_range{0, 1000, "between 0 and 1000"};
+constexpr int_range cache_entries_range{0, 1000000, "between 0 and 1000000"};
 // Below Postfix's lmtp_data_done_timeout (600s), which also covers key lookups and sealing.
 constexpr int_range data_done_timeout_range{1, 540, "between 1s and 9m"};
 constexpr std::array server_keys{"hostname"sv, "workers"sv, "user"sv, "group"sv};
@@ -228,7 +229,7 @@ constexpr std::array dns_keys{"trust_anchor_file"sv, "trust_anchors"sv, "forward
                               "lowercase_retry"sv};
 constexpr std::array stub_zone_keys{"zone"sv, "servers"sv};
 constexpr std::array keys_keys{"local_store"sv, "smime_ca_file"sv, "accept_expired_dane_ee"sv,
-                               "preference"sv};
+                               "preference"sv, "cache_entries"sv};
 constexpr std::array log_keys{"level"sv, "format"sv, "output"sv};
 constexpr std::array metrics_keys{"listen"sv};
 constexpr std::array seal_keys{"on_no_key"sv, "passthrough"sv,       "formats"sv,
@@ -931,6 +932,7 @@ private:
         read_path(t, "keys", "smime_ca_file", true, out.smime_ca_file);
         read_flag(t, "keys", "accept_expired_dane_ee", out.accept_expired_dane_ee);
         read_choice(t, "keys", "preference", key_preference_values, out.preference);
+        read_count(t, "keys", "cache_entries", cache_entries_range, out.cache_entries);
     }
 
     void read_metrics(const toml::table& t, metrics_settings& out) {

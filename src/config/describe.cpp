@@ -57,7 +57,8 @@ void describe_keys(std::ostringstream& out, const key_settings& k) {
         << "local_store = " << detail::toml_string(k.local_store.string()) << "\n"
         << "smime_ca_file = " << detail::toml_string(k.smime_ca_file.string()) << "\n"
         << "accept_expired_dane_ee = " << flag(k.accept_expired_dane_ee) << "\n"
-        << "preference = " << detail::toml_string(to_string(k.preference)) << "\n";
+        << "preference = " << detail::toml_string(to_string(k.preference)) << "\n"
+        << "cache_entries = " << k.cache_entries << "\n";
 }
 
 /// A TOML array of format names.

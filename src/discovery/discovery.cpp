@@ -103,10 +103,24 @@ local_store_listing list_local_store(const fs::path& store, std::string_view use
     return out;
 }
 
+key_discovery::cache_use key_discovery::use_kept(format_lookup& l, std::string_view address,
+                                                 const std::vector<fs::path>& files,
+                                                 std::chrono::system_clock::time_point now) {
+    cache_use use;
+    use.identity = evaluation_cache::identify(*l.format, address, l.lookup, files);
+    auto kept = use.identity ? cache_.find(*use.identity, now) : std::nullopt;
+    if (kept) {
+        l.evaluation = std::move(*kept);
+        l.kept = true;
+        use.kept = true;
+    }
+    return use;
+}
+
 key_discovery::key_discovery(const config::config& cfg, dns::resolver& resolver,
                              seal::format_set formats, asio::any_io_executor blocking)
     : config_(cfg), resolver_(resolver), formats_(std::move(formats)),
-      blocking_(std::move(blocking)) {
+      blocking_(std::move(blocking)), cache_(cfg.keys.cache_entries) {
     for (const auto& f : formats_.all()) {
         metrics::global().declare_key_format(config::to_string(f->id()));
     }
@@ -165,29 +179,41 @@ asio::awaitable<recipient_keys> key_discovery::find(recipient::recipient rcpt) {
 
     bool any_refused = std::any_of(out.lookups.begin(), out.lookups.end(),
                                    [](const auto& l) { return yields_no_keys(l.lookup.result); });
-    // The local store is keyed like the mailbox: the user name as the Maildir sees it, and the
-    // domain in A-label form.
-    auto store_domain = rcpt.a_label.value_or(rcpt.domain);
-    co_await util::run_on(blocking_, [&] {
-        auto listing = any_refused
-                           ? local_store_listing{}
-                           : list_local_store(config_.keys.local_store, rcpt.user, store_domain);
-        out.store_problems = std::move(listing.problems);
-        auto now = std::chrono::system_clock::now();
+    auto now = std::chrono::system_clock::now();
+    static const std::vector<fs::path> no_files;
+    if (any_refused) {
         for (auto& l : out.lookups) {
-            if (any_refused) {
-                l.evaluation.decision =
-                    yields_no_keys(l.lookup.result)
-                        ? seal::refusal_decision(l.format->rr_name(), l.lookup.result)
-                        : std::string(l.format->rr_name()) + " not used: another key lookup failed";
-                continue;
-            }
-            std::vector<fs::path> files;
-            std::copy_if(listing.files.begin(), listing.files.end(), std::back_inserter(files),
-                         [&](const fs::path& f) { return l.format->stores(f); });
-            l.evaluation = l.format->evaluate(l.lookup, files, out.address, now);
+            l.evaluation.decision =
+                yields_no_keys(l.lookup.result)
+                    ? seal::refusal_decision(l.format->rr_name(), l.lookup.result)
+                    : std::string(l.format->rr_name()) + " not used: another key lookup failed";
         }
-    });
+    } else if (config_.keys.local_store.empty() &&
+               std::all_of(out.lookups.begin(), out.lookups.end(), [&](format_lookup& l) {
+                   return use_kept(l, out.address, no_files, now).kept;
+               })) {
+        // Every verdict was kept and no file is read: nothing blocks, so no trip to the pool.
+    } else {
+        // The local store is keyed like the mailbox: the user name as the Maildir sees it, and
+        // the domain in A-label form.
+        auto store_domain = rcpt.a_label.value_or(rcpt.domain);
+        co_await util::run_on(blocking_, [&] {
+            auto listing = list_local_store(config_.keys.local_store, rcpt.user, store_domain);
+            out.store_problems = std::move(listing.problems);
+            for (auto& l : out.lookups) {
+                std::vector<fs::path> files;
+                std::copy_if(listing.files.begin(), listing.files.end(), std::back_inserter(files),
+                             [&](const fs::path& f) { return l.format->stores(f); });
+                auto kept = use_kept(l, out.address, files, now);
+                if (!kept.kept) {
+                    l.evaluation = l.format->evaluate(l.lookup, files, out.address, now);
+                    if (kept.identity) {
+                        cache_.store(*kept.identity, l.evaluation, now, l.lookup.ttl);
+                    }
+                }
+            }
+        });
+    }
 
     const format_lookup* chosen = nullptr;
     if (!any_refused) {
@@ -207,6 +233,9 @@ asio::awaitable<recipient_keys> key_discovery::find(recipient::recipient rcpt) {
     for (const auto& l : out.lookups) {
         metrics::global().key_lookup(config::to_string(l.format->id()),
                                      dns::to_string(l.lookup.result));
+        if (!any_refused) {
+            metrics::global().key_evaluation(l.kept);
+        }
         log::info("key-lookup", {{"rcpt", "<" + out.address + ">"},
                                  {"format", std::string(config::to_string(l.format->id()))},
                                  {"owner", l.lookup.owner},

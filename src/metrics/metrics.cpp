@@ -85,6 +85,10 @@ void registry::key_discovery(std::chrono::steady_clock::duration latency) {
     lookup_seconds_.observe(latency);
 }
 
+void registry::key_evaluation(bool kept) {
+    (kept ? evaluations_kept_ : evaluations_made_).fetch_add(1, relaxed);
+}
+
 void registry::connection_opened() {
     open_connections_.fetch_add(1, relaxed);
 }
@@ -113,6 +117,13 @@ std::string registry::render() const {
             }
         }
     }
+    header(out, "mailseal_key_evaluations_total", "counter",
+           "Verdicts on a recipient's keys (one per record type looked up): kept from an earlier "
+           "message with the same records and files, or made afresh.");
+    out += "mailseal_key_evaluations_total{source=\"cache\"} " +
+           std::to_string(evaluations_kept_.load(relaxed)) + "\n";
+    out += "mailseal_key_evaluations_total{source=\"evaluated\"} " +
+           std::to_string(evaluations_made_.load(relaxed)) + "\n";
     header(out, "mailseal_replies_total", "counter", "Per-recipient replies after DATA by class.");
     static constexpr std::array<std::string_view, 3> classes{"2xx", "4xx", "5xx"};
     for (std::size_t i = 0; i < classes.size(); ++i) {

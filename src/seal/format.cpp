@@ -25,6 +25,13 @@ void append_finding(std::string& text, std::string_view more) {
     text += more;
 }
 
+void note_change(evaluation& ev, std::chrono::system_clock::time_point edge,
+                 std::chrono::system_clock::time_point now) {
+    if (edge > now && (!ev.changes_at || edge < *ev.changes_at)) {
+        ev.changes_at = edge;
+    }
+}
+
 std::string refusal_decision(std::string_view rr_name, dns::outcome outcome) {
     std::string name(rr_name);
     if (outcome == dns::outcome::bogus) {

@@ -10,6 +10,9 @@ What each test is for:
   original MIME entity back byte for byte (CRLF-canonical); two published keys give one CMS
   that each key opens; a bare SPKI key and an EC key open with the implementations that can;
 - each copy of a multi-recipient transaction names only its own recipient's keys;
+- verdicts on keys are kept between messages (keys.cache_entries): later copies for the same
+  records come from the cache, as the metrics show, and still open with each recipient's own
+  key and no other's;
 - a signed message (openssl smime -sign) still verifies after decryption;
 - already-encrypted forms (PGP/MIME, S/MIME enveloped and authEnveloped, an armoured single
   part), with real ciphertext from tests/seal/fixtures/encrypted, are stored byte-identical; a
@@ -27,6 +30,7 @@ import concurrent.futures
 import os
 import re
 import secrets
+import socket
 import subprocess
 import unittest
 
@@ -203,6 +207,50 @@ class DecryptorsTest(SealingCase):
             input=inner, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.assertEqual(verified.returncode, 0, verified.stderr.decode())
         self.assertIn(b"Signed words.", verified.stdout)
+
+
+class KeptVerdictsTest(SealingCase):
+    @classmethod
+    def overrides(cls):
+        return {**super().overrides(), "metrics": {"listen": "127.0.0.1:0"}}
+
+    def evaluations(self):
+        m = re.search(r"event=metrics-listening listener=tcp:127\.0\.0\.1:(\d+)",
+                      self.server.log())
+        self.assertIsNotNone(m, self.server.log())
+        with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=10) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            page = b""
+            while chunk := s.recv(65536):
+                page += chunk
+        return {source: int(float(count)) for source, count in re.findall(
+            r'^mailseal_key_evaluations_total\{source="(\w+)"\} (\S+)$', page.decode(), re.M)}
+
+    def test_later_copies_use_the_kept_verdict_and_the_right_key(self):
+        before = self.evaluations()
+        # Recipient, the identity that opens its copy, how many keys the copy names.
+        users = [("alice@signed.test", "alice@signed.test", 1),
+                 ("dave@signed.test", "dave@signed.test-1", 2)]
+        idents = {}
+        for _, name, _ in users:
+            idents[name] = identity(self.bed, name)
+            self.addCleanup(idents[name].close)
+        for round_number in range(3):
+            for address, name, keys in users:
+                data = entity_message(f"kept {round_number}", f"For {address}.\r\n".encode())
+                txn = self.deliver([address], data)
+                self.assertReply(txn.finals[0], 250, "2.0.0")
+                cms = self.assertSealed(self.stored(address), data, keys=keys)
+                self.assertEqual(decryptors.decrypt_openssl(cms, idents[name]),
+                                 self.inner_entity(data), address)
+                other = next(i for n, i in idents.items() if n != name)
+                with self.assertRaises(decryptors.ToolError, msg=f"{address}'s copy, other key"):
+                    decryptors.decrypt_openssl(cms, other)
+        after = self.evaluations()
+        # Two users, two record types each: evaluated for the first message, kept for the
+        # other two.
+        self.assertEqual(after["evaluated"] - before.get("evaluated", 0), 4, after)
+        self.assertEqual(after["cache"] - before.get("cache", 0), 8, after)
 
 
 class DetectionTest(SealingCase):

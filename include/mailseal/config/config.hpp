@@ -161,6 +161,8 @@ struct key_settings {
     /// With both RSA and EC keys, use only the RSA ones: a single key-agreement RecipientInfo
     /// makes NSS (Thunderbird) fail to open the message even for the RSA key's holder.
     key_preference preference = key_preference::rsa_only_if_any;
+    /// How many recipients' evaluated keys are kept between messages; 0 keeps none.
+    std::size_t cache_entries = 1000;
 
     bool operator==(const key_settings&) const = default;
 };

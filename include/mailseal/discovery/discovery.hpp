@@ -25,6 +25,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility> // before Asio: Boost 1.81's awaitable.hpp uses std::exchange
@@ -34,6 +35,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <mailseal/config/config.hpp>
+#include <mailseal/discovery/evaluation_cache.hpp>
 #include <mailseal/dns/resolver.hpp>
 #include <mailseal/recipient/recipient.hpp>
 #include <mailseal/seal/format.hpp>
@@ -50,6 +52,8 @@ struct format_lookup {
     /// The format's keys, one report per candidate, the precedence applied, and the problems
     /// of its files in the local store.
     seal::evaluation evaluation;
+    /// `evaluation` was kept from an earlier message with the same records and files.
+    bool kept = false;
 };
 
 struct recipient_keys {
@@ -92,10 +96,23 @@ public:
     const seal::format_set& formats() const { return formats_; }
 
 private:
+    struct cache_use {
+        bool kept = false;
+        /// The digest of the inputs, to keep a new evaluation under; nullopt when a local file
+        /// could not be stat'ed.
+        std::optional<evaluation_cache::identity> identity;
+    };
+    /// Fills `l.evaluation` from the cache when it holds one for these inputs at `now`.
+    /// Stats `files`: blocking unless there are none.
+    cache_use use_kept(format_lookup& l, std::string_view address,
+                       const std::vector<std::filesystem::path>& files,
+                       std::chrono::system_clock::time_point now);
+
     const config::config& config_;
     dns::resolver& resolver_;
     seal::format_set formats_;
     boost::asio::any_io_executor blocking_;
+    evaluation_cache cache_;
 };
 
 } // namespace mailseal::discovery

@@ -53,6 +53,8 @@ public:
     void key_lookup(std::string_view format, std::string_view outcome);
     /// One recipient's key discovery ended: every format's lookup and the local store.
     void key_discovery(std::chrono::steady_clock::duration latency);
+    /// One format's verdict on a recipient's keys was kept from an earlier message, or made.
+    void key_evaluation(bool kept);
     void connection_opened();
     void connection_closed();
 
@@ -67,6 +69,8 @@ private:
     std::map<std::string, std::array<std::uint64_t, outcome_names.size()>, std::less<>> lookups_;
     std::array<std::atomic<std::uint64_t>, 3> replies_{}; ///< 2xx, 4xx, 5xx
     std::atomic<std::uint64_t> sealed_bytes_{0};
+    std::atomic<std::uint64_t> evaluations_kept_{0};
+    std::atomic<std::uint64_t> evaluations_made_{0};
     std::atomic<std::int64_t> open_connections_{0};
     histogram delivery_seconds_;
     histogram lookup_seconds_;

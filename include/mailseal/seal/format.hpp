@@ -94,7 +94,16 @@ struct evaluation {
     /// The precedence rule applied, e.g. "no SMIMEA record (DNSSEC-secure absence): local
     /// certificate store".
     std::string decision;
+    /// The first moment after the time of the evaluation at which the clock alone could change
+    /// it: a certificate, key or signature it saw becomes valid or expires. nullopt: never.
+    /// Evaluated keys are kept until then at most.
+    std::optional<std::chrono::system_clock::time_point> changes_at;
 };
+
+/// Moves `ev.changes_at` to `edge` when that is earlier and still after `now`. An edge is the
+/// first second in the new state: a validity period's start, or the second after its end.
+void note_change(evaluation& ev, std::chrono::system_clock::time_point edge,
+                 std::chrono::system_clock::time_point now);
 
 /// The keys one recipient's copy is sealed to: made by key discovery and carried unchanged to
 /// sealing.

@@ -203,6 +203,73 @@ user_ids user_ids_of(rnp_key_handle_t primary, std::string_view address) {
     return out;
 }
 
+/// Notes a time stamp of a key or signature as an edge of the verdict: the second itself and
+/// the one after, since whether librnp counts the exact second as inside or outside a period
+/// is its own business.
+void note_stamp(evaluation& ev, std::uint64_t stamp, std::uint64_t now) {
+    if (stamp <= now ||
+        stamp >= static_cast<std::uint64_t>(std::numeric_limits<std::time_t>::max())) {
+        return;
+    }
+    auto at = clock::from_time_t(static_cast<std::time_t>(now));
+    auto edge = clock::from_time_t(static_cast<std::time_t>(stamp));
+    note_change(ev, edge, at);
+}
+
+void note_signature_times(rnp_signature_handle_t sig, std::uint64_t now, evaluation& ev) {
+    std::uint32_t created = 0;
+    std::uint32_t expires_after = 0;
+    if (rnp_signature_get_creation(sig, &created) != RNP_SUCCESS) {
+        return;
+    }
+    note_stamp(ev, created, now);
+    if (rnp_signature_get_expiration(sig, &expires_after) == RNP_SUCCESS && expires_after != 0) {
+        std::uint64_t end = std::uint64_t{created} + expires_after;
+        note_stamp(ev, end, now);
+        note_stamp(ev, end + 1, now);
+    }
+}
+
+/// Whether a key, a subkey, a user ID or a self-signature is valid depends on the time: the
+/// verdict on a transferable key holds until the first of its time stamps still to come.
+void note_key_times(rnp_key_handle_t key, std::uint64_t now, evaluation& ev) {
+    std::uint32_t created = 0;
+    if (rnp_key_get_creation(key, &created) == RNP_SUCCESS) {
+        note_stamp(ev, created, now);
+    }
+    if (auto till = valid_till(key); till && *till != 0) {
+        note_stamp(ev, *till, now);
+        note_stamp(ev, *till + 1, now);
+    }
+    std::size_t count = 0;
+    rnp_key_get_signature_count(key, &count);
+    for (std::size_t i = 0; i < count; ++i) {
+        rnp_signature_handle_t raw = nullptr;
+        if (rnp_key_get_signature_at(key, i, &raw) == RNP_SUCCESS && raw != nullptr) {
+            c_ptr<rnp_signature_handle_st> sig(raw);
+            note_signature_times(sig.get(), now, ev);
+        }
+    }
+    std::size_t uids = 0;
+    rnp_key_get_uid_count(key, &uids);
+    for (std::size_t u = 0; u < uids; ++u) {
+        rnp_uid_handle_t raw_uid = nullptr;
+        if (rnp_key_get_uid_handle_at(key, u, &raw_uid) != RNP_SUCCESS || raw_uid == nullptr) {
+            continue;
+        }
+        c_ptr<rnp_uid_handle_st> uid(raw_uid);
+        std::size_t signatures = 0;
+        rnp_uid_get_signature_count(uid.get(), &signatures);
+        for (std::size_t i = 0; i < signatures; ++i) {
+            rnp_signature_handle_t raw = nullptr;
+            if (rnp_uid_get_signature_at(uid.get(), i, &raw) == RNP_SUCCESS && raw != nullptr) {
+                c_ptr<rnp_signature_handle_st> sig(raw);
+                note_signature_times(sig.get(), now, ev);
+            }
+        }
+    }
+}
+
 /// A usable key while the candidates are compared; it becomes a seal::key once chosen.
 struct found_key {
     key k;
@@ -232,6 +299,7 @@ void examine(rnp_key_handle_t primary, std::string source, bool local, std::stri
     if (report.subject.empty() && !ids.all.empty()) {
         report.subject = ids.all.front();
     }
+    note_key_times(primary, now, ev);
     auto index = ev.reports.size();
     auto finish = [&](std::string why) {
         report.why = std::move(why);
@@ -266,6 +334,7 @@ void examine(rnp_key_handle_t primary, std::string source, bool local, std::stri
         rnp_key_handle_t raw = nullptr;
         if (rnp_key_get_subkey_at(primary, i, &raw) == RNP_SUCCESS && raw != nullptr) {
             subkeys.emplace_back(raw);
+            note_key_times(raw, now, ev);
         }
     }
     std::vector<rnp_key_handle_t> candidates{primary};

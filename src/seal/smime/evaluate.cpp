@@ -49,6 +49,7 @@ using detail::bytes;
 
 // RFC 6698 §2.1.1-§2.1.3 field values (mnemonics from RFC 7218).
 constexpr std::uint8_t usage_pkix_ta = 0;
+constexpr std::uint8_t usage_pkix_ee = 1;
 constexpr std::uint8_t usage_dane_ta = 2;
 constexpr std::uint8_t usage_dane_ee = 3;
 constexpr std::uint8_t selector_cert = 0;
@@ -605,6 +606,13 @@ std::variant<trust, std::string> load_trust(const config::key_settings& settings
             ERR_clear_error();
             return where + "a certificate could not be added to the trust store";
         }
+        auto dates = describe(*ca.certificate, {});
+        if (dates.not_before) {
+            pol.ca_edges.push_back(*dates.not_before);
+        }
+        if (dates.not_after) {
+            pol.ca_edges.push_back(*dates.not_after + std::chrono::seconds(1));
+        }
     }
     pol.smime_cas = share(std::move(store));
     return pol;
@@ -617,6 +625,23 @@ evaluation evaluate(const std::vector<smimea_record>& secure_records,
     auto ev = combine(secure_records, examine_all(secure_records, pol, address, t), local_certs,
                       pol, address, t);
     ERR_clear_error();
+    // A certificate is valid from notBefore through notAfter (RFC 5280 §4.1.2.5), the time
+    // compared in whole seconds.
+    auto at = std::chrono::system_clock::from_time_t(t);
+    for (const auto& report : ev.reports) {
+        if (report.not_before) {
+            note_change(ev, *report.not_before, at);
+        }
+        if (report.not_after) {
+            note_change(ev, *report.not_after + std::chrono::seconds(1), at);
+        }
+    }
+    if (std::any_of(secure_records.begin(), secure_records.end(),
+                    [](const smimea_record& r) { return r.usage == usage_pkix_ee; })) {
+        for (auto edge : pol.ca_edges) {
+            note_change(ev, edge, at);
+        }
+    }
     return ev;
 }
 

@@ -244,6 +244,24 @@ TEST(judge, key_fields) {
     EXPECT_EQ(iso_time(*later.keys[0].expires), "2025-01-02T00:00:00Z");
 }
 
+TEST(judge, holds_until_a_key_or_signature_it_saw_changes) {
+    EXPECT_FALSE(evaluate({record(key_named("two_subkeys").public_key)}, {}, alice, now).changes_at)
+        << "nothing in the key expires";
+
+    const auto& expiring = key_named("subkey_expired_and_fresh");
+    auto early = evaluate({record(expiring.public_key)}, {}, alice,
+                          std::chrono::system_clock::from_time_t(test::test_created + 3600));
+    ASSERT_TRUE(early.changes_at);
+    EXPECT_EQ(iso_time(*early.changes_at), "2025-01-02T00:00:00Z") << "the first subkey expires";
+    EXPECT_FALSE(evaluate({record(expiring.public_key)}, {}, alice, now).changes_at)
+        << "after its expiry nothing changes any more";
+
+    auto future = evaluate({record(key_named("not_yet_valid").public_key)}, {}, alice, now);
+    EXPECT_TRUE(future.keys.empty());
+    ASSERT_TRUE(future.changes_at);
+    EXPECT_EQ(iso_time(*future.changes_at), "2026-06-11T00:00:00Z") << "the key's creation";
+}
+
 struct malformed_case {
     std::string name;
     std::function<bytes()> data;

@@ -801,6 +801,31 @@ TEST(precedence, secure_records_with_empty_list_is_absence) {
     EXPECT_EQ(ev.decision, "no secure SMIMEA records: local certificate store");
 }
 
+TEST(evaluate, holds_until_a_certificate_it_saw_changes) {
+    const auto& f = certs();
+    auto one = evaluate({full(3, f.rsa)}, {}, trust{}, alice, now);
+    ASSERT_TRUE(one.changes_at);
+    EXPECT_EQ(iso_time(*one.changes_at), "2030-01-01T00:00:01Z")
+        << "valid through notAfter, so the verdict changes the second after";
+
+    // A DANE-EE record does not check the dates, but the verdict is still kept no longer.
+    auto two = evaluate({full(3, f.rsa), full(3, f.not_yet_valid)}, {}, trust{}, alice, now);
+    ASSERT_TRUE(two.changes_at);
+    EXPECT_EQ(iso_time(*two.changes_at), "2027-01-01T00:00:00Z");
+
+    auto local =
+        evaluate({}, {{f.not_yet_valid, "/store/example.org/alice/a.pem"}}, trust{}, alice, now);
+    EXPECT_TRUE(local.keys.empty());
+    ASSERT_TRUE(local.changes_at) << "the local certificate becomes valid then";
+    EXPECT_EQ(iso_time(*local.changes_at), "2027-01-01T00:00:00Z");
+
+    EXPECT_FALSE(evaluate({bare_spki(f.ec_agree)}, {}, trust{}, alice, now).changes_at)
+        << "a bare public key has no dates";
+    EXPECT_FALSE(evaluate({}, {{f.expired, "/store/example.org/alice/a.pem"}}, trust{}, alice, now)
+                     .changes_at)
+        << "all its dates are past";
+}
+
 TEST(load_trust, loads_ca_file) {
     const auto& f = certs();
     test::temp_dir dir;
@@ -822,6 +847,17 @@ TEST(load_trust, loads_ca_file) {
     ASSERT_EQ(ev.reports.size(), 2u);
     EXPECT_TRUE(ev.reports[0].usable) << ev.reports[0].why;
     EXPECT_TRUE(ev.reports[1].usable) << ev.reports[1].why;
+
+    // A PKIX verdict also depends on the CAs' dates.
+    EXPECT_EQ(pol.ca_edges.size(), 4u);
+    auto short_lived = pol;
+    short_lived.ca_edges.push_back(std::chrono::system_clock::from_time_t(test::utc(2026, 7, 1)));
+    auto pkix = evaluate({full(1, f.pkix_rsa)}, {}, short_lived, alice, now);
+    ASSERT_TRUE(pkix.changes_at);
+    EXPECT_EQ(iso_time(*pkix.changes_at), "2026-07-01T00:00:00Z");
+    auto dane_ee = evaluate({full(3, f.rsa)}, {}, short_lived, alice, now);
+    ASSERT_TRUE(dane_ee.changes_at);
+    EXPECT_EQ(iso_time(*dane_ee.changes_at), "2030-01-01T00:00:01Z") << "DANE-EE needs no CA";
 }
 
 TEST(load_trust, without_ca_file) {

@@ -35,6 +35,10 @@ struct deleter<rnp_uid_handle_st> {
     void operator()(rnp_uid_handle_t p) const noexcept { rnp_uid_handle_destroy(p); }
 };
 template <>
+struct deleter<rnp_signature_handle_st> {
+    void operator()(rnp_signature_handle_t p) const noexcept { rnp_signature_handle_destroy(p); }
+};
+template <>
 struct deleter<rnp_op_encrypt_st> {
     void operator()(rnp_op_encrypt_t p) const noexcept { rnp_op_encrypt_destroy(p); }
 };
