@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <grp.h>
 #include <list>
+#include <malloc.h>
 #include <pwd.h>
 #include <random>
 #include <sys/stat.h>
@@ -230,7 +231,8 @@ struct generation {
 };
 
 struct server::state {
-    state(asio::io_context& context, std::size_t workers) : io(context), pool(workers) {
+    state(asio::io_context& context, std::size_t workers)
+        : io(context), pool(workers), idle_trim(context) {
         std::random_device entropy;
         id_prefix = hex_id(entropy()) + "-";
     }
@@ -245,6 +247,8 @@ struct server::state {
     /// The Prometheus endpoint ([metrics] listen), if configured.
     std::optional<listener> metrics_listener;
     std::list<connection_entry> connections;
+    /// Runs out a second after the last connection closed (see connection_registration).
+    asio::steady_timer idle_trim;
     bool stopping = false;
     std::string id_prefix;
     std::uint64_t next_session = 0;
@@ -255,6 +259,20 @@ namespace {
 void log_crash(std::exception_ptr e) {
     log::error("connection-failed", e);
 }
+
+/// Body slices taken from the session's events for one hand-off to the pool: their plaintext
+/// is wiped however the hand-off ends.
+struct body_slices {
+    body_slices() = default;
+    body_slices(const body_slices&) = delete;
+    body_slices& operator=(const body_slices&) = delete;
+    ~body_slices() {
+        for (auto& slice : items) {
+            util::wipe(slice);
+        }
+    }
+    std::vector<std::string> items;
+};
 
 /// An accepted recipient and its key lookup, started when its RCPT is accepted and awaited when
 /// its copy must be decided, so DNS time overlaps the upload. Shared with the lookup's
@@ -276,16 +294,37 @@ std::shared_ptr<pending_keys> start_lookup(server::state& st, std::shared_ptr<ge
                                            const asio::any_io_executor& ex,
                                            recipient::recipient rcpt);
 
+/// Gives the memory a burst of connections left behind back to the kernel once the server has
+/// been idle for a second: glibc keeps freed heap memory (read buffers, sessions, coroutine
+/// frames) in its arenas for reuse, so without this the daemon's RSS stays at its peak. A
+/// second of quiet coalesces the trims of a client that connects once per message.
+void trim_when_idle(const std::shared_ptr<server::state>& st) {
+    st->idle_trim.expires_after(std::chrono::seconds(1));
+    st->idle_trim.async_wait(
+        [weak = std::weak_ptr<server::state>(st)](boost::system::error_code ec) {
+            auto state = weak.lock();
+            if (ec || !state || !state->connections.empty() || state->stopping) {
+                return;
+            }
+            // It walks every arena: on the pool, not the event loop.
+            asio::post(state->pool, [] { ::malloc_trim(0); });
+        });
+}
+
 /// Registers a connection for its lifetime, so stop() can reach it and the limit can count it.
 class connection_registration {
 public:
-    connection_registration(std::list<connection_entry>& list, asio::steady_timer& timer)
-        : list_(list), entry_(list.insert(list.end(), connection_entry{&timer, false})) {
+    connection_registration(std::shared_ptr<server::state> st, asio::steady_timer& timer)
+        : st_(std::move(st)),
+          entry_(st_->connections.insert(st_->connections.end(), connection_entry{&timer, false})) {
         metrics::global().connection_opened();
     }
     ~connection_registration() {
-        list_.erase(entry_);
+        st_->connections.erase(entry_);
         metrics::global().connection_closed();
+        if (st_->connections.empty() && !st_->stopping) {
+            trim_when_idle(st_);
+        }
     }
     connection_registration(const connection_registration&) = delete;
     connection_registration& operator=(const connection_registration&) = delete;
@@ -293,7 +332,7 @@ public:
     void set_interruptible(bool interruptible) { entry_->interruptible = interruptible; }
 
 private:
-    std::list<connection_entry>& list_;
+    std::shared_ptr<server::state> st_;
     std::list<connection_entry>::iterator entry_;
 };
 
@@ -385,7 +424,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
     std::shared_ptr<generation> gen = st->current;
     const auto& cfg = gen->cfg;
     asio::steady_timer timer(socket.get_executor());
-    connection_registration registration(st->connections, timer);
+    connection_registration registration(st, timer);
     std::string session_id = st->id_prefix + hex_id(++st->next_session);
     std::string out;
 
@@ -420,9 +459,11 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
             txn.reset();
         }
     };
-    // Hands the transaction the answers that have arrived; with `wait`, waits for all first.
-    auto provide_keys = [&](bool wait) -> asio::awaitable<void> {
-        std::vector<std::pair<std::size_t, seal::key_set>> ready;
+    // The answers that have arrived for recipients still without keys; with `wait`, waits for
+    // all first. They go to the transaction with the next hand-off to the pool.
+    using ready_keys = std::vector<std::pair<std::size_t, seal::key_set>>;
+    auto collect_keys = [&](bool wait) -> asio::awaitable<ready_keys> {
+        ready_keys ready;
         for (std::size_t i = 0; i < txn->recipients(); ++i) {
             if (txn->has_keys(i)) {
                 continue;
@@ -439,12 +480,11 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 ready.emplace_back(i, std::move(*lookups[i]->result));
             }
         }
-        if (!ready.empty()) {
-            co_await on_pool(st->pool, [&] {
-                for (auto& [index, keys] : ready) {
-                    txn->provide_keys(index, std::move(keys));
-                }
-            });
+        co_return ready;
+    };
+    auto give_keys = [&](ready_keys& ready) {
+        for (auto& [index, keys] : ready) {
+            txn->provide_keys(index, std::move(keys));
         }
     };
     // Sends the pending replies; false when the client is gone or stopped reading. (Callers
@@ -506,27 +546,64 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 txn.emplace(delivery::transaction(cfg, gen->names, std::move(begin->env),
                                                   std::move(recipients), std::move(info),
                                                   gen->next_hop.get()));
-                co_await provide_keys(false);
-            } else if (auto* body = std::get_if<lmtp::events::body>(&e)) {
-                if (txn) {
-                    co_await provide_keys(false);
-                    co_await on_pool(st->pool, [&] { txn->write(body->bytes); });
-                    util::wipe(body->bytes);
+            } else if (std::holds_alternative<lmtp::events::body>(e) ||
+                       std::holds_alternative<lmtp::events::end_data>(e)) {
+                // Every body slice already queued, and the end of the data when it came with
+                // them (a small message arrives in one read), go to the pool in one hand-off,
+                // with the keys that have arrived: each hand-off costs two thread switches.
+                body_slices slices;
+                std::optional<lmtp::events::end_data> end;
+                auto take = [&](lmtp::event& next) {
+                    if (auto* body = std::get_if<lmtp::events::body>(&next)) {
+                        slices.items.push_back(std::move(body->bytes));
+                    } else {
+                        end = std::get<lmtp::events::end_data>(next);
+                    }
+                };
+                take(e);
+                while (!end && !queue.empty() &&
+                       (std::holds_alternative<lmtp::events::body>(queue.front()) ||
+                        std::holds_alternative<lmtp::events::end_data>(queue.front()))) {
+                    take(queue.front());
+                    queue.pop_front();
+                }
+                if (!txn) {
+                    continue;
+                }
+                auto ready = co_await collect_keys(end.has_value());
+                std::optional<lmtp::reply> first_reply;
+                co_await on_pool(st->pool, [&] {
+                    give_keys(ready);
+                    for (auto& slice : slices.items) {
+                        txn->write(slice);
+                        util::wipe(slice);
+                    }
+                    if (end) {
+                        txn->end_of_data();
+                        if (end->recipients > 0) {
+                            first_reply = txn->finish(0);
+                        }
+                    }
+                });
+                if (!end) {
                     // Held plaintext is bounded: past the bound, wait for the keys before
                     // reading more (the client waits on TCP flow control meanwhile).
                     if (txn->needs_keys()) {
-                        co_await provide_keys(true);
+                        auto missing = co_await collect_keys(true);
+                        co_await on_pool(st->pool, [&] { give_keys(missing); });
                     }
+                    continue;
                 }
-            } else if (auto* end = std::get_if<lmtp::events::end_data>(&e)) {
-                co_await provide_keys(true);
-                co_await on_pool(st->pool, [&] { txn->end_of_data(); });
                 drop_lookups(lookups, 0);
                 // RFC 2033 §4.2: one reply per recipient, in RCPT order, each sent as soon as
                 // it is known.
                 for (std::size_t i = 0; i < end->recipients; ++i) {
-                    auto result = co_await on_pool(st->pool, [&] { return txn->finish(i); });
-                    session.complete_recipient(i, std::move(result));
+                    // A plain if: GCC 12 mishandles co_await inside a conditional expression.
+                    std::optional<lmtp::reply> result = std::move(first_reply);
+                    if (i > 0) {
+                        result = co_await on_pool(st->pool, [&] { return txn->finish(i); });
+                    }
+                    session.complete_recipient(i, std::move(*result));
                     for (auto& more : session.take_events()) {
                         queue.push_back(std::move(more));
                     }
@@ -748,6 +825,7 @@ void server::stop() {
             ::unlink(l.socket_path.c_str());
         }
     }
+    state_->idle_trim.cancel();
     // Wake connections that wait for a command before DATA; the others notice the flag when
     // their message is delivered.
     for (auto& c : state_->connections) {

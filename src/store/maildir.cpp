@@ -351,12 +351,10 @@ std::optional<failure> delivery::append(std::string_view out) {
     // W= is the size Dovecot gets when it reads the file with CRLF line ends: every LF that
     // has no CR before it in the file counts twice.
     std::uint64_t bare_lf = 0;
-    char previous = last_written_;
-    for (char c : out) {
-        if (c == '\n' && previous != '\r') {
+    for (auto at = out.find('\n'); at != std::string_view::npos; at = out.find('\n', at + 1)) {
+        if ((at == 0 ? last_written_ : out[at - 1]) != '\r') {
             ++bare_lf;
         }
-        previous = c;
     }
     if (!out.empty()) {
         last_written_ = out.back();
