@@ -820,7 +820,8 @@ void armour_scanner::line(std::string_view text) {
     switch (state_) {
     case state::leading:
         if (!t.empty()) {
-            state_ = t == "-----BEGIN PGP MESSAGE-----" ? state::headers : state::rejected;
+            began_ = t == "-----BEGIN PGP MESSAGE-----";
+            state_ = began_ ? state::headers : state::rejected;
         }
         return;
     case state::headers: {

@@ -171,9 +171,10 @@ void message_sealer::spill() {
 }
 
 void message_sealer::unverified(std::string_view why) {
-    // A label the body does not bear out: the message is sealed like any plaintext.
+    // A label the body does not bear out: the message is sealed like any plaintext. Plain text
+    // that never looked like armour claimed nothing, and is not worth a log line.
     form_ = encrypted_form::none;
-    if (claimed_ != encrypted_form::none) {
+    if (claimed_ != encrypted_form::none && (!check_ || check_->claims_encryption())) {
         log::info("encryption-unverified",
                   {{"claimed", std::string(to_string(claimed_))}, {"reason", std::string(why)}});
     }

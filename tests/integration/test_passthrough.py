@@ -293,6 +293,22 @@ class ClaimsTest(PassthroughCase):
     def secret(self):
         return b"my password is hunter2 " + secrets.token_hex(8).encode()
 
+    def test_only_a_claim_is_logged_as_unverified(self):
+        def unverified():
+            return self.server.log().count("event=encryption-unverified")
+
+        before = unverified()
+        self.assertSealedForBoth(entity_message("plain text", b"Nothing claimed here.\r\n",
+                                                b"text/plain; charset=UTF-8"))
+        self.assertEqual(unverified(), before, "plain text claims nothing")
+        self.assertSealedForBoth(pgp_mime_message("label", b"", part2_type=b"text/plain",
+                                                  part2_fields=b"", part2_body=b"Clear.\r\n"))
+        self.assertEqual(unverified(), before + 1, "a PGP/MIME label over text")
+        armour_start = entity_message("inline", b"-----BEGIN PGP MESSAGE-----\r\n\r\nnot "
+                                      b"radix-64 at all\r\n", b"text/plain; charset=UTF-8")
+        self.assertSealedForBoth(armour_start)
+        self.assertEqual(unverified(), before + 2, "an armour's BEGIN line over text")
+
     def test_reproduction_1_pgp_mime_label_over_text(self):
         secret = self.secret()
         data = pgp_mime_message("repro 1", b"", part2_type=b"text/plain; charset=utf-8",

@@ -186,6 +186,9 @@ public:
     virtual bool still_possible() const = 0;
     /// The verdict once the whole body was fed.
     virtual bool finish() = 0;
+    /// Whether the message claims to be encrypted. A MIME label is a claim by itself; a text
+    /// part claims it only with its first line, an armour's BEGIN line.
+    virtual bool claims_encryption() const { return true; }
 };
 
 /// The scanner for `c.check` (null for body_check::none).
@@ -199,6 +202,7 @@ public:
     void feed(std::string_view canonical_body) override;
     bool still_possible() const override { return !failed_ && inner_->still_possible(); }
     bool finish() override;
+    bool claims_encryption() const override { return inner_->claims_encryption(); }
 
 private:
     transfer_decoder decoder_;
@@ -218,12 +222,15 @@ public:
     void feed(std::string_view canonical_body) override;
     bool still_possible() const override { return state_ != state::rejected; }
     bool finish() override;
+    bool claims_encryption() const override { return began_; }
 
 private:
     enum class state { leading, headers, data, trailing, rejected };
     void line(std::string_view text);
 
     state state_ = state::leading;
+    /// The first line was the BEGIN line.
+    bool began_ = false;
     std::string partial_;
     std::size_t header_lines_ = 0;
     std::size_t data_lines_ = 0;
