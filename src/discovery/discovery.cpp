@@ -109,10 +109,10 @@ key_discovery::cache_use key_discovery::use_kept(format_lookup& l, std::string_v
     cache_use use;
     use.identity = evaluation_cache::identify(*l.format, address, l.lookup, files);
     auto kept = use.identity ? cache_.find(*use.identity, now) : std::nullopt;
+    l.kept = kept.has_value();
+    use.kept = l.kept;
     if (kept) {
         l.evaluation = std::move(*kept);
-        l.kept = true;
-        use.kept = true;
     }
     return use;
 }
@@ -198,6 +198,8 @@ asio::awaitable<recipient_keys> key_discovery::find(recipient::recipient rcpt) {
         // the domain in A-label form.
         auto store_domain = rcpt.a_label.value_or(rcpt.domain);
         co_await util::run_on(blocking_, [&] {
+            // The time the verdicts are made at, not the time the pool got to them.
+            now = std::chrono::system_clock::now();
             auto listing = list_local_store(config_.keys.local_store, rcpt.user, store_domain);
             out.store_problems = std::move(listing.problems);
             for (auto& l : out.lookups) {

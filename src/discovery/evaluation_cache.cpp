@@ -1,10 +1,14 @@
+#include <array>
+#include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <memory>
-#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
 #include <mailseal/discovery/evaluation_cache.hpp>
+#include <mailseal/util/unique_fd.hpp>
 
 namespace mailseal::discovery {
 
@@ -27,6 +31,8 @@ public:
         raw(data, size);
     }
     void text(std::string_view s) { bytes(s.data(), s.size()); }
+    /// Bytes whose length is fed after them (a stream of unknown length).
+    void raw_bytes(const void* data, std::size_t size) { raw(data, size); }
     void number(std::uint64_t n) {
         unsigned char be[8];
         for (int i = 7; i >= 0; --i) {
@@ -54,6 +60,37 @@ private:
     bool ok_ = false;
 };
 
+/// Feeds a file's bytes; false when it cannot be read whole or is larger than any key file the
+/// formats read (those are evaluated afresh, and reported).
+bool hash_content(field_hasher& h, const std::filesystem::path& file) {
+    constexpr std::size_t largest = 1u << 20;
+    util::unique_fd fd{::open(file.c_str(), O_RDONLY | O_CLOEXEC)};
+    if (!fd) {
+        return false;
+    }
+    std::array<char, 16384> buffer;
+    std::size_t total = 0;
+    for (;;) {
+        auto n = ::read(fd.get(), buffer.data(), buffer.size());
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return false;
+        }
+        if (n == 0) {
+            break;
+        }
+        total += static_cast<std::size_t>(n);
+        if (total > largest) {
+            return false;
+        }
+        h.raw_bytes(buffer.data(), static_cast<std::size_t>(n));
+    }
+    h.number(total);
+    return true;
+}
+
 } // namespace
 
 evaluation_cache::evaluation_cache(std::size_t capacity) : capacity_(capacity) {}
@@ -78,22 +115,14 @@ evaluation_cache::identify(const seal::format& format, std::string_view address,
     for (const auto& rdata : lookup.rdata) {
         h.bytes(rdata.data(), rdata.size());
     }
-    // A file rewritten in place changes its size or times; one replaced by rename changes its
-    // inode.
+    // The files' content, not their times: a rewrite within one timestamp tick, or attributes
+    // a network file system caches, would hide a change. Hashing a key file costs far less
+    // than parsing it.
     h.number(local_files.size());
     for (const auto& file : local_files) {
-        struct stat st {};
-        if (::stat(file.c_str(), &st) != 0) {
-            return std::nullopt;
-        }
         h.text(file.native());
-        for (auto n :
-             {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
-              static_cast<std::uint64_t>(st.st_size), static_cast<std::uint64_t>(st.st_mtim.tv_sec),
-              static_cast<std::uint64_t>(st.st_mtim.tv_nsec),
-              static_cast<std::uint64_t>(st.st_ctim.tv_sec),
-              static_cast<std::uint64_t>(st.st_ctim.tv_nsec)}) {
-            h.number(n);
+        if (!hash_content(h, file)) {
+            return std::nullopt;
         }
     }
     return h.finish();
@@ -118,7 +147,9 @@ std::optional<seal::evaluation> evaluation_cache::find(const identity& id,
 
 void evaluation_cache::store(const identity& id, const seal::evaluation& ev,
                              std::chrono::system_clock::time_point now, std::uint32_t ttl) {
-    if (capacity_ == 0 || ttl == 0 || (ev.changes_at && now >= *ev.changes_at)) {
+    // A local file that could not be read now may be readable for the next message.
+    if (capacity_ == 0 || ttl == 0 || ev.provisional || !ev.local_problems.empty() ||
+        (ev.changes_at && now >= *ev.changes_at)) {
         return;
     }
     auto expires = std::chrono::steady_clock::now() + std::chrono::seconds(ttl);

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <deque>
@@ -260,6 +261,22 @@ void log_crash(std::exception_ptr e) {
     log::error("connection-failed", e);
 }
 
+/// A body slice's string after its bytes were moved away: a short one keeps them in its inline
+/// buffer.
+void wipe_moved_from(lmtp::event& e) {
+    if (auto* body = std::get_if<lmtp::events::body>(&e)) {
+        util::wipe_storage(body->bytes);
+    }
+}
+
+/// Moves the session's events to the connection's queue, wiping what the moves leave behind.
+void enqueue(std::vector<lmtp::event> events, std::deque<lmtp::event>& queue) {
+    for (auto& e : events) {
+        queue.push_back(std::move(e));
+        wipe_moved_from(e);
+    }
+}
+
 /// Body slices taken from the session's events for one hand-off to the pool: their plaintext
 /// is wiped however the hand-off ends.
 struct body_slices {
@@ -497,11 +514,10 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
     };
 
     for (;;) {
-        for (auto& e : session.take_events()) {
-            queue.push_back(std::move(e));
-        }
+        enqueue(session.take_events(), queue);
         while (!queue.empty()) {
             lmtp::event e = std::move(queue.front());
+            wipe_moved_from(queue.front());
             queue.pop_front();
             if (auto* send = std::get_if<lmtp::events::send>(&e)) {
                 out += send->what.render();
@@ -524,9 +540,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                     refusal = std::move(std::get<lmtp::reply>(verdict));
                 }
                 session.recipient_verified(std::move(refusal));
-                for (auto& more : session.take_events()) {
-                    queue.push_back(std::move(more));
-                }
+                enqueue(session.take_events(), queue);
             } else if (auto* begin = std::get_if<lmtp::events::begin_data>(&e)) {
                 // Let the client start sending while the files are opened.
                 bool sent = co_await flush();
@@ -552,10 +566,18 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 // them (a small message arrives in one read), go to the pool in one hand-off,
                 // with the keys that have arrived: each hand-off costs two thread switches.
                 body_slices slices;
+                // Reserved: a vector that grows moves short slices and leaves their bytes
+                // behind.
+                slices.items.reserve(
+                    1 + static_cast<std::size_t>(
+                            std::count_if(queue.begin(), queue.end(), [](const lmtp::event& q) {
+                                return std::holds_alternative<lmtp::events::body>(q);
+                            })));
                 std::optional<lmtp::events::end_data> end;
                 auto take = [&](lmtp::event& next) {
                     if (auto* body = std::get_if<lmtp::events::body>(&next)) {
                         slices.items.push_back(std::move(body->bytes));
+                        util::wipe_storage(body->bytes);
                     } else {
                         end = std::get<lmtp::events::end_data>(next);
                     }
@@ -566,6 +588,17 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                         std::holds_alternative<lmtp::events::end_data>(queue.front()))) {
                     take(queue.front());
                     queue.pop_front();
+                }
+                if (!txn && end) {
+                    // No transaction took the data (a defect: begin_data always makes one).
+                    // Each recipient still gets its reply, a temporary one, so the client
+                    // neither waits for its timeout nor takes the message as delivered.
+                    log::error("no-transaction", {{"session", session_id}});
+                    for (std::size_t i = 0; i < end->recipients; ++i) {
+                        session.complete_recipient(i, lmtp::reply(lmtp::replies::local_error));
+                    }
+                    enqueue(session.take_events(), queue);
+                    continue;
                 }
                 if (!txn) {
                     continue;
@@ -604,9 +637,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                         result = co_await on_pool(st->pool, [&] { return txn->finish(i); });
                     }
                     session.complete_recipient(i, std::move(*result));
-                    for (auto& more : session.take_events()) {
-                        queue.push_back(std::move(more));
-                    }
+                    enqueue(session.take_events(), queue);
                     while (!queue.empty() &&
                            std::holds_alternative<lmtp::events::send>(queue.front())) {
                         out += std::get<lmtp::events::send>(queue.front()).what.render();

@@ -104,20 +104,31 @@ TEST(evaluation_cache, identity_follows_the_local_files) {
     EXPECT_NE(none, first);
     EXPECT_EQ(first, id_of(smime(), "alice@example.org", absent, {file}));
 
-    std::ofstream(file) << "other";
+    std::ofstream(file) << "owt";
     const auto rewritten = id_of(smime(), "alice@example.org", absent, {file});
     EXPECT_NE(first, rewritten) << "rewritten in place";
 
-    auto replacement = dir.path() / "new.pem";
-    std::ofstream(replacement) << "other";
-    fs::last_write_time(replacement, fs::last_write_time(file));
-    fs::rename(replacement, file);
+    auto time = fs::last_write_time(file);
+    std::ofstream(file) << "Owt";
+    fs::last_write_time(file, time);
     EXPECT_NE(rewritten, id_of(smime(), "alice@example.org", absent, {file}))
-        << "replaced by rename, same size and mtime";
+        << "same size and mtime, other content";
+
+    auto copy = dir.path() / "new.pem";
+    std::ofstream(copy) << "Owt";
+    fs::rename(copy, file);
+    EXPECT_EQ(id_of(smime(), "alice@example.org", absent, {file}),
+              id_of(smime(), "alice@example.org", absent, {file}))
+        << "another inode with the same content is the same input";
+
+    auto big = dir.path() / "big.pem";
+    std::ofstream(big) << std::string((1u << 20) + 1, 'x');
+    EXPECT_FALSE(evaluation_cache::identify(smime(), "alice@example.org", absent, {big}))
+        << "larger than any key file: evaluated afresh";
 
     fs::remove(file);
     EXPECT_FALSE(evaluation_cache::identify(smime(), "alice@example.org", absent, {file}))
-        << "a file that cannot be stat'ed is not cached";
+        << "a file that cannot be read is not cached";
 }
 
 TEST(evaluation_cache, keeps_what_it_was_given) {
@@ -148,6 +159,19 @@ TEST(evaluation_cache, ends_when_the_clock_could_change_the_verdict) {
     ev.changes_at = now;
     cache.store(id, ev, now, 3600);
     EXPECT_EQ(cache.size(), 0u) << "already changing: not kept";
+}
+
+TEST(evaluation_cache, keeps_no_verdict_that_rests_on_a_passing_failure) {
+    evaluation_cache cache(10);
+    auto now = clock::now();
+    auto id = id_of(smime(), "alice@example.org", answer({{3, 0, 0, 1}}));
+    auto unreadable = decided("local file unreadable");
+    unreadable.local_problems.push_back({});
+    cache.store(id, unreadable, now, 3600);
+    auto setup = decided("library not set up");
+    setup.provisional = true;
+    cache.store(id, setup, now, 3600);
+    EXPECT_EQ(cache.size(), 0u);
 }
 
 TEST(evaluation_cache, ends_with_the_ttl) {

@@ -99,11 +99,11 @@ private:
     struct cache_use {
         bool kept = false;
         /// The digest of the inputs, to keep a new evaluation under; nullopt when a local file
-        /// could not be stat'ed.
+        /// could not be read.
         std::optional<evaluation_cache::identity> identity;
     };
     /// Fills `l.evaluation` from the cache when it holds one for these inputs at `now`.
-    /// Stats `files`: blocking unless there are none.
+    /// Reads `files`: blocking unless there are none.
     cache_use use_kept(format_lookup& l, std::string_view address,
                        const std::vector<std::filesystem::path>& files,
                        std::chrono::system_clock::time_point now);

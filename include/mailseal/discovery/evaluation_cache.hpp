@@ -5,12 +5,13 @@
 /// than sealing a small message to it, and a busy mailbox gets the same records all day.
 ///
 /// An entry is found only for the very same inputs: the format, the address, the lookup's
-/// outcome and owner name, every record's RDATA in answer order, and the name, inode, size and
-/// change times of every local file the format reads. They are hashed with SHA-256, so a
-/// record crafted to collide with another user's cannot fetch that user's keys. An entry lives
-/// until the lookup's TTL runs out or until the clock alone could change the verdict
+/// outcome and owner name, every record's RDATA in answer order, and the name and content of
+/// every local file the format reads. They are hashed with SHA-256, so a record crafted to
+/// collide with another user's cannot fetch that user's keys. An entry lives until the
+/// lookup's TTL runs out or until the clock alone could change the verdict
 /// (evaluation::changes_at), whichever comes first; the least recently used goes when the
-/// cache is full. Safe to use from several threads.
+/// cache is full. A verdict that rests on a failure that may pass (a file that could not be
+/// read, evaluation::provisional) is never kept. Safe to use from several threads.
 
 #include <array>
 #include <chrono>
@@ -36,8 +37,8 @@ public:
     /// At most `capacity` entries; 0 keeps none.
     explicit evaluation_cache(std::size_t capacity);
 
-    /// The digest of one format's inputs for one recipient. Stats the local files (blocking);
-    /// nullopt when one cannot be stat'ed, which is then evaluated afresh each time.
+    /// The digest of one format's inputs for one recipient. Reads the local files (blocking);
+    /// nullopt when one cannot be read or is over 1 MiB: then the format evaluates afresh.
     static std::optional<identity> identify(const seal::format& format, std::string_view address,
                                             const dns::lookup_result& lookup,
                                             const std::vector<std::filesystem::path>& local_files);

@@ -98,6 +98,10 @@ struct evaluation {
     /// it: a certificate, key or signature it saw becomes valid or expires. nullopt: never.
     /// Evaluated keys are kept until then at most.
     std::optional<std::chrono::system_clock::time_point> changes_at;
+    /// Part of the verdict rests on a failure that may pass (a library that could not be set
+    /// up): it holds for this message only and is never kept. So does a verdict with
+    /// local_problems, whatever their cause.
+    bool provisional = false;
 };
 
 /// Moves `ev.changes_at` to `edge` when that is earlier and still after `now`. An edge is the

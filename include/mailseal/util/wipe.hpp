@@ -17,4 +17,14 @@ inline void wipe(std::string& s) noexcept {
     }
 }
 
+/// Overwrites every byte of the string's buffer, used or not, with zeros and empties it. For a
+/// moved-from string: a short one keeps its old bytes in its inline buffer, which wipe() does
+/// not reach since its size is already 0.
+inline void wipe_storage(std::string& s) noexcept {
+    // Growing to the capacity never reallocates.
+    s.resize(s.capacity());
+    ::explicit_bzero(s.data(), s.size());
+    s.clear();
+}
+
 } // namespace mailseal::util

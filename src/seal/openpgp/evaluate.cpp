@@ -374,6 +374,7 @@ void examine(rnp_key_handle_t primary, std::string source, bool local, std::stri
                                RNP_KEY_EXPORT_PUBLIC | RNP_KEY_EXPORT_SUBKEYS) != RNP_SUCCESS ||
                 rnp_output_memory_get_buf(out.get(), &buf, &len, false) != RNP_SUCCESS) {
                 append_finding(findings, what + ": librnp could not export the key");
+                ev.provisional = true;
                 continue;
             }
             exported = std::make_shared<const std::vector<std::uint8_t>>(buf, buf + len);
@@ -448,6 +449,8 @@ struct key_group {
     std::vector<bool> signatures_only;
     /// ... and otherwise the primary keys it holds, in import order.
     std::vector<std::vector<std::string>> primaries;
+    /// librnp could not be set up: every source was refused for a reason that may pass.
+    bool setup_failed = false;
 };
 
 c_ptr<rnp_input_st> input_of(const key_data& data) {
@@ -469,6 +472,7 @@ key_group build_group(const std::vector<key_data>& sources, std::uint64_t now) {
         rnp_ffi_t raw_ffi = nullptr;
         if (rnp_ffi_create(&raw_ffi, "GPG", "GPG") != RNP_SUCCESS) {
             std::fill(g.refused.begin(), g.refused.end(), "librnp could not be set up");
+            g.setup_failed = true;
             return g;
         }
         g.ffi.reset(raw_ffi);
@@ -583,6 +587,7 @@ key_group build_group(const std::vector<key_data>& sources, std::uint64_t now) {
 bool judge_group(const std::vector<key_data>& sources, std::string_view address, std::uint64_t now,
                  evaluation& ev, std::vector<found_key>& found) {
     auto g = build_group(sources, now);
+    ev.provisional = ev.provisional || g.setup_failed;
     bool any_key = false;
     for (std::size_t i = 0; i < sources.size(); ++i) {
         const auto& data = sources[i];

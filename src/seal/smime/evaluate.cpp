@@ -62,7 +62,12 @@ constexpr std::uint8_t matching_sha512 = 2;
 struct verdict {
     bool usable = false;
     std::string why;
+    /// It rests on a failure that may pass (evaluation::provisional).
+    bool provisional = false;
 };
+
+/// What chain_problem says when OpenSSL could not even start the validation (out of memory).
+constexpr std::string_view chain_setup_failed = "PKIX validation could not be set up";
 
 verdict unusable(std::string why) {
     return {false, std::move(why)};
@@ -148,7 +153,7 @@ std::string chain_problem(X509& cert, X509_STORE& store, std::time_t now) {
     c_ptr<X509_STORE_CTX> ctx(X509_STORE_CTX_new());
     if (!ctx || X509_STORE_CTX_init(ctx.get(), &store, &cert, nullptr) != 1) {
         ERR_clear_error();
-        return "PKIX validation could not be set up";
+        return std::string(chain_setup_failed);
     }
     X509_STORE_CTX_set_time(ctx.get(), 0, now);
     int ok = X509_verify_cert(ctx.get());
@@ -211,7 +216,9 @@ verdict check_pkix(X509& cert, const trust& pol, std::string_view address, std::
     }
     if (chain) {
         if (auto problem = chain_problem(cert, *pol.smime_cas, now); !problem.empty()) {
-            return unusable(problem);
+            auto v = unusable(problem);
+            v.provisional = problem == chain_setup_failed;
+            return v;
         }
         return {true, "PKIX-EE certificate validated against keys.smime_ca_file"};
     }
@@ -274,6 +281,8 @@ struct record_result {
     bool confirms = false;
     /// It confirms by digest or bare key only, giving no key of its own.
     bool confirm_only = false;
+    /// Its verdict rests on a failure that may pass.
+    bool provisional = false;
     std::optional<found_key> k;
 };
 
@@ -338,6 +347,7 @@ record_result examine(std::size_t index, const smimea_record& r, const trust& po
         auto v = r.usage == usage_dane_ee ? check_dane_ee(*cert, pol, now)
                                           : check_pkix(*cert, pol, address, now, true);
         out.report.usable = v.usable;
+        out.provisional = v.provisional;
         why = v.why;
         if (v.usable) {
             out.k = key_of(cert, out.report.source);
@@ -444,6 +454,7 @@ evaluation combine(const std::vector<smimea_record>& records, std::vector<record
         if (r.k) {
             candidates.push_back({std::move(*r.k), ev.reports.size(), {}});
         }
+        ev.provisional = ev.provisional || r.provisional;
         ev.reports.push_back(std::move(r.report));
     }
     if (results.empty()) {
@@ -494,6 +505,7 @@ evaluation combine(const std::vector<smimea_record>& records, std::vector<record
         }
         report.usable = v.usable;
         report.why = v.why;
+        ev.provisional = ev.provisional || v.provisional;
         if (v.usable) {
             if (auto k = key_of(local.certificate, report.source)) {
                 candidates.push_back({std::move(*k), ev.reports.size(), {}});
@@ -611,6 +623,7 @@ std::variant<trust, std::string> load_trust(const config::key_settings& settings
             pol.ca_edges.push_back(*dates.not_before);
         }
         if (dates.not_after) {
+            pol.ca_edges.push_back(*dates.not_after);
             pol.ca_edges.push_back(*dates.not_after + std::chrono::seconds(1));
         }
     }
@@ -626,13 +639,15 @@ evaluation evaluate(const std::vector<smimea_record>& secure_records,
                       pol, address, t);
     ERR_clear_error();
     // A certificate is valid from notBefore through notAfter (RFC 5280 §4.1.2.5), the time
-    // compared in whole seconds.
+    // compared in whole seconds; OpenSSL's chain validation already counts notAfter itself as
+    // expired, so both seconds are edges.
     auto at = std::chrono::system_clock::from_time_t(t);
     for (const auto& report : ev.reports) {
         if (report.not_before) {
             note_change(ev, *report.not_before, at);
         }
         if (report.not_after) {
+            note_change(ev, *report.not_after, at);
             note_change(ev, *report.not_after + std::chrono::seconds(1), at);
         }
     }

@@ -86,7 +86,7 @@ struct trust {
     config::key_preference preference = config::key_preference::rsa_only_if_any;
     /// Trust anchors for usage 1 (PKIX-EE); null when keys.smime_ca_file is not configured.
     std::shared_ptr<X509_STORE> smime_cas{};
-    /// When each of those CAs becomes valid and the second after each one expires: a PKIX
+    /// When each of those CAs becomes valid, and its notAfter and the second after: a PKIX
     /// verdict can change at any of them.
     std::vector<std::chrono::system_clock::time_point> ca_edges{};
 };
