@@ -301,11 +301,11 @@ class Case:
         return self.address.rsplit("@", 1)[1]
 
 
-def zone_text(origin, owners, extra=""):
+def zone_text(origin, owners, extra="", ttl=TTL):
     """A zone file: SOA, NS, the name server's address, `extra` lines (delegations), and the
     owners' SMIMEA and OPENPGPKEY records in RFC 3597 form (ldns and NSD both read it)."""
-    lines = [f"$ORIGIN {origin}", f"$TTL {TTL}",
-             f"@ IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 {TTL}",
+    lines = [f"$ORIGIN {origin}", f"$TTL {ttl}",
+             f"@ IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 {ttl}",
              f"@ IN NS ns.{origin}", "ns IN A 127.0.0.1"]
     for owner, records in owners.items():
         for record in records:
@@ -313,7 +313,7 @@ def zone_text(origin, owners, extra=""):
     return "\n".join(lines) + "\n" + extra
 
 
-def replace_key_records(signed_text, owners):
+def replace_key_records(signed_text, owners, ttl=TTL):
     """The signed zone text with every SMIMEA and OPENPGPKEY RR replaced by owners' records in
     generic form.
 
@@ -328,7 +328,7 @@ def replace_key_records(signed_text, owners):
         out.append(line)
     for owner, records in owners.items():
         for record in records:
-            out.append(f"{owner}\t{TTL}\tIN\tTYPE{record.rrtype}\t{record.generic()}")
+            out.append(f"{owner}\t{ttl}\tIN\tTYPE{record.rrtype}\t{record.generic()}")
     return "\n".join(out) + "\n"
 
 
@@ -499,6 +499,141 @@ remote-control:
 """
 
 
+# --- signing zones, serving them -----------------------------------------------------------------
+
+
+def sign_zone(zone, text, zone_dir, key_dir, dates=()):
+    """Writes zone's text to zone_dir and signs it with a KSK and a ZSK of its own (ECDSA P-256,
+    made in key_dir), NSEC3 with 0 extra iterations and an empty salt (RFC 9276 §3.1); `dates`
+    are extra ldns-signzone options (-i/-e). Returns (signed text, DS line of the KSK)."""
+
+    def keygen(ksk):
+        args = ["ldns-keygen", "-r", "/dev/urandom", "-a", "ECDSAP256SHA256"]
+        if ksk:
+            args.append("-k")
+        return os.path.join(key_dir, run([*args, zone], cwd=key_dir).strip())
+
+    unsigned = os.path.join(zone_dir, zone + "zone")
+    signed = unsigned + ".signed"
+    with open(unsigned, "w") as f:
+        f.write(text)
+    ksk = keygen(ksk=True)
+    zsk = keygen(ksk=False)
+    run(["ldns-signzone", "-n", "-t", "0", "-s", "", *dates, "-o", zone, "-f", signed,
+         unsigned, ksk, zsk])
+    ds = run(["ldns-key2ds", "-n", "-2", ksk + ".key"]).strip()
+    return harness.read_text(signed), ds
+
+
+class Nsd:
+    """One NSD instance serving zones, [(name, zone file)], on 127.0.0.1 and a free port, UDP
+    and TCP, with its own config, pid, zone list, xfrd state and log under `directory`.
+    start() returns once every zone answers SOA authoritatively; stop() also ends the children
+    NSD forked."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.config = os.path.join(directory, "nsd.conf")
+        self.log = os.path.join(directory, "nsd.log")
+        self.output = os.path.join(directory, "nsd.out")
+        self.zones = []
+        self.port = None
+        self.proc = None
+
+    @property
+    def server(self):
+        """The address as libunbound and mailseal's config write it."""
+        return f"127.0.0.1@{self.port}"
+
+    def start(self, zones):
+        self.zones = list(zones)
+        os.makedirs(os.path.join(self.dir, "xfr"), exist_ok=True)
+        first = self.zones[0][0]
+        # The port is free when chosen but could be taken before NSD binds it: retry then.
+        for attempt in range(3):
+            self.port = free_port()
+            self._write_config()
+            with open(self.output, "ab") as out:
+                self.proc = subprocess.Popen(
+                    ["nsd", "-d", "-c", self.config], stdin=subprocess.DEVNULL,
+                    stdout=out, stderr=out, start_new_session=True)
+
+            def ready():
+                if self.proc.poll() is not None:
+                    return "exited"
+                udp = query_header(self.port, first, 6, timeout=0.2)
+                tcp = query_header(self.port, first, 6, tcp=True, timeout=0.2)
+                if udp and tcp and udp[1] == 0 and tcp[1] == 0:
+                    return "ready"
+                return None
+
+            state = harness.wait_until(ready, harness.START_TIMEOUT, "NSD to answer",
+                                       diagnostics=self.diagnostics)
+            if state == "ready":
+                self._check_zones_loaded()
+                return self
+            log = harness.read_text(self.log) + harness.read_text(self.output)
+            self.proc = None
+            if "bind" not in log or attempt == 2:
+                raise harness.HarnessError(f"nsd exited before answering\n"
+                                           + self.diagnostics())
+        return self
+
+    def stop(self):
+        if self.proc is None:
+            return
+        harness.stop_process(self.proc)
+        self.proc = None
+        # NSD's server and xfrd children are forks with the same command line; they exit
+        # with the parent, and anything left would still name our config.
+        try:
+            harness.wait_until(lambda: not self.leftover_processes(), 5,
+                               "NSD's children to exit")
+        except harness.HarnessError:
+            for pid in self.leftover_processes():
+                harness.stop_pid(pid, self.config)
+
+    def leftover_processes(self):
+        """Pids of live processes started with this instance's config."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and harness.process_is(int(entry), self.config):
+                pids.append(int(entry))
+        return pids
+
+    def diagnostics(self):
+        return (f"nsd log:\n{harness.tail(harness.read_text(self.log))}\n"
+                f"nsd output:\n{harness.tail(harness.read_text(self.output))}")
+
+    def _write_config(self):
+        # Every zone file is named by its absolute path: zonesdir (where NSD changes to) is
+        # only a working directory.
+        text = NSD_CONFIG.format(port=self.port, zones=self.dir, state=self.dir,
+                                 edns=EDNS_BUFFER)
+        for zone, path in self.zones:
+            text += f"\nzone:\n    name: {zone}\n    zonefile: \"{path}\"\n"
+        with open(self.config, "w") as f:
+            f.write(text)
+        run(["nsd-checkconf", self.config])
+
+    def _check_zones_loaded(self):
+        """NSD answers even when a zone file has errors, but leaves that zone out (SERVFAIL):
+        fail here, with NSD's log, rather than in a confusing lookup later."""
+        def all_loaded():
+            log = harness.read_text(self.log)
+            if " error: " in log:
+                raise harness.HarnessError("nsd could not load a zone\n" + self.diagnostics())
+            return all(f"zone {zone} read with success" in log for zone, _ in self.zones)
+
+        harness.wait_until(all_loaded, harness.START_TIMEOUT, "NSD to load every zone",
+                           diagnostics=self.diagnostics)
+        for zone, _ in self.zones:
+            answer = query_header(self.port, zone, 6)
+            if answer is None or answer[1] != 0 or not answer[0] & 0x0400:
+                raise harness.HarnessError(f"nsd does not answer SOA {zone} authoritatively: "
+                                           f"{answer}\n" + self.diagnostics())
+
+
 def start_for_class(test_class):
     """Starts one bed for a unittest test class (in setUpClass) under a fresh work directory
     (`test_class.workdir`); both are removed by class cleanups. Skips without MAILSEAL_BIN."""
@@ -521,10 +656,7 @@ class DnsTestBed:
         self.pgp_dir = os.path.join(self.dir, "pgp")
         self.key_dir = os.path.join(self.dir, "keys")
         self.zone_dir = os.path.join(self.dir, "zones")
-        self.nsd_dir = os.path.join(self.dir, "nsd")
-        self.nsd_config = os.path.join(self.nsd_dir, "nsd.conf")
-        self.nsd_log = os.path.join(self.nsd_dir, "nsd.log")
-        self.nsd_output = os.path.join(self.nsd_dir, "nsd.out")
+        self.nsd = Nsd(os.path.join(self.dir, "nsd"))
         self.anchor_file = os.path.join(self.dir, "test.ds")
         self.bind_anchor_file = os.path.join(self.dir, "test.anchors.conf")
         self.cases = {}
@@ -533,8 +665,6 @@ class DnsTestBed:
         self.pgp_keys = {}
         self.ca_cert = None
         self.ds_line = None
-        self.port = None
-        self.nsd = None
         self.dead = None
         self.zones = []
 
@@ -547,8 +677,7 @@ class DnsTestBed:
         self.stop()
 
     def start(self):
-        for d in (self.dir, self.key_dir, self.zone_dir, self.nsd_dir,
-                  os.path.join(self.nsd_dir, "xfr")):
+        for d in (self.dir, self.key_dir, self.zone_dir, self.nsd.dir):
             os.makedirs(d, exist_ok=True)
         try:
             self._make_certs()
@@ -556,24 +685,14 @@ class DnsTestBed:
             self._make_cases()
             self._make_zones()
             self.dead = DeadServer()
-            self._start_nsd()
+            self.nsd.start(self.zones)
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self):
-        if self.nsd is not None:
-            harness.stop_process(self.nsd)
-            self.nsd = None
-            # NSD's server and xfrd children are forks with the same command line; they exit
-            # with the parent, and anything left would still name our config.
-            try:
-                harness.wait_until(lambda: not self.leftover_processes(), 5,
-                                   "NSD's children to exit")
-            except harness.HarnessError:
-                for pid in self.leftover_processes():
-                    harness.stop_pid(pid, self.nsd_config)
+        self.nsd.stop()
         if self.dead is not None:
             self.dead.stop()
             self.dead = None
@@ -582,18 +701,18 @@ class DnsTestBed:
 
     def leftover_processes(self):
         """Pids of live processes started with this bed's NSD config."""
-        pids = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and harness.process_is(int(entry), self.nsd_config):
-                pids.append(int(entry))
-        return pids
+        return self.nsd.leftover_processes()
 
     # What tests use
 
     @property
     def server(self):
         """The NSD address as libunbound and mailseal's config write it."""
-        return f"127.0.0.1@{self.port}"
+        return self.nsd.server
+
+    @property
+    def port(self):
+        return self.nsd.port
 
     @property
     def dead_server(self):
@@ -626,8 +745,7 @@ class DnsTestBed:
         return path
 
     def diagnostics(self):
-        return (f"nsd log:\n{harness.tail(harness.read_text(self.nsd_log))}\n"
-                f"nsd output:\n{harness.tail(harness.read_text(self.nsd_output))}")
+        return self.nsd.diagnostics()
 
     # Building
 
@@ -775,27 +893,6 @@ class DnsTestBed:
         add_pgp("olga@unsigned.test", INSECURE, ["olga@unsigned.test"], [],
                 "delegated without DS: insecure, the record must not be used")
 
-    def _keygen(self, zone, ksk):
-        args = ["ldns-keygen", "-r", "/dev/urandom", "-a", "ECDSAP256SHA256"]
-        if ksk:
-            args.append("-k")
-        base = run([*args, zone], cwd=self.key_dir).strip()
-        return os.path.join(self.key_dir, base)
-
-    def _sign(self, zone, text, dates=()):
-        """Writes and signs zone; returns (signed text, DS line of its KSK)."""
-        unsigned = os.path.join(self.zone_dir, zone + "zone")
-        signed = unsigned + ".signed"
-        with open(unsigned, "w") as f:
-            f.write(text)
-        ksk = self._keygen(zone, ksk=True)
-        zsk = self._keygen(zone, ksk=False)
-        # RFC 9276 §3.1: NSEC3 with 0 additional iterations and an empty salt.
-        run(["ldns-signzone", "-n", "-t", "0", "-s", "", *dates, "-o", zone, "-f", signed,
-             unsigned, ksk, zsk])
-        ds = run(["ldns-key2ds", "-n", "-2", ksk + ".key"]).strip()
-        return harness.read_text(signed), ds
-
     def _owners(self, zone, which):
         """{owner name: records} of a zone's cases, SMIMEA and OPENPGPKEY each at its own."""
         owners = {}
@@ -812,9 +909,9 @@ class DnsTestBed:
         for zone, dates in (("signed.test.", ()), ("bogus.test.", ()),
                             ("expired.test.", ("-i", EXPIRED_INCEPTION,
                                                "-e", EXPIRED_EXPIRATION))):
-            signed_text, ds = self._sign(zone, zone_text(zone, self._owners(zone,
-                                                                           "signed_records")),
-                                         dates)
+            signed_text, ds = sign_zone(zone, zone_text(zone, self._owners(zone,
+                                                                          "signed_records")),
+                                        self.zone_dir, self.key_dir, dates)
             path = os.path.join(self.zone_dir, zone + "served")
             with open(path, "w") as f:
                 f.write(replace_key_records(signed_text, self._owners(zone, "records")))
@@ -829,8 +926,9 @@ class DnsTestBed:
         # the dead one.
         for zone in ("unsigned.test.", "dead.test."):
             delegations += [f"{zone} IN NS ns.{zone}", f"ns.{zone} IN A 127.0.0.1"]
-        signed_text, self.ds_line = self._sign(PARENT, zone_text(PARENT, {},
-                                                                 "\n".join(delegations) + "\n"))
+        signed_text, self.ds_line = sign_zone(PARENT, zone_text(PARENT, {},
+                                                                "\n".join(delegations) + "\n"),
+                                              self.zone_dir, self.key_dir)
         path = os.path.join(self.zone_dir, PARENT + "served")
         with open(path, "w") as f:
             f.write(signed_text)
@@ -842,59 +940,3 @@ class DnsTestBed:
         with open(self.bind_anchor_file, "w") as f:
             f.write(f'trust-anchors {{\n  "{name}" static-ds {tag} {alg} {digest_type} '
                     f'"{digest}";\n}};\n')
-
-    def _check_zones_loaded(self):
-        """NSD answers even when a zone file has errors, but leaves that zone out (SERVFAIL):
-        fail here, with NSD's log, rather than in a confusing lookup later."""
-        def all_loaded():
-            log = harness.read_text(self.nsd_log)
-            if " error: " in log:
-                raise harness.HarnessError("nsd could not load a zone\n" + self.diagnostics())
-            return all(f"zone {zone} read with success" in log for zone, _ in self.zones)
-
-        harness.wait_until(all_loaded, harness.START_TIMEOUT, "NSD to load every zone",
-                           diagnostics=self.diagnostics)
-        for zone, _ in self.zones:
-            answer = query_header(self.port, zone, 6)
-            if answer is None or answer[1] != 0 or not answer[0] & 0x0400:
-                raise harness.HarnessError(f"nsd does not answer SOA {zone} authoritatively: "
-                                           f"{answer}\n" + self.diagnostics())
-
-    def _write_nsd_config(self):
-        text = NSD_CONFIG.format(port=self.port, zones=self.zone_dir, state=self.nsd_dir,
-                                 edns=EDNS_BUFFER)
-        for zone, path in self.zones:
-            text += f"\nzone:\n    name: {zone}\n    zonefile: \"{path}\"\n"
-        with open(self.nsd_config, "w") as f:
-            f.write(text)
-        run(["nsd-checkconf", self.nsd_config])
-
-    def _start_nsd(self):
-        # The port is free when chosen but could be taken before NSD binds it: retry then.
-        for attempt in range(3):
-            self.port = free_port()
-            self._write_nsd_config()
-            with open(self.nsd_output, "ab") as out:
-                self.nsd = subprocess.Popen(
-                    ["nsd", "-d", "-c", self.nsd_config], stdin=subprocess.DEVNULL,
-                    stdout=out, stderr=out, start_new_session=True)
-
-            def ready():
-                if self.nsd.poll() is not None:
-                    return "exited"
-                udp = query_header(self.port, PARENT, 6, timeout=0.2)
-                tcp = query_header(self.port, PARENT, 6, tcp=True, timeout=0.2)
-                if udp and tcp and udp[1] == 0 and tcp[1] == 0:
-                    return "ready"
-                return None
-
-            state = harness.wait_until(ready, harness.START_TIMEOUT, "NSD to answer",
-                                       diagnostics=self.diagnostics)
-            if state == "ready":
-                self._check_zones_loaded()
-                return
-            log = harness.read_text(self.nsd_log) + harness.read_text(self.nsd_output)
-            self.nsd = None
-            if "bind" not in log or attempt == 2:
-                raise harness.HarnessError(f"nsd exited before answering\n"
-                                           + self.diagnostics())
