@@ -1,8 +1,12 @@
-"""What the benchmark scripts share: errors, host facts, and the recipient's keys (an S/MIME
-certificate made with openssl, an OpenPGP key pair made with GnuPG)."""
+"""What the benchmark scripts share: errors, host facts, the recipient's keys (an S/MIME
+certificate made with openssl, an OpenPGP key pair made with GnuPG), a DNSSEC-signed zone that
+publishes them (served by NSD, built with the integration tests' DNS test bed), and the memory
+figures of a running process."""
 
+import importlib
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 
@@ -22,6 +26,10 @@ extendedKeyUsage = emailProtection
 subjectAltName = email:{address}
 subjectKeyIdentifier = hash
 """
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INTEGRATION = os.path.join(REPO_ROOT, "tests", "integration")
+
 
 class BenchError(Exception):
     """A failure that makes the run invalid; the message says what to look at."""
@@ -67,6 +75,28 @@ def run_checked(cmd, what):
         raise BenchError(f"{what}: {' '.join(cmd)} exited with status {p.returncode}: "
                          f"{p.stderr.decode('utf-8', 'replace').strip()}")
     return p.stdout
+
+
+def integration_module(name):
+    """A module of tests/integration (dnsbed, harness, ...), imported rather than copied."""
+    if INTEGRATION not in sys.path:
+        sys.path.insert(0, INTEGRATION)
+    return importlib.import_module(name)
+
+
+def proc_status(pid):
+    """{field: KiB} of the memory lines of /proc/PID/status (VmRSS, VmHWM, ...); {} once the
+    process is gone."""
+    fields = {}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name.startswith("Vm") and value.strip().endswith("kB"):
+                    fields[name] = int(value.split()[0])
+    except OSError:
+        pass
+    return fields
 
 
 def make_certificate(workdir, address):
@@ -116,8 +146,77 @@ class GnuPG:
         return [shutil.which("gpg"), "--homedir", self.home, "--batch", "--no-tty", "--quiet",
                 *args]
 
+    def minimal_export(self):
+        """The public key as an OPENPGPKEY record holds it (RFC 7929 §2.1): binary, with only
+        the self-signatures (`--export-options export-minimal`)."""
+        return run_checked(self.command("--export-options", "export-minimal", "--export",
+                                        self.fingerprint), "exporting the OpenPGP key")
+
     def close(self):
         subprocess.run(["gpgconf", "--homedir", self.home, "--kill", "all"],
                        stdin=subprocess.DEVNULL, capture_output=True, check=False)
 
+
+class SignedZone:
+    """One DNSSEC-signed zone on an NSD of its own (127.0.0.1, a free port, UDP and TCP), made
+    by the code of the integration tests' DNS test bed (tests/integration/dnsbed.py, imported):
+    a KSK and a ZSK of ECDSA P-256, NSEC3 with no extra iterations and an empty salt.
+
+    smimea maps addresses to PEM certificate files, each published as SMIMEA 3 0 0 (DANE-EE,
+    the full certificate); openpgpkey maps addresses to OpenPGP keys (bytes, as
+    GnuPG.minimal_export gives them), published as OPENPGPKEY. The trust anchor is the zone's
+    own DS (`anchor_file`); dns_toml() is mailseal's [dns] configuration for it."""
+
+    TTL = 3600  # longer than any run: once looked up, an answer stays in the resolver's cache
+
+    def __init__(self, workdir, zone, smimea=None, openpgpkey=None):
+        self.zone = zone
+        self.dir = os.path.join(workdir, "dns")
+        self.smimea = dict(smimea or {})
+        self.openpgpkey = dict(openpgpkey or {})
+        self.anchor_file = os.path.join(self.dir, zone + "ds")
+        self.ds_line = None
+        self.nsd = None
+
+    def start(self):
+        dnsbed = integration_module("dnsbed")
+        harness = integration_module("harness")
+        key_dir = os.path.join(self.dir, "keys")
+        for d in (self.dir, key_dir):
+            os.makedirs(d, exist_ok=True)
+        owners = {}
+        for address, pem in self.smimea.items():
+            with open(pem, encoding="ascii") as f:
+                der = ssl.PEM_cert_to_DER_cert(f.read())
+            owners.setdefault(dnsbed.owner_name(address), []).append(
+                dnsbed.Record.smimea(3, 0, 0, der))
+        for address, key in self.openpgpkey.items():
+            owners.setdefault(dnsbed.owner_name(address, dnsbed.OPENPGPKEY), []).append(
+                dnsbed.Record.openpgpkey(key))
+        try:
+            signed, self.ds_line = dnsbed.sign_zone(
+                self.zone, dnsbed.zone_text(self.zone, owners, ttl=self.TTL), self.dir, key_dir)
+            served = os.path.join(self.dir, self.zone + "served")
+            with open(served, "w", encoding="ascii") as f:
+                f.write(dnsbed.replace_key_records(signed, owners, ttl=self.TTL))
+            with open(self.anchor_file, "w", encoding="ascii") as f:
+                f.write(self.ds_line + "\n")
+            self.nsd = dnsbed.Nsd(os.path.join(self.dir, "nsd"))
+            self.nsd.start([(self.zone, served)])
+        except harness.HarnessError as e:
+            raise BenchError(f"the signed zone {self.zone}: {e}") from None
+        return self
+
+    def stop(self):
+        if self.nsd is not None:
+            self.nsd.stop()
+            self.nsd = None
+
+    @property
+    def server(self):
+        return self.nsd.server
+
+    def dns_toml(self):
+        return (f'[dns]\ntrust_anchor_file = "{self.anchor_file}"\n\n'
+                f'[[dns.stub_zone]]\nzone = "{self.zone}"\nservers = ["{self.server}"]\n')
 
