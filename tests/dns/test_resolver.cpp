@@ -1,5 +1,6 @@
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -328,6 +329,8 @@ public:
     void add_record(std::vector<std::uint8_t> rdata) { records_.push_back(std::move(rdata)); }
     int udp_queries() const { return udp_queries_; }
     int tcp_queries() const { return tcp_queries_; }
+    /// Each query's name, lowercase, without the final dot.
+    const std::vector<std::string>& questions() const { return questions_; }
     void stop() {
         boost::system::error_code ec;
         udp_.close(ec);
@@ -335,6 +338,19 @@ public:
     }
 
 private:
+    static std::string question_name(const std::vector<std::uint8_t>& query) {
+        std::string name;
+        for (std::size_t at = 12; at < query.size() && query[at] != 0; at += query[at] + 1u) {
+            if (!name.empty()) {
+                name += '.';
+            }
+            for (std::size_t i = at + 1; i <= at + query[at] && i < query.size(); ++i) {
+                name += static_cast<char>(std::tolower(query[i]));
+            }
+        }
+        return name;
+    }
+
     std::vector<std::uint8_t> reply(const std::vector<std::uint8_t>& query, bool over_tcp) const {
         // Header (12 octets), then the question: labels, a zero octet, type and class.
         std::size_t end = 12;
@@ -389,6 +405,8 @@ private:
                 co_return;
             }
             ++udp_queries_;
+            questions_.push_back(
+                question_name({buffer.begin(), buffer.begin() + static_cast<long>(n)}));
             if (kind_ == reply_kind::silent) {
                 continue;
             }
@@ -436,6 +454,7 @@ private:
     std::uint16_t port_ = 0;
     int udp_queries_ = 0;
     int tcp_queries_ = 0;
+    std::vector<std::string> questions_;
 };
 
 cfg::dns_settings stub_settings(const temp_dir& dir, const fake_server& server,
@@ -489,6 +508,23 @@ TEST(lookup, unsigned_answer_is_insecure_without_records) {
     EXPECT_TRUE(got.rdata.empty()) << "records are for secure answers only";
     EXPECT_FALSE(got.nxdomain);
     EXPECT_GE(server.udp_queries(), 1);
+}
+
+TEST(lookup, asks_for_the_full_name_at_once) {
+    // With QNAME minimisation libunbound would ask for "_smimecert.example.test" first, and
+    // ask again for every lookup where no such name exists.
+    asio::io_context io;
+    fake_server server(io, reply_kind::answer);
+    temp_dir dir;
+    auto r = make_resolver(io, stub_settings(dir, server, std::chrono::seconds(10)));
+    ASSERT_TRUE(r);
+    lookup_once(io, *r, server);
+    ASSERT_FALSE(server.questions().empty());
+    for (const auto& name : server.questions()) {
+        EXPECT_NE(name, "_smimecert.example.test");
+    }
+    EXPECT_NE(std::find(server.questions().begin(), server.questions().end(), owner),
+              server.questions().end());
 }
 
 TEST(lookup, unsigned_nxdomain_is_insecure) {
