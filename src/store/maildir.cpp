@@ -1,13 +1,17 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <dirent.h>
 #include <fcntl.h>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <sys/stat.h>
 #include <system_error>
+#include <thread>
 #include <unistd.h>
 #include <utility>
 #include <vector>
@@ -20,9 +24,39 @@ namespace {
 
 /// Output is collected and written in blocks of this size: few system calls per message.
 constexpr std::size_t write_block = 64 * 1024;
+/// From this size on, a file's blocks are written by a thread of its own, in larger blocks.
+constexpr std::uint64_t background_threshold = 4u << 20;
+constexpr std::size_t background_block = 128u << 10;
+/// Blocks that may wait for that thread: what a large delivery holds in memory besides the
+/// block being filled.
+constexpr std::size_t background_queue = 4;
+/// How much of a large file is written before the kernel is asked to start writing it back.
+constexpr std::uint64_t writeback_window = 8u << 20;
 
 failure sys_failure(int err, std::string_view step, const std::filesystem::path& path) {
     return failure{classify_errno(err), err, std::string(step) + " " + path.string()};
+}
+
+/// Writes all of `data`: 0, or the errno of the failure.
+int write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+        auto n = ::write(fd, data.data(), data.size());
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return errno;
+        }
+        if (n == 0) {
+            // A regular file never accepts zero bytes of a non-empty write; retrying would
+            // loop forever.
+            return EIO;
+        }
+        // A short write (a signal, or the disk filling up) writes the rest in the next round,
+        // which then reports the error.
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return 0;
 }
 
 /// fsync a directory, making the entries created or renamed in it durable.
@@ -247,6 +281,117 @@ std::string size_suffix(std::uint64_t size, std::uint64_t crlf_size) {
     return ",S=" + std::to_string(size) + ",W=" + std::to_string(crlf_size);
 }
 
+/// Writes a large file's blocks on a thread of its own, so that the kernel's copy into the page
+/// cache overlaps the sealing of the next blocks instead of following it. At most
+/// background_queue blocks wait; what is queued is what would be written anyway.
+class delivery::block_writer {
+public:
+    /// Starts the thread (std::system_error when there is none to be had); `offset` is where
+    /// the file's end is.
+    block_writer(int fd, std::uint64_t offset)
+        : fd_(fd), written_(offset), writeback_requested_(offset), thread_([this] { run(); }) {}
+
+    /// Stops after the block being written; the others are dropped (the file is being thrown
+    /// away, or everything was drained).
+    ~block_writer() {
+        {
+            std::lock_guard lock(mutex_);
+            stop_ = true;
+        }
+        changed_.notify_all();
+        thread_.join();
+    }
+
+    block_writer(const block_writer&) = delete;
+    block_writer& operator=(const block_writer&) = delete;
+
+    /// Queues `block` and leaves it empty (a spare buffer, when there is one); waits while the
+    /// queue is full. 0, or the errno of an earlier write that failed.
+    int submit(std::string& block) {
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [&] { return queue_.size() < background_queue || error_ != 0; });
+        if (error_ != 0) {
+            return error_;
+        }
+        queue_.push_back(std::move(block));
+        block.clear();
+        if (!spare_.empty()) {
+            block = std::move(spare_.back());
+            spare_.pop_back();
+        }
+        lock.unlock();
+        changed_.notify_all();
+        return 0;
+    }
+
+    /// Waits until every queued block is written: 0, or the errno of the first failure.
+    int drain() {
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [&] { return (queue_.empty() && !writing_) || error_ != 0; });
+        return error_;
+    }
+
+private:
+    void run() {
+        for (;;) {
+            std::string block;
+            {
+                std::unique_lock lock(mutex_);
+                changed_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+                if (stop_ || error_ != 0) {
+                    return;
+                }
+                block = std::move(queue_.front());
+                queue_.pop_front();
+                writing_ = true;
+            }
+            int err = write_all(fd_, block);
+            if (err == 0) {
+                written_ += block.size();
+                request_writeback();
+            }
+            block.clear();
+            {
+                std::lock_guard lock(mutex_);
+                writing_ = false;
+                if (err != 0) {
+                    error_ = err;
+                } else {
+                    spare_.push_back(std::move(block));
+                }
+            }
+            changed_.notify_all();
+        }
+    }
+
+    void request_writeback() {
+        if (written_ - writeback_requested_ < writeback_window) {
+            return;
+        }
+        // The pages start going to disk while the rest is still being sealed, instead of all
+        // at commit's fsync. Only a request: fsync still decides durability and reports any
+        // error, so the result is not needed here.
+        ::sync_file_range(fd_, static_cast<off64_t>(writeback_requested_),
+                          static_cast<off64_t>(written_ - writeback_requested_),
+                          SYNC_FILE_RANGE_WRITE);
+        writeback_requested_ = written_;
+    }
+
+    const int fd_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::deque<std::string> queue_;
+    std::vector<std::string> spare_;
+    bool writing_ = false;
+    bool stop_ = false;
+    int error_ = 0;
+    /// Touched by the thread only.
+    std::uint64_t written_;
+    std::uint64_t writeback_requested_;
+    /// Last: started once everything it uses is made.
+    std::thread thread_;
+};
+
 std::variant<delivery, failure> delivery::begin(const std::filesystem::path& maildir,
                                                 const std::string& unique_name,
                                                 const maildir_options& options) {
@@ -275,8 +420,9 @@ std::variant<delivery, failure> delivery::begin(const std::filesystem::path& mai
 delivery::delivery(std::filesystem::path maildir, std::string name, util::unique_fd tmp_dir,
                    util::unique_fd fd)
     : maildir_(std::move(maildir)), name_(std::move(name)), tmp_path_(maildir_ / "tmp" / name_),
-      tmp_dir_(std::move(tmp_dir)), fd_(std::move(fd)), tmp_exists_(true) {
-    buffer_.reserve(write_block);
+      tmp_dir_(std::move(tmp_dir)), fd_(std::move(fd)), tmp_exists_(true),
+      block_size_(write_block) {
+    buffer_.reserve(block_size_);
 }
 
 delivery::delivery(delivery&& other) noexcept
@@ -284,8 +430,9 @@ delivery::delivery(delivery&& other) noexcept
       tmp_path_(std::move(other.tmp_path_)), tmp_dir_(std::move(other.tmp_dir_)),
       fd_(std::move(other.fd_)), tmp_exists_(std::exchange(other.tmp_exists_, false)),
       failed_(std::move(other.failed_)), buffer_(std::move(other.buffer_)),
-      line_ends_(std::exchange(other.line_ends_, {})), last_written_(other.last_written_),
-      size_(other.size_), crlf_size_(other.crlf_size_) {}
+      block_size_(other.block_size_), line_ends_(std::exchange(other.line_ends_, {})),
+      last_written_(other.last_written_), size_(other.size_), crlf_size_(other.crlf_size_),
+      written_(other.written_), writer_(std::move(other.writer_)) {}
 
 delivery& delivery::operator=(delivery&& other) noexcept {
     if (this != &other) {
@@ -298,10 +445,13 @@ delivery& delivery::operator=(delivery&& other) noexcept {
         tmp_exists_ = std::exchange(other.tmp_exists_, false);
         failed_ = std::move(other.failed_);
         buffer_ = std::move(other.buffer_);
+        block_size_ = other.block_size_;
         line_ends_ = std::exchange(other.line_ends_, {});
         last_written_ = other.last_written_;
         size_ = other.size_;
         crlf_size_ = other.crlf_size_;
+        written_ = other.written_;
+        writer_ = std::move(other.writer_);
     }
     return *this;
 }
@@ -311,7 +461,9 @@ delivery::~delivery() {
 }
 
 void delivery::abandon() {
-    // The file is being thrown away, so a failing close() changes nothing.
+    // The writer thread stops before its descriptor is closed. The file is being thrown away,
+    // so a failing close() changes nothing.
+    writer_.reset();
     fd_.reset();
     if (tmp_exists_) {
         ::unlinkat(tmp_dir_.get(), name_.c_str(), 0);
@@ -362,10 +514,10 @@ std::optional<failure> delivery::append(std::string_view out) {
     size_ += out.size();
     crlf_size_ += out.size() + bare_lf;
     while (!out.empty()) {
-        auto n = std::min(out.size(), write_block - buffer_.size());
+        auto n = std::min(out.size(), block_size_ - buffer_.size());
         buffer_.append(out.substr(0, n));
         out.remove_prefix(n);
-        if (buffer_.size() == write_block) {
+        if (buffer_.size() >= block_size_) {
             if (auto f = flush()) {
                 return f;
             }
@@ -375,23 +527,27 @@ std::optional<failure> delivery::append(std::string_view out) {
 }
 
 std::optional<failure> delivery::flush() {
-    std::string_view rest = buffer_;
-    while (!rest.empty()) {
-        auto n = ::write(fd_.get(), rest.data(), rest.size());
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return sys_failure(errno, "write", tmp_path_);
+    if (buffer_.empty()) {
+        return std::nullopt;
+    }
+    if (!writer_ && written_ + buffer_.size() >= background_threshold) {
+        try {
+            writer_ = std::make_unique<block_writer>(fd_.get(), written_);
+            block_size_ = background_block;
+        } catch (const std::system_error&) {
+            // No thread to be had: the writes stay on this one.
         }
-        if (n == 0) {
-            // A regular file never accepts zero bytes of a non-empty write; retrying would
-            // loop forever.
-            return sys_failure(EIO, "write", tmp_path_);
+    }
+    written_ += buffer_.size();
+    if (writer_) {
+        if (int err = writer_->submit(buffer_); err != 0) {
+            return sys_failure(err, "write", tmp_path_);
         }
-        // A short write (a signal, or the disk filling up) writes the rest in the next round,
-        // which then reports the error.
-        rest.remove_prefix(static_cast<std::size_t>(n));
+        buffer_.reserve(block_size_);
+        return std::nullopt;
+    }
+    if (int err = write_all(fd_.get(), buffer_); err != 0) {
+        return sys_failure(err, "write", tmp_path_);
     }
     buffer_.clear();
     return std::nullopt;
@@ -416,6 +572,12 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
     // 2. Write what is still buffered; ENOSPC and EDQUOT often show up only here.
     if (auto f = flush()) {
         return fail(*std::move(f));
+    }
+    if (writer_) {
+        if (int err = writer_->drain(); err != 0) {
+            return fail(sys_failure(err, "write", tmp_path_));
+        }
+        writer_.reset();
     }
     // 3. fsync and check it, as the Maildir spec asks. Without it the rename below can reach
     //    the disk before the data, and a crash leaves an empty or truncated message in new/.

@@ -515,6 +515,55 @@ TEST_F(maildir_test, large_message_crosses_write_blocks) {
     EXPECT_EQ(d->crlf_size(), want.size() + lines);
 }
 
+TEST_F(maildir_test, very_large_message_is_written_on_a_thread_of_its_own) {
+    // Past 4 MiB the blocks go to a writer thread; the delivery is moved while it runs.
+    std::string input;
+    std::string want;
+    std::uint64_t lines = 0;
+    for (int i = 0; input.size() < 10 * 1024 * 1024; ++i, ++lines) {
+        auto line = "line " + std::to_string(i) + std::string(i % 97, 'z');
+        input += line + "\r\n";
+        want += line + "\n";
+    }
+    auto begun = must_begin(maildir(), next_name(), create_0700);
+    ASSERT_TRUE(begun);
+    std::optional<delivery> d;
+    d.emplace(std::move(*begun));
+    std::string_view rest = input;
+    bool moved = false;
+    while (!rest.empty()) {
+        auto n = std::min<std::size_t>(rest.size(), 65521);
+        ASSERT_FALSE(d->write(rest.substr(0, n)));
+        rest.remove_prefix(n);
+        if (!moved && rest.size() < input.size() / 2) {
+            delivery other = std::move(*d);
+            d.emplace(std::move(other));
+            moved = true;
+        }
+    }
+    auto committed = d->commit();
+    auto* path = std::get_if<fs::path>(&committed);
+    ASSERT_NE(path, nullptr) << std::get<failure>(committed).str();
+    EXPECT_TRUE(read_all(*path) == want) << "file content differs from the converted input";
+    EXPECT_EQ(d->size(), want.size());
+    EXPECT_EQ(d->crlf_size(), want.size() + lines);
+    EXPECT_TRUE(list_dir(maildir() / "tmp").empty());
+}
+
+TEST_F(maildir_test, abandon_stops_the_writer_thread_and_removes_the_file) {
+    auto d = must_begin(maildir(), next_name(), create_0700);
+    ASSERT_TRUE(d);
+    std::string block(1000, 'w');
+    block += "\r\n";
+    for (int i = 0; i < 8 * 1024; ++i) {
+        ASSERT_FALSE(d->write(block));
+    }
+    d->abandon();
+    EXPECT_TRUE(list_dir(maildir() / "tmp").empty());
+    EXPECT_TRUE(std::holds_alternative<failure>(d->commit()));
+    EXPECT_TRUE(list_dir(maildir() / "new").empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // The durable path and the life of a delivery
 
@@ -947,6 +996,34 @@ TEST_F(mounted_test, disk_full_during_write) {
     auto committed = d->commit();
     ASSERT_TRUE(std::holds_alternative<failure>(committed)) << "commit after a failed write";
     EXPECT_EQ(std::get<failure>(committed).kind, error_kind::no_space);
+    EXPECT_TRUE(list_dir(mounted_maildir() / "new").empty());
+    EXPECT_TRUE(list_dir(mounted_maildir() / "tmp").empty());
+}
+
+TEST_F(mounted_test, disk_full_on_the_writer_thread) {
+    mount_tmpfs("size=6m,mode=0700");
+    if (IsSkipped()) {
+        return;
+    }
+    auto d = must_begin(mounted_maildir(), next_name(), create_0700);
+    ASSERT_TRUE(d);
+    std::string chunk(4094, 'v');
+    chunk += "\r\n";
+    std::optional<failure> first;
+    for (int i = 0; i < 4096 && !first; ++i) {
+        first = d->write(chunk);
+    }
+    auto committed = d->commit();
+    if (!first) {
+        // The writer thread found the disk full after the last write: commit says so.
+        ASSERT_TRUE(std::holds_alternative<failure>(committed)) << "16 MiB fit into 6 MiB";
+        first = std::get<failure>(committed);
+    } else {
+        ASSERT_TRUE(std::holds_alternative<failure>(committed)) << "commit after a failed write";
+    }
+    EXPECT_EQ(first->kind, error_kind::no_space) << first->str();
+    EXPECT_EQ(first->sys_errno, ENOSPC);
+    EXPECT_EQ(first->what.rfind("write ", 0), 0u) << "got what=" << first->what;
     EXPECT_TRUE(list_dir(mounted_maildir() / "new").empty());
     EXPECT_TRUE(list_dir(mounted_maildir() / "tmp").empty());
 }

@@ -169,6 +169,8 @@ public:
 private:
     delivery(std::filesystem::path maildir, std::string name, util::unique_fd tmp_dir,
              util::unique_fd fd);
+    class block_writer;
+
     std::optional<failure> append(std::string_view out);
     std::optional<failure> flush();
     failure fail(failure f);
@@ -181,10 +183,16 @@ private:
     bool tmp_exists_ = false;       ///< tmp_path_ is ours to remove
     std::optional<failure> failed_; ///< the first failure; it finished the delivery
     std::string buffer_;            ///< converted bytes not yet written
+    /// How full buffer_ gets before it is written.
+    std::size_t block_size_ = 0;
     lf_converter line_ends_;
     char last_written_ = 0; ///< the last byte of the file so far (buffer included)
     std::uint64_t size_ = 0;
     std::uint64_t crlf_size_ = 0;
+    /// Bytes written (or queued to the writer thread).
+    std::uint64_t written_ = 0;
+    /// A large file's writes, on a thread of their own.
+    std::unique_ptr<block_writer> writer_;
 };
 
 /// Removes regular files in <maildir>/tmp whose last access (atime) and last status change
