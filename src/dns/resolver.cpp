@@ -11,6 +11,7 @@
 #include <sstream>
 #include <system_error>
 #include <unistd.h>
+#include <unordered_map>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -367,6 +368,12 @@ struct resolver::core {
         }
     }
 
+    /// The answer kept for `owner` and `rr_type`, if its TTL has not run out.
+    std::optional<lookup_result> kept_answer(const std::string& owner, std::uint16_t rr_type);
+    /// Keeps an answer for its TTL: secure ones and insecure ones, never a bogus answer or a
+    /// failure, which libunbound itself remembers only briefly.
+    void keep_answer(const lookup_result& r);
+
     asio::any_io_executor ex;
     c_ptr<ub_ctx> ctx;
     /// A duplicate of ub_fd(): Asio closes its descriptor, and unbound must keep its own.
@@ -375,7 +382,57 @@ struct resolver::core {
     std::list<pending_lookup*> waiters;
     bool pumping = false;
     bool closed = false;
+    /// Answers given again until their TTL ends, as libunbound's own cache would give them,
+    /// but without the trip to its thread and back (two thread switches per lookup). Keyed by
+    /// the RR type and the owner name.
+    struct kept_entry {
+        lookup_result result;
+        std::chrono::steady_clock::time_point expires;
+    };
+    std::unordered_map<std::string, kept_entry> answers_kept;
 };
+
+namespace {
+
+/// More answers than this are not kept: a burst of distinct recipients empties the map
+/// rather than growing it without bound.
+constexpr std::size_t max_kept_answers = 10000;
+
+std::string kept_key(const std::string& owner, std::uint16_t rr_type) {
+    return std::to_string(rr_type) + " " + owner;
+}
+
+} // namespace
+
+std::optional<lookup_result> resolver::core::kept_answer(const std::string& owner,
+                                                         std::uint16_t rr_type) {
+    auto it = answers_kept.find(kept_key(owner, rr_type));
+    if (it == answers_kept.end()) {
+        return std::nullopt;
+    }
+    if (std::chrono::steady_clock::now() >= it->second.expires) {
+        answers_kept.erase(it);
+        return std::nullopt;
+    }
+    return it->second.result;
+}
+
+void resolver::core::keep_answer(const lookup_result& r) {
+    bool keepable = r.result == outcome::secure_records || r.result == outcome::secure_absent ||
+                    r.result == outcome::insecure;
+    if (!keepable || r.ttl == 0) {
+        return;
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (answers_kept.size() >= max_kept_answers) {
+        std::erase_if(answers_kept, [&](const auto& entry) { return now >= entry.second.expires; });
+        if (answers_kept.size() >= max_kept_answers) {
+            answers_kept.clear();
+        }
+    }
+    answers_kept.insert_or_assign(kept_key(r.owner, r.rr_type),
+                                  kept_entry{r, now + std::chrono::seconds(r.ttl)});
+}
 
 struct pending_lookup {
     pending_lookup(std::shared_ptr<resolver::core> c, std::string owner, std::uint16_t type)
@@ -483,6 +540,9 @@ asio::awaitable<lookup_result> run_lookup(std::shared_ptr<resolver::core> c, std
     if (c->closed) {
         co_return failed(std::move(owner), rr_type, "cancelled");
     }
+    if (auto kept = c->kept_answer(owner, rr_type)) {
+        co_return std::move(*kept);
+    }
     pending_lookup w(c, std::move(owner), rr_type);
     int id = 0;
     int err = ub_resolve_async(c->ctx.get(), w.result.owner.c_str(), rr_type, class_in, &w,
@@ -505,6 +565,7 @@ asio::awaitable<lookup_result> run_lookup(std::shared_ptr<resolver::core> c, std
             c->stop_pump_if_idle();
         }
     }
+    c->keep_answer(w.result);
     co_return std::move(w.result);
 }
 

@@ -527,6 +527,34 @@ TEST(lookup, asks_for_the_full_name_at_once) {
               server.questions().end());
 }
 
+TEST(lookup, an_answer_is_given_again_while_its_ttl_lasts) {
+    asio::io_context io;
+    fake_server server(io, reply_kind::answer);
+    server.add_record({3, 0, 0, 0x30, 0x03, 0x02, 0x01, 0x00});
+    temp_dir dir;
+    auto r = make_resolver(io, stub_settings(dir, server, std::chrono::seconds(10)));
+    ASSERT_TRUE(r);
+    std::vector<dns::lookup_result> got;
+    int asked_first = 0;
+    int asked_then = 0;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            got.push_back(co_await r->lookup(owner, smimea));
+            asked_first = server.udp_queries() + server.tcp_queries();
+            got.push_back(co_await r->lookup(owner, smimea));
+            asked_then = server.udp_queries() + server.tcp_queries();
+            server.stop();
+        },
+        asio::detached);
+    io.run();
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_EQ(asked_then, asked_first) << "the second lookup asked the server again";
+    EXPECT_EQ(got[1].result, got[0].result);
+    EXPECT_EQ(got[1].owner, owner);
+    EXPECT_GT(got[0].ttl, 0u);
+}
+
 TEST(lookup, unsigned_nxdomain_is_insecure) {
     asio::io_context io;
     fake_server server(io, reply_kind::rcode);

@@ -50,7 +50,9 @@ public:
 
     /// Looks up the records of `rr_type` (class IN) at `owner`, within the configured timeout.
     /// Many lookups may run at once. Cancelling the awaiting coroutine (per-operation
-    /// cancellation) ends the lookup as failure "cancelled".
+    /// cancellation) ends the lookup as failure "cancelled". A secure or insecure answer is
+    /// given again, without asking libunbound, until its TTL runs out; a bogus answer or a
+    /// failure never is.
     boost::asio::awaitable<lookup_result> lookup(std::string owner, std::uint16_t rr_type);
 
     /// For shutdown: every pending lookup completes at once as failure "cancelled". Lookups
