@@ -618,13 +618,13 @@ std::variant<trust, std::string> load_trust(const config::key_settings& settings
             ERR_clear_error();
             return where + "a certificate could not be added to the trust store";
         }
-        auto dates = describe(*ca.certificate, {});
-        if (dates.not_before) {
-            pol.ca_edges.push_back(*dates.not_before);
+        using clock = std::chrono::system_clock;
+        if (auto t = detail::to_time(X509_get0_notBefore(ca.certificate.get()))) {
+            pol.ca_edges.push_back(clock::from_time_t(*t));
         }
-        if (dates.not_after) {
-            pol.ca_edges.push_back(*dates.not_after);
-            pol.ca_edges.push_back(*dates.not_after + std::chrono::seconds(1));
+        if (auto t = detail::to_time(X509_get0_notAfter(ca.certificate.get()))) {
+            pol.ca_edges.push_back(clock::from_time_t(*t));
+            pol.ca_edges.push_back(clock::from_time_t(*t) + std::chrono::seconds(1));
         }
     }
     pol.smime_cas = share(std::move(store));
