@@ -65,6 +65,31 @@ dns::outcome combined_outcome(const std::vector<format_lookup>& lookups,
 
 } // namespace
 
+seal::key_set choose_keys(const std::vector<format_lookup>& lookups) {
+    seal::key_set out;
+    const format_lookup* chosen = nullptr;
+    bool refused = std::any_of(lookups.begin(), lookups.end(),
+                               [](const auto& l) { return yields_no_keys(l.lookup.result); });
+    if (!refused) {
+        for (const auto& l : lookups) {
+            if (!l.evaluation.keys.empty()) {
+                chosen = &l;
+                break;
+            }
+            if (l.evaluation.provisional) {
+                out.unsettled = true;
+                break;
+            }
+        }
+    }
+    out.outcome = combined_outcome(lookups, chosen);
+    if (chosen != nullptr) {
+        out.format = chosen->format;
+        out.keys = chosen->evaluation.keys;
+    }
+    return out;
+}
+
 local_store_listing list_local_store(const fs::path& store, std::string_view user,
                                      std::string_view domain) {
     local_store_listing out;
@@ -217,19 +242,7 @@ asio::awaitable<recipient_keys> key_discovery::find(recipient::recipient rcpt) {
         });
     }
 
-    const format_lookup* chosen = nullptr;
-    if (!any_refused) {
-        auto with_keys = std::find_if(out.lookups.begin(), out.lookups.end(),
-                                      [](const auto& l) { return !l.evaluation.keys.empty(); });
-        if (with_keys != out.lookups.end()) {
-            chosen = &*with_keys;
-        }
-    }
-    out.chosen.outcome = combined_outcome(out.lookups, chosen);
-    if (chosen != nullptr) {
-        out.chosen.format = chosen->format;
-        out.chosen.keys = chosen->evaluation.keys;
-    }
+    out.chosen = choose_keys(out.lookups);
 
     metrics::global().key_discovery(std::chrono::steady_clock::now() - started);
     for (const auto& l : out.lookups) {

@@ -41,6 +41,8 @@ std::string_view to_string(action a) {
         return "bogus";
     case action::key_failure:
         return "lookup-failed";
+    case action::key_unsettled:
+        return "unsettled";
     }
     return "unknown";
 }
@@ -59,11 +61,13 @@ std::optional<lmtp::reply> decision::refusal() const {
         return lmtp::reply(lmtp::replies::key_bogus);
     case action::key_failure:
         return lmtp::reply(lmtp::replies::key_lookup_failed);
+    case action::key_unsettled:
+        return lmtp::reply(lmtp::replies::key_evaluation_failed);
     }
     return lmtp::reply(lmtp::replies::local_error);
 }
 
-decision decide(dns::outcome outcome, std::size_t usable_keys, encrypted_form form,
+decision decide(dns::outcome outcome, std::size_t usable_keys, bool unsettled, encrypted_form form,
                 config::no_key_action on_no_key) {
     // Ciphertext is stored as it came whatever DNS said: it is no plaintext, and a second
     // layer would only make it harder to read.
@@ -79,6 +83,9 @@ decision decide(dns::outcome outcome, std::size_t usable_keys, encrypted_form fo
     case dns::outcome::secure_absent:
     case dns::outcome::insecure:
         break;
+    }
+    if (unsettled) {
+        return {action::key_unsettled, "evaluation-failed"};
     }
     if (usable_keys > 0) {
         return {action::seal, "keys=" + std::to_string(usable_keys)};

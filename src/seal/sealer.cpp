@@ -235,7 +235,8 @@ bool message_sealer::decide(std::size_t index) {
     // policy controls, whatever the sender did.
     auto form =
         r.policy.passthrough == config::passthrough_mode::never ? encrypted_form::none : *form_;
-    r.decided = seal::decide(r.keys->outcome, r.keys->keys.size(), form, r.policy.on_no_key);
+    r.decided = seal::decide(r.keys->outcome, r.keys->keys.size(), r.keys->unsettled, form,
+                             r.policy.on_no_key);
     if (auto refusal = r.decided->refusal()) {
         r.refusal = std::move(*refusal);
         r.detail = r.decided->reason;

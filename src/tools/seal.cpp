@@ -54,7 +54,8 @@ private:
 /// The keys in the files given on the command line, each file read by the format whose keys it
 /// holds and judged as that format judges its local store files for `address` (valid now,
 /// naming the address, a usable key). Of several formats, the first of the policy's with a
-/// usable key is taken, as key discovery chooses. An exit status when a file holds no key.
+/// usable key is taken, as key discovery chooses (choose_keys). An exit status when a file
+/// holds no key.
 std::variant<seal::key_set, int> keys_from_files(const config::config& cfg,
                                                  const config::seal_policy& policy,
                                                  const std::vector<std::filesystem::path>& files,
@@ -88,7 +89,7 @@ std::variant<seal::key_set, int> keys_from_files(const config::config& cfg,
     dns::lookup_result none;
     none.result = dns::outcome::secure_absent;
     auto now = std::chrono::system_clock::now();
-    std::vector<std::pair<std::shared_ptr<const seal::format>, seal::evaluation>> evaluated;
+    std::vector<discovery::format_lookup> evaluated;
     for (const auto& f : formats.all()) {
         std::vector<std::filesystem::path> mine;
         for (std::size_t i = 0; i < files.size(); ++i) {
@@ -119,16 +120,21 @@ std::variant<seal::key_set, int> keys_from_files(const config::config& cfg,
                     << " not usable: " << util::printable(r.why) << "\n";
             }
         }
-        evaluated.emplace_back(f, std::move(ev));
+        discovery::format_lookup l;
+        l.format = f;
+        l.lookup = none;
+        l.evaluation = std::move(ev);
+        evaluated.push_back(std::move(l));
     }
+    std::vector<discovery::format_lookup> in_order;
     for (auto id : policy.formats) {
-        for (auto& [f, ev] : evaluated) {
-            if (f->id() == id && !ev.keys.empty()) {
-                return seal::key_set{dns::outcome::secure_absent, f, std::move(ev.keys)};
-            }
+        auto it = std::find_if(evaluated.begin(), evaluated.end(),
+                               [&](const auto& l) { return l.format->id() == id; });
+        if (it != evaluated.end()) {
+            in_order.push_back(*it);
         }
     }
-    return seal::key_set{dns::outcome::secure_absent, nullptr, {}};
+    return discovery::choose_keys(in_order);
 }
 
 int exit_status(const seal::message_sealer::recipient_state& r, bool output_ok, std::ostream& err) {
@@ -166,6 +172,9 @@ int exit_status(const seal::message_sealer::recipient_state& r, bool output_ok, 
     case seal::action::key_failure:
         err << "mailseal: key lookup " << seal::to_string(r.decided->what) << ": nothing written ("
             << why << ")\n";
+        return EX_TEMPFAIL;
+    case seal::action::key_unsettled:
+        err << "mailseal: keys unsettled: nothing written (" << why << ")\n";
         return EX_TEMPFAIL;
     }
     return EX_SOFTWARE;

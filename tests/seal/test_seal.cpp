@@ -23,34 +23,45 @@ TEST(decide, follows_the_policy_table) {
     struct row {
         dns_outcome outcome;
         std::size_t keys;
+        bool unsettled;
         encrypted_form form;
         cfg_nk on_no_key;
         action want;
         std::string reply; ///< empty: a copy is stored
     };
     for (const auto& r : std::vector<row>{
-             {dns_outcome::secure_records, 2, encrypted_form::none, cfg_nk::plain, action::seal,
+             {dns_outcome::secure_records, 2, false, encrypted_form::none, cfg_nk::plain,
+              action::seal, ""},
+             {dns_outcome::insecure, 1, false, encrypted_form::none, cfg_nk::reject, action::seal,
               ""},
-             {dns_outcome::insecure, 1, encrypted_form::none, cfg_nk::reject, action::seal, ""},
-             {dns_outcome::secure_records, 1, encrypted_form::pgp_mime, cfg_nk::plain,
+             {dns_outcome::secure_records, 1, false, encrypted_form::pgp_mime, cfg_nk::plain,
               action::passthrough, ""},
-             {dns_outcome::bogus, 0, encrypted_form::smime_enveloped, cfg_nk::plain,
+             {dns_outcome::bogus, 0, false, encrypted_form::smime_enveloped, cfg_nk::plain,
               action::passthrough, ""},
-             {dns_outcome::failure, 0, encrypted_form::pgp_inline, cfg_nk::reject,
+             {dns_outcome::failure, 0, false, encrypted_form::pgp_inline, cfg_nk::reject,
               action::passthrough, ""},
-             {dns_outcome::secure_absent, 0, encrypted_form::none, cfg_nk::plain, action::plain,
+             {dns_outcome::secure_absent, 0, false, encrypted_form::none, cfg_nk::plain,
+              action::plain, ""},
+             {dns_outcome::insecure, 0, false, encrypted_form::none, cfg_nk::plain, action::plain,
               ""},
-             {dns_outcome::insecure, 0, encrypted_form::none, cfg_nk::plain, action::plain, ""},
-             {dns_outcome::secure_records, 0, encrypted_form::none, cfg_nk::defer, action::defer,
-              "451 4.7.1"},
-             {dns_outcome::insecure, 0, encrypted_form::none, cfg_nk::reject, action::reject,
+             {dns_outcome::secure_records, 0, false, encrypted_form::none, cfg_nk::defer,
+              action::defer, "451 4.7.1"},
+             {dns_outcome::insecure, 0, false, encrypted_form::none, cfg_nk::reject, action::reject,
               "550 5.7.1"},
-             {dns_outcome::bogus, 0, encrypted_form::none, cfg_nk::plain, action::key_bogus,
+             {dns_outcome::bogus, 0, false, encrypted_form::none, cfg_nk::plain, action::key_bogus,
               "451 4.7.5"},
-             {dns_outcome::failure, 0, encrypted_form::none, cfg_nk::plain, action::key_failure,
-              "451 4.4.3"},
+             {dns_outcome::failure, 0, false, encrypted_form::none, cfg_nk::plain,
+              action::key_failure, "451 4.4.3"},
+             {dns_outcome::secure_absent, 0, true, encrypted_form::none, cfg_nk::plain,
+              action::key_unsettled, "451 4.3.0"},
+             {dns_outcome::insecure, 0, true, encrypted_form::none, cfg_nk::reject,
+              action::key_unsettled, "451 4.3.0"},
+             {dns_outcome::secure_absent, 0, true, encrypted_form::pgp_mime, cfg_nk::plain,
+              action::passthrough, ""},
+             {dns_outcome::bogus, 0, true, encrypted_form::none, cfg_nk::plain, action::key_bogus,
+              "451 4.7.5"},
          }) {
-        auto d = decide(r.outcome, r.keys, r.form, r.on_no_key);
+        auto d = decide(r.outcome, r.keys, r.unsettled, r.form, r.on_no_key);
         auto label = std::string(dns::to_string(r.outcome)) + "/" + std::to_string(r.keys) + "/" +
                      std::string(to_string(r.form));
         EXPECT_EQ(d.what, r.want) << label << ": got " << to_string(d.what);

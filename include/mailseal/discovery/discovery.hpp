@@ -15,7 +15,7 @@
 ///
 /// A bogus or failed lookup of any format makes the whole recipient bogus or failed: no other
 /// format and no plaintext stands in for it. Otherwise the copy is sealed in the first format,
-/// in the policy's order, that has usable keys.
+/// in the policy's order, that has usable keys (choose_keys).
 ///
 /// With `dns.lowercase_retry`, a secure absence for a local part with capitals is looked up
 /// once more in lowercase (policy: both RFCs hash the exact octets).
@@ -67,6 +67,13 @@ struct recipient_keys {
     /// What sealing gets: the recipient's outcome and the keys of the format chosen.
     seal::key_set chosen;
 };
+
+/// What sealing gets from a recipient's lookups, in the policy's order of preference: the keys
+/// of the first format that has usable keys, under the recipient's combined outcome (a bogus
+/// or failed lookup of any format decides it, and then there are no keys). A format before
+/// that one whose verdict found no key and is provisional (a library that could not be set up)
+/// makes the set unsettled and keyless instead: the recipient's key may be the one it missed.
+seal::key_set choose_keys(const std::vector<format_lookup>& lookups);
 
 /// The files in a user's directory of the local key store, `<store>/<domain>/<user>/`, in name
 /// order: regular files whose names do not start with a dot (each format picks its own by

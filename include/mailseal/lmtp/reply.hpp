@@ -160,6 +160,8 @@ inline constexpr status key_bogus{451, enhanced_code{4, 7, 5},
                                   "Recipient's key failed DNSSEC validation, try again later"};
 inline constexpr status key_lookup_failed{451, enhanced_code{4, 4, 3},
                                           "Recipient's key lookup failed, try again later"};
+inline constexpr status key_evaluation_failed{
+    451, enhanced_code{4, 3, 0}, "Recipient's key could not be evaluated, try again later"};
 inline constexpr status no_key_deferred{451, enhanced_code{4, 7, 1},
                                         "Recipient requires encryption but has no usable key yet"};
 inline constexpr status no_key_rejected{

@@ -34,9 +34,9 @@ private:
 };
 
 /// The decisions of seal::action plus the outcomes without one, as delivery logs them.
-inline constexpr std::array<std::string_view, 9> decision_names{
-    "sealed", "passthrough",   "plain",  "deferred", "rejected",
-    "bogus",  "lookup-failed", "failed", "abandoned"};
+inline constexpr std::array<std::string_view, 10> decision_names{
+    "sealed", "passthrough",   "plain",     "deferred", "rejected",
+    "bogus",  "lookup-failed", "unsettled", "failed",   "abandoned"};
 /// dns::outcome's words.
 inline constexpr std::array<std::string_view, 5> outcome_names{"secure", "secure-absent",
                                                                "insecure", "bogus", "failure"};

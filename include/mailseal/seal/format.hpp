@@ -117,6 +117,10 @@ struct key_set {
     /// The format of `keys`; null when there are none.
     std::shared_ptr<const seal::format> format;
     std::vector<key> keys;
+    /// A format ahead of `format` in the policy's order found no key on a verdict that rests
+    /// on a failure that may pass (evaluation::provisional): the key it missed may be the
+    /// recipient's, so no copy (4xx) until that format can judge again.
+    bool unsettled = false;
 };
 
 /// One recipient's sealed copy in one format, produced as the plaintext streams in. Output is

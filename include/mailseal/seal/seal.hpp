@@ -13,7 +13,10 @@
 /// |                    |                   |                                   | 5.7.1       |
 /// | bogus              | no                | nothing                           | 451 4.7.5   |
 /// | failure or timeout | no                | nothing                           | 451 4.4.3   |
+/// | unsettled          | no                | nothing                           | 451 4.3.0   |
 ///
+/// Unsettled: a format found no key because its library could not be set up (key_set::
+/// unsettled); the recipient's key may be the one it missed.
 /// A sealed copy is one encrypted object per recipient, in the format of its key set, naming
 /// only that recipient's keys, so a copy never reveals who else (Bcc) received the message.
 ///
@@ -37,15 +40,17 @@
 namespace mailseal::seal {
 
 enum class action {
-    seal,        ///< encrypt to the recipient's keys
-    passthrough, ///< already encrypted: as received
-    plain,       ///< no usable key, policy plain: as received
-    defer,       ///< no usable key, policy defer: 451 4.7.1
-    reject,      ///< no usable key, policy reject: 550 5.7.1
-    key_bogus,   ///< DNSSEC validation failed: 451 4.7.5
-    key_failure, ///< the lookup failed or timed out: 451 4.4.3
+    seal,          ///< encrypt to the recipient's keys
+    passthrough,   ///< already encrypted: as received
+    plain,         ///< no usable key, policy plain: as received
+    defer,         ///< no usable key, policy defer: 451 4.7.1
+    reject,        ///< no usable key, policy reject: 550 5.7.1
+    key_bogus,     ///< DNSSEC validation failed: 451 4.7.5
+    key_failure,   ///< the lookup failed or timed out: 451 4.4.3
+    key_unsettled, ///< a format could not judge its keys this time: 451 4.3.0
 };
-/// "sealed", "passthrough", "plain", "deferred", "rejected", "bogus", "lookup-failed".
+/// "sealed", "passthrough", "plain", "deferred", "rejected", "bogus", "lookup-failed",
+/// "unsettled".
 std::string_view to_string(action);
 
 struct decision {
@@ -58,7 +63,7 @@ struct decision {
 };
 
 /// The policy table. `form` is the message's encrypted form (none when plaintext).
-decision decide(dns::outcome outcome, std::size_t usable_keys, encrypted_form form,
+decision decide(dns::outcome outcome, std::size_t usable_keys, bool unsettled, encrypted_form form,
                 config::no_key_action on_no_key);
 
 /// One recipient's copy: trace fields, then either the message as received or the sealed
