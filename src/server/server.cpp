@@ -291,6 +291,75 @@ struct body_slices {
     std::vector<std::string> items;
 };
 
+/// Body bytes the connection may read and parse ahead while the pool still seals and stores
+/// the previous slices; past it, the client waits on TCP flow control.
+constexpr std::size_t read_ahead_bytes = 256 * 1024;
+
+/// Whether the body slices at the front of the connection's queue, `first` and the slices
+/// queued behind it, go to the pool now rather than wait for more reading: something other than
+/// body follows them (the end of the data, a discard), or they reach read_ahead_bytes.
+bool body_batch_complete(const lmtp::events::body& first, const std::deque<lmtp::event>& queue) {
+    std::size_t bytes = first.bytes.size();
+    for (const auto& next : queue) {
+        const auto* body = std::get_if<lmtp::events::body>(&next);
+        if (body == nullptr) {
+            return true;
+        }
+        bytes += body->bytes.size();
+    }
+    return bytes >= read_ahead_bytes;
+}
+
+/// Key discovery's answers for recipients without keys, by RCPT index.
+using ready_keys = std::vector<std::pair<std::size_t, seal::key_set>>;
+
+/// Body slices the pool seals and stores while the connection reads on. Shared with the pool's
+/// work, which also holds the transaction and its generation.
+struct body_hand_off {
+    explicit body_hand_off(const asio::any_io_executor& ex) : finished(ex) {
+        finished.expires_at(asio::steady_timer::time_point::max());
+    }
+    body_slices slices;
+    /// Cancelled (woken) when `done` is set, on the connection's executor.
+    asio::steady_timer finished;
+    bool done = false;
+    /// The transaction holds all the plaintext it may before its recipients' keys arrive.
+    bool needs_keys = false;
+    std::exception_ptr failure;
+};
+
+/// Starts writing `slices` (after giving `keys`) to `txn` on the pool; the returned hand-off
+/// is done, on `loop`, when the pool is through with them.
+std::shared_ptr<body_hand_off> hand_off_body(asio::thread_pool& pool,
+                                             const asio::any_io_executor& loop,
+                                             std::shared_ptr<generation> gen,
+                                             std::shared_ptr<delivery::transaction> txn,
+                                             body_slices& slices, ready_keys keys) {
+    auto h = std::make_shared<body_hand_off>(loop);
+    // A swap: the slices' strings stay where they are, no bytes are left behind.
+    h->slices.items.swap(slices.items);
+    asio::post(pool, [h, loop, gen = std::move(gen), txn = std::move(txn),
+                      keys = std::move(keys)]() mutable {
+        try {
+            for (auto& [index, key_set] : keys) {
+                txn->provide_keys(index, std::move(key_set));
+            }
+            for (auto& slice : h->slices.items) {
+                txn->write(slice);
+                util::wipe(slice);
+            }
+            h->needs_keys = txn->needs_keys();
+        } catch (...) {
+            h->failure = std::current_exception();
+        }
+        asio::post(loop, [h] {
+            h->done = true;
+            h->finished.cancel();
+        });
+    });
+    return h;
+}
+
 /// An accepted recipient and its key lookup, started when its RCPT is accepted and awaited when
 /// its copy must be decided, so DNS time overlaps the upload. Shared with the lookup's
 /// completion.
@@ -462,7 +531,9 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                                cfg.limits.command_line_length, cfg.limits.data_line_length}});
     session.start();
 
-    std::optional<delivery::transaction> txn;
+    // Shared with the pool's work on a body hand-off, which may outlive this frame.
+    std::shared_ptr<delivery::transaction> txn;
+    std::shared_ptr<body_hand_off> in_flight;
     std::vector<std::shared_ptr<pending_keys>> lookups;
     std::uint64_t transactions = 0;
     std::deque<lmtp::event> queue;
@@ -471,6 +542,14 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
 
     auto abandon = [&](std::string_view reason) -> asio::awaitable<void> {
         drop_lookups(lookups, 0);
+        if (auto h = std::move(in_flight)) {
+            if (!h->done) {
+                co_await h->finished.async_wait(use_tuple);
+            }
+            if (h->failure) {
+                log_crash(h->failure);
+            }
+        }
         if (txn) {
             co_await on_pool(st->pool, [&] { txn->abandon(reason); });
             txn.reset();
@@ -478,7 +557,6 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
     };
     // The answers that have arrived for recipients still without keys; with `wait`, waits for
     // all first. They go to the transaction with the next hand-off to the pool.
-    using ready_keys = std::vector<std::pair<std::size_t, seal::key_set>>;
     auto collect_keys = [&](bool wait) -> asio::awaitable<ready_keys> {
         ready_keys ready;
         for (std::size_t i = 0; i < txn->recipients(); ++i) {
@@ -502,6 +580,25 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
     auto give_keys = [&](ready_keys& ready) {
         for (auto& [index, keys] : ready) {
             txn->provide_keys(index, std::move(keys));
+        }
+    };
+    // Waits until the pool is through with the body slices handed to it, then, when the
+    // transaction holds all the plaintext it may without keys, for the keys: held plaintext is
+    // bounded, and the client waits on TCP flow control meanwhile.
+    auto finish_hand_off = [&]() -> asio::awaitable<void> {
+        auto h = std::move(in_flight);
+        if (!h) {
+            co_return;
+        }
+        if (!h->done) {
+            co_await h->finished.async_wait(use_tuple);
+        }
+        if (h->failure) {
+            std::rethrow_exception(h->failure);
+        }
+        if (h->needs_keys) {
+            auto missing = co_await collect_keys(true);
+            co_await on_pool(st->pool, [&] { give_keys(missing); });
         }
     };
     // Sends the pending replies; false when the client is gone or stopped reading. (Callers
@@ -557,14 +654,23 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                                              ? lookups[i]->rcpt
                                              : recipient::normalise(cfg, begin->env.recipients[i]));
                 }
-                txn.emplace(delivery::transaction(cfg, gen->names, std::move(begin->env),
-                                                  std::move(recipients), std::move(info),
-                                                  gen->next_hop.get()));
+                txn = std::make_shared<delivery::transaction>(
+                    cfg, gen->names, std::move(begin->env), std::move(recipients), std::move(info),
+                    gen->next_hop.get());
             } else if (std::holds_alternative<lmtp::events::body>(e) ||
                        std::holds_alternative<lmtp::events::end_data>(e)) {
                 // Every body slice already queued, and the end of the data when it came with
                 // them (a small message arrives in one read), go to the pool in one hand-off,
                 // with the keys that have arrived: each hand-off costs two thread switches.
+                // While the pool is still on the previous slices, the connection reads on and
+                // these wait in the queue, so reading and parsing overlap sealing and writing.
+                if (const auto* body = std::get_if<lmtp::events::body>(&e);
+                    body != nullptr && in_flight && !in_flight->done &&
+                    !body_batch_complete(*body, queue)) {
+                    queue.push_front(std::move(e));
+                    wipe_moved_from(e);
+                    break;
+                }
                 body_slices slices;
                 // Reserved: a vector that grows moves short slices and leaves their bytes
                 // behind.
@@ -603,7 +709,13 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 if (!txn) {
                     continue;
                 }
+                co_await finish_hand_off();
                 auto ready = co_await collect_keys(end.has_value());
+                if (!end) {
+                    in_flight = hand_off_body(st->pool, socket.get_executor(), gen, txn, slices,
+                                              std::move(ready));
+                    continue;
+                }
                 std::optional<lmtp::reply> first_reply;
                 co_await on_pool(st->pool, [&] {
                     give_keys(ready);
@@ -611,22 +723,11 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                         txn->write(slice);
                         util::wipe(slice);
                     }
-                    if (end) {
-                        txn->end_of_data();
-                        if (end->recipients > 0) {
-                            first_reply = txn->finish(0);
-                        }
+                    txn->end_of_data();
+                    if (end->recipients > 0) {
+                        first_reply = txn->finish(0);
                     }
                 });
-                if (!end) {
-                    // Held plaintext is bounded: past the bound, wait for the keys before
-                    // reading more (the client waits on TCP flow control meanwhile).
-                    if (txn->needs_keys()) {
-                        auto missing = co_await collect_keys(true);
-                        co_await on_pool(st->pool, [&] { give_keys(missing); });
-                    }
-                    continue;
-                }
                 drop_lookups(lookups, 0);
                 // RFC 2033 §4.2: one reply per recipient, in RCPT order, each sent as soon as
                 // it is known.

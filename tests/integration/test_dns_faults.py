@@ -25,6 +25,10 @@ bogus answer for val-bogus-ttl (60 s by default; this test's unbound_conf sets 3
 suite short). A retry before then gets the same reply without a query, so the test retries
 every half second until RECOVERY_TIMEOUT, and asserts that each retry is refused the same way
 with nothing stored.
+
+Last, a delay within dns.timeout: bob's answers are held 0.3 s (less than libunbound's first
+retransmission timeout) while a 24 MiB message for him streams in. It is delivered sealed, and
+its secret is in no file.
 """
 
 import os
@@ -81,6 +85,28 @@ class DamagedDnsTest(harness.ClassDaemonCopies, harness.TestCase):
 
     def test_tampered_answer_is_bogus(self):
         self.assertDamagedThenDelivered("paul", dnsproxy.TAMPERED, "4.7.5", "bogus")
+
+    def test_slow_answers_hold_a_large_message_back(self):
+        # Answers within dns.timeout but after the first megabytes arrive: the daemon holds at
+        # most the sealer's bound of body in memory, then stops reading until the key is
+        # there; reading ahead while the workers seal must not add to what it holds in clear.
+        address = "bob@signed.test"
+        self.proxy.damage([dnsbed.owner_label("bob")], dnsproxy.DELAY, delay=0.3)
+        self.addCleanup(self.proxy.clear)
+        secret = ("SECRET-" + secrets.token_hex(16)).encode()
+        line = b"held back until the key is known " * 2 + b"\r\n"
+        chunk = line * (1024 * 1024 // len(line))
+        body = secret + b"\r\n" + chunk * 12 + secret + b"\r\n" + chunk * 12 + secret + b"\r\n"
+        data = entity_message("slow key, large message", body, to=address)
+        delayed = self.proxy.counts().get(dnsproxy.DELAY, 0)
+        txn = self.deliver([address], data)
+        self.assertReply(txn.finals[0], 250, "2.0.0", rcpt=address)
+        self.assertGreater(self.proxy.counts().get(dnsproxy.DELAY, 0), delayed,
+                           "no answer for bob was held back")
+        stored = self.stored(address)
+        self.assertIn(b"\nMailseal: sealed; format=smime; keys=1;", stored)
+        self.assertEqual(self.keys.open(address, stored), inner_entity(data))
+        self.assertNowhere(secret)
 
     def secret_message(self, address, subject):
         secret = ("SECRET-" + secrets.token_hex(16)).encode()
