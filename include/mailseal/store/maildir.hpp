@@ -86,16 +86,10 @@ public:
     template <class Emit>
     bool feed(std::string_view bytes, Emit&& emit) {
         while (!bytes.empty()) {
+            // A CR followed by LF is dropped, and the LF starts the next run: one run per line.
             if (pending_cr_) {
                 pending_cr_ = false;
-                if (bytes.front() == '\n') {
-                    bytes.remove_prefix(1);
-                    if (!emit(std::string_view("\n"))) {
-                        return false;
-                    }
-                    continue;
-                }
-                if (!emit(std::string_view("\r"))) {
+                if (bytes.front() != '\n' && !emit(std::string_view("\r"))) {
                     return false;
                 }
             }

@@ -163,18 +163,28 @@ struct cms_encoder::state {
             base64_pending.append(data, static_cast<std::size_t>(size));
             (void)BIO_reset(output.get());
         }
+        // Every line is encoded in place at the end of `out`, sized once for all of them; the NUL
+        // EVP_EncodeBlock writes after a line lands where its CR goes.
+        std::size_t lines = base64_pending.size() / base64_group;
+        if (last && base64_pending.size() % base64_group != 0) {
+            ++lines;
+        }
+        const std::size_t line_room = base64_group / 3 * 4 + 2;
+        std::size_t at = out.size();
+        out.resize(at + lines * line_room);
         std::size_t used = 0;
-        unsigned char line[80];
-        while (base64_pending.size() - used >= base64_group ||
-               (last && used < base64_pending.size())) {
+        for (std::size_t i = 0; i < lines; ++i) {
             std::size_t n = std::min(base64_group, base64_pending.size() - used);
             int len = EVP_EncodeBlock(
-                line, reinterpret_cast<const unsigned char*>(base64_pending.data() + used),
+                reinterpret_cast<unsigned char*>(out.data() + at),
+                reinterpret_cast<const unsigned char*>(base64_pending.data() + used),
                 static_cast<int>(n));
-            out.append(reinterpret_cast<const char*>(line), static_cast<std::size_t>(len));
-            out += "\r\n";
+            at += static_cast<std::size_t>(len);
+            out[at++] = '\r';
+            out[at++] = '\n';
             used += n;
         }
+        out.resize(at);
         base64_pending.erase(0, used);
     }
 };
