@@ -140,11 +140,7 @@ void message_sealer::body_arrived(std::string_view bytes) {
                 spilled_.reset();
             }
         } else {
-            if (held_.capacity() < held_body_limit + bytes.size()) {
-                // Reserved once, so growing never leaves a copy of the body in freed memory.
-                held_.reserve(held_body_limit + bytes.size());
-            }
-            held_.append(bytes);
+            util::append_wiping_growth(held_, bytes, held_body_limit + bytes.size());
         }
     }
     if (!form_ && !spilled_ && held_.size() > held_body_limit) {

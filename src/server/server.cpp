@@ -261,9 +261,9 @@ void log_crash(std::exception_ptr e) {
     log::error("connection-failed", e);
 }
 
-/// A body slice's string after its bytes were moved away: a short one keeps them in its inline
-/// buffer.
-void wipe_moved_from(lmtp::event& e) {
+/// Wipes a body slice's whole buffer, which also reaches what a move leaves behind: a short
+/// string keeps its bytes in its inline buffer.
+void wipe_body_bytes(lmtp::event& e) {
     if (auto* body = std::get_if<lmtp::events::body>(&e)) {
         util::wipe_storage(body->bytes);
     }
@@ -273,7 +273,7 @@ void wipe_moved_from(lmtp::event& e) {
 void enqueue(std::vector<lmtp::event> events, std::deque<lmtp::event>& queue) {
     for (auto& e : events) {
         queue.push_back(std::move(e));
-        wipe_moved_from(e);
+        wipe_body_bytes(e);
     }
 }
 
@@ -352,7 +352,9 @@ std::shared_ptr<body_hand_off> hand_off_body(asio::thread_pool& pool,
         } catch (...) {
             h->failure = std::current_exception();
         }
-        asio::post(loop, [h] {
+        // The transaction and the generation go back with the completion: their last owner
+        // must let go of them on the loop, where the resolver a generation owns lives.
+        asio::post(loop, [h, gen = std::move(gen), txn = std::move(txn)] {
             h->done = true;
             h->finished.cancel();
         });
@@ -537,6 +539,16 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
     std::vector<std::shared_ptr<pending_keys>> lookups;
     std::uint64_t transactions = 0;
     std::deque<lmtp::event> queue;
+    // Body slices may wait in the queue while the connection reads on: whatever way the
+    // connection ends, they are wiped.
+    struct queue_wiper {
+        std::deque<lmtp::event>& events;
+        ~queue_wiper() {
+            for (auto& e : events) {
+                wipe_body_bytes(e);
+            }
+        }
+    } wipe_queue_at_exit{queue};
     std::array<char, 64 * 1024> buffer;
     bool closing = false;
 
@@ -614,7 +626,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
         enqueue(session.take_events(), queue);
         while (!queue.empty()) {
             lmtp::event e = std::move(queue.front());
-            wipe_moved_from(queue.front());
+            wipe_body_bytes(queue.front());
             queue.pop_front();
             if (auto* send = std::get_if<lmtp::events::send>(&e)) {
                 out += send->what.render();
@@ -664,11 +676,15 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 // with the keys that have arrived: each hand-off costs two thread switches.
                 // While the pool is still on the previous slices, the connection reads on and
                 // these wait in the queue, so reading and parsing overlap sealing and writing.
+                // Not while a recipient's keys are still looked up: the sealer then holds the
+                // plaintext, and it may hold only its bound plus one read's worth.
+                bool keys_pending = std::any_of(lookups.begin(), lookups.end(),
+                                                [](const auto& l) { return !l->result; });
                 if (const auto* body = std::get_if<lmtp::events::body>(&e);
-                    body != nullptr && in_flight && !in_flight->done &&
+                    body != nullptr && in_flight && !in_flight->done && !keys_pending &&
                     !body_batch_complete(*body, queue)) {
                     queue.push_front(std::move(e));
-                    wipe_moved_from(e);
+                    wipe_body_bytes(e);
                     break;
                 }
                 body_slices slices;
