@@ -108,6 +108,10 @@ verdict judge(const discovery::recipient_keys& found, int warn_days) {
     for (const auto& problem : found.store_problems) {
         v.raise(warning, problem.source + ": " + problem.why);
     }
+    if (found.chosen.unsettled) {
+        v.raise(critical, "keys unsettled: a format could not judge its keys this time (its "
+                          "library could not be set up); deliveries get 451 4.3.0");
+    }
     return v;
 }
 

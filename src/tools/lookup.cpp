@@ -25,6 +25,9 @@ lookup_status status_of(const discovery::recipient_keys& found) {
     default:
         break;
     }
+    if (found.chosen.unsettled) {
+        return unsettled;
+    }
     if (!found.chosen.keys.empty()) {
         return lookup_status::found;
     }
@@ -47,6 +50,8 @@ std::string_view to_string(lookup_status s) {
         return "bogus";
     case failure:
         return "failure";
+    case unsettled:
+        return "unsettled";
     }
     return "failure";
 }

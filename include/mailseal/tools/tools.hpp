@@ -39,7 +39,16 @@
 
 namespace mailseal::tools {
 
-enum lookup_status : int { found = 0, absent = 1, insecure = 2, bogus = 3, failure = 4 };
+/// `mailseal lookup`'s outcomes, which are also its exit statuses. unsettled: a format could not
+/// judge its keys this time (discovery::choose_keys), so delivery answers 451 4.3.0.
+enum lookup_status : int {
+    found = 0,
+    absent = 1,
+    insecure = 2,
+    bogus = 3,
+    failure = 4,
+    unsettled = 5
+};
 
 int lookup(const config::config& cfg, const std::string& address, bool json, std::ostream& out,
            std::ostream& err);
