@@ -313,6 +313,23 @@ bool body_batch_complete(const lmtp::events::body& first, const std::deque<lmtp:
 /// Key discovery's answers for recipients without keys, by RCPT index.
 using ready_keys = std::vector<std::pair<std::size_t, seal::key_set>>;
 
+/// On the pool: gives the transaction the keys that arrived.
+void give_keys(delivery::transaction& txn, ready_keys& keys) {
+    for (auto& [index, key_set] : keys) {
+        txn.provide_keys(index, std::move(key_set));
+    }
+}
+
+/// On the pool: gives the transaction the keys that arrived, then the body slices, wiping each
+/// once written.
+void write_body(delivery::transaction& txn, ready_keys& keys, body_slices& slices) {
+    give_keys(txn, keys);
+    for (auto& slice : slices.items) {
+        txn.write(slice);
+        util::wipe(slice);
+    }
+}
+
 /// Body slices the pool seals and stores while the connection reads on. Shared with the pool's
 /// work, which also holds the transaction and its generation.
 struct body_hand_off {
@@ -341,13 +358,7 @@ std::shared_ptr<body_hand_off> hand_off_body(asio::thread_pool& pool,
     asio::post(pool, [h, loop, gen = std::move(gen), txn = std::move(txn),
                       keys = std::move(keys)]() mutable {
         try {
-            for (auto& [index, key_set] : keys) {
-                txn->provide_keys(index, std::move(key_set));
-            }
-            for (auto& slice : h->slices.items) {
-                txn->write(slice);
-                util::wipe(slice);
-            }
+            write_body(*txn, keys, h->slices);
             h->needs_keys = txn->needs_keys();
         } catch (...) {
             h->failure = std::current_exception();
@@ -589,11 +600,6 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
         }
         co_return ready;
     };
-    auto give_keys = [&](ready_keys& ready) {
-        for (auto& [index, keys] : ready) {
-            txn->provide_keys(index, std::move(keys));
-        }
-    };
     // Waits until the pool is through with the body slices handed to it, then, when the
     // transaction holds all the plaintext it may without keys, for the keys: held plaintext is
     // bounded, and the client waits on TCP flow control meanwhile.
@@ -610,7 +616,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
         }
         if (h->needs_keys) {
             auto missing = co_await collect_keys(true);
-            co_await on_pool(st->pool, [&] { give_keys(missing); });
+            co_await on_pool(st->pool, [&] { give_keys(*txn, missing); });
         }
     };
     // Sends the pending replies; false when the client is gone or stopped reading. (Callers
@@ -678,11 +684,13 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 // these wait in the queue, so reading and parsing overlap sealing and writing.
                 // Not while a recipient's keys are still looked up: the sealer then holds the
                 // plaintext, and it may hold only its bound plus one read's worth.
-                bool keys_pending = std::any_of(lookups.begin(), lookups.end(),
-                                                [](const auto& l) { return !l->result; });
+                auto keys_pending = [&] {
+                    return std::any_of(lookups.begin(), lookups.end(),
+                                       [](const auto& l) { return !l->result; });
+                };
                 if (const auto* body = std::get_if<lmtp::events::body>(&e);
-                    body != nullptr && in_flight && !in_flight->done && !keys_pending &&
-                    !body_batch_complete(*body, queue)) {
+                    body != nullptr && in_flight && !in_flight->done &&
+                    !body_batch_complete(*body, queue) && !keys_pending()) {
                     queue.push_front(std::move(e));
                     wipe_body_bytes(e);
                     break;
@@ -734,11 +742,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 }
                 std::optional<lmtp::reply> first_reply;
                 co_await on_pool(st->pool, [&] {
-                    give_keys(ready);
-                    for (auto& slice : slices.items) {
-                        txn->write(slice);
-                        util::wipe(slice);
-                    }
+                    write_body(*txn, ready, slices);
                     txn->end_of_data();
                     if (end->recipients > 0) {
                         first_reply = txn->finish(0);

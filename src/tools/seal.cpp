@@ -126,15 +126,14 @@ std::variant<seal::key_set, int> keys_from_files(const config::config& cfg,
         l.evaluation = std::move(ev);
         evaluated.push_back(std::move(l));
     }
-    std::vector<discovery::format_lookup> in_order;
-    for (auto id : policy.formats) {
-        auto it = std::find_if(evaluated.begin(), evaluated.end(),
-                               [&](const auto& l) { return l.format->id() == id; });
-        if (it != evaluated.end()) {
-            in_order.push_back(*it);
-        }
-    }
-    return discovery::choose_keys(in_order);
+    // In the policy's order of preference, which lists every format evaluated (checked above).
+    auto rank = [&](const discovery::format_lookup& l) {
+        return std::find(policy.formats.begin(), policy.formats.end(), l.format->id()) -
+               policy.formats.begin();
+    };
+    std::stable_sort(evaluated.begin(), evaluated.end(),
+                     [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
+    return discovery::choose_keys(evaluated);
 }
 
 int exit_status(const seal::message_sealer::recipient_state& r, bool output_ok, std::ostream& err) {
