@@ -48,19 +48,20 @@ struct gobject_deleter {
 
 void canonicalizer::feed(std::string_view in, std::string& out) {
     out.reserve(out.size() + in.size() + in.size() / 64);
-    // Copies runs up to each LF in one go; only an LF without its CR gets one inserted.
-    while (!in.empty()) {
-        auto lf = in.find('\n');
-        if (lf == std::string_view::npos) {
-            out.append(in);
-            last_was_cr_ = in.back() == '\r';
-            return;
-        }
+    // Text that is canonical already (every LF after its CR) is copied in one go: only an LF
+    // without its CR ends a run, and gets one inserted.
+    std::size_t run = 0;
+    for (auto lf = in.find('\n'); lf != std::string_view::npos; lf = in.find('\n', lf + 1)) {
         bool has_cr = lf > 0 ? in[lf - 1] == '\r' : last_was_cr_;
-        out.append(in.substr(0, lf));
-        out += has_cr ? "\n" : "\r\n";
-        in.remove_prefix(lf + 1);
-        last_was_cr_ = false;
+        if (!has_cr) {
+            out.append(in.substr(run, lf - run));
+            out += "\r\n";
+            run = lf + 1;
+        }
+    }
+    out.append(in.substr(run));
+    if (!in.empty()) {
+        last_was_cr_ = in.back() == '\r';
     }
 }
 

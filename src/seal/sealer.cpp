@@ -58,16 +58,20 @@ void message_sealer::write(std::string_view bytes) {
         util::wipe(body_);
         body_.reserve(room);
     }
+    if (headers_.complete()) {
+        // The body: no header section to look for, so it goes straight to the copies.
+        canonicalize_.feed(bytes, body_);
+        body_arrived(body_);
+        util::wipe(body_);
+        return;
+    }
     canonicalize_.feed(bytes, canonical_);
-    bool was_complete = headers_.complete();
     headers_.feed(canonical_, body_);
     util::wipe(canonical_);
     if (!headers_.complete()) {
         return;
     }
-    if (!was_complete) {
-        headers_complete();
-    }
+    headers_complete();
     body_arrived(body_);
     util::wipe(body_);
 }
@@ -276,7 +280,14 @@ bool message_sealer::flush(std::size_t index) {
     if (!output_.empty()) {
         failed = sink_.write(index, output_);
     }
-    util::wipe(output_);
+    // A sealed copy's output is what its file holds anyway: ciphertext and the outer header
+    // section. Only a copy as received puts plaintext there.
+    const auto& writer = recipients_[index].writer;
+    if (writer && writer->is_sealed()) {
+        output_.clear();
+    } else {
+        util::wipe(output_);
+    }
     if (failed) {
         fail(index, std::move(*failed), "");
         return false;

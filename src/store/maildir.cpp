@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <dirent.h>
 #include <fcntl.h>
@@ -277,19 +278,73 @@ std::string name_generator::next(std::chrono::system_clock::time_point now) {
            std::to_string(::getpid()) + "Q" + std::to_string(n) + "." + host_;
 }
 
+/// One block's bytes in Maildir form.
+struct maildir_form {
+    std::size_t size = 0;
+    /// LFs with no CR before them in the file: W= counts each of them twice.
+    std::uint64_t lf_without_cr = 0;
+};
+
+/// Turns `block` into Maildir form in place (each CRLF becomes LF; every other byte, bare CR
+/// and bare LF included, is kept) and shortens it to what remains. A block other than a
+/// file's last never ends with a CR that could start a CRLF (the delivery carries it over to
+/// the next block), so every CRLF lies within one block. `file_end` is the file's last byte
+/// before the block (0 for none), and then after it. One scan for LF per line: the CR to drop,
+/// if any, is the byte before it.
+maildir_form to_maildir_form(std::string& block, char& file_end) {
+    maildir_form form;
+    char* data = block.data();
+    const std::size_t n = block.size();
+    std::size_t read = 0;
+    std::size_t out = 0;
+    char last_read = 0;
+    while (read < n) {
+        const auto* lf = static_cast<const char*>(std::memchr(data + read, '\n', n - read));
+        std::size_t stop = lf == nullptr ? n : static_cast<std::size_t>(lf - data);
+        if (stop > read) {
+            last_read = data[stop - 1];
+            if (out != read) {
+                std::memmove(data + out, data + read, stop - read);
+            }
+            out += stop - read;
+        }
+        if (lf == nullptr) {
+            break;
+        }
+        if (stop > read && last_read == '\r') {
+            --out; // the CR of a CRLF
+        }
+        // Only a CR kept before this LF (input CR CR LF) makes it a CRLF in the file.
+        if ((out == 0 ? file_end : data[out - 1]) != '\r') {
+            ++form.lf_without_cr;
+        }
+        data[out++] = '\n';
+        last_read = '\n';
+        read = stop + 1;
+    }
+    block.resize(out);
+    form.size = out;
+    if (out > 0) {
+        file_end = data[out - 1];
+    }
+    return form;
+}
+
 std::string size_suffix(std::uint64_t size, std::uint64_t crlf_size) {
     return ",S=" + std::to_string(size) + ",W=" + std::to_string(crlf_size);
 }
 
-/// Writes a large file's blocks on a thread of its own, so that the kernel's copy into the page
-/// cache overlaps the sealing of the next blocks instead of following it. At most
-/// background_queue blocks wait; what is queued is what would be written anyway.
+/// Converts a large file's blocks into Maildir form and writes them on a thread of its own, so
+/// that the line-end work and the kernel's copy into the page cache overlap the sealing of the
+/// next blocks instead of following it. At most background_queue blocks wait; what is queued is
+/// what would be written anyway.
 class delivery::block_writer {
 public:
     /// Starts the thread (std::system_error when there is none to be had); `offset` is where
-    /// the file's end is.
-    block_writer(int fd, std::uint64_t offset)
-        : fd_(fd), written_(offset), writeback_requested_(offset), thread_([this] { run(); }) {}
+    /// the file's end is, and `file_end` its last byte.
+    block_writer(int fd, std::uint64_t offset, char file_end)
+        : fd_(fd), written_(offset), writeback_requested_(offset), file_end_(file_end),
+          thread_([this] { run(); }) {}
 
     /// Stops after the block being written; the others are dropped (the file is being thrown
     /// away, or everything was drained).
@@ -305,8 +360,9 @@ public:
     block_writer(const block_writer&) = delete;
     block_writer& operator=(const block_writer&) = delete;
 
-    /// Queues `block` and leaves it empty (a spare buffer, when there is one); waits while the
-    /// queue is full. 0, or the errno of an earlier write that failed.
+    /// Queues `block` (received bytes, not yet in Maildir form) and leaves it empty (a spare
+    /// buffer, when there is one); waits while the queue is full. 0, or the errno of an earlier
+    /// write that failed.
     int submit(std::string& block) {
         std::unique_lock lock(mutex_);
         changed_.wait(lock, [&] { return queue_.size() < background_queue || error_ != 0; });
@@ -331,6 +387,12 @@ public:
         return error_;
     }
 
+    /// What the written blocks became in the file; complete after drain().
+    maildir_form written_form() {
+        std::lock_guard lock(mutex_);
+        return form_;
+    }
+
 private:
     void run() {
         for (;;) {
@@ -345,6 +407,7 @@ private:
                 queue_.pop_front();
                 writing_ = true;
             }
+            auto form = to_maildir_form(block, file_end_);
             int err = write_all(fd_, block);
             if (err == 0) {
                 written_ += block.size();
@@ -357,6 +420,8 @@ private:
                 if (err != 0) {
                     error_ = err;
                 } else {
+                    form_.size += form.size;
+                    form_.lf_without_cr += form.lf_without_cr;
                     spare_.push_back(std::move(block));
                 }
             }
@@ -385,9 +450,11 @@ private:
     bool writing_ = false;
     bool stop_ = false;
     int error_ = 0;
+    maildir_form form_;
     /// Touched by the thread only.
     std::uint64_t written_;
     std::uint64_t writeback_requested_;
+    char file_end_;
     /// Last: started once everything it uses is made.
     std::thread thread_;
 };
@@ -430,9 +497,8 @@ delivery::delivery(delivery&& other) noexcept
       tmp_path_(std::move(other.tmp_path_)), tmp_dir_(std::move(other.tmp_dir_)),
       fd_(std::move(other.fd_)), tmp_exists_(std::exchange(other.tmp_exists_, false)),
       failed_(std::move(other.failed_)), buffer_(std::move(other.buffer_)),
-      block_size_(other.block_size_), line_ends_(std::exchange(other.line_ends_, {})),
-      last_written_(other.last_written_), size_(other.size_), crlf_size_(other.crlf_size_),
-      written_(other.written_), writer_(std::move(other.writer_)) {}
+      block_size_(other.block_size_), file_end_(other.file_end_), size_(other.size_),
+      crlf_size_(other.crlf_size_), received_(other.received_), writer_(std::move(other.writer_)) {}
 
 delivery& delivery::operator=(delivery&& other) noexcept {
     if (this != &other) {
@@ -446,11 +512,10 @@ delivery& delivery::operator=(delivery&& other) noexcept {
         failed_ = std::move(other.failed_);
         buffer_ = std::move(other.buffer_);
         block_size_ = other.block_size_;
-        line_ends_ = std::exchange(other.line_ends_, {});
-        last_written_ = other.last_written_;
+        file_end_ = other.file_end_;
         size_ = other.size_;
         crlf_size_ = other.crlf_size_;
-        written_ = other.written_;
+        received_ = other.received_;
         writer_ = std::move(other.writer_);
     }
     return *this;
@@ -470,7 +535,6 @@ void delivery::abandon() {
         tmp_exists_ = false;
     }
     buffer_.clear();
-    line_ends_.reset();
 }
 
 failure delivery::fail(failure f) {
@@ -488,68 +552,56 @@ std::optional<failure> delivery::write(std::string_view bytes) {
     if (!fd_) {
         return failure{error_kind::io, EBADF, "write " + tmp_path_.string() + " after the end"};
     }
-    std::optional<failure> failed;
-    line_ends_.feed(bytes, [&](std::string_view run) {
-        failed = append(run);
-        return !failed;
-    });
-    if (failed) {
-        return fail(*std::move(failed));
-    }
-    return std::nullopt;
-}
-
-std::optional<failure> delivery::append(std::string_view out) {
-    // W= is the size Dovecot gets when it reads the file with CRLF line ends: every LF that
-    // has no CR before it in the file counts twice.
-    std::uint64_t bare_lf = 0;
-    for (auto at = out.find('\n'); at != std::string_view::npos; at = out.find('\n', at + 1)) {
-        if ((at == 0 ? last_written_ : out[at - 1]) != '\r') {
-            ++bare_lf;
-        }
-    }
-    if (!out.empty()) {
-        last_written_ = out.back();
-    }
-    size_ += out.size();
-    crlf_size_ += out.size() + bare_lf;
-    while (!out.empty()) {
-        auto n = std::min(out.size(), block_size_ - buffer_.size());
-        buffer_.append(out.substr(0, n));
-        out.remove_prefix(n);
+    while (!bytes.empty()) {
+        auto n = std::min(bytes.size(), block_size_ - std::min(block_size_, buffer_.size()));
+        buffer_.append(bytes.substr(0, n));
+        bytes.remove_prefix(n);
         if (buffer_.size() >= block_size_) {
-            if (auto f = flush()) {
-                return f;
+            if (auto f = flush(false)) {
+                return fail(*std::move(f));
             }
         }
     }
     return std::nullopt;
 }
 
-std::optional<failure> delivery::flush() {
+std::optional<failure> delivery::flush(bool last) {
+    // A CR at the end of a block may be the first half of a CRLF: it waits for the next block,
+    // which then starts with it. Only the file's last block may end with one (a bare CR).
+    bool carry_cr = !last && !buffer_.empty() && buffer_.back() == '\r';
+    if (carry_cr) {
+        buffer_.pop_back();
+    }
     if (buffer_.empty()) {
+        buffer_ += '\r';
         return std::nullopt;
     }
-    if (!writer_ && written_ + buffer_.size() >= background_threshold) {
+    if (!writer_ && received_ + buffer_.size() >= background_threshold) {
         try {
-            writer_ = std::make_unique<block_writer>(fd_.get(), written_);
+            writer_ = std::make_unique<block_writer>(fd_.get(), size_, file_end_);
             block_size_ = background_block;
         } catch (const std::system_error&) {
             // No thread to be had: the writes stay on this one.
         }
     }
-    written_ += buffer_.size();
+    received_ += buffer_.size();
     if (writer_) {
         if (int err = writer_->submit(buffer_); err != 0) {
             return sys_failure(err, "write", tmp_path_);
         }
         buffer_.reserve(block_size_);
-        return std::nullopt;
+    } else {
+        auto form = to_maildir_form(buffer_, file_end_);
+        size_ += form.size;
+        crlf_size_ += form.size + form.lf_without_cr;
+        if (int err = write_all(fd_.get(), buffer_); err != 0) {
+            return sys_failure(err, "write", tmp_path_);
+        }
+        buffer_.clear();
     }
-    if (int err = write_all(fd_.get(), buffer_); err != 0) {
-        return sys_failure(err, "write", tmp_path_);
+    if (carry_cr) {
+        buffer_ += '\r';
     }
-    buffer_.clear();
     return std::nullopt;
 }
 
@@ -560,37 +612,32 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
     if (!fd_) {
         return failure{error_kind::io, EBADF, "commit " + tmp_path_.string() + " after the end"};
     }
-    // 1. A CR held back at the very end has no LF after it: it is a bare CR and stays.
-    std::optional<failure> failed;
-    line_ends_.finish([&](std::string_view run) {
-        failed = append(run);
-        return !failed;
-    });
-    if (failed) {
-        return fail(*std::move(failed));
-    }
-    // 2. Write what is still buffered; ENOSPC and EDQUOT often show up only here.
-    if (auto f = flush()) {
+    // 1. Write what is still buffered (a CR at its very end has no LF after it: it is a bare
+    //    CR and stays); ENOSPC and EDQUOT often show up only here.
+    if (auto f = flush(true)) {
         return fail(*std::move(f));
     }
     if (writer_) {
         if (int err = writer_->drain(); err != 0) {
             return fail(sys_failure(err, "write", tmp_path_));
         }
+        auto form = writer_->written_form();
+        size_ += form.size;
+        crlf_size_ += form.size + form.lf_without_cr;
         writer_.reset();
     }
-    // 3. fsync and check it, as the Maildir spec asks. Without it the rename below can reach
+    // 2. fsync and check it, as the Maildir spec asks. Without it the rename below can reach
     //    the disk before the data, and a crash leaves an empty or truncated message in new/.
     if (::fsync(fd_.get()) != 0) {
         return fail(sys_failure(errno, "fsync", tmp_path_));
     }
-    // 4. Check close() too: "fclose() may fail even while fflush and fsync() succeed. Think of
+    // 3. Check close() too: "fclose() may fail even while fflush and fsync() succeed. Think of
     //    remote file systems such as AFS that copy the file back to the server upon close."
     //    (Postfix, mail_copy.c)
     if (int err = fd_.close(); err != 0) {
         return fail(sys_failure(err, "close", tmp_path_));
     }
-    // 5. Open new/ before the rename, so that the only step that can fail once the file is in
+    // 4. Open new/ before the rename, so that the only step that can fail once the file is in
     //    new/ is the directory fsync. It is reached from tmp/'s descriptor: ".." is the
     //    directory tmp/ really is in (never a link), and O_NOFOLLOW refuses a link put in place
     //    of new/ since begin() checked it.
@@ -600,7 +647,7 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
     if (!new_dir) {
         return fail(open_failure(errno, tmp_dir_.get(), "../new", new_dir_path));
     }
-    // 6. Move into new/ in one atomic step, as Dovecot does (maildir-save.c), but never over an
+    // 5. Move into new/ in one atomic step, as Dovecot does (maildir-save.c), but never over an
     //    existing file: names are unique per host name and pid, yet two machines sharing a
     //    mail store under one configured host name, both running us as pid 1 in containers,
     //    could meet. RENAME_NOREPLACE refuses to overwrite; where the file system lacks it
@@ -622,7 +669,7 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
         ::unlinkat(tmp_dir_.get(), name_.c_str(), 0);
     }
     tmp_exists_ = false;
-    // 7. fsync new/ so that the rename itself survives a crash. Only now may the caller reply
+    // 6. fsync new/ so that the rename itself survives a crash. Only now may the caller reply
     //    250. If this fails, the caller replies 4xx and the client retries, so the file is
     //    removed again: a crash may then still leave a duplicate, but never a lost message.
     if (::fsync(new_dir.get()) != 0) {

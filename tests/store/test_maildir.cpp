@@ -550,6 +550,45 @@ TEST_F(maildir_test, very_large_message_is_written_on_a_thread_of_its_own) {
     EXPECT_TRUE(list_dir(maildir() / "tmp").empty());
 }
 
+TEST_F(maildir_test, line_ends_that_straddle_block_boundaries_are_converted_once) {
+    // Blocks are 64 KiB up to 4 MiB, then 128 KiB on the writer thread. Lines so short that
+    // CRLF, CR CR LF and bare CRs and LFs lie on every block boundary, in both phases.
+    std::string input;
+    const std::string_view ends[] = {"\r\n", "\r\r\n", "\r", "\n", "\r\n\n"};
+    for (std::size_t i = 0; input.size() < 6 * 1024 * 1024; ++i) {
+        input.append(i % 3, 'q');
+        input += ends[i % 5];
+    }
+    input += "\r";
+    // The conversion, one byte at a time: a CR right before an LF goes; W= counts every LF
+    // of the file that does not follow a CR twice.
+    std::string want;
+    std::uint64_t want_w = 0;
+    for (std::size_t i = 0; i < input.size(); ++i) {
+        if (input[i] == '\r' && i + 1 < input.size() && input[i + 1] == '\n') {
+            continue;
+        }
+        want_w += input[i] == '\n' && (want.empty() || want.back() != '\r') ? 2 : 1;
+        want += input[i];
+    }
+    auto d = must_begin(maildir(), next_name(), create_0700);
+    ASSERT_TRUE(d);
+    std::string_view rest = input;
+    for (std::size_t n = 1; !rest.empty(); n = n * 3 % 100003 + 1) {
+        auto take = std::min(rest.size(), n);
+        ASSERT_FALSE(d->write(rest.substr(0, take)));
+        rest.remove_prefix(take);
+    }
+    auto committed = d->commit();
+    auto* path = std::get_if<fs::path>(&committed);
+    ASSERT_NE(path, nullptr) << std::get<failure>(committed).str();
+    EXPECT_TRUE(read_all(*path) == want) << "file content differs from the converted input";
+    EXPECT_EQ(d->size(), want.size());
+    EXPECT_EQ(d->crlf_size(), want_w);
+    EXPECT_EQ(path->filename().string().substr(path->filename().string().find(",S=")),
+              size_suffix(want.size(), want_w));
+}
+
 TEST_F(maildir_test, abandon_stops_the_writer_thread_and_removes_the_file) {
     auto d = must_begin(maildir(), next_name(), create_0700);
     ASSERT_TRUE(d);

@@ -157,6 +157,8 @@ public:
     /// Removes the tmp/ file (also done by the destructor when not committed).
     void abandon();
 
+    /// The file's size, and its size read with CRLF line ends (S= and W=): final once
+    /// commit() has succeeded.
     std::uint64_t size() const { return size_; }
     std::uint64_t crlf_size() const { return crlf_size_; }
 
@@ -165,8 +167,8 @@ private:
              util::unique_fd fd);
     class block_writer;
 
-    std::optional<failure> append(std::string_view out);
-    std::optional<failure> flush();
+    /// Writes buffer_ (`last`: the file's last block).
+    std::optional<failure> flush(bool last);
     failure fail(failure f);
 
     std::filesystem::path maildir_;
@@ -176,15 +178,16 @@ private:
     util::unique_fd fd_;
     bool tmp_exists_ = false;       ///< tmp_path_ is ours to remove
     std::optional<failure> failed_; ///< the first failure; it finished the delivery
-    std::string buffer_;            ///< converted bytes not yet written
+    std::string buffer_;            ///< received bytes not yet converted and written
     /// How full buffer_ gets before it is written.
     std::size_t block_size_ = 0;
-    lf_converter line_ends_;
-    char last_written_ = 0; ///< the last byte of the file so far (buffer included)
+    /// The file's last byte so far (0 for none), of the blocks written on this thread.
+    char file_end_ = 0;
+    /// Of the blocks written on this thread (the writer thread counts its own until commit).
     std::uint64_t size_ = 0;
     std::uint64_t crlf_size_ = 0;
-    /// Bytes written (or queued to the writer thread).
-    std::uint64_t written_ = 0;
+    /// Received bytes written (or queued to the writer thread).
+    std::uint64_t received_ = 0;
     /// A large file's writes, on a thread of their own.
     std::unique_ptr<block_writer> writer_;
 };

@@ -12,9 +12,12 @@
 namespace mailseal::seal::smime {
 namespace {
 
-/// Plaintext handed to OpenSSL at a time: each write becomes one OCTET STRING of the
-/// indefinite-length content, so tiny writes would bloat the output.
+/// Plaintext handed to OpenSSL at a time: each write becomes OCTET STRINGs of the
+/// indefinite-length content (of at most 4 KiB, the cipher BIO's block), so tiny writes would
+/// bloat the output; they are gathered into chunks. A write of at least direct_minimum octets
+/// goes to OpenSSL as it is.
 constexpr std::size_t chunk_size = 64 * 1024;
+constexpr std::size_t direct_minimum = 16 * 1024;
 /// RFC 2045 §6.8: at most 76 characters per base64 line; 57 octets make exactly 76.
 constexpr std::size_t base64_group = 57;
 
@@ -116,13 +119,16 @@ std::string_view smime_type(content_cipher cipher) {
 
 struct cms_encoder::state {
     c_ptr<CMS_ContentInfo> cms;
-    /// Receives the BER output; drained into base64 after every write.
+    /// The end of the chain: a base64_sink that encodes the BER output into `*out` as it comes.
     c_ptr<BIO> output;
     /// The CMS BIO chain (cipher → ASN.1 streaming → output), owned up to `output`.
     BIO* chain = nullptr;
+    /// Where base64_sink appends, during a write to the chain.
+    std::string* out = nullptr;
+    /// Plaintext gathered from small writes until it makes a chunk.
     std::string staged;
     bool wrote_any = false;
-    /// BER octets not yet making a whole base64 group.
+    /// BER octets not yet making a whole base64 line.
     std::string base64_pending;
 
     ~state() {
@@ -140,54 +146,112 @@ struct cms_encoder::state {
         chain = nullptr;
     }
 
-    std::optional<std::string> push_staged(std::string& out) {
-        std::size_t done = 0;
-        wrote_any = wrote_any || !staged.empty();
-        while (done < staged.size()) {
-            int n = BIO_write(chain, staged.data() + done, static_cast<int>(staged.size() - done));
+    std::optional<std::string> push(std::string_view plaintext, std::string& to) {
+        wrote_any = wrote_any || !plaintext.empty();
+        out = &to;
+        while (!plaintext.empty()) {
+            int n = BIO_write(chain, plaintext.data(), static_cast<int>(plaintext.size()));
             if (n <= 0) {
-                util::wipe(staged);
+                out = nullptr;
                 return openssl_error("encrypting");
             }
-            done += static_cast<std::size_t>(n);
+            plaintext.remove_prefix(static_cast<std::size_t>(n));
         }
-        util::wipe(staged);
-        drain(out, false);
+        out = nullptr;
         return std::nullopt;
     }
 
-    void drain(std::string& out, bool last) {
-        char* data = nullptr;
-        long size = BIO_get_mem_data(output.get(), &data);
-        if (size > 0) {
-            base64_pending.append(data, static_cast<std::size_t>(size));
-            (void)BIO_reset(output.get());
+    std::optional<std::string> push_staged(std::string& to) {
+        auto problem = push(staged, to);
+        util::wipe(staged);
+        return problem;
+    }
+
+    /// BER output from the chain: whole lines are encoded straight from `ber`, the rest waits.
+    void take_ber(std::string_view ber) {
+        if (!base64_pending.empty()) {
+            std::size_t take = std::min(ber.size(), base64_group - base64_pending.size());
+            base64_pending.append(ber.substr(0, take));
+            ber.remove_prefix(take);
+            if (base64_pending.size() < base64_group) {
+                return;
+            }
+            encode_lines(base64_pending);
+            base64_pending.clear();
         }
-        // Every line is encoded in place at the end of `out`, sized once for all of them; the NUL
-        // EVP_EncodeBlock writes after a line lands where its CR goes.
-        std::size_t lines = base64_pending.size() / base64_group;
-        if (last && base64_pending.size() % base64_group != 0) {
-            ++lines;
-        }
+        std::size_t whole = ber.size() - ber.size() % base64_group;
+        encode_lines(ber.substr(0, whole));
+        base64_pending.append(ber.substr(whole));
+    }
+
+    /// Appends `ber` to `*out` as base64 lines of base64_group octets (the last one may be
+    /// shorter), each ending in CRLF. They are encoded in place, `*out` sized once for all of
+    /// them; the NUL EVP_EncodeBlock writes after a line lands where its CR goes.
+    void encode_lines(std::string_view ber) {
+        std::string& to = *out;
+        const std::size_t lines = (ber.size() + base64_group - 1) / base64_group;
         const std::size_t line_room = base64_group / 3 * 4 + 2;
-        std::size_t at = out.size();
-        out.resize(at + lines * line_room);
-        std::size_t used = 0;
-        for (std::size_t i = 0; i < lines; ++i) {
-            std::size_t n = std::min(base64_group, base64_pending.size() - used);
-            int len = EVP_EncodeBlock(
-                reinterpret_cast<unsigned char*>(out.data() + at),
-                reinterpret_cast<const unsigned char*>(base64_pending.data() + used),
-                static_cast<int>(n));
+        std::size_t at = to.size();
+        to.resize(at + lines * line_room);
+        while (!ber.empty()) {
+            std::size_t n = std::min(base64_group, ber.size());
+            int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(to.data() + at),
+                                      reinterpret_cast<const unsigned char*>(ber.data()),
+                                      static_cast<int>(n));
             at += static_cast<std::size_t>(len);
-            out[at++] = '\r';
-            out[at++] = '\n';
-            used += n;
+            to[at++] = '\r';
+            to[at++] = '\n';
+            ber.remove_prefix(n);
         }
-        out.resize(at);
-        base64_pending.erase(0, used);
+        to.resize(at);
     }
 };
+
+namespace {
+
+/// A sink BIO at the end of the CMS chain: the BER goes to the encoder's base64 as it is
+/// written, with no memory BIO (a copy, and a clearing on every reset) in between.
+int base64_sink_write(BIO* bio, const char* data, std::size_t size, std::size_t* written) {
+    auto* st = static_cast<cms_encoder::state*>(BIO_get_data(bio));
+    if (st == nullptr || st->out == nullptr) {
+        return 0;
+    }
+    st->take_ber(std::string_view(data, size));
+    *written = size;
+    return 1;
+}
+
+long base64_sink_ctrl(BIO* /*bio*/, int command, long /*number*/, void* /*pointer*/) {
+    switch (command) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    default:
+        // Nothing is ever pending here, and no other control applies.
+        return 0;
+    }
+}
+
+int base64_sink_create(BIO* bio) {
+    BIO_set_init(bio, 1);
+    return 1;
+}
+
+const BIO_METHOD* base64_sink_method() {
+    static std::once_flag once;
+    static c_ptr<BIO_METHOD> method;
+    std::call_once(once, [] {
+        c_ptr<BIO_METHOD> made(
+            BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "mailseal base64 sink"));
+        if (made && BIO_meth_set_write_ex(made.get(), base64_sink_write) == 1 &&
+            BIO_meth_set_ctrl(made.get(), base64_sink_ctrl) == 1 &&
+            BIO_meth_set_create(made.get(), base64_sink_create) == 1) {
+            method = std::move(made);
+        }
+    });
+    return method.get();
+}
+
+} // namespace
 
 cms_encoder::cms_encoder(std::unique_ptr<state> s) : state_(std::move(s)) {}
 cms_encoder::cms_encoder(cms_encoder&&) noexcept = default;
@@ -237,10 +301,12 @@ std::variant<cms_encoder, std::string> cms_encoder::begin(const std::vector<key>
             return openssl_error("setting key parameters for " + generic.source);
         }
     }
-    st->output.reset(BIO_new(BIO_s_mem()));
+    const BIO_METHOD* sink = base64_sink_method();
+    st->output.reset(sink == nullptr ? nullptr : BIO_new(sink));
     if (!st->output) {
-        return openssl_error("allocating the output buffer");
+        return openssl_error("allocating the output sink");
     }
+    BIO_set_data(st->output.get(), st.get());
     st->chain = BIO_new_CMS(st->output.get(), st->cms.get());
     if (st->chain == nullptr) {
         return openssl_error("starting the CMS stream");
@@ -251,6 +317,15 @@ std::variant<cms_encoder, std::string> cms_encoder::begin(const std::vector<key>
 
 std::optional<std::string> cms_encoder::write(std::string_view plaintext, std::string& out) {
     while (!plaintext.empty()) {
+        if (state_->staged.empty() && plaintext.size() >= direct_minimum) {
+            // Large enough to go to OpenSSL as it is, without a copy into `staged`.
+            auto take = std::min(plaintext.size(), chunk_size);
+            if (auto problem = state_->push(plaintext.substr(0, take), out)) {
+                return problem;
+            }
+            plaintext.remove_prefix(take);
+            continue;
+        }
         std::size_t take = std::min(plaintext.size(), chunk_size - state_->staged.size());
         state_->staged.append(plaintext.substr(0, take));
         plaintext.remove_prefix(take);
@@ -273,11 +348,19 @@ std::optional<std::string> cms_encoder::finish(std::string& out) {
         return std::string("no content to encrypt");
     }
     // The flush writes the end of the content, the GCM tag and the closing octets.
-    if (BIO_flush(state_->chain) != 1) {
+    state_->out = &out;
+    int flushed = BIO_flush(state_->chain);
+    state_->out = nullptr;
+    if (flushed != 1) {
         return openssl_error("finishing the CMS stream");
     }
     state_->release_chain();
-    state_->drain(out, true);
+    if (!state_->base64_pending.empty()) {
+        state_->out = &out;
+        state_->encode_lines(state_->base64_pending);
+        state_->out = nullptr;
+        state_->base64_pending.clear();
+    }
     return std::nullopt;
 }
 

@@ -43,6 +43,10 @@ struct deleter<BIO> {
     void operator()(BIO* p) const noexcept { BIO_free_all(p); }
 };
 template <>
+struct deleter<BIO_METHOD> {
+    void operator()(BIO_METHOD* p) const noexcept { BIO_meth_free(p); }
+};
+template <>
 struct deleter<X509_STORE> {
     void operator()(X509_STORE* p) const noexcept { X509_STORE_free(p); }
 };
