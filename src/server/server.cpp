@@ -293,7 +293,7 @@ struct body_slices {
 
 /// Body bytes the connection may read and parse ahead while the pool still seals and stores
 /// the previous slices; past it, the client waits on TCP flow control.
-constexpr std::size_t read_ahead_bytes = 256 * 1024;
+constexpr std::size_t read_ahead_bytes = 512 * 1024;
 
 /// Whether the body slices at the front of the connection's queue, `first` and the slices
 /// queued behind it, go to the pool now rather than wait for more reading: something other than

@@ -4,6 +4,7 @@
 #include <openssl/err.h>
 #include <openssl/rsa.h>
 
+#include <mailseal/seal/smime/base64.hpp>
 #include <mailseal/seal/smime/cms.hpp>
 #include <mailseal/seal/smime/evaluate.hpp>
 #include <mailseal/seal/smime/openssl.hpp>
@@ -186,19 +187,16 @@ struct cms_encoder::state {
 
     /// Appends `ber` to `*out` as base64 lines of base64_group octets (the last one may be
     /// shorter), each ending in CRLF. They are encoded in place, `*out` sized once for all of
-    /// them; the NUL EVP_EncodeBlock writes after a line lands where its CR goes.
+    /// them.
     void encode_lines(std::string_view ber) {
         std::string& to = *out;
         const std::size_t lines = (ber.size() + base64_group - 1) / base64_group;
-        const std::size_t line_room = base64_group / 3 * 4 + 2;
+        const std::size_t line_room = base64_length(base64_group) + 2;
         std::size_t at = to.size();
         to.resize(at + lines * line_room);
         while (!ber.empty()) {
             std::size_t n = std::min(base64_group, ber.size());
-            int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(to.data() + at),
-                                      reinterpret_cast<const unsigned char*>(ber.data()),
-                                      static_cast<int>(n));
-            at += static_cast<std::size_t>(len);
+            at += encode_base64(ber.substr(0, n), to.data() + at);
             to[at++] = '\r';
             to[at++] = '\n';
             ber.remove_prefix(n);
