@@ -11,15 +11,6 @@
 namespace mailseal::seal {
 namespace {
 
-std::string_view trim(std::string_view s) {
-    auto first = s.find_first_not_of(" \t\r\n");
-    if (first == std::string_view::npos) {
-        return {};
-    }
-    auto last = s.find_last_not_of(" \t\r\n");
-    return s.substr(first, last - first + 1);
-}
-
 /// The length of the field name if `line` starts a header field (RFC 5322 §3.6.8: 1*ftext
 /// ":"), else 0. Obsolete syntax allows white space before the colon (§4.5.3), and 8-bit
 /// octets in a name are taken as gmime and Postfix take them, so a stray one does not end the
@@ -74,7 +65,7 @@ std::string header_field::value() const {
             out += c;
         }
     }
-    return std::string(trim(out));
+    return std::string(util::trim(out));
 }
 
 bool header_field::describes_content() const {

@@ -108,9 +108,11 @@ std::string mailseal_field(const decision& d) {
     return "Mailseal: plain; reason=" + d.reason + "\r\n";
 }
 
-std::string sealed_field(const format& f, std::size_t keys, std::string_view cipher) {
+std::string sealed_field(const format& f, std::size_t keys, std::string_view cipher,
+                         std::string_view note) {
     return "Mailseal: sealed; format=" + std::string(config::to_string(f.id())) +
-           "; keys=" + std::to_string(keys) + "; cipher=" + std::string(cipher) + "\r\n";
+           "; keys=" + std::to_string(keys) + "; cipher=" + std::string(cipher) +
+           (note.empty() ? std::string() : "; " + std::string(note)) + "\r\n";
 }
 
 split_headers split_for_sealing(const header_section& headers, config::header_mode mode,
@@ -176,7 +178,7 @@ copy_writer copy_writer::as_received(std::string_view trace, const header_sectio
 std::variant<copy_writer, std::string>
 copy_writer::sealed(std::string_view trace, const header_section& headers, const key_set& keys,
                     const config::seal_policy& policy, std::string_view protected_subject,
-                    std::string& out) {
+                    std::string& out, std::string_view note) {
     if (!keys.format || keys.keys.empty()) {
         return std::string("no keys to seal to");
     }
@@ -189,7 +191,7 @@ copy_writer::sealed(std::string_view trace, const header_section& headers, const
     auto parts = split_for_sealing(headers, policy.headers, protected_subject,
                                    keys.format->legacy_protected_headers_marker());
     out += trace;
-    out += sealed_field(*keys.format, keys.keys.size(), w.encoder_->cipher());
+    out += sealed_field(*keys.format, keys.keys.size(), w.encoder_->cipher(), note);
     out += parts.outer;
     w.encoder_->begin(out);
     // The inner entity: its header section and the empty line that ends it, which the

@@ -605,9 +605,9 @@ std::optional<failure> delivery::flush(bool last) {
     return std::nullopt;
 }
 
-std::variant<std::filesystem::path, failure> delivery::commit() {
+std::optional<failure> delivery::finish_file(const stored_message* metadata_of) {
     if (failed_) {
-        return *failed_;
+        return failed_;
     }
     if (!fd_) {
         return failure{error_kind::io, EBADF, "commit " + tmp_path_.string() + " after the end"};
@@ -626,18 +626,40 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
         crlf_size_ += form.size + form.lf_without_cr;
         writer_.reset();
     }
-    // 2. fsync and check it, as the Maildir spec asks. Without it the rename below can reach
+    // 2. A replacement takes over the old file's owner, mode and mtime (the INTERNALDATE)
+    //    before the fsync, so that they are as durable as its content. The owner first: a
+    //    chown clears set-id bits a mode may hold.
+    if (metadata_of != nullptr) {
+        const struct timespec times[2] = {{0, UTIME_OMIT}, metadata_of->mtime};
+        if (::fchown(fd_.get(), metadata_of->owner, metadata_of->group) != 0) {
+            return fail(sys_failure(errno, "chown", tmp_path_));
+        }
+        if (::fchmod(fd_.get(), metadata_of->mode & 07777) != 0) {
+            return fail(sys_failure(errno, "chmod", tmp_path_));
+        }
+        if (::futimens(fd_.get(), times) != 0) {
+            return fail(sys_failure(errno, "futimens", tmp_path_));
+        }
+    }
+    // 3. fsync and check it, as the Maildir spec asks. Without it the rename below can reach
     //    the disk before the data, and a crash leaves an empty or truncated message in new/.
     if (::fsync(fd_.get()) != 0) {
         return fail(sys_failure(errno, "fsync", tmp_path_));
     }
-    // 3. Check close() too: "fclose() may fail even while fflush and fsync() succeed. Think of
+    // 4. Check close() too: "fclose() may fail even while fflush and fsync() succeed. Think of
     //    remote file systems such as AFS that copy the file back to the server upon close."
     //    (Postfix, mail_copy.c)
     if (int err = fd_.close(); err != 0) {
         return fail(sys_failure(err, "close", tmp_path_));
     }
-    // 4. Open new/ before the rename, so that the only step that can fail once the file is in
+    return std::nullopt;
+}
+
+std::variant<std::filesystem::path, failure> delivery::commit() {
+    if (auto f = finish_file(nullptr)) {
+        return *std::move(f);
+    }
+    // 5. Open new/ before the rename, so that the only step that can fail once the file is in
     //    new/ is the directory fsync. It is reached from tmp/'s descriptor: ".." is the
     //    directory tmp/ really is in (never a link), and O_NOFOLLOW refuses a link put in place
     //    of new/ since begin() checked it.
@@ -647,7 +669,7 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
     if (!new_dir) {
         return fail(open_failure(errno, tmp_dir_.get(), "../new", new_dir_path));
     }
-    // 5. Move into new/ in one atomic step, as Dovecot does (maildir-save.c), but never over an
+    // 6. Move into new/ in one atomic step, as Dovecot does (maildir-save.c), but never over an
     //    existing file: names are unique per host name and pid, yet two machines sharing a
     //    mail store under one configured host name, both running us as pid 1 in containers,
     //    could meet. RENAME_NOREPLACE refuses to overwrite; where the file system lacks it
@@ -669,7 +691,7 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
         ::unlinkat(tmp_dir_.get(), name_.c_str(), 0);
     }
     tmp_exists_ = false;
-    // 6. fsync new/ so that the rename itself survives a crash. Only now may the caller reply
+    // 7. fsync new/ so that the rename itself survives a crash. Only now may the caller reply
     //    250. If this fails, the caller replies 4xx and the client retries, so the file is
     //    removed again: a crash may then still leave a duplicate, but never a lost message.
     if (::fsync(new_dir.get()) != 0) {
@@ -678,6 +700,109 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
         return fail(std::move(f));
     }
     return final_path;
+}
+
+std::variant<std::filesystem::path, failure> delivery::commit_replacing(const stored_message& old,
+                                                                        bool& removed_old) {
+    removed_old = false;
+    if (old.subdirectory != "cur" && old.subdirectory != "new") {
+        return fail(failure{error_kind::io, EINVAL,
+                            "replace a message outside cur/ and new/: " + old.subdirectory});
+    }
+    if (auto f = finish_file(&old)) {
+        return *std::move(f);
+    }
+    auto dir_path = maildir_ / old.subdirectory;
+    util::unique_fd dir{::openat(tmp_dir_.get(), ("../" + old.subdirectory).c_str(),
+                                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)};
+    if (!dir) {
+        return fail(
+            open_failure(errno, tmp_dir_.get(), ("../" + old.subdirectory).c_str(), dir_path));
+    }
+    auto final_name = name_ + size_suffix(size_, crlf_size_) + std::string(old.info());
+    auto final_path = dir_path / final_name;
+    // Never over an existing file, as commit() (same fallback for file systems without
+    // RENAME_NOREPLACE).
+    if (::renameat2(tmp_dir_.get(), name_.c_str(), dir.get(), final_name.c_str(),
+                    RENAME_NOREPLACE) != 0) {
+        if (errno != EINVAL) {
+            return fail(sys_failure(errno, "rename", final_path));
+        }
+        if (::linkat(tmp_dir_.get(), name_.c_str(), dir.get(), final_name.c_str(), 0) != 0) {
+            return fail(sys_failure(errno, "link", final_path));
+        }
+        ::unlinkat(tmp_dir_.get(), name_.c_str(), 0);
+    }
+    tmp_exists_ = false;
+    // The new file must be durable before the old one goes: a crash in between leaves both,
+    // which the next run resolves, never neither.
+    if (::fsync(dir.get()) != 0) {
+        auto f = sys_failure(errno, "fsync", dir_path);
+        ::unlinkat(dir.get(), final_name.c_str(), 0);
+        return fail(std::move(f));
+    }
+    if (::unlinkat(dir.get(), old.name.c_str(), 0) == 0) {
+        removed_old = true;
+    } else if (errno != ENOENT) {
+        // The replacement is in place; the old file stays until the next run removes it.
+        return sys_failure(errno, "unlink", dir_path / old.name);
+    }
+    if (removed_old && ::fsync(dir.get()) != 0) {
+        return sys_failure(errno, "fsync", dir_path);
+    }
+    return final_path;
+}
+
+std::string_view stored_message::base() const {
+    return std::string_view(name).substr(0, name.find(':'));
+}
+
+std::string_view stored_message::info() const {
+    auto colon = name.find(':');
+    return colon == std::string::npos ? std::string_view() : std::string_view(name).substr(colon);
+}
+
+std::optional<stored_message> stored_message_of(const std::filesystem::path& maildir,
+                                                std::string subdirectory, std::string name) {
+    auto path = maildir / subdirectory / name;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+        return std::nullopt;
+    }
+    stored_message m;
+    m.subdirectory = std::move(subdirectory);
+    m.name = std::move(name);
+    m.owner = st.st_uid;
+    m.group = st.st_gid;
+    m.mode = st.st_mode & 07777;
+    m.mtime = st.st_mtim;
+    return m;
+}
+
+std::vector<maildir_folder> maildir_folders(const std::filesystem::path& maildir) {
+    std::vector<maildir_folder> out;
+    auto is_folder = [](const std::filesystem::path& p) {
+        std::error_code ec;
+        return !std::filesystem::is_symlink(p, ec) &&
+               std::filesystem::is_directory(p / "cur", ec) &&
+               std::filesystem::is_directory(p / "new", ec);
+    };
+    if (is_folder(maildir)) {
+        out.push_back({"INBOX", maildir});
+    }
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(maildir, ec), end; !ec && it != end;
+         it.increment(ec)) {
+        auto name = it->path().filename().string();
+        // Maildir++: ".Name" (".Parent.Child" for nested folders); "." and ".." never appear.
+        if (name.size() < 2 || name[0] != '.' || !is_folder(it->path())) {
+            continue;
+        }
+        out.push_back({name.substr(1), it->path()});
+    }
+    std::sort(out.begin(), out.end(),
+              [](const maildir_folder& a, const maildir_folder& b) { return a.name < b.name; });
+    return out;
 }
 
 std::size_t remove_stale_tmp(const std::filesystem::path& maildir,

@@ -230,3 +230,32 @@ def smime_message(subject, cms, smime_type=b"enveloped-data", to="alice@signed.t
         b"Content-Transfer-Encoding: base64\r\n"
         b'Content-Disposition: attachment; filename="smime.p7m"\r\n'
         b"Content-Description: S/MIME Encrypted Message\r\n", to=to)
+
+
+FIELD_START = re.compile(rb"[^\x00-\x20\x7f:]+[ \t]*:")
+
+
+def reference_split(message):
+    """(content fields, other fields, body) of a CRLF message, split the way docs/sealing.md
+    says: fields up to the first empty line, or up to a line that is neither a field nor a
+    continuation (which starts the body); Content-* and MIME-Version are content fields."""
+    fields = []
+    rest = message
+    while rest:
+        line, sep, after = rest.partition(b"\r\n")
+        if not sep:
+            break
+        if line == b"":
+            rest = after
+            break
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line + b"\r\n"
+        elif FIELD_START.match(line):
+            fields.append(line + b"\r\n")
+        else:
+            break
+        rest = after
+    is_content = [f.lower().startswith((b"content-", b"mime-version")) for f in fields]
+    content = [f for f, c in zip(fields, is_content) if c]
+    other = [f for f, c in zip(fields, is_content) if not c]
+    return content, other, rest

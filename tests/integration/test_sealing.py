@@ -39,7 +39,7 @@ import decryptors
 import dnsbed
 import harness
 from messages import (SEALED_MIME_FIELDS, SealedCopies, base64_lines, crlf, entity_message,
-                      fixture, inner_entity, split_header)
+                      fixture, inner_entity, reference_split, split_header)
 
 SENDER = harness.SENDER
 BED_DOMAINS = ["signed.test", "bogus.test", "expired.test", "unsigned.test", "dead.test"]
@@ -322,35 +322,6 @@ class CorpusTest(SealingCase):
         lost = collections.Counter(original.split(b"\r\n")) - collections.Counter(
             b"".join(other + [inner]).split(b"\r\n"))
         self.assertEqual(lost, collections.Counter(), f"{name}: lines lost")
-
-
-FIELD_START = re.compile(rb"[^\x00-\x20\x7f:]+[ \t]*:")
-
-
-def reference_split(message):
-    """(content fields, other fields, body) of a CRLF message, split the way docs/sealing.md
-    says: fields up to the first empty line, or up to a line that is neither a field nor a
-    continuation (which starts the body); Content-* and MIME-Version are content fields."""
-    fields = []
-    rest = message
-    while rest:
-        line, sep, after = rest.partition(b"\r\n")
-        if not sep:
-            break
-        if line == b"":
-            rest = after
-            break
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += line + b"\r\n"
-        elif FIELD_START.match(line):
-            fields.append(line + b"\r\n")
-        else:
-            break
-        rest = after
-    is_content = [f.lower().startswith((b"content-", b"mime-version")) for f in fields]
-    content = [f for f, c in zip(fields, is_content) if c]
-    other = [f for f, c in zip(fields, is_content) if not c]
-    return content, other, rest
 
 
 class CanaryTest(SealingCase):

@@ -1174,5 +1174,107 @@ TEST_F(maildir_test, remove_stale_tmp_without_maildir_removes_nothing) {
     EXPECT_EQ(remove_stale_tmp(maildir(), std::chrono::system_clock::now()), 0u);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Replacing a stored message
+
+/// Writes `content` as cur/ or new/ `name` with the given mtime and mode.
+fs::path put_message(const fs::path& maildir, const std::string& sub, const std::string& name,
+                     const std::string& content, std::time_t mtime, mode_t mode) {
+    auto path = maildir / sub / name;
+    {
+        std::ofstream out(path, std::ios::binary);
+        out << content;
+    }
+    const struct timespec times[2] = {{mtime, 0}, {mtime, 0}};
+    EXPECT_EQ(::utimensat(AT_FDCWD, path.c_str(), times, 0), 0);
+    EXPECT_EQ(::chmod(path.c_str(), mode), 0);
+    return path;
+}
+
+TEST_F(maildir_test, a_replacement_takes_the_old_files_place_flags_mtime_and_mode) {
+    ASSERT_TRUE(must_begin(maildir(), next_name(), create_0700)); // makes cur/ new/ tmp/
+    auto old_path = put_message(maildir(), "cur", "1700000000.M1P1Q1.mx,S=6,W=7:2,FS", "plain\n",
+                                1600000000, 0640);
+    auto old = stored_message_of(maildir(), "cur", old_path.filename().string());
+    ASSERT_TRUE(old);
+    EXPECT_EQ(old->base(), "1700000000.M1P1Q1.mx,S=6,W=7");
+    EXPECT_EQ(old->info(), ":2,FS");
+
+    auto d = must_begin(maildir(), "1700000000.M1P1Q1.mx.resealed", {});
+    ASSERT_TRUE(d);
+    ASSERT_FALSE(d->write("sealed\r\ncopy\r\n"));
+    bool removed_old = false;
+    auto committed = d->commit_replacing(*old, removed_old);
+    auto* path = std::get_if<fs::path>(&committed);
+    ASSERT_NE(path, nullptr) << std::get<failure>(committed).str();
+    EXPECT_TRUE(removed_old);
+    EXPECT_EQ(path->filename().string(), "1700000000.M1P1Q1.mx.resealed,S=12,W=14:2,FS");
+    EXPECT_EQ(path->parent_path().filename(), "cur");
+    EXPECT_EQ(read_all(*path), "sealed\ncopy\n");
+    EXPECT_FALSE(fs::exists(old_path));
+    struct stat st {};
+    ASSERT_EQ(::stat(path->c_str(), &st), 0);
+    EXPECT_EQ(st.st_mtim.tv_sec, 1600000000);
+    EXPECT_EQ(st.st_mode & 07777, 0640u);
+    EXPECT_TRUE(list_dir(maildir() / "tmp").empty());
+}
+
+TEST_F(maildir_test, a_replacement_whose_old_file_moved_meanwhile_says_so) {
+    ASSERT_TRUE(must_begin(maildir(), next_name(), create_0700));
+    auto old_path =
+        put_message(maildir(), "new", "1700000001.M2P2Q2.mx,S=6,W=7", "plain\n", 1600000000, 0600);
+    auto old = stored_message_of(maildir(), "new", old_path.filename().string());
+    ASSERT_TRUE(old);
+    EXPECT_EQ(old->info(), "");
+    // A mail client moves it to cur/ and marks it seen while the copy is being written.
+    fs::rename(old_path, maildir() / "cur" / (old_path.filename().string() + ":2,S"));
+    auto d = must_begin(maildir(), "1700000001.M2P2Q2.mx.resealed", {});
+    ASSERT_TRUE(d);
+    ASSERT_FALSE(d->write("sealed\r\n"));
+    bool removed_old = true;
+    auto committed = d->commit_replacing(*old, removed_old);
+    ASSERT_TRUE(std::holds_alternative<fs::path>(committed));
+    EXPECT_FALSE(removed_old) << "the caller must look for the moved file";
+    EXPECT_EQ(list_dir(maildir() / "new"),
+              std::vector<std::string>{"1700000001.M2P2Q2.mx.resealed,S=7,W=8"});
+}
+
+TEST_F(maildir_test, a_replacement_never_overwrites_an_existing_copy) {
+    ASSERT_TRUE(must_begin(maildir(), next_name(), create_0700));
+    auto old_path =
+        put_message(maildir(), "cur", "1700000002.M3P3Q3.mx:2,S", "plain\n", 1600000000, 0600);
+    put_message(maildir(), "cur", "1700000002.M3P3Q3.mx.resealed,S=7,W=8:2,S", "other\n",
+                1600000000, 0600);
+    auto old = stored_message_of(maildir(), "cur", old_path.filename().string());
+    ASSERT_TRUE(old);
+    auto d = must_begin(maildir(), "1700000002.M3P3Q3.mx.resealed", {});
+    ASSERT_TRUE(d);
+    ASSERT_FALSE(d->write("sealed\r\n"));
+    bool removed_old = false;
+    auto committed = d->commit_replacing(*old, removed_old);
+    ASSERT_TRUE(std::holds_alternative<failure>(committed));
+    EXPECT_EQ(std::get<failure>(committed).sys_errno, EEXIST);
+    EXPECT_TRUE(fs::exists(old_path)) << "the plaintext stays when its copy cannot be placed";
+    EXPECT_EQ(read_all(maildir() / "cur" / "1700000002.M3P3Q3.mx.resealed,S=7,W=8:2,S"), "other\n");
+    EXPECT_TRUE(list_dir(maildir() / "tmp").empty());
+}
+
+TEST_F(maildir_test, folders_are_the_maildir_and_its_maildir_plus_plus_subfolders) {
+    ASSERT_TRUE(must_begin(maildir(), next_name(), create_0700));
+    for (const char* folder : {".Sent", ".Archive.2024", ".Drafts"}) {
+        for (const char* sub : {"cur", "new", "tmp"}) {
+            fs::create_directories(maildir() / folder / sub);
+        }
+    }
+    fs::create_directories(maildir() / ".not-a-folder");
+    fs::create_directories(maildir() / "courierimapkeywords");
+    fs::create_directory_symlink(maildir() / ".Sent", maildir() / ".Linked");
+    std::vector<std::string> names;
+    for (const auto& f : maildir_folders(maildir())) {
+        names.push_back(f.name);
+    }
+    EXPECT_EQ(names, (std::vector<std::string>{"Archive.2024", "Drafts", "INBOX", "Sent"}));
+}
+
 } // namespace
 } // namespace mailseal::store

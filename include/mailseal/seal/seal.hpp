@@ -78,9 +78,11 @@ public:
     /// A sealed copy to `keys` (not empty) in their format: `trace`, the Mailseal: field, the
     /// outer header section, then the ciphertext as the body arrives. Appends the outer header
     /// section to `out`.
+    /// `note` goes into the Mailseal: field (sealed_field()).
     static std::variant<copy_writer, std::string>
     sealed(std::string_view trace, const header_section& headers, const key_set& keys,
-           const config::seal_policy& policy, std::string_view protected_subject, std::string& out);
+           const config::seal_policy& policy, std::string_view protected_subject, std::string& out,
+           std::string_view note = {});
 
     /// Appends the output for the next canonical body bytes to `out`.
     std::optional<std::string> body(std::string_view canonical, std::string& out);
@@ -114,7 +116,8 @@ split_headers split_for_sealing(const header_section& headers, config::header_mo
 std::string mailseal_field(const decision& d);
 
 /// The Mailseal: trace field of a sealed copy, CRLF included: "Mailseal: sealed; format=smime;
-/// keys=2; cipher=aes-256-cbc".
-std::string sealed_field(const format& f, std::size_t keys, std::string_view cipher);
+/// keys=2; cipher=aes-256-cbc", then "; <note>" when `note` is not empty ("resealed").
+std::string sealed_field(const format& f, std::size_t keys, std::string_view cipher,
+                         std::string_view note = {});
 
 } // namespace mailseal::seal

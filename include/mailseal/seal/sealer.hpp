@@ -82,6 +82,9 @@ public:
     /// A recipient the caller gave up on (e.g. no mailbox): it gets no copy.
     void exclude(std::size_t index, lmtp::reply why, std::string detail);
 
+    /// A note for the Mailseal: field of every sealed copy ("resealed"); before the first write.
+    void set_sealed_note(std::string note) { sealed_note_ = std::move(note); }
+
     const recipient_state& recipient(std::size_t index) const { return recipients_.at(index); }
     std::size_t recipients() const { return recipients_.size(); }
 
@@ -103,6 +106,7 @@ private:
     void body_arrived(std::string_view bytes);
 
     std::vector<recipient_state> recipients_;
+    std::string sealed_note_;
     std::string protected_subject_;
     copy_sink& sink_;
     canonicalizer canonicalize_;

@@ -26,9 +26,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include <mailseal/util/unique_fd.hpp>
 
@@ -125,6 +127,25 @@ private:
 /// The `,S=<size>,W=<size>` suffix Dovecot reads.
 std::string size_suffix(std::uint64_t size, std::uint64_t crlf_size);
 
+/// What a replacement keeps of the message file it replaces (stored_message_of() reads it):
+/// where it is, its info suffix (":2,<flags>", which holds its flags and keywords), its owner and
+/// mode, and its mtime, which Dovecot takes as the IMAP INTERNALDATE.
+struct stored_message {
+    /// "cur" or "new".
+    std::string subdirectory;
+    /// The file name: the base name, then the info suffix.
+    std::string name;
+    uid_t owner = 0;
+    gid_t group = 0;
+    mode_t mode = 0600;
+    struct timespec mtime {};
+
+    /// The name up to the info suffix (Dovecot keys a message's UID on it).
+    std::string_view base() const;
+    /// From ':' on; empty when the name has none.
+    std::string_view info() const;
+};
+
 /// One message being written into one Maildir. Not copyable; movable: the moved-to object owns
 /// the tmp/ file, and the moved-from one neither writes nor removes anything.
 ///
@@ -154,6 +175,15 @@ public:
     std::optional<failure> write(std::string_view bytes);
     /// fsync, close, rename into new/, fsync new/. Returns the path in new/.
     std::variant<std::filesystem::path, failure> commit();
+    /// Puts the file in place of `old`, which lies in the Maildir this delivery was begun in:
+    /// gives it `old`'s owner, mode and mtime, fsyncs and closes it, renames it into `old`'s
+    /// subdirectory as <name>,S=<size>,W=<crlf size><old's info suffix> (never over an
+    /// existing file), fsyncs that directory, and only then removes `old` and fsyncs the
+    /// directory again. Returns the new path. `removed_old` tells whether `old` was still there
+    /// to remove (a mail client may have renamed or expunged it meanwhile): when it was not,
+    /// the caller looks for it under its new name.
+    std::variant<std::filesystem::path, failure> commit_replacing(const stored_message& old,
+                                                                  bool& removed_old);
     /// Removes the tmp/ file (also done by the destructor when not committed).
     void abandon();
 
@@ -169,6 +199,9 @@ private:
 
     /// Writes buffer_ (`last`: the file's last block).
     std::optional<failure> flush(bool last);
+    /// Writes what is still buffered, waits for the writer thread, gives the file
+    /// `metadata_of`'s owner, mode and mtime (when not null), fsyncs and closes it.
+    std::optional<failure> finish_file(const stored_message* metadata_of);
     failure fail(failure f);
 
     std::filesystem::path maildir_;
@@ -191,6 +224,20 @@ private:
     /// A large file's writes, on a thread of their own.
     std::unique_ptr<block_writer> writer_;
 };
+
+/// The message file `name` in `maildir`/`subdirectory` (not followed if a link), as a
+/// replacement would keep it; nullopt when it is not a regular file (gone, a link, a directory).
+std::optional<stored_message> stored_message_of(const std::filesystem::path& maildir,
+                                                std::string subdirectory, std::string name);
+
+/// A Maildir's folders: the Maildir itself ("INBOX") and its Maildir++ subfolders (".Sent",
+/// ".Archive.2024", each a directory with cur/, new/ and tmp/), by folder name, sorted.
+struct maildir_folder {
+    /// "INBOX", "Sent", "Archive.2024"
+    std::string name;
+    std::filesystem::path path;
+};
+std::vector<maildir_folder> maildir_folders(const std::filesystem::path& maildir);
 
 /// Removes regular files in <maildir>/tmp whose last access (atime) and last status change
 /// (ctime) are both older than `max_age` (the Maildir spec's 36 hours): leftovers of deliveries

@@ -113,6 +113,33 @@ int deliver(const config::config& cfg, const deliver_options& options, std::istr
 int test_message(const config::config& cfg, const std::string& address, std::ostream& out,
                  std::ostream& err);
 
+struct reseal_options {
+    std::vector<std::string> addresses;
+    /// Every mailbox found through the Maildir template (which must then name %d and %n, or %u).
+    bool all = false;
+    /// Counts what would change; writes nothing.
+    bool dry_run = false;
+    bool json = false;
+    /// Folder name globs ("INBOX", "Sent", "Archive*"); empty: every folder but Drafts.
+    std::vector<std::string> folders;
+    /// Messages per second at most; 0: no limit.
+    double max_rate = 0;
+};
+
+/// `reseal ADDRESS... | --all`: seals the plaintext messages already stored in each user's
+/// Maildir (its INBOX and Maildir++ folders), to the keys key discovery finds, as delivery
+/// would have sealed them ("Mailseal: sealed; ...; resealed"). Each sealed copy keeps the
+/// message's flags (the info suffix), owner, mode and mtime (the IMAP INTERNALDATE) and gets
+/// a new name with exact S= and W=; it is written to tmp/, fsync'd and renamed into place
+/// before the plaintext file is removed, so a crash leaves both, and the next run removes the
+/// plaintext one. Messages already encrypted (as the structural checks find) are left alone.
+/// Users without a usable key are skipped. One line per user on stdout (or one JSON object
+/// with --json). Exit status: 0; 75 when a lookup was bogus or failed, or a message could not
+/// be sealed (nothing of that user, or that message, was changed: run again); 67 an address
+/// without a local mailbox; 64 bad arguments; 78 configuration.
+int reseal(const config::config& cfg, const reseal_options& options, std::ostream& out,
+           std::ostream& err);
+
 /// The addresses `check --all` covers, sorted and unique.
 std::vector<std::string> known_addresses(const config::config& cfg);
 

@@ -30,6 +30,15 @@ constexpr bool istarts_with(std::string_view text, std::string_view prefix) {
     return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
 }
 
+/// `text` without leading and trailing spaces, tabs, CRs and LFs.
+constexpr std::string_view trim(std::string_view text) {
+    auto first = text.find_first_not_of(" \t\r\n");
+    if (first == std::string_view::npos) {
+        return {};
+    }
+    return text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
+}
+
 /// `text` with every control character (C0 and DEL) replaced by '?': for one-line output of
 /// strings that come from outside, such as certificate subjects, so that none can start a line
 /// of its own.

@@ -1,0 +1,376 @@
+"""`mailseal reseal`: sealing the mail already stored in users' Maildirs.
+
+What each test is for:
+- a Maildir filled with the real-world corpus and hand-made messages in several folders (INBOX
+  cur/ and new/, Maildir++ .Sent and .Archive.2024), with varied flags and mtimes, some stored
+  by delivery (trace fields, "Mailseal: plain"), some saved by a client (no trace), some
+  already encrypted by their senders (real S/MIME and PGP/MIME ciphertext) or sealed by
+  mailseal: after reseal every plaintext message is sealed, OpenSSL decrypts it to its
+  original entity (every line kept), its trace fields stay on top, its flags, owner, mode and
+  mtime are kept and S=/W= are exact; encrypted ones and Drafts are untouched, byte for byte;
+  no file under the Maildir holds a message's canary; a second run changes nothing;
+- --dry-run counts and changes nothing; --json reports; --folders selects;
+- an OpenPGP user's mail is sealed as PGP/MIME that GnuPG opens;
+- a user without a key is skipped and reported, exit 0; an address that is not local is 67;
+- a replacement interrupted after its sealed copy was in place (both files there, a leftover
+  tmp/ file) is finished by the next run: one copy, sealed;
+- kill -9 at random moments of a run over a few hundred messages, 20 times: after a last
+  complete run every message is there exactly once, sealed, and decrypts to its original.
+"""
+
+import collections
+import json
+import os
+import random
+import secrets
+import signal
+import subprocess
+import time
+
+import corpus
+import decryptors
+import harness
+import pgpkeys
+from messages import (crlf, fixture, pgp_mime_message, reference_split, smime_message,
+                      split_header)
+
+DOMAIN = harness.DOMAIN
+RUN_TIMEOUT = 120
+EX_OK = 0
+EX_NOUSER = 67
+TRACE = ["Return-Path", "Delivered-To", "Received", "X-Original-To"]
+
+
+def stored_form(message, trace=True, label=True):
+    """`message` (CRLF) as a Maildir file holds it: LF line ends, with the trace fields a
+    delivery puts on top when `trace`, and delivery's Mailseal: field for a plain copy when
+    `label`."""
+    head = b""
+    if trace:
+        head += (b"Return-Path: <" + harness.SENDER.encode() + b">\r\nDelivered-To: bob@"
+                 + DOMAIN.encode() + b"\r\nReceived: from client.test.example (unix)\r\n\tby "
+                 + harness.HOSTNAME.encode() + b" (mailseal) with LMTP id "
+                 + secrets.token_hex(4).encode() + b"\r\n\tfor <bob@" + DOMAIN.encode()
+                 + b">; Sat, 05 Dec 2026 07:00:00 +0000\r\n")
+        if label:
+            head += b"Mailseal: plain; reason=no-key\r\n"
+    return (head + message).replace(b"\r\n", b"\n")
+
+
+def leading_trace(stored):
+    """(the trace fields a stored message starts with, Mailseal: fields left out, as
+    split_header gives them; the rest of the message, CRLF-canonical)."""
+    fields, _ = split_header(stored)
+    trace = []
+    for field in fields:
+        name = field.split(b":", 1)[0].decode("latin-1")
+        if name not in TRACE + ["Mailseal"]:
+            break
+        trace.append(field)
+    text = stored.replace(b"\r\n", b"\n")
+    rest = text[sum(len(f) + 1 for f in trace):]
+    return [f for f in trace if not f.startswith(b"Mailseal:")], decryptors.canonicalize(rest)
+
+
+def write_message(path, data, mtime):
+    with open(path, "wb") as f:
+        f.write(data)
+    os.utime(path, (mtime, mtime))
+
+
+def listing(maildir):
+    """{relative path: (bytes, mtime)} of every file under `maildir`."""
+    out = {}
+    for root, _, files in os.walk(maildir):
+        for name in files:
+            path = os.path.join(root, name)
+            out[os.path.relpath(path, maildir)] = (harness.read_bytes(path),
+                                                   os.stat(path).st_mtime_ns)
+    return out
+
+
+class ResealCase(harness.TestCase):
+    def setUp(self):
+        super().setUp()
+        if not harness.MAILSEAL_BIN:
+            self.skipTest("MAILSEAL_BIN is not set (run the tests through ctest)")
+        self.vmail = os.path.join(self.dir, "vmail")
+        self.store = os.path.join(self.dir, "certs")
+        os.makedirs(self.store)
+        self.bob = decryptors.Identity(f"bob@{DOMAIN}", directory=self.dir)
+        self.addCleanup(self.bob.close)
+        harness.add_to_local_store(self.store, f"bob@{DOMAIN}", self.bob.cert_path)
+        self.unbound = harness.insecure_unbound_conf(self.dir, [DOMAIN])
+        self.config_path = os.path.join(self.dir, "mailseal.toml")
+        with open(self.config_path, "w") as f:
+            f.write(harness.to_toml({
+                "listen": [{"tcp": "127.0.0.1:0"}],
+                "mailbox": {"domains": [DOMAIN], "on_missing": "refuse",
+                            "maildir": os.path.join(self.vmail, "%d", "%n", "Maildir")},
+                "dns": {"unbound_conf": self.unbound},
+                "keys": {"local_store": self.store},
+            }))
+        self.counter = 0
+
+    def maildir(self, user, folder=""):
+        root = os.path.join(self.vmail, DOMAIN, user, "Maildir")
+        path = os.path.join(root, "." + folder) if folder else root
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(path, sub), exist_ok=True)
+        return path
+
+    def put(self, user, folder, data, sub="cur", flags="S", mtime=None):
+        """Stores `data` as a message file; returns its path."""
+        self.counter += 1
+        name = f"{1700000000 + self.counter}.M{self.counter}P4242Q{self.counter}.mx"
+        name += f",S={len(data)},W={harness.crlf_size(data)}"
+        if sub == "cur":
+            name += ":2," + flags
+        path = os.path.join(self.maildir(user, folder), sub, name)
+        write_message(path, data, mtime if mtime is not None else 1600000000 + self.counter * 977)
+        return path
+
+    def reseal(self, *args):
+        proc = subprocess.run([harness.MAILSEAL_BIN, "reseal", "-c", self.config_path, *args],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=RUN_TIMEOUT)
+        return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+    def assertResealed(self, old_path, stored_before):
+        """The file at `old_path` (which held stored_before = (bytes, mtime, mode)) is gone,
+        replaced in its directory by a sealed copy that keeps its flags, mtime, mode and
+        leading trace fields, and decrypts to the rest of the message (every line kept);
+        returns the copy's path."""
+        directory, old_name = os.path.split(old_path)
+        unique = old_name.split(",")[0].split(":")[0]
+        info = old_name[old_name.index(":"):] if ":" in old_name else ""
+        self.assertFalse(os.path.exists(old_path), old_name)
+        [new_name] = [n for n in os.listdir(directory) if n.startswith(unique + ".resealed,")]
+        new_path = os.path.join(directory, new_name)
+        self.assertTrue(new_name.endswith(info), (new_name, info))
+        stored = harness.read_bytes(new_path)
+        self.assertEqual(harness.size_fields(new_path), (len(stored), harness.crlf_size(stored)))
+        self.assertEqual(os.stat(new_path).st_mtime_ns, stored_before[1], "mtime (INTERNALDATE)")
+        self.assertEqual(os.stat(new_path).st_mode & 0o7777, stored_before[2], "mode")
+        fields, _ = split_header(stored)
+        trace, original = leading_trace(stored_before[0])
+        self.assertEqual(fields[:len(trace)], trace, "trace fields stay on top")
+        self.assertEqual(fields[len(trace)], b"Mailseal: sealed; format=smime; keys=1; "
+                                             b"cipher=aes-256-cbc; resealed")
+        inner = decryptors.decrypt_openssl(decryptors.extract_cms(stored, strict=True), self.bob)
+        content, other, body = reference_split(original)
+        self.assertEqual(inner, b"".join(content) + b"\r\n" + body, "inner entity")
+        outer = [f.replace(b"\n", b"\r\n") + b"\r\n" for f in fields[len(trace) + 1:-4]]
+        self.assertEqual(outer, other, "outer fields")
+        lost = collections.Counter(original.split(b"\r\n")) - collections.Counter(
+            b"".join(other + [inner]).split(b"\r\n"))
+        self.assertEqual(lost, collections.Counter(), "lines lost")
+        return new_path
+
+
+class ResealTest(ResealCase):
+    def fill(self):
+        """bob's Maildir: (plaintext [(path, (stored bytes, mtime_ns, mode))], untouched [path],
+        the canaries no file may hold in clear afterwards)."""
+        plaintext = []
+        untouched = []
+        canaries = []
+
+        def plain(folder, original, sub="cur", flags="S", trace=True, label=True):
+            data = stored_form(original, trace, label)
+            path = self.put("bob", folder, data, sub, flags)
+            os.chmod(path, 0o640)
+            st = os.stat(path)
+            plaintext.append((path, (data, st.st_mtime_ns, 0o640)))
+
+        def canary_message(subject):
+            canary = "CANARY-" + secrets.token_hex(8)
+            canaries.append(canary.encode())
+            return harness.message(subject, f"{canary}\r\nline two\r\n".encode())
+
+        if corpus.available():
+            for i, (_, original) in enumerate(corpus.messages()):
+                plain("Archive.2024" if i % 3 == 0 else "", original,
+                      sub="new" if i % 5 == 0 else "cur", flags=["", "S", "RS", "FS", "Sa"][i % 5])
+        plain("", canary_message("inbox, read and flagged"), flags="FS")
+        plain("", canary_message("inbox, new"), sub="new")
+        plain("", canary_message("keywords"), flags="Sab")
+        plain("Sent", canary_message("saved by a client"), flags="S", trace=False)
+        plain("Sent", canary_message("answered"), flags="RS", trace=False)
+        plain("Archive.2024", canary_message("no Mailseal label"), label=False)
+        # Encrypted by their senders (real ciphertext), and a copy sealed by mailseal itself.
+        untouched.append(self.put("bob", "", stored_form(
+            smime_message("smime from a sender", fixture("openssl-enveloped.der"),
+                          to=f"bob@{DOMAIN}"))))
+        untouched.append(self.put("bob", "Archive.2024", stored_form(
+            pgp_mime_message("pgp from a sender", crlf(fixture("gpg.asc")),
+                             to=f"bob@{DOMAIN}"))))
+        sealed = subprocess.run([harness.MAILSEAL_BIN, "seal", "-c", self.config_path, "--to",
+                                 f"bob@{DOMAIN}"], input=stored_form(canary_message("sealed")),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                timeout=RUN_TIMEOUT)
+        self.assertEqual(sealed.returncode, 0, sealed.stderr.decode())
+        untouched.append(self.put("bob", "", sealed.stdout, flags="S"))
+        # A draft is left alone by default: a client editing it must not see it vanish.
+        untouched.append(self.put("bob", "Drafts", stored_form(canary_message("draft"),
+                                                               trace=False), flags="D"))
+        canaries.pop()  # the draft's stays readable, by design
+        return plaintext, untouched, canaries
+
+    def test_every_plaintext_message_is_sealed_in_place(self):
+        plaintext, untouched, canaries = self.fill()
+        maildir = os.path.join(self.vmail, DOMAIN, "bob", "Maildir")
+        before = listing(maildir)
+
+        code, out, err = self.reseal("--dry-run", f"bob@{DOMAIN}")
+        self.assertEqual(code, EX_OK, err)
+        self.assertIn(f"bob@{DOMAIN}: dry-run; folders=3 messages={len(plaintext) + 3} "
+                      f"would_seal={len(plaintext)} encrypted=3 failed=0", out)
+        self.assertEqual(listing(maildir), before, "a dry run changes nothing")
+
+        code, out, err = self.reseal(f"bob@{DOMAIN}")
+        self.assertEqual(code, EX_OK, err)
+        self.assertIn(f"bob@{DOMAIN}: done; folders=3 messages={len(plaintext) + 3} "
+                      f"sealed={len(plaintext)} encrypted=3 failed=0", out)
+        for path, stored_before in plaintext:
+            with self.subTest(os.path.basename(path)):
+                self.assertResealed(path, stored_before)
+        for path in untouched:
+            rel = os.path.relpath(path, maildir)
+            self.assertEqual(listing(maildir)[rel], before[rel], f"{rel} untouched")
+        self.assertEqual(len(listing(maildir)), len(before), "no message lost or added")
+        leaks = harness.files_containing([maildir], canaries)
+        self.assertEqual(leaks, [], "plaintext left in the Maildir")
+        for folder in ("", ".Sent", ".Archive.2024", ".Drafts"):
+            self.assertEqual(os.listdir(os.path.join(maildir, folder, "tmp")), [], folder)
+
+        after = listing(maildir)
+        code, out, err = self.reseal("--json", f"bob@{DOMAIN}")
+        self.assertEqual(code, EX_OK, err)
+        [report] = json.loads(out)["users"]
+        self.assertEqual((report["sealed"], report["encrypted"], report["failed"]),
+                         (0, len(plaintext) + 3, 0), report)
+        self.assertEqual(listing(maildir), after, "a second run changes nothing")
+
+    def test_folders_select_what_is_resealed(self):
+        sent = self.put("bob", "Sent", stored_form(harness.message("sent"), trace=False))
+        inbox = self.put("bob", "", stored_form(harness.message("inbox")))
+        code, out, err = self.reseal("--folders", "Sen*", f"bob@{DOMAIN}")
+        self.assertEqual(code, EX_OK, err)
+        self.assertIn("folders=1 messages=1 sealed=1", out)
+        self.assertFalse(os.path.exists(sent))
+        self.assertTrue(os.path.exists(inbox))
+
+    def test_openpgp_user_gets_pgp_mime(self):
+        factory = pgpkeys.PgpFactory(os.path.join(self.dir, "pgp"))
+        self.addCleanup(factory.stop)
+        quinn = factory.make(f"quinn@{DOMAIN}", f"Quinn <quinn@{DOMAIN}>")
+        harness.add_to_local_store(self.store, f"quinn@{DOMAIN}", quinn.public_asc,
+                                   extension=".asc")
+        original = harness.message("for quinn", b"Secret for quinn.\r\n")
+        path = self.put("quinn", "", stored_form(original), flags="RS")
+        code, out, err = self.reseal(f"quinn@{DOMAIN}")
+        self.assertEqual(code, EX_OK, err)
+        self.assertIn("sealed=1", out)
+        [name] = os.listdir(os.path.dirname(path))
+        self.assertTrue(name.endswith(":2,RS"), name)
+        stored = harness.read_bytes(os.path.join(os.path.dirname(path), name))
+        self.assertIn(b"\nMailseal: sealed; format=openpgp; keys=1; cipher=aes-256; resealed\n",
+                      stored)
+        self.assertNotIn(b"Secret for quinn.", stored)
+        inner = pgpkeys.decrypt("gpg", factory, quinn, pgpkeys.armour_of(stored))
+        self.assertEqual(inner, b"\r\nSecret for quinn.\r\n")
+
+    def test_users_without_a_key_and_unknown_addresses(self):
+        path = self.put("carol", "", stored_form(harness.message("carol's")))
+        before = harness.read_bytes(path)
+        code, out, err = self.reseal(f"carol@{DOMAIN}")
+        self.assertEqual(code, EX_OK, err)
+        self.assertIn(f"carol@{DOMAIN}: no-key", out)
+        self.assertEqual(harness.read_bytes(path), before)
+        code, out, err = self.reseal("someone@elsewhere.example")
+        self.assertEqual(code, EX_NOUSER, (out, err))
+        self.assertIn("not a local mailbox", err)
+
+    def test_all_finds_every_mailbox(self):
+        bob = self.put("bob", "", stored_form(harness.message("bob's")))
+        carol = self.put("carol", "", stored_form(harness.message("carol's")))
+        code, out, err = self.reseal("--all")
+        self.assertEqual(code, EX_OK, err)
+        self.assertIn(f"bob@{DOMAIN}: done", out)
+        self.assertIn(f"carol@{DOMAIN}: no-key", out)
+        self.assertFalse(os.path.exists(bob))
+        self.assertTrue(os.path.exists(carol))
+
+
+class InterruptedTest(ResealCase):
+    def test_a_replacement_left_half_done_is_finished(self):
+        original = harness.message("interrupted", b"CANARY-interrupted\r\n")
+        path = self.put("bob", "", stored_form(original), flags="S")
+        st = os.stat(path)
+        before = (harness.read_bytes(path), st.st_mtime_ns, st.st_mode & 0o7777)
+        # The state a crash leaves right after the sealed copy was renamed into place: both
+        # files, and a partial copy of another message in tmp/.
+        keep = os.path.join(self.dir, "keep")
+        os.link(path, keep)
+        code, out, err = self.reseal(f"bob@{DOMAIN}")
+        self.assertEqual(code, EX_OK, err)
+        os.link(keep, path)
+        tmp = os.path.join(self.maildir("bob"), "tmp", "1700009999.M1P1Q1.mx.resealed")
+        with open(tmp, "wb") as f:
+            f.write(b"partial ciphertext")
+        code, out, err = self.reseal(f"bob@{DOMAIN}")
+        self.assertEqual(code, EX_OK, err)
+        self.assertIn("finished_earlier=1", out)
+        self.assertFalse(os.path.exists(tmp))
+        self.assertResealed(path, before)
+
+    def test_kill_9_at_random_moments_loses_and_duplicates_nothing(self):
+        # New plaintext arrives before every run (as mail saved by clients does), so that each
+        # kill lands in real work: reading, sealing, writing tmp/, renaming, removing.
+        originals = {}
+        rng = random.Random(20261205)
+
+        def arrive(count):
+            for _ in range(count):
+                i = len(originals)
+                canary = f"CANARY-{i:04d}-{secrets.token_hex(6)}"
+                filler = "filler line of text\r\n" * (8000 if i % 4 == 0 else 30 + i % 40)
+                original = harness.message(f"message {i}", (canary + "\r\n" + filler).encode())
+                originals[canary.encode()] = original
+                self.put("bob", "Archive" if i % 2 else "", stored_form(original),
+                         sub="new" if i % 7 == 0 else "cur", flags="S" if i % 3 else "")
+
+        arrive(100)
+        maildir = os.path.join(self.vmail, DOMAIN, "bob", "Maildir")
+        kills = 0
+        cut_short = 0  # kills that left a sealed copy unfinished in tmp/
+        for _ in range(100):
+            if kills == 20:
+                break
+            proc = subprocess.Popen([harness.MAILSEAL_BIN, "reseal", "-c", self.config_path,
+                                     f"bob@{DOMAIN}"], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(0.005, 0.15))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.wait(timeout=RUN_TIMEOUT)
+            cut_short += any(rel.split("/")[-2] == "tmp" for rel in listing(maildir))
+            arrive(12)
+        self.assertEqual(kills, 20)
+        self.assertGreater(cut_short, 0, "no kill interrupted the writing of a sealed copy")
+        code, out, err = self.reseal(f"bob@{DOMAIN}")
+        self.assertEqual(code, EX_OK, err)
+        found = collections.Counter()
+        for rel, (data, _) in listing(maildir).items():
+            self.assertNotIn("/tmp/", "/" + rel, f"{rel} left in tmp/")
+            inner = decryptors.decrypt_openssl(decryptors.extract_cms(data), self.bob)
+            canary = inner.split(b"\r\n")[1]
+            self.assertNotIn(canary, data, f"{rel}: plaintext left")
+            found[canary] += 1
+            _, _, body = reference_split(originals[canary])
+            self.assertTrue(inner.endswith(body), rel)
+        self.assertEqual(found, collections.Counter({c: 1 for c in originals}),
+                         f"every message exactly once after {kills} kills ({cut_short} in the "
+                         "middle of a copy)")
