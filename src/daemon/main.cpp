@@ -513,6 +513,9 @@ int main(int argc, char** argv) {
         ->add_option("--max-rate", reseal_opts.max_rate,
                      "Messages per second at most, so delivery is not starved; 0: no limit")
         ->check(CLI::NonNegativeNumber);
+    reseal_cmd->add_flag("--purge-dovecot-cache", reseal_opts.purge_dovecot_cache,
+                         "Afterwards run doveadm mailbox cache purge for each user's folders, "
+                         "so Dovecot's cache keeps nothing of the plaintext messages");
     auto* reseal_all =
         reseal_cmd->add_flag("--all", reseal_opts.all, "Every mailbox under mailbox.maildir");
     reseal_cmd->add_option("addresses", reseal_opts.addresses, "Users' addresses")

@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <set>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <sysexits.h>
 #include <thread>
 #include <unistd.h>
@@ -202,6 +204,30 @@ private:
     std::string problem_;
 };
 
+/// Runs `argv` (found through PATH) and waits for it: nullopt when it exits 0, else why not.
+std::optional<std::string> run_command(const std::vector<std::string>& argv) {
+    std::vector<char*> args;
+    for (const auto& a : argv) {
+        args.push_back(const_cast<char*>(a.c_str()));
+    }
+    args.push_back(nullptr);
+    pid_t pid = 0;
+    if (int err = ::posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ); err != 0) {
+        return argv[0] + ": " + util::errno_text(err);
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            return argv[0] + ": waitpid: " + util::errno_text(errno);
+        }
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        return std::nullopt;
+    }
+    return argv[0] + (WIFEXITED(status) ? " exited " + std::to_string(WEXITSTATUS(status))
+                                        : std::string(" was killed"));
+}
+
 /// The message file in cur/ or new/ whose name starts with `base` (up to its info suffix).
 std::optional<store::stored_message> find_by_base(const std::filesystem::path& folder,
                                                   std::string_view base) {
@@ -227,12 +253,28 @@ public:
 
     void user(const recipient::recipient& rcpt, const seal::key_set& keys, user_report& report) {
         auto policy = cfg_.seal.policy_for(rcpt.user, rcpt.domain);
+        // Dovecot's names for the folders: Maildir++ ".Archive.2024" is "Archive.2024".
+        std::vector<std::string> mailboxes;
         for (const auto& folder : store::maildir_folders(*rcpt.maildir)) {
             if (!wanted(folder.name)) {
                 continue;
             }
             ++report.folders;
+            mailboxes.push_back(folder.name);
             this->folder(folder, policy, keys, report);
+        }
+        if (options_.purge_dovecot_cache && !options_.dry_run && !mailboxes.empty()) {
+            // Dovecot's cache may still hold fields and previews of the messages that were
+            // plaintext; a purge rewrites it without the expunged ones.
+            std::vector<std::string> argv{"doveadm", "mailbox", "cache",
+                                          "purge",   "-u",      report.address};
+            argv.insert(argv.end(), mailboxes.begin(), mailboxes.end());
+            if (auto problem = run_command(argv)) {
+                err_ << "mailseal: reseal: " << report.address
+                     << ": purging Dovecot's cache failed: " << util::printable(*problem) << "\n";
+                report.detail = "dovecot cache purge failed";
+                report.temporary_failure = true;
+            }
         }
     }
 

@@ -858,9 +858,11 @@ class Dovecot:
     users: None accepts every address (a static userdb); otherwise {address: quota} names the
     only users (a passwd-file userdb; others get Dovecot's 550 5.1.1), each with a storage quota
     such as "1K" or None for none. A full quota fails temporarily (quota_full_tempfail), so LMTP
-    answers 452 4.2.2."""
+    answers 452 4.2.2.
 
-    def __init__(self, workdir, vmail, users=None, lmtp_port=None):
+    imap_port: also serve IMAP on 127.0.0.1:imap_port, without TLS, any password accepted."""
+
+    def __init__(self, workdir, vmail, users=None, lmtp_port=None, imap_port=None):
         self.base = os.path.join(workdir, "dovecot")
         self.run_dir = os.path.join(self.base, "run")
         self.state_dir = os.path.join(self.base, "state")
@@ -869,6 +871,7 @@ class Dovecot:
         self.config_path = os.path.join(self.base, "dovecot.conf")
         self.lmtp_socket = os.path.join(self.run_dir, "lmtp")
         self.lmtp_port = lmtp_port
+        self.imap_port = imap_port
         for d in (self.base, self.run_dir, self.state_dir, self.home):
             os.makedirs(d, mode=0o755, exist_ok=True)
         if users is None:
@@ -909,13 +912,26 @@ userdb {{
     port = {lmtp_port}
   }}
 """ if lmtp_port else "")
+        imap = (f"""
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+auth_mechanisms = plain
+disable_plaintext_auth = no
+""" if imap_port else "")
         # Dovecot refuses uid 0 for mail access; the test hands the Maildirs to `mail` first
         # (chown_for_dovecot) since mailseal, running as root, creates them as root's.
         config = f"""
 base_dir = {self.run_dir}
 state_dir = {self.state_dir}
 log_path = {self.log_path}
-protocols = lmtp
+protocols = lmtp{" imap" if imap_port else ""}
 listen = 127.0.0.1
 ssl = no
 first_valid_uid = 1
@@ -926,6 +942,7 @@ service lmtp {{
     mode = 0666
   }}
 {inet}}}
+{imap}
 service anvil {{
   chroot =
 }}
@@ -965,6 +982,15 @@ service stats {{
                    START_TIMEOUT, "dovecot auth-userdb socket", diagnostics=self.diagnostics)
         wait_until(lambda: os.path.exists(self.lmtp_socket), START_TIMEOUT,
                    "dovecot lmtp socket", diagnostics=self.diagnostics)
+        if self.imap_port:
+            def accepting():
+                try:
+                    socket.create_connection(("127.0.0.1", self.imap_port), timeout=1).close()
+                    return True
+                except OSError:
+                    return False
+            wait_until(accepting, START_TIMEOUT, "dovecot imap listener",
+                       diagnostics=self.diagnostics)
         return self
 
     def connections(self):
@@ -1097,8 +1123,8 @@ class TestCase(unittest.TestCase):
         self.addCleanup(postfix.stop)
         return postfix.start()
 
-    def start_dovecot(self, vmail, users=None, lmtp_port=None):
-        dovecot = Dovecot(self.dir, vmail, users, lmtp_port)
+    def start_dovecot(self, vmail, users=None, lmtp_port=None, imap_port=None):
+        dovecot = Dovecot(self.dir, vmail, users, lmtp_port, imap_port)
         self.addCleanup(dovecot.stop)
         return dovecot.start()
 

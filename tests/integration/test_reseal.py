@@ -14,16 +14,23 @@ What each test is for:
 - a user without a key is skipped and reported, exit 0; an address that is not local is 67;
 - a replacement interrupted after its sealed copy was in place (both files there, a leftover
   tmp/ file) is finished by the next run: one copy, sealed;
+- with Dovecot serving the same Maildirs: doveadm fetch lists the same messages in the same
+  folders with the same flags, keywords and received dates before and after (new UIDs: the
+  sealed copy is a new message to Dovecot), an IMAP session kept open through the run sees
+  the old UIDs expunged and the new ones with the same flags and dates, fetches every sealed
+  body without a disconnect, and Dovecot logs no error;
 - kill -9 at random moments of a run over a few hundred messages, 20 times: after a last
   complete run every message is there exactly once, sealed, and decrypts to its original.
 """
 
 import collections
+import imaplib
 import json
 import os
 import random
 import secrets
 import signal
+import re
 import subprocess
 import time
 
@@ -130,10 +137,11 @@ class ResealCase(harness.TestCase):
         write_message(path, data, mtime if mtime is not None else 1600000000 + self.counter * 977)
         return path
 
-    def reseal(self, *args):
+    def reseal(self, *args, env=None):
         proc = subprocess.run([harness.MAILSEAL_BIN, "reseal", "-c", self.config_path, *args],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=RUN_TIMEOUT)
+                              stderr=subprocess.PIPE, timeout=RUN_TIMEOUT,
+                              env={**os.environ, **(env or {})})
         return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
     def assertResealed(self, old_path, stored_before):
@@ -374,3 +382,75 @@ class InterruptedTest(ResealCase):
         self.assertEqual(found, collections.Counter({c: 1 for c in originals}),
                          f"every message exactly once after {kills} kills ({cut_short} in the "
                          "middle of a copy)")
+
+
+class DovecotTest(ResealCase):
+    def test_dovecot_and_an_open_imap_session_stay_consistent(self):
+        for i in range(6):
+            self.put("bob", "", stored_form(harness.message(f"inbox {i}", b"Inbox secret.\r\n")),
+                     sub="new" if i == 5 else "cur", flags="" if i % 2 else "S")
+        for i in range(3):
+            self.put("bob", "Sent", stored_form(harness.message(f"sent {i}", b"Sent secret.\r\n"),
+                                                trace=False), flags="S")
+        harness.Dovecot.chown_for_dovecot(self.vmail)
+        dovecot = self.start_dovecot(self.vmail, imap_port=harness.free_port())
+        user = f"bob@{DOMAIN}"
+        imap = imaplib.IMAP4("127.0.0.1", dovecot.imap_port, timeout=30)
+        self.addCleanup(imap.shutdown)
+        imap.login(user, "any")
+        self.assertEqual(imap.select("INBOX")[0], "OK")
+        # Flags and a keyword set through IMAP: Dovecot writes them into the file names.
+        imap.uid("STORE", "1", "+FLAGS", r"(\Flagged $Important)")
+        imap.uid("STORE", "2", "+FLAGS", r"(\Answered)")
+        fields = "mailbox flags date.received size.virtual"
+
+        def state():
+            out = dovecot.doveadm("-f", "tab", "fetch", "-u", user, fields, "mailbox", "*",
+                                  "all").decode()
+            return collections.Counter(tuple(line.split("\t")[:3])
+                                       for line in out.splitlines()[1:] if line)
+
+        def session():
+            """{internal date: flags} of INBOX as the open session sees it."""
+            typ, data = imap.fetch("1:*", "(UID FLAGS INTERNALDATE)")
+            self.assertEqual(typ, "OK", data)
+            seen = {}
+            for item in data:
+                text = item.decode() if isinstance(item, bytes) else item[0].decode()
+                flags = re.search(r"FLAGS \(([^)]*)\)", text).group(1)
+                date = re.search(r'INTERNALDATE "([^"]+)"', text).group(1)
+                seen[date] = sorted(f for f in flags.split() if f != "\\Recent")
+            return seen
+
+        # What clients fetch, and Dovecot caches: header fields, structure, a text preview.
+        typ, data = imap.fetch("1:*", "(BODY.PEEK[HEADER] BODYSTRUCTURE SNIPPET (FUZZY))")
+        self.assertEqual(typ, "OK", data)
+        before = state()
+        self.assertEqual(sum(before.values()), 9, before)
+        self.assertIn("$Important", " ".join(f for _, f, _ in before))
+        seen_before = session()
+        # doveadm finds this Dovecot's configuration through CONFIG_FILE, as Dovecot's own
+        # processes do.
+        code, out, err = self.reseal("--purge-dovecot-cache", user,
+                                     env={"CONFIG_FILE": dovecot.config_path})
+        self.assertEqual(code, EX_OK, err)
+        self.assertIn("sealed=9", out)
+        # The open session learns of the change on its next command, as of any expunge.
+        self.assertEqual(imap.noop()[0], "OK")
+        self.assertEqual(session(), seen_before, "same flags and dates in the open session")
+        typ, data = imap.fetch("1:*", "(BODY.PEEK[])")
+        self.assertEqual(typ, "OK", data)
+        bodies = [item[1] for item in data if isinstance(item, tuple)]
+        self.assertEqual(len(bodies), 6)
+        for body in bodies:
+            self.assertIn(b"Mailseal: sealed; format=smime", body)
+            self.assertNotIn(b"secret.", body)
+        self.assertEqual(imap.noop()[0], "OK", "the session is still usable")
+        self.assertEqual(state(), before, "same folders, flags, keywords and received dates")
+        for text in dovecot.fetch(user, fields=("text",)):
+            self.assertNotIn(b"secret.", text["text"])
+        log = harness.read_text(dovecot.log_path)
+        problems = [line for line in log.splitlines()
+                    if re.search(r"Error|Panic|Fatal|corrupt|mismatch|Cached message size",
+                                 line)]
+        self.assertEqual(problems, [], "Dovecot's log")

@@ -124,6 +124,8 @@ struct reseal_options {
     std::vector<std::string> folders;
     /// Messages per second at most; 0: no limit.
     double max_rate = 0;
+    /// Afterwards, `doveadm mailbox cache purge` each user's folders.
+    bool purge_dovecot_cache = false;
 };
 
 /// `reseal ADDRESS... | --all`: seals the plaintext messages already stored in each user's
@@ -135,8 +137,9 @@ struct reseal_options {
 /// plaintext one. Messages already encrypted (as the structural checks find) are left alone.
 /// Users without a usable key are skipped. One line per user on stdout (or one JSON object
 /// with --json). Exit status: 0; 75 when a lookup was bogus or failed, or a message could not
-/// be sealed (nothing of that user, or that message, was changed: run again); 67 an address
-/// without a local mailbox; 64 bad arguments; 78 configuration.
+/// be sealed (nothing of that user, or that message, was changed: run again), or the asked-for
+/// Dovecot cache purge failed; 67 an address without a local mailbox; 64 bad arguments; 78
+/// configuration.
 int reseal(const config::config& cfg, const reseal_options& options, std::ostream& out,
            std::ostream& err);
 
