@@ -516,6 +516,13 @@ int main(int argc, char** argv) {
     reseal_cmd->add_flag("--purge-dovecot-cache", reseal_opts.purge_dovecot_cache,
                          "Afterwards run doveadm mailbox cache purge for each user's folders, "
                          "so Dovecot's cache keeps nothing of the plaintext messages");
+    reseal_cmd->add_flag("--since-last-run", reseal_opts.since_last_run,
+                         "Only files put in place since the last complete run with this option, "
+                         "in folders changed since (for a timer)");
+    reseal_cmd
+        ->add_option("--state-file", reseal_opts.state_file,
+                     "Where --since-last-run records the time of the last complete run")
+        ->capture_default_str();
     auto* reseal_all =
         reseal_cmd->add_flag("--all", reseal_opts.all, "Every mailbox under mailbox.maildir");
     reseal_cmd->add_option("addresses", reseal_opts.addresses, "Users' addresses")

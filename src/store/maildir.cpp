@@ -631,7 +631,14 @@ std::optional<failure> delivery::finish_file(const stored_message* metadata_of) 
     //    chown clears set-id bits a mode may hold.
     if (metadata_of != nullptr) {
         const struct timespec times[2] = {{0, UTIME_OMIT}, metadata_of->mtime};
-        if (::fchown(fd_.get(), metadata_of->owner, metadata_of->group) != 0) {
+        // Only when it differs: the Maildir's owner running this needs no right to chown
+        // (nor a sandbox that allows the call).
+        struct stat st {};
+        if (::fstat(fd_.get(), &st) != 0) {
+            return fail(sys_failure(errno, "fstat", tmp_path_));
+        }
+        if ((st.st_uid != metadata_of->owner || st.st_gid != metadata_of->group) &&
+            ::fchown(fd_.get(), metadata_of->owner, metadata_of->group) != 0) {
             return fail(sys_failure(errno, "chown", tmp_path_));
         }
         if (::fchmod(fd_.get(), metadata_of->mode & 07777) != 0) {
@@ -776,6 +783,7 @@ std::optional<stored_message> stored_message_of(const std::filesystem::path& mai
     m.group = st.st_gid;
     m.mode = st.st_mode & 07777;
     m.mtime = st.st_mtim;
+    m.changed = st.st_ctim;
     return m;
 }
 

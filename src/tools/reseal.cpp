@@ -2,6 +2,8 @@
 #include <chrono>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <fstream>
+#include <iomanip>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -37,6 +39,52 @@ constexpr std::string_view sealed_suffix = ".resealed";
 
 /// How much of a file is read at a time, and at first: enough for any trace block.
 constexpr std::size_t read_size = 64 * 1024;
+
+/// With --since-last-run, files changed this long before the last run's start are looked at
+/// again: file times come from a coarser clock than the one that dated the run.
+constexpr std::chrono::seconds since_margin{10};
+
+bool earlier(const struct timespec& a, const struct timespec& b) {
+    return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
+}
+
+/// The last complete run's start, from --since-last-run's state file ("<seconds>.<nanoseconds>");
+/// nullopt when there is none yet (or it cannot be read: everything is looked at).
+std::optional<struct timespec> last_run(const std::filesystem::path& state_file) {
+    std::ifstream in(state_file);
+    long long seconds = 0;
+    char dot = 0;
+    long nanoseconds = 0;
+    if (!(in >> seconds >> dot >> nanoseconds) || dot != '.' || nanoseconds < 0 ||
+        nanoseconds >= 1000000000) {
+        return std::nullopt;
+    }
+    struct timespec t {};
+    t.tv_sec = static_cast<time_t>(seconds - since_margin.count());
+    t.tv_nsec = nanoseconds;
+    return t;
+}
+
+/// Records `start` as the last complete run's, replacing the state file in one step.
+std::optional<std::string> record_run(const std::filesystem::path& state_file,
+                                      const struct timespec& start) {
+    auto tmp = state_file;
+    tmp += ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << start.tv_sec << "." << std::setw(9) << std::setfill('0') << start.tv_nsec << "\n";
+        out.flush();
+        if (!out) {
+            return "cannot write " + tmp.string();
+        }
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, state_file, ec);
+    if (ec) {
+        return "cannot rename " + tmp.string() + ": " + ec.message();
+    }
+    return std::nullopt;
+}
 
 /// The unique part of a Maildir file name: up to the first ',' (S=, W= and other fields) or ':'
 /// (the info suffix).
@@ -248,8 +296,10 @@ std::optional<store::stored_message> find_by_base(const std::filesystem::path& f
 
 class resealer {
 public:
-    resealer(const config::config& cfg, const reseal_options& options, std::ostream& err)
-        : cfg_(cfg), options_(options), err_(err) {}
+    /// `since`: only files changed since then (--since-last-run), and folders changed since.
+    resealer(const config::config& cfg, const reseal_options& options,
+             std::optional<struct timespec> since, std::ostream& err)
+        : cfg_(cfg), options_(options), since_(since), err_(err) {}
 
     void user(const recipient::recipient& rcpt, const seal::key_set& keys, user_report& report) {
         auto policy = cfg_.seal.policy_for(rcpt.user, rcpt.domain);
@@ -290,8 +340,20 @@ private:
                            });
     }
 
+    /// Whether a directory's entries changed since the last run: its mtime moves whenever a
+    /// file is added, renamed or removed.
+    bool changed_since_last_run(const std::filesystem::path& dir) const {
+        struct stat st {};
+        return !since_ || ::stat(dir.c_str(), &st) != 0 || !earlier(st.st_mtim, *since_);
+    }
+
     void folder(const store::maildir_folder& folder, const config::seal_policy& policy,
                 const seal::key_set& keys, user_report& report) {
+        if (!changed_since_last_run(folder.path / "cur") &&
+            !changed_since_last_run(folder.path / "new") &&
+            !changed_since_last_run(folder.path / "tmp")) {
+            return;
+        }
         std::vector<store::stored_message> files;
         std::map<std::string, std::string, std::less<>> sealed_copies; // unique part → name
         for (const char* sub : {"cur", "new"}) {
@@ -319,18 +381,24 @@ private:
         }
         for (auto& file : files) {
             if (is_sealed_copy_name(file.name)) {
-                ++report.messages;
-                ++report.encrypted;
+                if (!since_ || !earlier(file.changed, *since_)) {
+                    ++report.messages;
+                    ++report.encrypted;
+                }
                 continue;
             }
-            ++report.messages;
             if (sealed_copies.contains(unique_part(file.name))) {
                 // A replacement a crash interrupted after the sealed copy was in place.
+                ++report.messages;
                 if (!options_.dry_run) {
                     finish_earlier(folder.path, file, report);
                 }
                 continue;
             }
+            if (since_ && earlier(file.changed, *since_)) {
+                continue; // looked at by an earlier run
+            }
+            ++report.messages;
             pace();
             auto outcome = message(folder.path, file, policy, keys, report);
             switch (outcome) {
@@ -529,6 +597,7 @@ private:
 
     const config::config& cfg_;
     const reseal_options& options_;
+    std::optional<struct timespec> since_;
     std::ostream& err_;
     std::chrono::steady_clock::time_point next_start_{};
 };
@@ -609,55 +678,81 @@ int reseal(const config::config& cfg, const reseal_options& options, std::ostrea
         }
     }
 
-    std::vector<user_report> reports;
-    resealer work(cfg, options, err);
-    int setup = run_discovery(
-        cfg, err, [&](discovery::key_discovery& discovery) -> boost::asio::awaitable<void> {
-            for (const auto& rcpt : users) {
-                user_report report;
-                report.address = rcpt.user + "@" + rcpt.domain;
-                std::error_code ec;
-                if (!std::filesystem::is_directory(*rcpt.maildir, ec)) {
-                    report.outcome = "no-mailbox";
-                    report.detail = rcpt.maildir->string();
-                    reports.push_back(std::move(report));
-                    continue;
-                }
-                auto found = co_await discovery.find(rcpt);
-                const auto& keys = found.chosen;
-                if (keys.outcome == dns::outcome::bogus || keys.outcome == dns::outcome::failure ||
-                    keys.unsettled) {
-                    // Nothing is touched: the next run tries again with keys that can be
-                    // trusted.
-                    report.outcome = "error";
-                    report.detail = keys.unsettled
-                                        ? "keys unsettled"
-                                        : "key lookup " + std::string(dns::to_string(keys.outcome));
-                    report.temporary_failure = true;
-                } else if (keys.keys.empty()) {
-                    report.outcome = "no-key";
-                } else {
-                    work.user(rcpt, keys, report);
-                    if (options.dry_run) {
-                        report.outcome = "dry-run";
-                    }
-                }
-                log::info("reseal", {{"user", report.address},
-                                     {"outcome", report.outcome},
-                                     {"detail", report.detail},
-                                     {"messages", std::to_string(report.messages)},
-                                     {"sealed", std::to_string(report.sealed)},
-                                     {"would_seal", std::to_string(report.would_seal)},
-                                     {"encrypted", std::to_string(report.encrypted)},
-                                     {"failed", std::to_string(report.failed)},
-                                     {"bytes", std::to_string(report.bytes_read)}});
-                if (!options.json) {
-                    out << summary(report, options.dry_run) << "\n";
-                    out.flush();
-                }
-                reports.push_back(std::move(report));
+    struct timespec start {};
+    ::clock_gettime(CLOCK_REALTIME, &start);
+    std::optional<struct timespec> since;
+    if (options.since_last_run) {
+        since = last_run(options.state_file);
+        if (!since) {
+            // The first run only sets the start: sealing the whole store changes every UID
+            // and is the operator's decision (a plain `reseal --all`), not a timer's.
+            if (options.dry_run) {
+                return EX_OK;
             }
-        });
+            if (auto problem = record_run(options.state_file, start)) {
+                err << "mailseal: reseal: " << util::printable(*problem) << "\n";
+                return EX_CANTCREAT;
+            }
+            out << "no earlier run recorded in " << util::printable(options.state_file.string())
+                << ": files put in place from now on will be sealed; mailseal reseal --all "
+                   "seals what is stored already\n";
+            return EX_OK;
+        }
+    }
+    std::vector<user_report> reports;
+    resealer work(cfg, options, since, err);
+    int setup =
+        users.empty()
+            ? EX_OK
+            : run_discovery(
+                  cfg, err,
+                  [&](discovery::key_discovery& discovery) -> boost::asio::awaitable<void> {
+                      for (const auto& rcpt : users) {
+                          user_report report;
+                          report.address = rcpt.user + "@" + rcpt.domain;
+                          std::error_code ec;
+                          if (!std::filesystem::is_directory(*rcpt.maildir, ec)) {
+                              report.outcome = "no-mailbox";
+                              report.detail = rcpt.maildir->string();
+                              reports.push_back(std::move(report));
+                              continue;
+                          }
+                          auto found = co_await discovery.find(rcpt);
+                          const auto& keys = found.chosen;
+                          if (keys.outcome == dns::outcome::bogus ||
+                              keys.outcome == dns::outcome::failure || keys.unsettled) {
+                              // Nothing is touched: the next run tries again with keys that can be
+                              // trusted.
+                              report.outcome = "error";
+                              report.detail =
+                                  keys.unsettled
+                                      ? "keys unsettled"
+                                      : "key lookup " + std::string(dns::to_string(keys.outcome));
+                              report.temporary_failure = true;
+                          } else if (keys.keys.empty()) {
+                              report.outcome = "no-key";
+                          } else {
+                              work.user(rcpt, keys, report);
+                              if (options.dry_run) {
+                                  report.outcome = "dry-run";
+                              }
+                          }
+                          log::info("reseal", {{"user", report.address},
+                                               {"outcome", report.outcome},
+                                               {"detail", report.detail},
+                                               {"messages", std::to_string(report.messages)},
+                                               {"sealed", std::to_string(report.sealed)},
+                                               {"would_seal", std::to_string(report.would_seal)},
+                                               {"encrypted", std::to_string(report.encrypted)},
+                                               {"failed", std::to_string(report.failed)},
+                                               {"bytes", std::to_string(report.bytes_read)}});
+                          if (!options.json) {
+                              out << summary(report, options.dry_run) << "\n";
+                              out.flush();
+                          }
+                          reports.push_back(std::move(report));
+                      }
+                  });
     if (setup != EX_OK) {
         return setup;
     }
@@ -679,7 +774,14 @@ int reseal(const config::config& cfg, const reseal_options& options, std::ostrea
         }
     }
     if (temporary) {
+        // The next --since-last-run run looks again at everything this one looked at.
         return EX_TEMPFAIL;
+    }
+    if (options.since_last_run && !options.dry_run) {
+        if (auto problem = record_run(options.state_file, start)) {
+            err << "mailseal: reseal: " << util::printable(*problem) << "\n";
+            return EX_CANTCREAT;
+        }
     }
     return missing ? EX_NOUSER : EX_OK;
 }

@@ -9,7 +9,9 @@ What each test is for:
   original entity (every line kept), its trace fields stay on top, its flags, owner, mode and
   mtime are kept and S=/W= are exact; encrypted ones and Drafts are untouched, byte for byte;
   no file under the Maildir holds a message's canary; a second run changes nothing;
-- --dry-run counts and changes nothing; --json reports; --folders selects;
+- --dry-run counts and changes nothing; --json reports; --folders selects; --since-last-run
+  (the timer's mode) looks only at files put in place since the last complete run, old
+  INTERNALDATEs included;
 - an OpenPGP user's mail is sealed as PGP/MIME that GnuPG opens;
 - a user without a key is skipped and reported, exit 0; an address that is not local is 67;
 - a replacement interrupted after its sealed copy was in place (both files there, a leftover
@@ -299,6 +301,49 @@ class ResealTest(ResealCase):
         code, out, err = self.reseal("someone@elsewhere.example")
         self.assertEqual(code, EX_NOUSER, (out, err))
         self.assertIn("not a local mailbox", err)
+
+    def test_since_last_run_looks_only_at_what_is_new(self):
+        state = os.path.join(self.dir, "reseal.last-run")
+        first = self.put("bob", "", stored_form(harness.message("first")))
+        self.put("bob", "Drafts", stored_form(harness.message("a draft"), trace=False), flags="D")
+        args = ("--since-last-run", "--state-file", state, "--all")
+        code, out, err = self.reseal(*args)
+        self.assertEqual(code, EX_OK, err)
+        self.assertIn("no earlier run recorded", out, "the first run only sets the start")
+        self.assertTrue(os.path.exists(first))
+        code, out, err = self.reseal("--all")
+        self.assertEqual(code, EX_OK, err)
+        self.assertFalse(os.path.exists(first))
+        code, out, err = self.reseal(*args)
+        self.assertEqual(code, EX_OK, err)
+        recorded = float(harness.read_text(state))
+        self.assertLess(abs(recorded - time.time()), 60)
+        # A client saves to Sent, and imports an old message into the INBOX (its mtime, the
+        # INTERNALDATE, years back): both are new since the last run.
+        sent = self.put("bob", "Sent", stored_form(harness.message("saved"), trace=False))
+        imported = self.put("bob", "", stored_form(harness.message("imported")),
+                            mtime=1000000000)
+        code, out, err = self.reseal(*args)
+        self.assertEqual(code, EX_OK, err)
+        # (Copies made in the last seconds of the last run are counted again, not read.)
+        self.assertRegex(out, r" sealed=2 encrypted=\d+ failed=0", "only the new files")
+        self.assertFalse(os.path.exists(sent) or os.path.exists(imported))
+        self.assertGreater(float(harness.read_text(state)), recorded)
+        code, out, err = self.reseal(*args)
+        self.assertEqual(code, EX_OK, err)
+        self.assertRegex(out, r" sealed=0 encrypted=\d+ failed=0")
+        # A file from before the recorded run (as if recorded an hour from now) is not looked
+        # at; a run without the option seals it.
+        older = self.put("bob", "", stored_form(harness.message("older")))
+        with open(state, "w") as f:
+            f.write(f"{int(time.time()) + 3600}.000000000\n")
+        code, out, err = self.reseal(*args)
+        self.assertEqual(code, EX_OK, err)
+        self.assertRegex(out, r" messages=0 sealed=0 ")
+        self.assertTrue(os.path.exists(older))
+        code, out, err = self.reseal("--all")
+        self.assertEqual(code, EX_OK, err)
+        self.assertFalse(os.path.exists(older))
 
     def test_all_finds_every_mailbox(self):
         bob = self.put("bob", "", stored_form(harness.message("bob's")))

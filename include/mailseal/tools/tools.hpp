@@ -126,6 +126,10 @@ struct reseal_options {
     double max_rate = 0;
     /// Afterwards, `doveadm mailbox cache purge` each user's folders.
     bool purge_dovecot_cache = false;
+    /// Only files put in place since the last complete run with this option (as `state_file`
+    /// records it), in folders changed since then; the first run covers everything.
+    bool since_last_run = false;
+    std::filesystem::path state_file = "/var/lib/mailseal/reseal.last-run";
 };
 
 /// `reseal ADDRESS... | --all`: seals the plaintext messages already stored in each user's
