@@ -784,6 +784,7 @@ std::optional<stored_message> stored_message_of(const std::filesystem::path& mai
     m.mode = st.st_mode & 07777;
     m.mtime = st.st_mtim;
     m.changed = st.st_ctim;
+    m.size = static_cast<std::uint64_t>(st.st_size);
     return m;
 }
 

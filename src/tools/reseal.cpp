@@ -4,11 +4,11 @@
 #include <fnmatch.h>
 #include <fstream>
 #include <iomanip>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <set>
 #include <spawn.h>
+#include <sstream>
 #include <sys/wait.h>
 #include <sysexits.h>
 #include <thread>
@@ -294,6 +294,78 @@ std::optional<store::stored_message> find_by_base(const std::filesystem::path& f
     return std::nullopt;
 }
 
+/// How far a user's run is, on standard error: a line redrawn in place on a terminal (at most
+/// ten times a second), otherwise a plain line every 30 seconds, for logs of long runs.
+class progress_display {
+public:
+    progress_display(std::ostream& out, bool terminal) : out_(out), terminal_(terminal) {}
+
+    void start(std::string user) {
+        user_ = std::move(user);
+        total_messages_ = done_messages_ = 0;
+        total_bytes_ = done_bytes_ = 0;
+        last_ = std::chrono::steady_clock::now();
+    }
+
+    void add_to_total(std::uint64_t bytes) {
+        ++total_messages_;
+        total_bytes_ += bytes;
+    }
+
+    void done(std::uint64_t bytes) {
+        ++done_messages_;
+        done_bytes_ += bytes;
+        auto now = std::chrono::steady_clock::now();
+        if (now - last_ < (terminal_ ? std::chrono::milliseconds(100) : std::chrono::seconds(30))) {
+            return;
+        }
+        last_ = now;
+        if (terminal_) {
+            out_ << "\r\033[K" << line() << std::flush;
+        } else {
+            out_ << "mailseal: reseal: " << line() << "\n" << std::flush;
+        }
+    }
+
+    /// Clears the terminal line, so the user's summary starts on a clean one.
+    void finish() {
+        if (terminal_ && done_messages_ > 0) {
+            out_ << "\r\033[K" << std::flush;
+        }
+    }
+
+private:
+    std::string line() const {
+        constexpr int width = 30;
+        auto fraction = total_bytes_ == 0
+                            ? 1.0
+                            : static_cast<double>(done_bytes_) / static_cast<double>(total_bytes_);
+        auto filled = static_cast<int>(fraction * width);
+        std::string bar =
+            terminal_ ? "[" + std::string(static_cast<std::size_t>(filled), '#') +
+                            std::string(static_cast<std::size_t>(width - filled), ' ') + "] "
+                      : std::string();
+        return user_ + ": " + bar + std::to_string(done_messages_) + "/" +
+               std::to_string(total_messages_) + " messages, " + megabytes(done_bytes_) + "/" +
+               megabytes(total_bytes_) + " MB";
+    }
+
+    static std::string megabytes(std::uint64_t bytes) {
+        std::ostringstream text;
+        text << std::fixed << std::setprecision(1) << static_cast<double>(bytes) / 1e6;
+        return text.str();
+    }
+
+    std::ostream& out_;
+    bool terminal_;
+    std::string user_;
+    std::uint64_t total_messages_ = 0;
+    std::uint64_t done_messages_ = 0;
+    std::uint64_t total_bytes_ = 0;
+    std::uint64_t done_bytes_ = 0;
+    std::chrono::steady_clock::time_point last_;
+};
+
 class resealer {
 public:
     /// `since`: only files changed since then (--since-last-run), and folders changed since.
@@ -305,14 +377,25 @@ public:
         auto policy = cfg_.seal.policy_for(rcpt.user, rcpt.domain);
         // Dovecot's names for the folders: Maildir++ ".Archive.2024" is "Archive.2024".
         std::vector<std::string> mailboxes;
+        std::vector<folder_scan> scans;
+        progress_.start(report.address);
         for (const auto& folder : store::maildir_folders(*rcpt.maildir)) {
             if (!wanted(folder.name)) {
                 continue;
             }
             ++report.folders;
             mailboxes.push_back(folder.name);
-            this->folder(folder, policy, keys, report);
+            scans.push_back(scan(folder));
+            for (const auto& file : scans.back().files) {
+                if (to_process(scans.back(), file)) {
+                    progress_.add_to_total(file.size);
+                }
+            }
         }
+        for (const auto& s : scans) {
+            process(s, policy, keys, report);
+        }
+        progress_.finish();
         if (options_.purge_dovecot_cache && !options_.dry_run && !mailboxes.empty()) {
             // Dovecot's cache may still hold fields and previews of the messages that were
             // plaintext; a purge rewrites it without the expunged ones.
@@ -329,6 +412,14 @@ public:
     }
 
 private:
+    /// One folder's message files, listed before any is touched.
+    struct folder_scan {
+        std::filesystem::path path;
+        std::vector<store::stored_message> files;
+        /// The sealed copies in the folder, by the unique part of the message they replace.
+        std::set<std::string, std::less<>> sealed_for;
+    };
+
     bool wanted(const std::string& folder) const {
         if (options_.folders.empty()) {
             // A client editing a draft saves it again and again: it must not see it vanish.
@@ -347,15 +438,14 @@ private:
         return !since_ || ::stat(dir.c_str(), &st) != 0 || !earlier(st.st_mtim, *since_);
     }
 
-    void folder(const store::maildir_folder& folder, const config::seal_policy& policy,
-                const seal::key_set& keys, user_report& report) {
+    folder_scan scan(const store::maildir_folder& folder) const {
+        folder_scan out;
+        out.path = folder.path;
         if (!changed_since_last_run(folder.path / "cur") &&
             !changed_since_last_run(folder.path / "new") &&
             !changed_since_last_run(folder.path / "tmp")) {
-            return;
+            return out;
         }
-        std::vector<store::stored_message> files;
-        std::map<std::string, std::string, std::less<>> sealed_copies; // unique part → name
         for (const char* sub : {"cur", "new"}) {
             std::error_code ec;
             for (std::filesystem::directory_iterator it(folder.path / sub, ec), end;
@@ -369,17 +459,28 @@ private:
                     continue;
                 }
                 if (is_sealed_copy_name(name)) {
-                    auto unique = std::string(unique_part(name));
-                    sealed_copies.emplace(unique.substr(0, unique.size() - sealed_suffix.size()),
-                                          name);
+                    auto unique = unique_part(name);
+                    out.sealed_for.emplace(unique.substr(0, unique.size() - sealed_suffix.size()));
                 }
-                files.push_back(std::move(*m));
+                out.files.push_back(std::move(*m));
             }
         }
+        return out;
+    }
+
+    /// Whether `file` is read and perhaps sealed (rather than counted, finished or skipped).
+    bool to_process(const folder_scan& scan, const store::stored_message& file) const {
+        return !is_sealed_copy_name(file.name) &&
+               !scan.sealed_for.contains(unique_part(file.name)) &&
+               !(since_ && earlier(file.changed, *since_));
+    }
+
+    void process(const folder_scan& scan, const config::seal_policy& policy,
+                 const seal::key_set& keys, user_report& report) {
         if (!options_.dry_run) {
-            remove_own_tmp_files(folder.path);
+            remove_own_tmp_files(scan.path);
         }
-        for (auto& file : files) {
+        for (const auto& file : scan.files) {
             if (is_sealed_copy_name(file.name)) {
                 if (!since_ || !earlier(file.changed, *since_)) {
                     ++report.messages;
@@ -387,20 +488,21 @@ private:
                 }
                 continue;
             }
-            if (sealed_copies.contains(unique_part(file.name))) {
+            if (scan.sealed_for.contains(unique_part(file.name))) {
                 // A replacement a crash interrupted after the sealed copy was in place.
                 ++report.messages;
                 if (!options_.dry_run) {
-                    finish_earlier(folder.path, file, report);
+                    finish_earlier(scan.path, file, report);
                 }
                 continue;
             }
-            if (since_ && earlier(file.changed, *since_)) {
+            if (!to_process(scan, file)) {
                 continue; // looked at by an earlier run
             }
             ++report.messages;
             pace();
-            auto outcome = message(folder.path, file, policy, keys, report);
+            auto outcome = message(scan.path, file, policy, keys, report);
+            progress_.done(file.size);
             switch (outcome) {
             case message_outcome::sealed:
                 ++report.sealed;
@@ -599,6 +701,7 @@ private:
     const reseal_options& options_;
     std::optional<struct timespec> since_;
     std::ostream& err_;
+    progress_display progress_{err_, ::isatty(STDERR_FILENO) == 1};
     std::chrono::steady_clock::time_point next_start_{};
 };
 

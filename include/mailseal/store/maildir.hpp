@@ -139,8 +139,9 @@ struct stored_message {
     gid_t group = 0;
     mode_t mode = 0600;
     struct timespec mtime {};
-    /// When the file was last put or renamed where it is (its ctime); not kept.
+    /// When the file was last put or renamed where it is (its ctime), and its size; not kept.
     struct timespec changed {};
+    std::uint64_t size = 0;
 
     /// The name up to the info suffix (Dovecot keys a message's UID on it).
     std::string_view base() const;
