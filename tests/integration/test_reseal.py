@@ -14,6 +14,8 @@ What each test is for:
   INTERNALDATEs included;
 - an OpenPGP user's mail is sealed as PGP/MIME that GnuPG opens;
 - a user without a key is skipped and reported, exit 0; an address that is not local is 67;
+- keys from DNSSEC (the DNS test bed's NSD): a secure SMIMEA record seals; a bogus answer or a
+  server that never answers leaves that user's mail untouched, says why, and exits 75;
 - a replacement interrupted after its sealed copy was in place (both files there, a leftover
   tmp/ file) is finished by the next run: one copy, sealed;
 - with Dovecot serving the same Maildirs: doveadm fetch lists the same messages in the same
@@ -38,6 +40,7 @@ import time
 
 import corpus
 import decryptors
+import dnsbed
 import harness
 import pgpkeys
 from messages import (crlf, fixture, pgp_mime_message, reference_split, smime_message,
@@ -499,3 +502,55 @@ class DovecotTest(ResealCase):
                     if re.search(r"Error|Panic|Fatal|corrupt|mismatch|Cached message size",
                                  line)]
         self.assertEqual(problems, [], "Dovecot's log")
+
+
+class DnssecTest(harness.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.bed = dnsbed.start_for_class(cls)
+
+    def setUp(self):
+        super().setUp()
+        self.vmail = os.path.join(self.dir, "vmail")
+        self.config_path = os.path.join(self.dir, "mailseal.toml")
+        with open(self.config_path, "w") as f:
+            f.write(harness.to_toml({
+                "listen": [{"tcp": "127.0.0.1:0"}],
+                "mailbox": {"domains": ["signed.test", "bogus.test", "dead.test"],
+                            "on_missing": "refuse",
+                            "maildir": os.path.join(self.vmail, "%d", "%n", "Maildir")},
+                **self.bed.mailseal_overrides(),
+            }))
+
+    def put(self, address):
+        local, domain = address.split("@")
+        maildir = os.path.join(self.vmail, domain, local, "Maildir")
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(maildir, sub), exist_ok=True)
+        original = harness.message("for " + address, b"Secret text.\r\n")
+        path = os.path.join(maildir, "cur", "1700000000.M1P1Q1.mx:2,S")
+        write_message(path, stored_form(original), 1600000000)
+        return maildir, original
+
+    def test_secure_keys_seal_and_bogus_or_failed_lookups_touch_nothing(self):
+        signed, original = self.put("alice@signed.test")
+        bogus, _ = self.put("alice@bogus.test")
+        dead, _ = self.put("alice@dead.test")
+        untouched = {m: listing(m) for m in (bogus, dead)}
+        proc = subprocess.run([harness.MAILSEAL_BIN, "reseal", "-c", self.config_path,
+                               "alice@signed.test", "alice@bogus.test", "alice@dead.test"],
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=RUN_TIMEOUT)
+        out = proc.stdout.decode()
+        self.assertEqual(proc.returncode, 75, (out, proc.stderr.decode()))
+        self.assertIn("alice@signed.test: done; folders=1 messages=1 sealed=1", out)
+        self.assertIn("alice@bogus.test: error (key lookup bogus)", out)
+        self.assertIn("alice@dead.test: error (key lookup failure)", out)
+        for maildir, before in untouched.items():
+            self.assertEqual(listing(maildir), before, f"{maildir} must not change")
+        [name] = os.listdir(os.path.join(signed, "cur"))
+        stored = harness.read_bytes(os.path.join(signed, "cur", name))
+        cert = self.bed.certs["alice@signed.test"]
+        ident = decryptors.Identity.from_files(cert.address, cert.pem, cert.key, "rsa")
+        self.addCleanup(ident.close)
+        inner = decryptors.decrypt_openssl(decryptors.extract_cms(stored), ident)
+        self.assertEqual(inner, b"\r\nSecret text.\r\n")
