@@ -278,6 +278,37 @@ std::string name_generator::next(std::chrono::system_clock::time_point now) {
            std::to_string(::getpid()) + "Q" + std::to_string(n) + "." + host_;
 }
 
+/// Refuses a name for a new file before anything is created: a "/" would leave tmp/, and
+/// readers skip names starting with ".".
+std::optional<failure> refuse_name(const std::string& unique_name) {
+    if (unique_name.empty() || unique_name.front() == '.' ||
+        unique_name.find('/') != std::string::npos) {
+        return failure{error_kind::io, EINVAL, "invalid Maildir file name \"" + unique_name + "\""};
+    }
+    return std::nullopt;
+}
+
+/// Moves from_dir/name to to_dir/target in one atomic step, never over an existing file:
+/// RENAME_NOREPLACE, or where the file system lacks it (NFS) the Maildir spec's link() +
+/// unlink(), which gives the same guarantee. `target_path` names the target in the failure.
+std::optional<failure> rename_without_replacing(int from_dir, const std::string& name, int to_dir,
+                                                const std::string& target,
+                                                const std::filesystem::path& target_path) {
+    if (::renameat2(from_dir, name.c_str(), to_dir, target.c_str(), RENAME_NOREPLACE) == 0) {
+        return std::nullopt;
+    }
+    if (errno != EINVAL) {
+        return sys_failure(errno, "rename", target_path);
+    }
+    if (::linkat(from_dir, name.c_str(), to_dir, target.c_str(), 0) != 0) {
+        return sys_failure(errno, "link", target_path);
+    }
+    // The file is in place now; a tmp/ name left behind by a failed unlink is only stale
+    // housekeeping (removed after 36 hours), never a second copy.
+    ::unlinkat(from_dir, name.c_str(), 0);
+    return std::nullopt;
+}
+
 /// One block's bytes in Maildir form.
 struct maildir_form {
     std::size_t size = 0;
@@ -462,16 +493,32 @@ private:
 std::variant<delivery, failure> delivery::begin(const std::filesystem::path& maildir,
                                                 const std::string& unique_name,
                                                 const maildir_options& options) {
-    // A "/" would leave tmp/, and readers skip names starting with ".".
-    if (unique_name.empty() || unique_name.front() == '.' ||
-        unique_name.find('/') != std::string::npos) {
-        return failure{error_kind::io, EINVAL, "invalid Maildir file name \"" + unique_name + "\""};
+    if (auto f = refuse_name(unique_name)) {
+        return *std::move(f);
     }
     auto tmp_dir = open_maildir(maildir, options);
     if (auto* f = std::get_if<failure>(&tmp_dir)) {
         return std::move(*f);
     }
-    auto& tmp = std::get<util::unique_fd>(tmp_dir);
+    return begin_in_tmp(maildir, std::move(std::get<util::unique_fd>(tmp_dir)), unique_name);
+}
+
+std::variant<delivery, failure> delivery::begin_at(int maildir_fd,
+                                                   const std::filesystem::path& maildir,
+                                                   const std::string& unique_name) {
+    if (auto f = refuse_name(unique_name)) {
+        return *std::move(f);
+    }
+    auto tmp_dir = open_subdirectory(maildir_fd, maildir, "tmp", {});
+    if (auto* f = std::get_if<failure>(&tmp_dir)) {
+        return std::move(*f);
+    }
+    return begin_in_tmp(maildir, std::move(std::get<util::unique_fd>(tmp_dir)), unique_name);
+}
+
+std::variant<delivery, failure> delivery::begin_in_tmp(const std::filesystem::path& maildir,
+                                                       util::unique_fd tmp,
+                                                       const std::string& unique_name) {
     auto tmp_path = maildir / "tmp" / unique_name;
     // O_EXCL: never write into a file someone else created. The name is unique, so EEXIST
     // means a bug or a hostile file, and fails instead of trying another name. O_NOFOLLOW: a
@@ -573,7 +620,9 @@ std::optional<failure> delivery::flush(bool last) {
         buffer_.pop_back();
     }
     if (buffer_.empty()) {
-        buffer_ += '\r';
+        if (carry_cr) {
+            buffer_ += '\r';
+        }
         return std::nullopt;
     }
     if (!writer_ && received_ + buffer_.size() >= background_threshold) {
@@ -685,17 +734,9 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
     //    fail() removes it, so new/ is untouched.
     auto final_name = name_ + size_suffix(size_, crlf_size_);
     auto final_path = new_dir_path / final_name;
-    if (::renameat2(tmp_dir_.get(), name_.c_str(), new_dir.get(), final_name.c_str(),
-                    RENAME_NOREPLACE) != 0) {
-        if (errno != EINVAL) {
-            return fail(sys_failure(errno, "rename", final_path));
-        }
-        if (::linkat(tmp_dir_.get(), name_.c_str(), new_dir.get(), final_name.c_str(), 0) != 0) {
-            return fail(sys_failure(errno, "link", final_path));
-        }
-        // The message is in new/ now; a tmp/ name left behind by a failed unlink is only
-        // stale housekeeping (removed after 36 hours), never a second copy.
-        ::unlinkat(tmp_dir_.get(), name_.c_str(), 0);
+    if (auto f = rename_without_replacing(tmp_dir_.get(), name_, new_dir.get(), final_name,
+                                          final_path)) {
+        return fail(*std::move(f));
     }
     tmp_exists_ = false;
     // 7. fsync new/ so that the rename itself survives a crash. Only now may the caller reply
@@ -728,17 +769,9 @@ std::variant<std::filesystem::path, failure> delivery::commit_replacing(const st
     }
     auto final_name = name_ + size_suffix(size_, crlf_size_) + std::string(old.info());
     auto final_path = dir_path / final_name;
-    // Never over an existing file, as commit() (same fallback for file systems without
-    // RENAME_NOREPLACE).
-    if (::renameat2(tmp_dir_.get(), name_.c_str(), dir.get(), final_name.c_str(),
-                    RENAME_NOREPLACE) != 0) {
-        if (errno != EINVAL) {
-            return fail(sys_failure(errno, "rename", final_path));
-        }
-        if (::linkat(tmp_dir_.get(), name_.c_str(), dir.get(), final_name.c_str(), 0) != 0) {
-            return fail(sys_failure(errno, "link", final_path));
-        }
-        ::unlinkat(tmp_dir_.get(), name_.c_str(), 0);
+    if (auto f =
+            rename_without_replacing(tmp_dir_.get(), name_, dir.get(), final_name, final_path)) {
+        return fail(*std::move(f));
     }
     tmp_exists_ = false;
     // The new file must be durable before the old one goes: a crash in between leaves both,
@@ -769,11 +802,11 @@ std::string_view stored_message::info() const {
     return colon == std::string::npos ? std::string_view() : std::string_view(name).substr(colon);
 }
 
-std::optional<stored_message> stored_message_of(const std::filesystem::path& maildir,
-                                                std::string subdirectory, std::string name) {
-    auto path = maildir / subdirectory / name;
+std::optional<stored_message> stored_message_of(int subdirectory_fd, std::string subdirectory,
+                                                std::string name) {
     struct stat st {};
-    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (::fstatat(subdirectory_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(st.st_mode)) {
         return std::nullopt;
     }
     stored_message m;

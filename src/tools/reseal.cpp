@@ -1,14 +1,19 @@
 #include <cerrno>
 #include <chrono>
+#include <dirent.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <fstream>
 #include <iomanip>
+#include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <set>
 #include <spawn.h>
 #include <sstream>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <sysexits.h>
 #include <thread>
@@ -48,52 +53,75 @@ bool earlier(const struct timespec& a, const struct timespec& b) {
     return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
 }
 
-/// The last complete run's start, from --since-last-run's state file ("<seconds>.<nanoseconds>");
-/// nullopt when there is none yet (or it cannot be read: everything is looked at).
-std::optional<struct timespec> last_run(const std::filesystem::path& state_file) {
+/// The last complete run's start, from --since-last-run's state file ("<seconds>.<nanoseconds>")
+/// less since_margin; nullopt when there is no state file yet; an error text when it cannot be
+/// read or parsed (never taken for a first run: that would skip what came since).
+std::variant<std::optional<struct timespec>, std::string>
+last_run(const std::filesystem::path& state_file) {
     std::ifstream in(state_file);
+    if (!in) {
+        if (errno == ENOENT) {
+            return std::optional<struct timespec>{};
+        }
+        return "cannot read " + state_file.string() + ": " + util::errno_text(errno);
+    }
     long long seconds = 0;
     char dot = 0;
     long nanoseconds = 0;
     if (!(in >> seconds >> dot >> nanoseconds) || dot != '.' || nanoseconds < 0 ||
         nanoseconds >= 1000000000) {
-        return std::nullopt;
+        return state_file.string() + " does not hold a time (<seconds>.<nanoseconds>)";
     }
     struct timespec t {};
     t.tv_sec = static_cast<time_t>(seconds - since_margin.count());
     t.tv_nsec = nanoseconds;
-    return t;
+    return std::optional<struct timespec>{t};
 }
 
-/// Records `start` as the last complete run's, replacing the state file in one step.
+/// Records `start` as the last complete run's, durably, replacing the state file in one step.
 std::optional<std::string> record_run(const std::filesystem::path& state_file,
                                       const struct timespec& start) {
     auto tmp = state_file;
     tmp += ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        out << start.tv_sec << "." << std::setw(9) << std::setfill('0') << start.tv_nsec << "\n";
-        out.flush();
-        if (!out) {
-            return "cannot write " + tmp.string();
-        }
+    std::ostringstream text;
+    text << start.tv_sec << "." << std::setw(9) << std::setfill('0') << start.tv_nsec << "\n";
+    auto data = text.str();
+    util::unique_fd fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)};
+    if (!fd || ::write(fd.get(), data.data(), data.size()) != static_cast<ssize_t>(data.size()) ||
+        ::fsync(fd.get()) != 0 || fd.close() != 0) {
+        return "cannot write " + tmp.string() + ": " + util::errno_text(errno);
     }
-    std::error_code ec;
-    std::filesystem::rename(tmp, state_file, ec);
-    if (ec) {
-        return "cannot rename " + tmp.string() + ": " + ec.message();
+    if (::rename(tmp.c_str(), state_file.c_str()) != 0) {
+        return "cannot rename " + tmp.string() + ": " + util::errno_text(errno);
+    }
+    auto parent =
+        state_file.parent_path().empty() ? std::filesystem::path(".") : state_file.parent_path();
+    util::unique_fd dir{::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+    if (!dir || ::fsync(dir.get()) != 0) {
+        return "cannot fsync " + parent.string() + ": " + util::errno_text(errno);
     }
     return std::nullopt;
 }
 
-/// The unique part of a Maildir file name: up to the first ',' (S=, W= and other fields) or ':'
-/// (the info suffix).
-std::string_view unique_part(std::string_view name) {
-    return name.substr(0, name.find_first_of(",:"));
+/// What names a message across a replacement: its file name up to the info suffix, without the
+/// S= and W= fields (which a sealed copy has anew). A sealed copy's key is its message's key
+/// with sealed_suffix.
+std::string message_key(std::string_view name) {
+    auto base = name.substr(0, name.find(':'));
+    std::string key;
+    for (std::size_t at = 0; at < base.size();) {
+        auto comma = base.find(',', at + 1);
+        auto field = base.substr(at, comma == std::string_view::npos ? comma : comma - at);
+        if (at == 0 || !(field.starts_with(",S=") || field.starts_with(",W="))) {
+            key += field;
+        }
+        at = comma == std::string_view::npos ? base.size() : comma;
+    }
+    return key;
 }
 
 bool is_sealed_copy_name(std::string_view name) {
-    return unique_part(name).ends_with(sealed_suffix);
+    return message_key(name).ends_with(sealed_suffix);
 }
 
 /// Header fields a delivery puts on top: they stay on top of the sealed copy, outside the
@@ -210,10 +238,10 @@ struct user_report {
 /// but ciphertext is ever written.
 class replacement_sink final : public seal::copy_sink {
 public:
-    replacement_sink(const std::filesystem::path& folder, std::string tmp_name, std::string trace,
-                     bool dry_run)
-        : folder_(folder), tmp_name_(std::move(tmp_name)), trace_(std::move(trace)),
-          dry_run_(dry_run) {}
+    replacement_sink(int folder_fd, const std::filesystem::path& folder, std::string tmp_name,
+                     std::string trace, bool dry_run)
+        : folder_fd_(folder_fd), folder_(folder), tmp_name_(std::move(tmp_name)),
+          trace_(std::move(trace)), dry_run_(dry_run) {}
 
     void watch(const seal::message_sealer& sealer) { sealer_ = &sealer; }
 
@@ -222,7 +250,7 @@ public:
         if (dry_run_ || !r.decided || r.decided->what != seal::action::seal) {
             return lmtp::reply(lmtp::replies::local_error, "not replaced");
         }
-        auto begun = store::delivery::begin(folder_, tmp_name_, {});
+        auto begun = store::delivery::begin_at(folder_fd_, folder_, tmp_name_);
         if (auto* f = std::get_if<store::failure>(&begun)) {
             problem_ = f->str();
             return lmtp::reply(lmtp::replies::local_error, problem_);
@@ -243,6 +271,7 @@ public:
     const std::string& problem() const { return problem_; }
 
 private:
+    int folder_fd_;
     const std::filesystem::path& folder_;
     std::string tmp_name_;
     std::string trace_;
@@ -274,24 +303,6 @@ std::optional<std::string> run_command(const std::vector<std::string>& argv) {
     }
     return argv[0] + (WIFEXITED(status) ? " exited " + std::to_string(WEXITSTATUS(status))
                                         : std::string(" was killed"));
-}
-
-/// The message file in cur/ or new/ whose name starts with `base` (up to its info suffix).
-std::optional<store::stored_message> find_by_base(const std::filesystem::path& folder,
-                                                  std::string_view base) {
-    for (const char* sub : {"cur", "new"}) {
-        std::error_code ec;
-        for (std::filesystem::directory_iterator it(folder / sub, ec), end; !ec && it != end;
-             it.increment(ec)) {
-            auto name = it->path().filename().string();
-            if (std::string_view(name).substr(0, name.find(':')) == base) {
-                if (auto m = store::stored_message_of(folder, sub, name)) {
-                    return m;
-                }
-            }
-        }
-    }
-    return std::nullopt;
 }
 
 /// How far a user's run is, on standard error: a line redrawn in place on a terminal (at most
@@ -366,6 +377,83 @@ private:
     std::chrono::steady_clock::time_point last_;
 };
 
+/// A folder opened for one run: its directory and cur/ and new/, never through a link put in
+/// their place later (as the store opens a Maildir), and every file in them by name.
+struct folder_scan {
+    std::filesystem::path path;
+    util::unique_fd dir;
+    util::unique_fd cur;
+    util::unique_fd new_;
+    std::vector<store::stored_message> files;
+    /// The sealed copies in the folder, by the key of the message each replaces.
+    std::map<std::string, store::stored_message, std::less<>> copies;
+
+    int fd_of(std::string_view subdirectory) const {
+        return subdirectory == "cur" ? cur.get() : new_.get();
+    }
+    std::filesystem::path path_of(const store::stored_message& m) const {
+        return path / m.subdirectory / m.name;
+    }
+};
+
+/// Opens a directory below `parent_fd`, refusing a link.
+util::unique_fd open_directory_at(int parent_fd, const char* name) {
+    return util::unique_fd{
+        ::openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)};
+}
+
+/// The regular files of a directory (by its descriptor, which stays open), as stored messages.
+std::vector<store::stored_message> list_messages(int dir_fd, const char* subdirectory) {
+    std::vector<store::stored_message> out;
+    int copy = ::dup(dir_fd);
+    DIR* dir = copy < 0 ? nullptr : ::fdopendir(copy);
+    if (dir == nullptr) {
+        if (copy >= 0) {
+            ::close(copy);
+        }
+        return out;
+    }
+    std::unique_ptr<DIR, int (*)(DIR*)> owner(dir, &::closedir);
+    ::rewinddir(dir);
+    while (const dirent* entry = ::readdir(dir)) {
+        std::string name = entry->d_name;
+        if (name.starts_with('.')) {
+            continue;
+        }
+        if (auto m = store::stored_message_of(dir_fd, subdirectory, name)) {
+            out.push_back(std::move(*m));
+        }
+    }
+    return out;
+}
+
+/// The message file in cur/ or new/ of `scan` whose key is `key`, as it is named now (a mail
+/// client may have renamed it: flags changed, moved from new/ to cur/).
+std::optional<store::stored_message> find_by_key(const folder_scan& scan, std::string_view key) {
+    for (const char* sub : {"cur", "new"}) {
+        for (auto& m : list_messages(scan.fd_of(sub), sub)) {
+            if (message_key(m.name) == key) {
+                return std::move(m);
+            }
+        }
+    }
+    return std::nullopt;
+}
+
+/// The first octets of a file hold a sealed copy's Mailseal: field.
+bool holds_sealed_field(int dir_fd, const std::string& name) {
+    util::unique_fd fd{::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)};
+    if (!fd) {
+        return false;
+    }
+    std::string head(4096, '\0');
+    auto n = ::read(fd.get(), head.data(), head.size());
+    head.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    auto field = head.find("\nMailseal: sealed;");
+    return field != std::string::npos &&
+           head.substr(field, head.find('\n', field + 1) - field).ends_with("; resealed");
+}
+
 class resealer {
 public:
     /// `since`: only files changed since then (--since-last-run), and folders changed since.
@@ -374,6 +462,16 @@ public:
         : cfg_(cfg), options_(options), since_(since), err_(err) {}
 
     void user(const recipient::recipient& rcpt, const seal::key_set& keys, user_report& report) {
+        // One run at a time in a Maildir: a second one would remove the first one's unfinished
+        // copies from tmp/. The lock goes with the process, however it ends.
+        util::unique_fd root{::open(rcpt.maildir->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+        if (!root || ::flock(root.get(), LOCK_EX | LOCK_NB) != 0) {
+            report.outcome = "error";
+            report.detail = !root ? "cannot open the Maildir: " + util::errno_text(errno)
+                                  : "another reseal is working on this Maildir";
+            report.temporary_failure = true;
+            return;
+        }
         auto policy = cfg_.seal.policy_for(rcpt.user, rcpt.domain);
         // Dovecot's names for the folders: Maildir++ ".Archive.2024" is "Archive.2024".
         std::vector<std::string> mailboxes;
@@ -385,15 +483,22 @@ public:
             }
             ++report.folders;
             mailboxes.push_back(folder.name);
-            scans.push_back(scan(folder));
+            auto scanned = scan(root.get(), folder);
+            if (!scanned) {
+                err_ << "mailseal: reseal: cannot open " << util::printable(folder.path.string())
+                     << " (a link, or not a Maildir)\n";
+                report.temporary_failure = true;
+                continue;
+            }
+            scans.push_back(std::move(*scanned));
             for (const auto& file : scans.back().files) {
-                if (to_process(scans.back(), file)) {
+                if (to_process(file)) {
                     progress_.add_to_total(file.size);
                 }
             }
         }
-        for (const auto& s : scans) {
-            process(s, policy, keys, report);
+        for (const auto& scanned : scans) {
+            process(scanned, policy, keys, report);
         }
         progress_.finish();
         if (options_.purge_dovecot_cache && !options_.dry_run && !mailboxes.empty()) {
@@ -412,14 +517,6 @@ public:
     }
 
 private:
-    /// One folder's message files, listed before any is touched.
-    struct folder_scan {
-        std::filesystem::path path;
-        std::vector<store::stored_message> files;
-        /// The sealed copies in the folder, by the unique part of the message they replace.
-        std::set<std::string, std::less<>> sealed_for;
-    };
-
     bool wanted(const std::string& folder) const {
         if (options_.folders.empty()) {
             // A client editing a draft saves it again and again: it must not see it vanish.
@@ -433,52 +530,56 @@ private:
 
     /// Whether a directory's entries changed since the last run: its mtime moves whenever a
     /// file is added, renamed or removed.
-    bool changed_since_last_run(const std::filesystem::path& dir) const {
+    bool changed_since_last_run(int dir_fd) const {
         struct stat st {};
-        return !since_ || ::stat(dir.c_str(), &st) != 0 || !earlier(st.st_mtim, *since_);
+        return !since_ || ::fstat(dir_fd, &st) != 0 || !earlier(st.st_mtim, *since_);
     }
 
-    folder_scan scan(const store::maildir_folder& folder) const {
+    /// The folder's files; nullopt when it cannot be opened safely.
+    std::optional<folder_scan> scan(int root_fd, const store::maildir_folder& folder) const {
         folder_scan out;
         out.path = folder.path;
-        if (!changed_since_last_run(folder.path / "cur") &&
-            !changed_since_last_run(folder.path / "new") &&
-            !changed_since_last_run(folder.path / "tmp")) {
+        // The Maildir itself is the INBOX; a subfolder is opened below it, never through a link.
+        out.dir = folder.name == "INBOX"
+                      ? util::unique_fd{::dup(root_fd)}
+                      : open_directory_at(root_fd, folder.path.filename().c_str());
+        if (!out.dir) {
+            return std::nullopt;
+        }
+        out.cur = open_directory_at(out.dir.get(), "cur");
+        out.new_ = open_directory_at(out.dir.get(), "new");
+        util::unique_fd tmp = open_directory_at(out.dir.get(), "tmp");
+        if (!out.cur || !out.new_ || !tmp) {
+            return std::nullopt;
+        }
+        if (!changed_since_last_run(out.cur.get()) && !changed_since_last_run(out.new_.get()) &&
+            !changed_since_last_run(tmp.get())) {
             return out;
         }
         for (const char* sub : {"cur", "new"}) {
-            std::error_code ec;
-            for (std::filesystem::directory_iterator it(folder.path / sub, ec), end;
-                 !ec && it != end; it.increment(ec)) {
-                auto name = it->path().filename().string();
-                if (name.starts_with('.')) {
-                    continue;
+            for (auto& m : list_messages(out.fd_of(sub), sub)) {
+                if (is_sealed_copy_name(m.name)) {
+                    auto key = message_key(m.name);
+                    out.copies.emplace(key.substr(0, key.size() - sealed_suffix.size()), m);
                 }
-                auto m = store::stored_message_of(folder.path, sub, name);
-                if (!m) {
-                    continue;
-                }
-                if (is_sealed_copy_name(name)) {
-                    auto unique = unique_part(name);
-                    out.sealed_for.emplace(unique.substr(0, unique.size() - sealed_suffix.size()));
-                }
-                out.files.push_back(std::move(*m));
+                out.files.push_back(std::move(m));
             }
         }
         return out;
     }
 
-    /// Whether `file` is read and perhaps sealed (rather than counted, finished or skipped).
-    bool to_process(const folder_scan& scan, const store::stored_message& file) const {
-        return !is_sealed_copy_name(file.name) &&
-               !scan.sealed_for.contains(unique_part(file.name)) &&
-               !(since_ && earlier(file.changed, *since_));
+    /// Whether `file` is read and perhaps sealed: not a sealed copy, and new enough.
+    bool to_process(const store::stored_message& file) const {
+        return !is_sealed_copy_name(file.name) && !(since_ && earlier(file.changed, *since_));
     }
 
     void process(const folder_scan& scan, const config::seal_policy& policy,
                  const seal::key_set& keys, user_report& report) {
         if (!options_.dry_run) {
-            remove_own_tmp_files(scan.path);
+            remove_own_tmp_files(scan);
+            // Files a crashed writer (any delivery agent, a client's save) left in tmp/ may be
+            // plaintext; the Maildir spec's 36 hours tell them from writes in progress.
+            store::remove_stale_tmp(scan.path, std::chrono::system_clock::now());
         }
         for (const auto& file : scan.files) {
             if (is_sealed_copy_name(file.name)) {
@@ -488,20 +589,18 @@ private:
                 }
                 continue;
             }
-            if (scan.sealed_for.contains(unique_part(file.name))) {
-                // A replacement a crash interrupted after the sealed copy was in place.
+            auto copy = scan.copies.find(message_key(file.name));
+            if (copy != scan.copies.end() && !options_.dry_run &&
+                finish_earlier(scan, file, copy->second, report)) {
                 ++report.messages;
-                if (!options_.dry_run) {
-                    finish_earlier(scan.path, file, report);
-                }
                 continue;
             }
-            if (!to_process(scan, file)) {
+            if (!to_process(file)) {
                 continue; // looked at by an earlier run
             }
             ++report.messages;
             pace();
-            auto outcome = message(scan.path, file, policy, keys, report);
+            auto outcome = message(scan, file, policy, keys, report);
             progress_.done(file.size);
             switch (outcome) {
             case message_outcome::sealed:
@@ -524,37 +623,46 @@ private:
         }
     }
 
-    /// tmp/ files of this tool: sealed copies a crash left unfinished, ciphertext only.
-    void remove_own_tmp_files(const std::filesystem::path& folder) {
-        std::error_code ec;
-        for (std::filesystem::directory_iterator it(folder / "tmp", ec), end; !ec && it != end;
-             it.increment(ec)) {
-            auto name = it->path().filename().string();
-            if (is_sealed_copy_name(name) && it->is_regular_file(ec)) {
-                std::filesystem::remove(it->path(), ec);
+    /// tmp/ files of this tool: sealed copies a crash left unfinished, ciphertext only. Under
+    /// the Maildir's lock, no other run is writing them.
+    void remove_own_tmp_files(const folder_scan& scan) {
+        util::unique_fd tmp = open_directory_at(scan.dir.get(), "tmp");
+        if (!tmp) {
+            return;
+        }
+        for (const auto& m : list_messages(tmp.get(), "tmp")) {
+            if (is_sealed_copy_name(m.name)) {
+                ::unlinkat(tmp.get(), m.name.c_str(), 0);
             }
         }
     }
 
-    void finish_earlier(const std::filesystem::path& folder, const store::stored_message& file,
-                        user_report& report) {
-        auto path = folder / file.subdirectory / file.name;
-        if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-            err_ << "mailseal: reseal: cannot remove " << util::printable(path.string()) << ": "
+    /// A replacement a crash interrupted after the sealed copy was in place: removes the
+    /// plaintext once the copy is seen to be there and sealed. False when it is not (removed
+    /// meanwhile): the message is then sealed again like any other.
+    bool finish_earlier(const folder_scan& scan, const store::stored_message& file,
+                        const store::stored_message& copy, user_report& report) {
+        if (!holds_sealed_field(scan.fd_of(copy.subdirectory), copy.name)) {
+            return false;
+        }
+        int dir = scan.fd_of(file.subdirectory);
+        if (::unlinkat(dir, file.name.c_str(), 0) != 0 && errno != ENOENT) {
+            err_ << "mailseal: reseal: cannot remove "
+                 << util::printable(scan.path_of(file).string()) << ": " << util::errno_text(errno)
+                 << "\n";
+            ++report.failed;
+            report.temporary_failure = true;
+            return true;
+        }
+        if (::fsync(dir) != 0) {
+            err_ << "mailseal: reseal: fsync " << util::printable(scan.path.string()) << ": "
                  << util::errno_text(errno) << "\n";
             ++report.failed;
             report.temporary_failure = true;
-            return;
+            return true;
         }
-        sync_directory(folder / file.subdirectory);
         ++report.finished_earlier;
-    }
-
-    static void sync_directory(const std::filesystem::path& dir) {
-        util::unique_fd fd{::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
-        if (fd) {
-            ::fsync(fd.get());
-        }
+        return true;
     }
 
     /// Keeps to --max-rate messages per second.
@@ -572,15 +680,26 @@ private:
         next_start_ = now + interval;
     }
 
-    message_outcome message(const std::filesystem::path& folder, const store::stored_message& old,
+    message_outcome message(const folder_scan& scan, store::stored_message old,
                             config::seal_policy policy, const seal::key_set& keys,
                             user_report& report) {
-        auto path = folder / old.subdirectory / old.name;
-        util::unique_fd fd{::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)};
-        if (!fd) {
-            if (errno == ENOENT) {
-                return message_outcome::vanished;
+        util::unique_fd fd;
+        // A mail client may rename the file between the listing and now (flags, new/ to
+        // cur/): it is looked up again by its key, a few times at most.
+        for (int attempt = 0; attempt < 3; ++attempt) {
+            fd = util::unique_fd{::openat(scan.fd_of(old.subdirectory), old.name.c_str(),
+                                          O_RDONLY | O_NOFOLLOW | O_CLOEXEC)};
+            if (fd || errno != ENOENT) {
+                break;
             }
+            auto renamed = find_by_key(scan, message_key(old.name));
+            if (!renamed) {
+                return message_outcome::vanished; // expunged: nothing left to seal
+            }
+            old = std::move(*renamed);
+        }
+        auto path = scan.path_of(old);
+        if (!fd) {
             err_ << "mailseal: reseal: " << util::printable(path.string()) << ": "
                  << util::errno_text(errno) << "\n";
             return message_outcome::failed;
@@ -615,8 +734,9 @@ private:
             // structural checks still decide whether it really is one.
             policy.passthrough = config::passthrough_mode::verified;
         }
-        std::string tmp_name = std::string(unique_part(old.name)) + std::string(sealed_suffix);
-        replacement_sink sink(folder, tmp_name, trace.fields, options_.dry_run);
+        replacement_sink sink(scan.dir.get(), scan.path,
+                              message_key(old.name) + std::string(sealed_suffix), trace.fields,
+                              options_.dry_run);
         seal::message_sealer sealer({policy}, cfg_.seal.protected_subject, sink);
         sink.watch(sealer);
         sealer.set_sealed_note("resealed");
@@ -655,10 +775,16 @@ private:
                  << util::printable(sink.problem().empty() ? r.detail : sink.problem()) << "\n";
             return message_outcome::failed;
         }
-        return replace(folder, old, *sink.file(), report);
+        return replace(scan, old, *sink.file(), report);
     }
 
-    message_outcome replace(const std::filesystem::path& folder, const store::stored_message& old,
+    message_outcome failed(const std::string& what, const std::filesystem::path& path, int err) {
+        err_ << "mailseal: reseal: " << what << " " << util::printable(path.string()) << ": "
+             << util::errno_text(err) << "\n";
+        return message_outcome::failed;
+    }
+
+    message_outcome replace(const folder_scan& scan, const store::stored_message& old,
                             store::delivery& file, user_report& report) {
         bool removed_old = false;
         auto committed = file.commit_replacing(old, removed_old);
@@ -670,31 +796,55 @@ private:
         if (removed_old) {
             return message_outcome::sealed;
         }
-        // A mail client moved it (new/ to cur/) or changed its flags meanwhile: the plaintext
-        // is under another name. The copy takes its current flags, then it goes.
-        auto moved = find_by_base(folder, old.base());
-        if (!moved) {
-            return message_outcome::sealed; // expunged meanwhile; the copy stays, as a new message
-        }
+        // A mail client renamed the plaintext meanwhile (flags, new/ to cur/): the copy takes
+        // its current name's place and flags, then the plaintext goes. Gone altogether
+        // (expunged, or moved to another folder), the message must not come back: the copy
+        // goes instead.
         const auto& sealed_path = std::get<std::filesystem::path>(committed);
-        auto sealed_name = sealed_path.filename().string();
-        auto wanted_name =
-            sealed_name.substr(0, sealed_name.find(':')) + std::string(moved->info());
-        auto wanted_path = folder / moved->subdirectory / wanted_name;
-        if (wanted_path != sealed_path && ::renameat2(AT_FDCWD, sealed_path.c_str(), AT_FDCWD,
-                                                      wanted_path.c_str(), RENAME_NOREPLACE) != 0) {
-            err_ << "mailseal: reseal: rename " << util::printable(sealed_path.string()) << ": "
-                 << util::errno_text(errno) << "\n";
+        store::stored_message copy;
+        copy.subdirectory = sealed_path.parent_path().filename().string();
+        copy.name = sealed_path.filename().string();
+        for (int attempt = 0; attempt < 3; ++attempt) {
+            auto moved = find_by_key(scan, message_key(old.name));
+            if (!moved) {
+                int dir = scan.fd_of(copy.subdirectory);
+                if (::unlinkat(dir, copy.name.c_str(), 0) != 0 || ::fsync(dir) != 0) {
+                    return failed("cannot remove", scan.path_of(copy), errno);
+                }
+                return message_outcome::vanished;
+            }
+            auto wanted = copy.name.substr(0, copy.name.find(':')) + std::string(moved->info());
+            if (moved->subdirectory != copy.subdirectory || wanted != copy.name) {
+                if (::renameat2(scan.fd_of(copy.subdirectory), copy.name.c_str(),
+                                scan.fd_of(moved->subdirectory), wanted.c_str(),
+                                RENAME_NOREPLACE) != 0) {
+                    return failed("rename", scan.path_of(copy), errno);
+                }
+                if (::fsync(scan.fd_of(copy.subdirectory)) != 0) {
+                    return failed("fsync", scan.path / copy.subdirectory, errno);
+                }
+                copy.subdirectory = moved->subdirectory;
+                copy.name = wanted;
+            }
+            // The copy is durable under its final name before the plaintext goes.
+            int dir = scan.fd_of(moved->subdirectory);
+            if (::fsync(dir) != 0) {
+                return failed("fsync", scan.path / moved->subdirectory, errno);
+            }
+            if (::unlinkat(dir, moved->name.c_str(), 0) == 0) {
+                if (::fsync(dir) != 0) {
+                    return failed("fsync", scan.path / moved->subdirectory, errno);
+                }
+                return message_outcome::sealed;
+            }
+            if (errno != ENOENT) {
+                return failed("cannot remove", scan.path_of(*moved), errno);
+            }
         }
-        sync_directory(wanted_path.parent_path());
-        auto moved_path = folder / moved->subdirectory / moved->name;
-        if (::unlink(moved_path.c_str()) != 0 && errno != ENOENT) {
-            err_ << "mailseal: reseal: cannot remove " << util::printable(moved_path.string())
-                 << ": " << util::errno_text(errno) << "\n";
-            return message_outcome::failed;
-        }
-        sync_directory(moved_path.parent_path());
-        return message_outcome::sealed;
+        // Still being renamed after three tries: both stay, and the next run resolves them.
+        err_ << "mailseal: reseal: " << util::printable(scan.path_of(old).string())
+             << " keeps being renamed; the next run removes it\n";
+        return message_outcome::failed;
     }
 
     const config::config& cfg_;
@@ -746,6 +896,16 @@ nlohmann::json to_json(const user_report& r) {
 
 int reseal(const config::config& cfg, const reseal_options& options, std::ostream& out,
            std::ostream& err) {
+    if (options.since_last_run && (!options.all || !options.folders.empty())) {
+        // One recorded time stands for every mailbox and folder: a narrower run would move it
+        // past what the others saved meanwhile.
+        err << "mailseal: reseal: --since-last-run covers --all and every folder; it takes "
+               "neither addresses nor --folders\n";
+        return EX_USAGE;
+    }
+    // Before the Maildirs are listed: a Maildir made meanwhile is the next run's.
+    struct timespec start {};
+    ::clock_gettime(CLOCK_REALTIME, &start);
     std::vector<recipient::recipient> users;
     if (options.all) {
         std::set<std::string> seen;
@@ -781,11 +941,14 @@ int reseal(const config::config& cfg, const reseal_options& options, std::ostrea
         }
     }
 
-    struct timespec start {};
-    ::clock_gettime(CLOCK_REALTIME, &start);
     std::optional<struct timespec> since;
     if (options.since_last_run) {
-        since = last_run(options.state_file);
+        auto recorded = last_run(options.state_file);
+        if (auto* problem = std::get_if<std::string>(&recorded)) {
+            err << "mailseal: reseal: " << util::printable(*problem) << "\n";
+            return EX_DATAERR;
+        }
+        since = std::get<std::optional<struct timespec>>(recorded);
         if (!since) {
             // The first run only sets the start: sealing the whole store changes every UID
             // and is the operator's decision (a plain `reseal --all`), not a timer's.
@@ -880,13 +1043,16 @@ int reseal(const config::config& cfg, const reseal_options& options, std::ostrea
         // The next --since-last-run run looks again at everything this one looked at.
         return EX_TEMPFAIL;
     }
+    if (missing) {
+        return EX_NOUSER;
+    }
     if (options.since_last_run && !options.dry_run) {
         if (auto problem = record_run(options.state_file, start)) {
             err << "mailseal: reseal: " << util::printable(*problem) << "\n";
             return EX_CANTCREAT;
         }
     }
-    return missing ? EX_NOUSER : EX_OK;
+    return EX_OK;
 }
 
 } // namespace mailseal::tools

@@ -23,6 +23,10 @@ What each test is for:
   sealed copy is a new message to Dovecot), an IMAP session kept open through the run sees
   the old UIDs expunged and the new ones with the same flags and dates, fetches every sealed
   body without a disconnect, and Dovecot logs no error;
+- a second run on a Maildir another run holds waits its turn (75); a client that renames,
+  moves or expunges messages during a run gets every message once, with its flags;
+- an unreadable --since-last-run state file is an error (65), never a first run, and the
+  option refuses narrower runs (64);
 - kill -9 at random moments of a run over a few hundred messages, 20 times: after a last
   complete run every message is there exactly once, sealed, and decrypts to its original.
 """
@@ -33,6 +37,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import signal
 import re
 import subprocess
@@ -88,6 +93,12 @@ def write_message(path, data, mtime):
     with open(path, "wb") as f:
         f.write(data)
     os.utime(path, (mtime, mtime))
+
+
+def stored_state(path):
+    """(bytes, mtime_ns, mode, (uid, gid)) of a message file."""
+    st = os.stat(path)
+    return harness.read_bytes(path), st.st_mtime_ns, st.st_mode & 0o7777, (st.st_uid, st.st_gid)
 
 
 def listing(maildir):
@@ -150,7 +161,7 @@ class ResealCase(harness.TestCase):
         return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
     def assertResealed(self, old_path, stored_before):
-        """The file at `old_path` (which held stored_before = (bytes, mtime, mode)) is gone,
+        """The file at `old_path` (whose stored_state() was stored_before) is gone,
         replaced in its directory by a sealed copy that keeps its flags, mtime, mode and
         leading trace fields, and decrypts to the rest of the message (every line kept);
         returns the copy's path."""
@@ -165,6 +176,8 @@ class ResealCase(harness.TestCase):
         self.assertEqual(harness.size_fields(new_path), (len(stored), harness.crlf_size(stored)))
         self.assertEqual(os.stat(new_path).st_mtime_ns, stored_before[1], "mtime (INTERNALDATE)")
         self.assertEqual(os.stat(new_path).st_mode & 0o7777, stored_before[2], "mode")
+        self.assertEqual((os.stat(new_path).st_uid, os.stat(new_path).st_gid), stored_before[3],
+                         "owner")
         fields, _ = split_header(stored)
         trace, original = leading_trace(stored_before[0])
         self.assertEqual(fields[:len(trace)], trace, "trace fields stay on top")
@@ -183,7 +196,7 @@ class ResealCase(harness.TestCase):
 
 class ResealTest(ResealCase):
     def fill(self):
-        """bob's Maildir: (plaintext [(path, (stored bytes, mtime_ns, mode))], untouched [path],
+        """bob's Maildir: (plaintext [(path, stored_state(path))], untouched [path],
         the canaries no file may hold in clear afterwards)."""
         plaintext = []
         untouched = []
@@ -193,8 +206,10 @@ class ResealTest(ResealCase):
             data = stored_form(original, trace, label)
             path = self.put("bob", folder, data, sub, flags)
             os.chmod(path, 0o640)
-            st = os.stat(path)
-            plaintext.append((path, (data, st.st_mtime_ns, 0o640)))
+            # Owned by the mail user, as a Maildir served by Dovecot is (the test runs as
+            # root): the sealed copy must be too.
+            shutil.chown(path, "mail", "mail")
+            plaintext.append((path, stored_state(path)))
 
         def canary_message(subject):
             canary = "CANARY-" + secrets.token_hex(8)
@@ -359,12 +374,93 @@ class ResealTest(ResealCase):
         self.assertTrue(os.path.exists(carol))
 
 
+class ConcurrencyTest(ResealCase):
+    def start_slow_run(self, rate):
+        proc = subprocess.Popen([harness.MAILSEAL_BIN, "reseal", "-c", self.config_path,
+                                 "--max-rate", str(rate), f"bob@{DOMAIN}"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        return proc
+
+    def test_a_second_run_on_the_same_maildir_waits_its_turn(self):
+        for i in range(30):
+            self.put("bob", "", stored_form(harness.message(f"message {i}")))
+        first = self.start_slow_run(15)
+        time.sleep(0.5)
+        code, out, err = self.reseal(f"bob@{DOMAIN}")
+        self.assertEqual(code, 75, (out, err))
+        self.assertIn(f"bob@{DOMAIN}: error (another reseal is working on this Maildir)", out)
+        out, err = first.communicate(timeout=RUN_TIMEOUT)
+        self.assertEqual(first.returncode, EX_OK, err)
+        self.assertIn(b"sealed=30", out)
+
+    def test_messages_a_client_renames_moves_or_expunges_meanwhile(self):
+        # While a slow run works, a client does what Dovecot does: moves new/ mail to cur/
+        # and marks it seen (a rename), expunges one message, and moves one to another
+        # folder (a link there, then an unlink).
+        maildir = self.maildir("bob")
+        archive = self.maildir("bob", "Archive")
+        originals = {}
+        for i in range(24):
+            canary = f"CANARY-{i:03d}"
+            originals[canary] = self.put("bob", "", stored_form(harness.message(
+                f"message {i}", f"{canary}\r\n".encode())), sub="new")
+        run = self.start_slow_run(12)
+        time.sleep(0.3)
+        names = sorted(os.listdir(os.path.join(maildir, "new")))
+        expunged = names[-1]
+        moved = names[-2]
+        os.unlink(os.path.join(maildir, "new", expunged))
+        os.link(os.path.join(maildir, "new", moved), os.path.join(archive, "cur", moved + ":2,"))
+        os.unlink(os.path.join(maildir, "new", moved))
+        for name in names[:-2]:
+            try:
+                os.rename(os.path.join(maildir, "new", name),
+                          os.path.join(maildir, "cur", name + ":2,S"))
+            except FileNotFoundError:
+                pass  # already replaced by its sealed copy
+            time.sleep(0.05)
+        out, err = run.communicate(timeout=RUN_TIMEOUT)
+        self.assertEqual(run.returncode, EX_OK, err)
+        code, out, err = self.reseal(f"bob@{DOMAIN}")  # seals the one moved to Archive
+        self.assertEqual(code, EX_OK, err)
+        found = collections.Counter()
+        for folder in (maildir, archive):
+            for rel, (data, _) in listing(folder).items():
+                if rel.startswith("."):
+                    continue  # the Archive folder, listed on its own
+                self.assertIn(b"\nMailseal: sealed;", data, rel)
+                inner = decryptors.decrypt_openssl(decryptors.extract_cms(data), self.bob)
+                canary = inner.split(b"\r\n")[1].decode()
+                found[canary] += 1
+                if folder == maildir and rel.startswith("cur/"):
+                    self.assertTrue(rel.endswith(":2,S"), f"{rel}: the client's flags")
+        expunged_canary = [c for c, p in originals.items() if os.path.basename(p) == expunged]
+        want = collections.Counter({c: 1 for c in originals if c not in expunged_canary})
+        self.assertEqual(found, want, "every message once, the expunged one gone")
+
+
+class StateFileTest(ResealCase):
+    def test_an_unreadable_state_file_or_a_narrower_run_is_refused(self):
+        state = os.path.join(self.dir, "state")
+        with open(state, "w") as f:
+            f.write("yesterday\n")
+        path = self.put("bob", "", stored_form(harness.message("kept")))
+        code, out, err = self.reseal("--since-last-run", "--state-file", state, "--all")
+        self.assertEqual(code, 65, (out, err))
+        self.assertIn("does not hold a time", err)
+        self.assertTrue(os.path.exists(path))
+        for narrower in (["bob@" + DOMAIN], ["--all", "--folders", "Sent"]):
+            code, out, err = self.reseal("--since-last-run", "--state-file", state, *narrower)
+            self.assertEqual(code, 64, (narrower, out, err))
+
+
 class InterruptedTest(ResealCase):
     def test_a_replacement_left_half_done_is_finished(self):
         original = harness.message("interrupted", b"CANARY-interrupted\r\n")
         path = self.put("bob", "", stored_form(original), flags="S")
-        st = os.stat(path)
-        before = (harness.read_bytes(path), st.st_mtime_ns, st.st_mode & 0o7777)
+        before = stored_state(path)
         # The state a crash leaves right after the sealed copy was renamed into place: both
         # files, and a partial copy of another message in tmp/.
         keep = os.path.join(self.dir, "keep")

@@ -1195,7 +1195,8 @@ TEST_F(maildir_test, a_replacement_takes_the_old_files_place_flags_mtime_and_mod
     ASSERT_TRUE(must_begin(maildir(), next_name(), create_0700)); // makes cur/ new/ tmp/
     auto old_path = put_message(maildir(), "cur", "1700000000.M1P1Q1.mx,S=6,W=7:2,FS", "plain\n",
                                 1600000000, 0640);
-    auto old = stored_message_of(maildir(), "cur", old_path.filename().string());
+    util::unique_fd cur{::open((maildir() / "cur").c_str(), O_RDONLY | O_DIRECTORY)};
+    auto old = stored_message_of(cur.get(), "cur", old_path.filename().string());
     ASSERT_TRUE(old);
     EXPECT_EQ(old->base(), "1700000000.M1P1Q1.mx,S=6,W=7");
     EXPECT_EQ(old->info(), ":2,FS");
@@ -1223,7 +1224,8 @@ TEST_F(maildir_test, a_replacement_whose_old_file_moved_meanwhile_says_so) {
     ASSERT_TRUE(must_begin(maildir(), next_name(), create_0700));
     auto old_path =
         put_message(maildir(), "new", "1700000001.M2P2Q2.mx,S=6,W=7", "plain\n", 1600000000, 0600);
-    auto old = stored_message_of(maildir(), "new", old_path.filename().string());
+    util::unique_fd new_dir{::open((maildir() / "new").c_str(), O_RDONLY | O_DIRECTORY)};
+    auto old = stored_message_of(new_dir.get(), "new", old_path.filename().string());
     ASSERT_TRUE(old);
     EXPECT_EQ(old->info(), "");
     // A mail client moves it to cur/ and marks it seen while the copy is being written.
@@ -1245,7 +1247,8 @@ TEST_F(maildir_test, a_replacement_never_overwrites_an_existing_copy) {
         put_message(maildir(), "cur", "1700000002.M3P3Q3.mx:2,S", "plain\n", 1600000000, 0600);
     put_message(maildir(), "cur", "1700000002.M3P3Q3.mx.resealed,S=7,W=8:2,S", "other\n",
                 1600000000, 0600);
-    auto old = stored_message_of(maildir(), "cur", old_path.filename().string());
+    util::unique_fd cur{::open((maildir() / "cur").c_str(), O_RDONLY | O_DIRECTORY)};
+    auto old = stored_message_of(cur.get(), "cur", old_path.filename().string());
     ASSERT_TRUE(old);
     auto d = must_begin(maildir(), "1700000002.M3P3Q3.mx.resealed", {});
     ASSERT_TRUE(d);

@@ -166,6 +166,11 @@ public:
     static std::variant<delivery, failure> begin(const std::filesystem::path& maildir,
                                                  const std::string& unique_name,
                                                  const maildir_options& options);
+    /// The same in the Maildir open as `maildir_fd` (named `maildir` in messages), which must
+    /// have its tmp/ already: a link put in place of the Maildir after it was opened cannot
+    /// redirect the write.
+    static std::variant<delivery, failure>
+    begin_at(int maildir_fd, const std::filesystem::path& maildir, const std::string& unique_name);
 
     delivery(delivery&& other) noexcept;
     delivery& operator=(delivery&& other) noexcept;
@@ -198,6 +203,9 @@ public:
 private:
     delivery(std::filesystem::path maildir, std::string name, util::unique_fd tmp_dir,
              util::unique_fd fd);
+    static std::variant<delivery, failure> begin_in_tmp(const std::filesystem::path& maildir,
+                                                        util::unique_fd tmp,
+                                                        const std::string& unique_name);
     class block_writer;
 
     /// Writes buffer_ (`last`: the file's last block).
@@ -228,10 +236,11 @@ private:
     std::unique_ptr<block_writer> writer_;
 };
 
-/// The message file `name` in `maildir`/`subdirectory` (not followed if a link), as a
-/// replacement would keep it; nullopt when it is not a regular file (gone, a link, a directory).
-std::optional<stored_message> stored_message_of(const std::filesystem::path& maildir,
-                                                std::string subdirectory, std::string name);
+/// The message file `name` in the directory open as `subdirectory_fd` ("cur" or "new", named
+/// `subdirectory`), not followed if a link, as a replacement would keep it; nullopt when it is
+/// not a regular file (gone, a link, a directory).
+std::optional<stored_message> stored_message_of(int subdirectory_fd, std::string subdirectory,
+                                                std::string name);
 
 /// A Maildir's folders: the Maildir itself ("INBOX") and its Maildir++ subfolders (".Sent",
 /// ".Archive.2024", each a directory with cur/, new/ and tmp/), by folder name, sorted.

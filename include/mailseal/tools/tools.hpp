@@ -127,7 +127,8 @@ struct reseal_options {
     /// Afterwards, `doveadm mailbox cache purge` each user's folders.
     bool purge_dovecot_cache = false;
     /// Only files put in place since the last complete run with this option (as `state_file`
-    /// records it), in folders changed since then; the first run covers everything.
+    /// records it), in folders changed since then; the first run only records its start. With
+    /// --all and every folder only.
     bool since_last_run = false;
     std::filesystem::path state_file = "/var/lib/mailseal/reseal.last-run";
 };
@@ -141,8 +142,9 @@ struct reseal_options {
 /// plaintext one. Messages already encrypted (as the structural checks find) are left alone.
 /// Users without a usable key are skipped. One line per user on stdout (or one JSON object
 /// with --json). Exit status: 0; 75 when a lookup was bogus or failed, or a message could not
-/// be sealed (nothing of that user, or that message, was changed: run again), or the asked-for
-/// Dovecot cache purge failed; 67 an address without a local mailbox; 64 bad arguments; 78
+/// be sealed (nothing of that user, or that message, was changed: run again), or another run
+/// holds the Maildir, or the asked-for Dovecot cache purge failed; 67 an address without a
+/// local mailbox; 65 an unreadable --since-last-run state file; 64 bad arguments; 78
 /// configuration.
 int reseal(const config::config& cfg, const reseal_options& options, std::ostream& out,
            std::ostream& err);
