@@ -20,9 +20,10 @@ What each test is for:
   tmp/ file) is finished by the next run: one copy, sealed;
 - with Dovecot serving the same Maildirs: doveadm fetch lists the same messages in the same
   folders with the same flags, keywords and received dates before and after (new UIDs: the
-  sealed copy is a new message to Dovecot), an IMAP session kept open through the run sees
-  the old UIDs expunged and the new ones with the same flags and dates, fetches every sealed
-  body without a disconnect, and Dovecot logs no error;
+  sealed copy is a new message to Dovecot); an IMAP session reading every message and
+  flagging one during the run keeps working, sees the old UIDs expunged and the new ones
+  with the same flags (the one it set included) and dates, fetches every sealed body, and
+  Dovecot logs no error;
 - a second run on a Maildir another run holds waits its turn (75); a client that renames,
   moves or expunges messages during a run gets every message once, with its flags;
 - an unreadable --since-last-run state file is an error (65), never a first run, and the
@@ -548,11 +549,13 @@ class DovecotTest(ResealCase):
         imap.uid("STORE", "2", "+FLAGS", r"(\Answered)")
         fields = "mailbox flags date.received size.virtual"
 
-        def state():
+        def state(*query):
+            """Counter of (mailbox, flags, received date) of every message (matching query)."""
             out = dovecot.doveadm("-f", "tab", "fetch", "-u", user, fields, "mailbox", "*",
-                                  "all").decode()
-            return collections.Counter(tuple(line.split("\t")[:3])
-                                       for line in out.splitlines()[1:] if line)
+                                  *(query or ("all",))).decode()
+            records = (line.split("\t")[:3] for line in out.splitlines()[1:] if line)
+            return collections.Counter((box, frozenset(flags.split()), date)
+                                       for box, flags, date in records)
 
         def session():
             """{internal date: flags} of INBOX as the open session sees it."""
@@ -571,15 +574,47 @@ class DovecotTest(ResealCase):
         self.assertEqual(typ, "OK", data)
         before = state()
         self.assertEqual(sum(before.values()), 9, before)
-        self.assertIn("$Important", " ".join(f for _, f, _ in before))
+        self.assertIn("$Important", " ".join(" ".join(f) for _, f, _ in before))
+        [flagged] = state("header", "subject", "inbox 4")
+        typ, data = imap.uid("SEARCH", "HEADER", "Subject", '"inbox 4"')
+        self.assertEqual(typ, "OK", data)
+        typ, data = imap.uid("FETCH", data[0].decode().split()[0], "(INTERNALDATE)")
+        flagged_date = re.search(r'INTERNALDATE "([^"]+)"', data[0].decode()).group(1)
         seen_before = session()
-        # doveadm finds this Dovecot's configuration through CONFIG_FILE, as Dovecot's own
-        # processes do.
-        code, out, err = self.reseal("--purge-dovecot-cache", user,
-                                     env={"CONFIG_FILE": dovecot.config_path})
-        self.assertEqual(code, EX_OK, err)
-        self.assertIn("sealed=9", out)
-        # The open session learns of the change on its next command, as of any expunge.
+        # The session works on while a slow run seals (doveadm finds this Dovecot's
+        # configuration through CONFIG_FILE, as Dovecot's own processes do): it reads every
+        # message, and flags one, which Dovecot does by renaming its file.
+        run = subprocess.Popen([harness.MAILSEAL_BIN, "reseal", "-c", self.config_path,
+                                "--max-rate", "4", "--purge-dovecot-cache", user],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE,
+                               env={**os.environ, "CONFIG_FILE": dovecot.config_path})
+        self.addCleanup(lambda: run.poll() is None and run.kill())
+        started = time.monotonic()
+        stored_flag = False
+        while run.poll() is None:
+            self.assertEqual(imap.noop()[0], "OK")
+            typ, data = imap.fetch("1:*", "(FLAGS BODY.PEEK[])")
+            # A message replaced between the listing and the read is reported, not an error.
+            self.assertTrue(typ == "OK" or b"EXPUNGEISSUED" in b" ".join(
+                d for d in data if isinstance(d, bytes)), (typ, data))
+            if not stored_flag and time.monotonic() - started > 0.8:
+                typ, data = imap.uid("SEARCH", "HEADER", "Subject", '"inbox 4"')
+                self.assertEqual(typ, "OK", data)
+                imap.uid("STORE", data[0].decode().split()[0], "+FLAGS", r"(\Flagged)")
+                stored_flag = True
+            time.sleep(0.1)
+        out, err = run.communicate(timeout=RUN_TIMEOUT)
+        self.assertEqual(run.returncode, EX_OK, err)
+        self.assertIn(b"sealed=9", out)
+        self.assertTrue(stored_flag, "the run ended before the client flagged a message")
+        # Expected now: the same, with the client's flag.
+        box, flags, date = flagged
+        before[flagged] -= 1
+        before[(box, flags | {"\\Flagged"}, date)] += 1
+        before += collections.Counter()  # drops the emptied entry
+        seen_before[flagged_date] = sorted(seen_before[flagged_date] + ["\\Flagged"])
+        # The open session learns of the changes on its next command, as of any expunge.
         self.assertEqual(imap.noop()[0], "OK")
         self.assertEqual(session(), seen_before, "same flags and dates in the open session")
         typ, data = imap.fetch("1:*", "(BODY.PEEK[])")
@@ -590,7 +625,9 @@ class DovecotTest(ResealCase):
             self.assertIn(b"Mailseal: sealed; format=smime", body)
             self.assertNotIn(b"secret.", body)
         self.assertEqual(imap.noop()[0], "OK", "the session is still usable")
-        self.assertEqual(state(), before, "same folders, flags, keywords and received dates")
+        after = state()
+        self.assertEqual(after, before, "same folders, flags, keywords and received dates:\n"
+                         f"gone {before - after}\nnew {after - before}")
         for text in dovecot.fetch(user, fields=("text",)):
             self.assertNotIn(b"secret.", text["text"])
         log = harness.read_text(dovecot.log_path)
