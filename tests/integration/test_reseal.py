@@ -388,7 +388,9 @@ class ConcurrencyTest(ResealCase):
         for i in range(30):
             self.put("bob", "", stored_form(harness.message(f"message {i}")))
         first = self.start_slow_run(15)
-        time.sleep(0.5)
+        cur = os.path.join(self.maildir("bob"), "cur")
+        harness.wait_until(lambda: any(".resealed," in n for n in os.listdir(cur)),
+                           RUN_TIMEOUT, "the first run's first sealed copy")
         code, out, err = self.reseal(f"bob@{DOMAIN}")
         self.assertEqual(code, 75, (out, err))
         self.assertIn(f"bob@{DOMAIN}: error (another reseal is working on this Maildir)", out)
