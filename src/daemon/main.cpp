@@ -468,7 +468,29 @@ int main(int argc, char** argv) {
     record_cmd->add_option("-c,--config", record_config,
                            "Configuration file (for the recipient delimiter); default: built-in "
                            "defaults");
-    record_cmd->add_option("address", address, "Address the key is for")->required();
+    record_cmd->add_option("address", address, "Address the key is for");
+    tools::tlsa_record_options tlsa_opts;
+    bool tlsa = false;
+    auto* tlsa_flag = record_cmd->add_flag(
+        "--tlsa", tlsa,
+        "The mail server's TLSA records (3 1 1) for the certificate --cert names, instead");
+    record_cmd
+        ->add_option("--next", tlsa_opts.next,
+                     "With --tlsa: the certificate that will replace the current one")
+        ->needs(tlsa_flag);
+    record_cmd
+        ->add_option("--host", tlsa_opts.host,
+                     "With --tlsa: the host name the MX records name; default "
+                     "server.hostname")
+        ->needs(tlsa_flag);
+    record_cmd->add_option("--port", tlsa_opts.port, "With --tlsa: the port (25)")
+        ->needs(tlsa_flag);
+    record_cmd->callback([&] {
+        if (tlsa != address.empty()) {
+            throw CLI::ValidationError("record", tlsa ? "--tlsa takes no address"
+                                                      : "name the address the key is for");
+        }
+    });
 
     tools::seal_options seal_opts;
     auto* seal_cmd = app.add_subcommand(
@@ -562,6 +584,11 @@ int main(int argc, char** argv) {
         auto cfg = load_if_given(record_config);
         if (!cfg) {
             return EX_CONFIG;
+        }
+        if (tlsa) {
+            tlsa_opts.current = record_opts.key;
+            tlsa_opts.ttl = record_opts.ttl;
+            return tools::record_tlsa(*cfg, tlsa_opts, std::cout, std::cerr);
         }
         return tools::record(*cfg, address, record_opts, std::cout, std::cerr);
     }

@@ -3,9 +3,11 @@
 #include <sysexits.h>
 
 #include <mailseal/dns/lookup.hpp>
+#include <mailseal/dns/name.hpp>
 #include <mailseal/lmtp/address.hpp>
 #include <mailseal/recipient/recipient.hpp>
 #include <mailseal/seal/formats.hpp>
+#include <mailseal/seal/smime/certificate_file.hpp>
 #include <mailseal/tools/tools.hpp>
 #include <mailseal/util/ascii.hpp>
 
@@ -57,6 +59,62 @@ int record(const config::config& cfg, const std::string& address, const record_o
             << "\n";
         out << owner << " " << options.ttl << " IN TYPE" << chosen->rr_type() << " "
             << dns::generic_rdata(r.rdata) << "\n";
+    }
+    return EX_OK;
+}
+
+int record_tlsa(const config::config& cfg, const tlsa_record_options& options, std::ostream& out,
+                std::ostream& err) {
+    if (options.host.empty() && cfg.server.hostname.empty()) {
+        err << "mailseal: record: no host name: give --host, or server.hostname in --config\n";
+        return EX_USAGE;
+    }
+    auto host = dns::to_a_label(options.host.empty() ? cfg.server.hostname : options.host);
+    if (!host) {
+        err << "mailseal: record: not a host name: "
+            << util::printable(options.host.empty() ? cfg.server.hostname : options.host) << "\n";
+        return EX_USAGE;
+    }
+    std::string owner = "_" + std::to_string(options.port) + "._tcp." + *host + ".";
+    std::optional<std::string> current_data;
+    for (const auto& [role, file] :
+         {std::pair<std::string, std::optional<std::filesystem::path>>{"current", options.current},
+          {"next", options.next}}) {
+        if (!file) {
+            continue;
+        }
+        auto listing = seal::smime::read_certificate_file(*file);
+        if (listing.certificates.empty()) {
+            err << "mailseal: record: " << util::printable(file->string()) << ": "
+                << util::printable(listing.problems.empty() ? "no certificate"
+                                                            : listing.problems.front().why)
+                << "\n";
+            return EX_NOINPUT;
+        }
+        // A chain file starts with the server's own certificate, as Postfix reads it.
+        auto& leaf = *listing.certificates.front().certificate;
+        auto data = seal::smime::association_data(leaf, 1, 1);
+        if (!data) {
+            err << "mailseal: record: cannot encode " << util::printable(file->string()) << "\n";
+            return EX_NOINPUT;
+        }
+        // TLSA's RDATA is SMIMEA's (RFC 8162 §2.1), presentation form included.
+        auto rdata = seal::smime::to_presentation(seal::smime::smimea_record{3, 1, 1, *data});
+        auto report = seal::smime::describe(leaf, "");
+        out << "; " << role << ": " << util::printable(report.subject) << ", "
+            << util::printable(report.key_description);
+        if (report.not_after) {
+            out << ", expires " << seal::iso_time(*report.not_after);
+        }
+        out << "\n";
+        if (role == "next" && current_data == rdata) {
+            out << "; the next certificate keeps the current key: the record above serves both\n";
+            continue;
+        }
+        out << owner << " " << options.ttl << " IN TLSA " << rdata << "\n";
+        if (role == "current") {
+            current_data = rdata;
+        }
     }
     return EX_OK;
 }

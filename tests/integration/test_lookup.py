@@ -659,3 +659,66 @@ class RecordTest(BedTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TlsaRecordTest(harness.TestCase):
+    """`record --tlsa`: the mail server's 3 1 1 records for its current and next certificate,
+    checked against OpenSSL's own SHA-256 of each SubjectPublicKeyInfo."""
+
+    def certificate(self, name, key_args):
+        key = os.path.join(self.dir, name + ".key")
+        cert = os.path.join(self.dir, name + ".pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", *key_args, "-nodes", "-keyout", key,
+                        "-out", cert, "-subj", "/CN=mx.example.org", "-days", "30"],
+                       check=True, capture_output=True, timeout=RUN_TIMEOUT)
+        return cert
+
+    def spki_sha256(self, cert):
+        pubkey = subprocess.run(["openssl", "x509", "-in", cert, "-noout", "-pubkey"],
+                                check=True, capture_output=True, timeout=RUN_TIMEOUT).stdout
+        der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pubkey,
+                             check=True, capture_output=True, timeout=RUN_TIMEOUT).stdout
+        return hashlib.sha256(der).hexdigest().upper()
+
+    def records(self, out):
+        return [line.split() for line in out.splitlines() if line and not line.startswith(";")]
+
+    def test_current_and_next_keys(self):
+        current = self.certificate("current", ["rsa:2048"])
+        following = self.certificate("next", ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        code, out, err = run_mailseal("record", "--tlsa", "--cert", current, "--next", following,
+                                      "--host", "MX.Example.ORG")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(self.records(out), [
+            ["_25._tcp.mx.example.org.", "3600", "IN", "TLSA", "3", "1", "1",
+             self.spki_sha256(current)],
+            ["_25._tcp.mx.example.org.", "3600", "IN", "TLSA", "3", "1", "1",
+             self.spki_sha256(following)]])
+        self.assertIn("; current: CN=mx.example.org, RSA 2048, expires ", out)
+        self.assertIn("; next: CN=mx.example.org, EC P-256, expires ", out)
+
+    def test_a_renewal_that_keeps_the_key_needs_one_record(self):
+        current = self.certificate("current", ["rsa:2048"])
+        code, out, err = run_mailseal("record", "--tlsa", "--cert", current, "--next", current,
+                                      "--host", "bücher.example", "--port", "465",
+                                      "--ttl", "300")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(self.records(out), [
+            ["_465._tcp.xn--bcher-kva.example.", "300", "IN", "TLSA", "3", "1", "1",
+             self.spki_sha256(current)]])
+        self.assertIn("keeps the current key", out)
+
+    def test_bad_hosts_files_and_arguments(self):
+        current = self.certificate("current", ["rsa:2048"])
+        code, out, err = run_mailseal("record", "--tlsa", "--cert", current, "--host", "a..b")
+        self.assertEqual(code, EX_USAGE, (out, err))
+        notes = os.path.join(self.dir, "notes.txt")
+        with open(notes, "w") as f:
+            f.write("not a certificate\n")
+        code, out, err = run_mailseal("record", "--tlsa", "--cert", notes, "--host",
+                                      "mx.example.org")
+        self.assertEqual(code, EX_NOINPUT, (out, err))
+        self.assertNotIn("TLSA", out)
+        code, out, err = run_mailseal("record", "--tlsa", "--cert", current, "alice@example.org")
+        self.assertNotEqual(code, 0, (out, err))
+        self.assertIn("--tlsa takes no address", err)

@@ -65,6 +65,25 @@ struct record_options {
 int record(const config::config& cfg, const std::string& address, const record_options& options,
            std::ostream& out, std::ostream& err);
 
+struct tlsa_record_options {
+    /// The certificate (chain) the mail server presents now; its first certificate is the
+    /// server's.
+    std::filesystem::path current;
+    /// The one that will replace it, published ahead of the switch; optional.
+    std::optional<std::filesystem::path> next;
+    /// The host name the MX records name; default server.hostname.
+    std::string host;
+    std::uint16_t port = 25;
+    std::uint32_t ttl = 3600;
+};
+
+/// `record --tlsa --cert FILE [--next FILE]`: the `3 1 1` TLSA records (DANE-EE, the SHA-256 of
+/// the server certificate's SubjectPublicKeyInfo: they outlive a renewal that keeps the key)
+/// at _PORT._tcp.HOST for the current certificate and the staged next one, each after comment
+/// lines naming it. Exit status: 0; 64 a bad host name; 66 a file without a certificate.
+int record_tlsa(const config::config& cfg, const tlsa_record_options& options, std::ostream& out,
+                std::ostream& err);
+
 enum check_status : int { ok = 0, warning = 1, critical = 2 };
 
 struct check_options {
