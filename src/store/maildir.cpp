@@ -309,19 +309,18 @@ std::optional<failure> rename_without_replacing(int from_dir, const std::string&
     return std::nullopt;
 }
 
-/// One block's bytes in Maildir form.
-struct maildir_form {
-    std::size_t size = 0;
-    /// LFs with no CR before them in the file: W= counts each of them twice.
-    std::uint64_t lf_without_cr = 0;
-};
+std::string size_suffix(std::uint64_t size, std::uint64_t crlf_size) {
+    return ",S=" + std::to_string(size) + ",W=" + std::to_string(crlf_size);
+}
 
-/// Turns `block` into Maildir form in place (each CRLF becomes LF; every other byte, bare CR
-/// and bare LF included, is kept) and shortens it to what remains. A block other than a
-/// file's last never ends with a CR that could start a CRLF (the delivery carries it over to
-/// the next block), so every CRLF lies within one block. `file_end` is the file's last byte
-/// before the block (0 for none), and then after it. One scan for LF per line: the CR to drop,
-/// if any, is the byte before it.
+bool hold_back_cr(std::string& block) {
+    if (block.empty() || block.back() != '\r') {
+        return false;
+    }
+    block.pop_back();
+    return true;
+}
+
 maildir_form to_maildir_form(std::string& block, char& file_end) {
     maildir_form form;
     char* data = block.data();
@@ -359,10 +358,6 @@ maildir_form to_maildir_form(std::string& block, char& file_end) {
         file_end = data[out - 1];
     }
     return form;
-}
-
-std::string size_suffix(std::uint64_t size, std::uint64_t crlf_size) {
-    return ",S=" + std::to_string(size) + ",W=" + std::to_string(crlf_size);
 }
 
 /// Converts a large file's blocks into Maildir form and writes them on a thread of its own, so
@@ -615,10 +610,7 @@ std::optional<failure> delivery::write(std::string_view bytes) {
 std::optional<failure> delivery::flush(bool last) {
     // A CR at the end of a block may be the first half of a CRLF: it waits for the next block,
     // which then starts with it. Only the file's last block may end with one (a bare CR).
-    bool carry_cr = !last && !buffer_.empty() && buffer_.back() == '\r';
-    if (carry_cr) {
-        buffer_.pop_back();
-    }
+    bool carry_cr = !last && hold_back_cr(buffer_);
     if (buffer_.empty()) {
         if (carry_cr) {
             buffer_ += '\r';
@@ -715,39 +707,47 @@ std::variant<std::filesystem::path, failure> delivery::commit() {
     if (auto f = finish_file(nullptr)) {
         return *std::move(f);
     }
-    // 5. Open new/ before the rename, so that the only step that can fail once the file is in
-    //    new/ is the directory fsync. It is reached from tmp/'s descriptor: ".." is the
-    //    directory tmp/ really is in (never a link), and O_NOFOLLOW refuses a link put in place
-    //    of new/ since begin() checked it.
-    auto new_dir_path = maildir_ / "new";
-    util::unique_fd new_dir{
-        ::openat(tmp_dir_.get(), "../new", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)};
-    if (!new_dir) {
-        return fail(open_failure(errno, tmp_dir_.get(), "../new", new_dir_path));
-    }
-    // 6. Move into new/ in one atomic step, as Dovecot does (maildir-save.c), but never over an
-    //    existing file: names are unique per host name and pid, yet two machines sharing a
-    //    mail store under one configured host name, both running us as pid 1 in containers,
-    //    could meet. RENAME_NOREPLACE refuses to overwrite; where the file system lacks it
-    //    (NFS), the Maildir spec's link() + unlink() gives the same guarantee. A collision is
-    //    a temporary failure: the retry gets a new name. On failure the file stays in tmp/ and
-    //    fail() removes it, so new/ is untouched.
     auto final_name = name_ + size_suffix(size_, crlf_size_);
-    auto final_path = new_dir_path / final_name;
-    if (auto f = rename_without_replacing(tmp_dir_.get(), name_, new_dir.get(), final_name,
-                                          final_path)) {
+    auto placed = place("new", final_name);
+    if (auto* f = std::get_if<failure>(&placed)) {
+        return std::move(*f);
+    }
+    return maildir_ / "new" / final_name;
+}
+
+std::variant<util::unique_fd, failure> delivery::place(const std::string& subdirectory,
+                                                       const std::string& final_name) {
+    // 5. Open the target directory before the rename, so that the only step that can fail
+    //    once the file is there is the directory fsync. It is reached from tmp/'s descriptor:
+    //    ".." is the directory tmp/ really is in (never a link), and O_NOFOLLOW refuses a link
+    //    put in place of new/ or cur/ since begin() checked them.
+    auto dir_path = maildir_ / subdirectory;
+    auto relative = "../" + subdirectory;
+    util::unique_fd dir{::openat(tmp_dir_.get(), relative.c_str(),
+                                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)};
+    if (!dir) {
+        return fail(open_failure(errno, tmp_dir_.get(), relative.c_str(), dir_path));
+    }
+    // 6. Move in one atomic step, as Dovecot does (maildir-save.c), but never over an existing
+    //    file: names are unique per host name and pid, yet two machines sharing a mail store
+    //    under one configured host name, both running us as pid 1 in containers, could meet.
+    //    A collision is a temporary failure: the retry gets a new name. On failure the file
+    //    stays in tmp/ and fail() removes it, so the target directory is untouched.
+    if (auto f = rename_without_replacing(tmp_dir_.get(), name_, dir.get(), final_name,
+                                          dir_path / final_name)) {
         return fail(*std::move(f));
     }
     tmp_exists_ = false;
-    // 7. fsync new/ so that the rename itself survives a crash. Only now may the caller reply
-    //    250. If this fails, the caller replies 4xx and the client retries, so the file is
-    //    removed again: a crash may then still leave a duplicate, but never a lost message.
-    if (::fsync(new_dir.get()) != 0) {
-        auto f = sys_failure(errno, "fsync", new_dir_path);
-        ::unlinkat(new_dir.get(), final_name.c_str(), 0);
+    // 7. fsync the directory so that the rename itself survives a crash. Only now may the
+    //    caller reply 250, or remove what the file replaces. If this fails, the caller replies
+    //    4xx and the client retries, so the file is removed again: a crash may then still leave
+    //    a duplicate, but never a lost message.
+    if (::fsync(dir.get()) != 0) {
+        auto f = sys_failure(errno, "fsync", dir_path);
+        ::unlinkat(dir.get(), final_name.c_str(), 0);
         return fail(std::move(f));
     }
-    return final_path;
+    return dir;
 }
 
 std::variant<std::filesystem::path, failure> delivery::commit_replacing(const stored_message& old,
@@ -760,27 +760,15 @@ std::variant<std::filesystem::path, failure> delivery::commit_replacing(const st
     if (auto f = finish_file(&old)) {
         return *std::move(f);
     }
-    auto dir_path = maildir_ / old.subdirectory;
-    util::unique_fd dir{::openat(tmp_dir_.get(), ("../" + old.subdirectory).c_str(),
-                                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)};
-    if (!dir) {
-        return fail(
-            open_failure(errno, tmp_dir_.get(), ("../" + old.subdirectory).c_str(), dir_path));
-    }
     auto final_name = name_ + size_suffix(size_, crlf_size_) + std::string(old.info());
-    auto final_path = dir_path / final_name;
-    if (auto f =
-            rename_without_replacing(tmp_dir_.get(), name_, dir.get(), final_name, final_path)) {
-        return fail(*std::move(f));
+    // The new file is durable before the old one goes: a crash in between leaves both, which
+    // the next run resolves, never neither.
+    auto placed = place(old.subdirectory, final_name);
+    if (auto* f = std::get_if<failure>(&placed)) {
+        return std::move(*f);
     }
-    tmp_exists_ = false;
-    // The new file must be durable before the old one goes: a crash in between leaves both,
-    // which the next run resolves, never neither.
-    if (::fsync(dir.get()) != 0) {
-        auto f = sys_failure(errno, "fsync", dir_path);
-        ::unlinkat(dir.get(), final_name.c_str(), 0);
-        return fail(std::move(f));
-    }
+    auto& dir = std::get<util::unique_fd>(placed);
+    auto dir_path = maildir_ / old.subdirectory;
     if (::unlinkat(dir.get(), old.name.c_str(), 0) == 0) {
         removed_old = true;
     } else if (errno != ENOENT) {
@@ -790,7 +778,7 @@ std::variant<std::filesystem::path, failure> delivery::commit_replacing(const st
     if (removed_old && ::fsync(dir.get()) != 0) {
         return sys_failure(errno, "fsync", dir_path);
     }
-    return final_path;
+    return dir_path / final_name;
 }
 
 std::string_view stored_message::base() const {

@@ -12,22 +12,32 @@
 #include <mailseal/store/maildir.hpp>
 #include <mailseal/tools/tools.hpp>
 #include <mailseal/util/ascii.hpp>
+#include <mailseal/util/wipe.hpp>
 
 #include "discovery_session.hpp"
 
 namespace mailseal::tools {
 namespace {
 
-/// Writes the copy to a stream with LF line ends, as delivery stores it in a Maildir.
+/// Writes the copy to a stream with LF line ends, as delivery stores it in a Maildir (and with
+/// the same conversion).
 class stream_sink final : public seal::copy_sink {
 public:
     explicit stream_sink(std::ostream& out) : out_(out) {}
+    stream_sink(const stream_sink&) = delete;
+    stream_sink& operator=(const stream_sink&) = delete;
+    ~stream_sink() override { util::wipe(block_); }
 
     std::variant<std::string, lmtp::reply> open(std::size_t) override { return std::string(); }
 
     std::optional<lmtp::reply> write(std::size_t, std::string_view bytes) override {
         // The copy is CRLF text; a Maildir file (and so this output) has LF line ends.
-        line_ends_.feed(bytes, [this](std::string_view run) { return put(run); });
+        util::append_wiping_growth(block_, bytes, bytes.size() + 1);
+        bool held_back = store::hold_back_cr(block_);
+        put();
+        if (held_back) {
+            block_ += '\r';
+        }
         if (!out_) {
             return lmtp::reply(lmtp::replies::local_error, "cannot write the output");
         }
@@ -36,19 +46,22 @@ public:
 
     /// Writes a CR held back at the very end; false when the output could not be written.
     bool close() {
-        line_ends_.finish([this](std::string_view run) { return put(run); });
+        put();
         out_.flush();
         return static_cast<bool>(out_);
     }
 
 private:
-    bool put(std::string_view run) {
-        out_.write(run.data(), static_cast<std::streamsize>(run.size()));
-        return true;
+    /// Converts and writes block_, then wipes it: a copy as received is plaintext.
+    void put() {
+        store::to_maildir_form(block_, file_end_);
+        out_.write(block_.data(), static_cast<std::streamsize>(block_.size()));
+        util::wipe(block_);
     }
 
     std::ostream& out_;
-    store::lf_converter line_ends_;
+    std::string block_;
+    char file_end_ = 0;
 };
 
 /// The keys in the files given on the command line, each file read by the format whose keys it

@@ -28,7 +28,6 @@
 #include <string_view>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <utility>
 #include <variant>
 #include <vector>
 
@@ -79,50 +78,24 @@ private:
     std::string host_;
 };
 
-/// CRLF to LF, as Maildir files hold lines: each CRLF of the input becomes LF; every other
-/// byte, bare CR and bare LF included, is kept. A CR at the end of one piece is held back until
-/// the next piece shows whether it starts a CRLF. Output goes to `emit` in runs, without a copy;
-/// `emit` returns false to stop (a write failed), and feed() then returns false.
-class lf_converter {
-public:
-    template <class Emit>
-    bool feed(std::string_view bytes, Emit&& emit) {
-        while (!bytes.empty()) {
-            // A CR followed by LF is dropped, and the LF starts the next run: one run per line.
-            if (pending_cr_) {
-                pending_cr_ = false;
-                if (bytes.front() != '\n' && !emit(std::string_view("\r"))) {
-                    return false;
-                }
-            }
-            auto cr = bytes.find('\r');
-            if (!emit(bytes.substr(0, cr))) {
-                return false;
-            }
-            if (cr == std::string_view::npos) {
-                break;
-            }
-            pending_cr_ = true;
-            bytes.remove_prefix(cr + 1);
-        }
-        return true;
-    }
-
-    /// The end of the input: a CR still held back had no LF after it and is emitted.
-    template <class Emit>
-    bool finish(Emit&& emit) {
-        if (!std::exchange(pending_cr_, false)) {
-            return true;
-        }
-        return emit(std::string_view("\r"));
-    }
-
-    /// Forgets a held-back CR (the output is being thrown away).
-    void reset() { pending_cr_ = false; }
-
-private:
-    bool pending_cr_ = false;
+/// One block's bytes in Maildir form.
+struct maildir_form {
+    std::size_t size = 0;
+    /// LFs with no CR before them in the file: W= counts each of them twice.
+    std::uint64_t lf_without_cr = 0;
 };
+
+/// CRLF to LF, as Maildir files hold lines, a block of received bytes at a time: each CRLF
+/// becomes LF; every other byte, bare CR and bare LF included, is kept. Turns `block` into
+/// that form in place and shortens it to what remains. A CRLF must lie within one block: a
+/// block other than the last has its final CR held back (hold_back_cr()) and the next block
+/// starts with it. `file_end` is the output's last byte before the block (0 for none), and
+/// then after it. One scan for LF per line: the CR to drop, if any, is the byte before it.
+maildir_form to_maildir_form(std::string& block, char& file_end);
+
+/// Takes a CR off the end of `block`, as the last octet may be the first half of a CRLF that
+/// the next block completes: true when there was one, which then starts the next block.
+bool hold_back_cr(std::string& block);
 
 /// The `,S=<size>,W=<size>` suffix Dovecot reads.
 std::string size_suffix(std::uint64_t size, std::uint64_t crlf_size);
@@ -210,6 +183,10 @@ private:
 
     /// Writes buffer_ (`last`: the file's last block).
     std::optional<failure> flush(bool last);
+    /// Renames the finished file from tmp/ to `subdirectory`/`final_name`, never over an
+    /// existing file, and fsyncs that directory; returns its descriptor.
+    std::variant<util::unique_fd, failure> place(const std::string& subdirectory,
+                                                 const std::string& final_name);
     /// Writes what is still buffered, waits for the writer thread, gives the file
     /// `metadata_of`'s owner, mode and mtime (when not null), fsyncs and closes it.
     std::optional<failure> finish_file(const stored_message* metadata_of);
