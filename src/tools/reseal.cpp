@@ -24,6 +24,7 @@
 #include <mailseal/lmtp/address.hpp>
 #include <mailseal/log/log.hpp>
 #include <mailseal/recipient/recipient.hpp>
+#include <mailseal/seal/message.hpp>
 #include <mailseal/seal/sealer.hpp>
 #include <mailseal/store/maildir.hpp>
 #include <mailseal/tools/tools.hpp>
@@ -136,19 +137,6 @@ bool is_trace_field(std::string_view name) {
     return false;
 }
 
-/// LF line ends (a Maildir file's) made CRLF (what a copy sink writes).
-std::string with_crlf(std::string_view text) {
-    std::string out;
-    out.reserve(text.size() + text.size() / 32);
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        if (text[i] == '\n' && (i == 0 || text[i - 1] != '\r')) {
-            out += '\r';
-        }
-        out += text[i];
-    }
-    return out;
-}
-
 /// The trace block at the start of a stored message.
 struct trace_block {
     /// Its fields in CRLF form, Mailseal: fields left out.
@@ -195,7 +183,8 @@ trace_block leading_trace(std::string_view head) {
             out.sealed_by_us = out.sealed_by_us ||
                                util::istarts_with(util::trim(field.substr(colon + 1)), "sealed");
         } else {
-            out.fields += with_crlf(field);
+            // A Maildir file's LF line ends made CRLF, what a copy sink writes.
+            seal::canonicalizer().feed(field, out.fields);
         }
         pos = field_end;
     }
@@ -646,22 +635,18 @@ private:
             return false;
         }
         int dir = scan.fd_of(file.subdirectory);
+        auto outcome = message_outcome::sealed;
         if (::unlinkat(dir, file.name.c_str(), 0) != 0 && errno != ENOENT) {
-            err_ << "mailseal: reseal: cannot remove "
-                 << util::printable(scan.path_of(file).string()) << ": " << util::errno_text(errno)
-                 << "\n";
+            outcome = failed("cannot remove", scan.path_of(file), errno);
+        } else if (::fsync(dir) != 0) {
+            outcome = failed("fsync", scan.path, errno);
+        }
+        if (outcome == message_outcome::failed) {
             ++report.failed;
             report.temporary_failure = true;
-            return true;
+        } else {
+            ++report.finished_earlier;
         }
-        if (::fsync(dir) != 0) {
-            err_ << "mailseal: reseal: fsync " << util::printable(scan.path.string()) << ": "
-                 << util::errno_text(errno) << "\n";
-            ++report.failed;
-            report.temporary_failure = true;
-            return true;
-        }
-        ++report.finished_earlier;
         return true;
     }
 
@@ -723,9 +708,7 @@ private:
         };
         auto first = read_some();
         if (!first) {
-            err_ << "mailseal: reseal: read " << util::printable(path.string()) << ": "
-                 << util::errno_text(errno) << "\n";
-            return message_outcome::failed;
+            return failed("read", path, errno);
         }
         std::string_view head(buffer.data(), *first);
         auto trace = leading_trace(head);
@@ -748,9 +731,7 @@ private:
             }
             auto n = read_some();
             if (!n) {
-                err_ << "mailseal: reseal: read " << util::printable(path.string()) << ": "
-                     << util::errno_text(errno) << "\n";
-                return message_outcome::failed;
+                return failed("read", path, errno);
             }
             if (*n == 0) {
                 break;
