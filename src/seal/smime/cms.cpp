@@ -177,19 +177,18 @@ struct cms_encoder::state {
             if (base64_pending.size() < base64_group) {
                 return;
             }
-            encode_lines(base64_pending);
+            encode_lines(base64_pending, *out);
             base64_pending.clear();
         }
         std::size_t whole = ber.size() - ber.size() % base64_group;
-        encode_lines(ber.substr(0, whole));
+        encode_lines(ber.substr(0, whole), *out);
         base64_pending.append(ber.substr(whole));
     }
 
-    /// Appends `ber` to `*out` as base64 lines of base64_group octets (the last one may be
-    /// shorter), each ending in CRLF. They are encoded in place, `*out` sized once for all of
+    /// Appends `ber` to `to` as base64 lines of base64_group octets (the last one may be
+    /// shorter), each ending in CRLF. They are encoded in place, `to` sized once for all of
     /// them.
-    void encode_lines(std::string_view ber) {
-        std::string& to = *out;
+    static void encode_lines(std::string_view ber, std::string& to) {
         const std::size_t lines = (ber.size() + base64_group - 1) / base64_group;
         const std::size_t line_room = base64_length(base64_group) + 2;
         std::size_t at = to.size();
@@ -353,12 +352,8 @@ std::optional<std::string> cms_encoder::finish(std::string& out) {
         return openssl_error("finishing the CMS stream");
     }
     state_->release_chain();
-    if (!state_->base64_pending.empty()) {
-        state_->out = &out;
-        state_->encode_lines(state_->base64_pending);
-        state_->out = nullptr;
-        state_->base64_pending.clear();
-    }
+    state_->encode_lines(state_->base64_pending, out);
+    state_->base64_pending.clear();
     return std::nullopt;
 }
 
