@@ -435,21 +435,80 @@ int main(int argc, char** argv) {
     std::string record_config;
     tools::check_options check_opts;
     auto* check_keys_cmd = app.add_subcommand(
-        "check", "Monitor published keys: one OK/WARNING/CRITICAL line per address");
+        "check", "Monitor published keys and TLSA records: one OK/WARNING/CRITICAL/UNKNOWN line "
+                 "per checked name");
     check_keys_cmd->add_option("-c,--config", config_path, "Configuration file")
         ->capture_default_str();
     check_keys_cmd
-        ->add_option("--days", check_opts.days,
+        ->add_option("--warn-days,--days", check_opts.warn_days,
                      "Warn this many days before a certificate or key expires")
         ->capture_default_str()
         ->check(CLI::Range(0, 36500));
     auto* all_flag = check_keys_cmd->add_flag("--all", check_opts.all,
                                               "Every address in the local store or with a Maildir");
+    auto* tlsa_check = check_keys_cmd->add_option(
+        "--tlsa", check_opts.tlsa_host,
+        "The TLSA records of this mail host (as MX records name it) against the certificate "
+        "it presents");
+    auto* host_flag = check_keys_cmd->add_flag(
+        "--host", check_opts.host,
+        "Everything this host depends on: every local domain's MX, every MX host's TLSA, every "
+        "address");
+    check_keys_cmd->add_option("--port", check_opts.port, "The TLSA port (25)");
+    auto* cert_option = check_keys_cmd->add_option(
+        "--cert", check_opts.cert,
+        "The certificate chain file the server presents; default: Postfix's (postconf)");
+    auto* probe_flag = check_keys_cmd
+                           ->add_flag("--probe", check_opts.probe,
+                                      "Take the chain a live STARTTLS handshake presents")
+                           ->excludes(cert_option);
+    check_keys_cmd->add_option("--postfix-config", check_opts.postfix_config,
+                               "Postfix's configuration directory (postconf -c)");
+    auto* next_option = check_keys_cmd->add_option(
+        "--next", check_opts.next, "The certificate chain staged to replace the current one");
+    std::optional<std::filesystem::path> gate_file;
+    auto* gate_option =
+        check_keys_cmd
+            ->add_option("--gate", gate_file,
+                         "Exit 0 only when this next certificate's key is published, validated "
+                         "and visible for twice the TTL (for renewal hooks)")
+            ->needs(tlsa_check)
+            ->excludes(next_option);
+    std::string at_text;
+    check_keys_cmd->add_option("--at", at_text,
+                               "Judge as of this time: 2027-01-31, 2027-01-31T12:00:00Z, +30d, "
+                               "+12h");
+    check_keys_cmd->add_flag("--json", check_opts.json, "Print one JSON object");
+    check_keys_cmd->add_option("--prometheus", check_opts.prometheus,
+                               "Also write the results to this node_exporter textfile");
+    check_keys_cmd
+        ->add_option("--state-file", check_opts.state_file,
+                     "Where the first sighting of each TLSA record is kept")
+        ->capture_default_str();
     check_keys_cmd->add_option("addresses", check_opts.addresses, "Addresses to check")
-        ->excludes(all_flag);
+        ->excludes(all_flag)
+        ->excludes(host_flag);
     check_keys_cmd->callback([&] {
-        if (!check_opts.all && check_opts.addresses.empty()) {
-            throw CLI::ValidationError("check", "name addresses or --all");
+        if (!check_opts.all && !check_opts.host && check_opts.addresses.empty() &&
+            check_opts.tlsa_host.empty()) {
+            throw CLI::ValidationError("check", "name addresses, --all, --tlsa HOST or --host");
+        }
+        if (check_opts.tlsa_host.empty() && !check_opts.host &&
+            (cert_option->count() > 0 || probe_flag->count() > 0 || next_option->count() > 0)) {
+            throw CLI::ValidationError("check", "--cert, --probe and --next go with --tlsa or "
+                                                "--host");
+        }
+        if (gate_option->count() > 0) {
+            check_opts.next = gate_file;
+            check_opts.gate = true;
+        }
+        if (!at_text.empty()) {
+            check_opts.at = tools::parse_when(at_text, std::chrono::system_clock::now());
+            if (!check_opts.at) {
+                throw CLI::ValidationError("--at", "not a time: " + at_text +
+                                                       " (2027-01-31, 2027-01-31T12:00:00Z, "
+                                                       "+30d, +12h)");
+            }
         }
     });
 

@@ -99,6 +99,11 @@ lookup_result classify(std::string owner, std::uint16_t rr_type, int err, const 
         const auto* first = reinterpret_cast<const std::uint8_t*>(r->data[i]);
         out.rdata.emplace_back(first, first + length);
     }
+    if (r->answer_packet != nullptr && r->answer_len > 0) {
+        out.signatures = signatures_in({static_cast<const std::uint8_t*>(r->answer_packet),
+                                        static_cast<std::size_t>(r->answer_len)},
+                                       rr_type);
+    }
     return out;
 }
 

@@ -1,65 +1,61 @@
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <ctime>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <set>
+#include <sstream>
+#include <sys/stat.h>
 #include <sysexits.h>
 #include <utility> // before Asio: Boost 1.81's awaitable.hpp uses std::exchange
 
 #include <mailseal/discovery/discovery.hpp>
 #include <mailseal/lmtp/address.hpp>
+#include <mailseal/monitor/seen.hpp>
 #include <mailseal/recipient/recipient.hpp>
+#include <mailseal/seal/format.hpp>
 #include <mailseal/tools/tools.hpp>
 #include <mailseal/util/ascii.hpp>
+#include <mailseal/util/replace_file.hpp>
 
+#include "check_host.hpp"
 #include "discovery_session.hpp"
 
 namespace mailseal::tools {
 namespace {
 
-/// One address's findings: the worst severity and what caused it.
-struct verdict {
-    check_status status = ok;
-    std::vector<std::string> notes;
+using monitor::critical;
+using monitor::ok;
+using monitor::severity;
+using monitor::unknown;
+using monitor::warning;
+using time_point = std::chrono::system_clock::time_point;
 
-    void raise(check_status s, std::string note) {
-        status = std::max(status, s);
-        notes.push_back(std::move(note));
-    }
-};
-
-std::string_view label(check_status s) {
-    switch (s) {
-    case ok:
-        return "OK";
-    case warning:
-        return "WARNING";
-    case critical:
-        return "CRITICAL";
-    }
-    return "CRITICAL";
-}
-
-/// Whole days from now until `expires` (negative once expired), rounded towards zero.
-int days_left(std::chrono::system_clock::time_point expires) {
-    auto left = expires - std::chrono::system_clock::now();
+/// Whole days from `now` until `expires` (negative once expired), rounded towards zero.
+int days_left(time_point expires, time_point now) {
+    auto left = expires - now;
     return static_cast<int>(std::chrono::duration_cast<std::chrono::hours>(left).count() / 24);
 }
 
 /// `expired` is the severity of an expired certificate or key: critical for one in use, a
 /// warning for one that is only lying in the store.
-void check_expiry(verdict& v, const std::optional<std::chrono::system_clock::time_point>& expires,
-                  const std::string& what, int warn_days, check_status expired) {
+void check_expiry(monitor::verdict& v, const std::optional<time_point>& expires,
+                  const std::string& what, const check_options& options, time_point at,
+                  severity expired) {
     if (!expires) {
         return;
     }
-    if (*expires < std::chrono::system_clock::now()) {
-        v.raise(expired, what + " expired " + std::to_string(-days_left(*expires)) + " days ago");
-    } else if (days_left(*expires) < warn_days) {
-        v.raise(warning, what + " expires in " + std::to_string(days_left(*expires)) + " days");
+    if (*expires < at) {
+        v.raise(expired,
+                what + " expired " + std::to_string(-days_left(*expires, at)) + " days ago");
+    } else if (days_left(*expires, at) < options.warn_days) {
+        v.raise(warning, what + " expires in " + std::to_string(days_left(*expires, at)) + " days");
     }
 }
 
-void judge_lookup(verdict& v, const discovery::format_lookup& l, int warn_days) {
+void judge_lookup(monitor::verdict& v, const discovery::format_lookup& l,
+                  const check_options& options, time_point at, bool only_key) {
     const auto& lookup = l.lookup;
     std::string record(l.format->rr_name());
     switch (lookup.result) {
@@ -85,7 +81,18 @@ void judge_lookup(verdict& v, const discovery::format_lookup& l, int warn_days) 
         v.raise(warning, problem.source + ": " + problem.why);
     }
     for (const auto& key : l.evaluation.keys) {
-        check_expiry(v, key.expires, key.source, warn_days, critical);
+        // With one key, its expiry ends sealing for the user: say so.
+        check_expiry(v, key.expires, only_key ? "the only key, " + key.source + "," : key.source,
+                     options, at, critical);
+        if (only_key && key.expires && *key.expires >= at &&
+            days_left(*key.expires, at) < options.warn_days) {
+            v.findings.back().text += ": after that no key is usable and seal.on_no_key applies "
+                                      "to this user's mail; publish a new key first";
+        }
+        if (key.expires) {
+            double days = std::chrono::duration<double>(*key.expires - at).count() / 86400.0;
+            v.days_to_expiry = v.days_to_expiry ? std::min(*v.days_to_expiry, days) : days;
+        }
     }
     for (const auto& report : l.evaluation.reports) {
         if (!report.local || report.in_use) {
@@ -96,14 +103,18 @@ void judge_lookup(verdict& v, const discovery::format_lookup& l, int warn_days) 
             v.raise(warning,
                     report.source + " is not published in DNS (renewed without updating DNS?)");
         }
-        check_expiry(v, report.not_after, report.source, warn_days, warning);
+        check_expiry(v, report.not_after, report.source, options, at, warning);
     }
 }
 
-verdict judge(const discovery::recipient_keys& found, int warn_days) {
-    verdict v;
+monitor::verdict judge_keys(const discovery::recipient_keys& found, const check_options& options,
+                            time_point at) {
+    monitor::verdict v;
+    v.kind = "keys";
+    v.name = found.address;
+    bool only_key = found.chosen.keys.size() == 1;
     for (const auto& l : found.lookups) {
-        judge_lookup(v, l, warn_days);
+        judge_lookup(v, l, options, at, only_key && l.format == found.chosen.format);
     }
     for (const auto& problem : found.store_problems) {
         v.raise(warning, problem.source + ": " + problem.why);
@@ -112,23 +123,170 @@ verdict judge(const discovery::recipient_keys& found, int warn_days) {
         v.raise(critical, "keys unsettled: a format could not judge its keys this time (its "
                           "library could not be set up); deliveries get 451 4.3.0");
     }
+    const auto& keys = found.chosen.keys;
+    v.summary = std::to_string(keys.size()) + " key" + (keys.size() == 1 ? "" : "s") + " (";
+    if (found.chosen.format) {
+        v.summary += std::string(config::to_string(found.chosen.format->id())) + ", ";
+    }
+    v.summary += std::string(dns::to_string(found.chosen.outcome)) + ")";
     return v;
 }
 
-std::string summary(const discovery::recipient_keys& found, const verdict& v) {
-    const auto& keys = found.chosen.keys;
-    std::string out = std::to_string(keys.size()) + " key" + (keys.size() == 1 ? "" : "s") + " (";
-    if (found.chosen.format) {
-        out += std::string(config::to_string(found.chosen.format->id())) + ", ";
+/// The human line: the summary, then every finding.
+std::string line_of(const monitor::verdict& v) {
+    std::string text = v.summary;
+    for (const auto& f : v.findings) {
+        text += (text.empty() ? "" : "; ") + f.text;
     }
-    out += std::string(dns::to_string(found.chosen.outcome)) + ")";
-    for (const auto& note : v.notes) {
-        out += "; " + note;
+    return text;
+}
+
+/// systemd reads a "<N>" prefix on a line of a service's standard output as its syslog
+/// priority (sd-daemon(3)); only when that output is the journal's stream.
+bool stdout_is_journal() {
+    const char* stream = std::getenv("JOURNAL_STREAM");
+    if (stream == nullptr) {
+        return false;
+    }
+    struct stat st {};
+    if (::fstat(STDOUT_FILENO, &st) != 0) {
+        return false;
+    }
+    return std::string(stream) == std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+}
+
+std::string_view priority_prefix(severity s) {
+    switch (s) {
+    case ok:
+        return "<6>";
+    case warning:
+        return "<4>";
+    case critical:
+    case unknown:
+        return "<3>";
+    }
+    return "<3>";
+}
+
+void print_human(const std::vector<monitor::verdict>& verdicts, std::ostream& out) {
+    bool journal = stdout_is_journal();
+    for (const auto& v : verdicts) {
+        auto prefix = journal ? priority_prefix(v.level) : std::string_view();
+        out << prefix << monitor::to_string(v.level) << " " << util::printable(v.name) << ": "
+            << util::printable(line_of(v)) << "\n";
+        for (const auto& line : v.publish) {
+            out << prefix << "  publish: " << util::printable(line) << "\n";
+        }
+        for (const auto& line : v.remove) {
+            out << prefix << "  remove: " << util::printable(line) << "\n";
+        }
+    }
+}
+
+nlohmann::json to_json(const monitor::verdict& v) {
+    nlohmann::json findings = nlohmann::json::array();
+    for (const auto& f : v.findings) {
+        findings.push_back({{"status", monitor::to_string(f.level)}, {"text", f.text}});
+    }
+    nlohmann::json j = {{"kind", v.kind},
+                        {"name", v.name},
+                        {"code", static_cast<int>(v.level)},
+                        {"status", monitor::to_string(v.level)},
+                        {"summary", v.summary},
+                        {"findings", findings},
+                        {"publish", v.publish},
+                        {"remove", v.remove}};
+    if (v.days_to_expiry) {
+        j["days_to_expiry"] = *v.days_to_expiry;
+    }
+    return j;
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+std::string label_value(std::string_view text) {
+    std::string out;
+    for (char c : text) {
+        if (c == '\\' || c == '"') {
+            out += '\\';
+            out += c;
+        } else if (c == '\n') {
+            out += "\\n";
+        } else {
+            out += c;
+        }
     }
     return out;
 }
 
+std::string prometheus_text(const std::vector<monitor::verdict>& verdicts, time_point now) {
+    std::ostringstream text;
+    text << "# HELP mailseal_dane_check_status mailseal check's verdict per checked name: 0 OK, "
+            "1 WARNING, 2 CRITICAL, 3 UNKNOWN.\n"
+            "# TYPE mailseal_dane_check_status gauge\n";
+    for (const auto& v : verdicts) {
+        text << "mailseal_dane_check_status{kind=\"" << label_value(v.kind) << "\",name=\""
+             << label_value(v.name) << "\"} " << static_cast<int>(v.level) << "\n";
+    }
+    text << "# HELP mailseal_dane_expiry_days Days until the first certificate or key in use "
+            "expires (negative once expired).\n"
+            "# TYPE mailseal_dane_expiry_days gauge\n";
+    text.precision(6);
+    text << std::fixed;
+    for (const auto& v : verdicts) {
+        if (v.days_to_expiry) {
+            text << "mailseal_dane_expiry_days{kind=\"" << label_value(v.kind) << "\",name=\""
+                 << label_value(v.name) << "\"} " << *v.days_to_expiry << "\n";
+        }
+    }
+    text << "# HELP mailseal_dane_check_timestamp_seconds When mailseal check last ran.\n"
+            "# TYPE mailseal_dane_check_timestamp_seconds gauge\n"
+            "mailseal_dane_check_timestamp_seconds "
+         << std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count()
+         << "\n";
+    return text.str();
+}
+
+std::optional<int> parse_number(std::string_view text) {
+    if (text.empty() || text.size() > 9 ||
+        text.find_first_not_of("0123456789") != std::string_view::npos) {
+        return std::nullopt;
+    }
+    return std::stoi(std::string(text));
+}
+
 } // namespace
+
+std::optional<time_point> parse_when(std::string_view text, time_point now) {
+    if (!text.empty() && text.front() == '+') {
+        auto number = parse_number(text.substr(1, text.size() - 2));
+        if (!number || text.size() < 3) {
+            return std::nullopt;
+        }
+        switch (text.back()) {
+        case 'd':
+            return now + std::chrono::hours(24 * *number);
+        case 'h':
+            return now + std::chrono::hours(*number);
+        case 'm':
+            return now + std::chrono::minutes(*number);
+        default:
+            return std::nullopt;
+        }
+    }
+    std::tm parts{};
+    std::istringstream in{std::string(text)};
+    if (text.size() == 10) {
+        in >> std::get_time(&parts, "%Y-%m-%d");
+    } else if (text.size() == 20 && text.back() == 'Z') {
+        in >> std::get_time(&parts, "%Y-%m-%dT%H:%M:%S");
+    } else {
+        return std::nullopt;
+    }
+    if (in.fail()) {
+        return std::nullopt;
+    }
+    return std::chrono::system_clock::from_time_t(::timegm(&parts));
+}
 
 std::optional<std::string> address_from_maildir(const std::string& maildir_template,
                                                 const std::filesystem::path& maildir) {
@@ -191,34 +349,89 @@ std::vector<std::string> known_addresses(const config::config& cfg) {
 
 int check(const config::config& cfg, const check_options& options, std::ostream& out,
           std::ostream& err) {
-    auto addresses = options.all ? known_addresses(cfg) : options.addresses;
+    auto now = std::chrono::system_clock::now();
+    auto at = options.at.value_or(now);
+    auto addresses = options.all || options.host ? known_addresses(cfg) : options.addresses;
     std::vector<lmtp::address> parsed;
     for (const auto& a : addresses) {
         auto p = lmtp::parse_forward_path("<" + a + ">", true);
         if (!p || p->domain.empty()) {
-            err << "mailseal: check: not an address: " << a << "\n";
+            err << "mailseal: check: not an address: " << util::printable(a) << "\n";
             return EX_USAGE;
         }
         parsed.push_back(std::move(*p));
     }
-    check_status worst = ok;
-    int setup = run_discovery(
-        cfg, err, [&](discovery::key_discovery& discovery) -> boost::asio::awaitable<void> {
+    host_check_context context{cfg, options, now, at, {}};
+    bool tlsa_wanted = !options.tlsa_host.empty() || options.host;
+    if (tlsa_wanted) {
+        auto loaded = monitor::seen_records::load(options.state_file);
+        if (auto* why = std::get_if<std::string>(&loaded)) {
+            err << "mailseal: check: " << util::printable(*why) << "\n";
+            return EX_DATAERR;
+        }
+        context.seen = std::move(std::get<monitor::seen_records>(loaded));
+    }
+    std::vector<monitor::verdict> verdicts;
+    std::optional<severity> gate;
+    int setup = run_discovery_and_dns(
+        cfg, err,
+        [&](discovery::key_discovery& discovery,
+            dns::resolver& resolver) -> boost::asio::awaitable<void> {
+            if (!options.tlsa_host.empty()) {
+                auto result = co_await check_tlsa_host(context, resolver, options.tlsa_host);
+                verdicts.push_back(std::move(result.result));
+                if (options.gate) {
+                    gate = result.next.gate;
+                    verdicts.back().summary = "gate " +
+                                              std::string(monitor::to_string(result.next.gate)) +
+                                              ": " + result.next.why;
+                }
+            }
+            if (options.host) {
+                auto found = co_await check_this_host(context, resolver);
+                verdicts.insert(verdicts.end(), found.begin(), found.end());
+            }
             for (const auto& address : parsed) {
                 auto found = co_await discovery.find(recipient::normalise(cfg, address));
-                auto v = judge(found, options.days);
-                worst = std::max(worst, v.status);
-                out << label(v.status) << " " << util::printable(found.address) << ": "
-                    << util::printable(summary(found, v)) << "\n";
+                verdicts.push_back(judge_keys(found, options, at));
             }
         });
     if (setup != EX_OK) {
         return setup;
     }
-    if (parsed.empty()) {
-        out << "OK no addresses to check\n";
+    if (tlsa_wanted && context.seen.changed()) {
+        // Without the record of first sightings, --gate can never pass: say why, loudly.
+        if (auto why = context.seen.save(options.state_file)) {
+            err << "mailseal: check: first-seen times not kept: " << util::printable(*why) << "\n";
+        }
     }
-    return worst;
+    severity worst = ok;
+    for (const auto& v : verdicts) {
+        worst = std::max(worst, v.level);
+    }
+    if (options.json) {
+        nlohmann::json checks = nlohmann::json::array();
+        for (const auto& v : verdicts) {
+            checks.push_back(to_json(v));
+        }
+        nlohmann::json report = {{"code", static_cast<int>(gate.value_or(worst))},
+                                 {"status", monitor::to_string(gate.value_or(worst))},
+                                 {"at", seal::iso_time(at)},
+                                 {"checks", checks}};
+        out << report.dump(2) << "\n";
+    } else {
+        print_human(verdicts, out);
+        if (verdicts.empty()) {
+            out << "OK no addresses to check\n";
+        }
+    }
+    if (options.prometheus) {
+        if (auto why = util::replace_file(*options.prometheus, prometheus_text(verdicts, now))) {
+            err << "mailseal: check: " << util::printable(*why) << "\n";
+            return unknown;
+        }
+    }
+    return gate.value_or(worst);
 }
 
 } // namespace mailseal::tools

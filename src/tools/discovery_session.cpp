@@ -14,6 +14,15 @@ namespace mailseal::tools {
 int run_discovery(
     const config::config& cfg, std::ostream& err,
     const std::function<boost::asio::awaitable<void>(discovery::key_discovery&)>& body) {
+    return run_discovery_and_dns(
+        cfg, err,
+        [&](discovery::key_discovery& discovery, dns::resolver&) { return body(discovery); });
+}
+
+int run_discovery_and_dns(
+    const config::config& cfg, std::ostream& err,
+    const std::function<boost::asio::awaitable<void>(discovery::key_discovery&, dns::resolver&)>&
+        body) {
     boost::asio::io_context io(1);
     auto made = dns::resolver::create(io.get_executor(), cfg.dns);
     if (auto* problem = std::get_if<std::string>(&made)) {
@@ -30,7 +39,8 @@ int run_discovery(
     discovery::key_discovery discovery(
         cfg, resolver, std::move(std::get<seal::format_set>(formats)), io.get_executor());
     std::exception_ptr crashed;
-    boost::asio::co_spawn(io, body(discovery), [&](std::exception_ptr e) { crashed = e; });
+    boost::asio::co_spawn(io, body(discovery, resolver),
+                          [&](std::exception_ptr e) { crashed = e; });
     io.run();
     if (crashed) {
         std::rethrow_exception(crashed);

@@ -11,6 +11,7 @@
 
 #include <mailseal/config/config.hpp>
 #include <mailseal/discovery/discovery.hpp>
+#include <mailseal/dns/resolver.hpp>
 
 namespace mailseal::tools {
 
@@ -19,5 +20,11 @@ namespace mailseal::tools {
 int run_discovery(
     const config::config& cfg, std::ostream& err,
     const std::function<boost::asio::awaitable<void>(discovery::key_discovery&)>& body);
+
+/// The same, for a body that also makes lookups of its own through the resolver.
+int run_discovery_and_dns(
+    const config::config& cfg, std::ostream& err,
+    const std::function<boost::asio::awaitable<void>(discovery::key_discovery&, dns::resolver&)>&
+        body);
 
 } // namespace mailseal::tools

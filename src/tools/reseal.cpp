@@ -10,11 +10,9 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <set>
-#include <spawn.h>
 #include <sstream>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <sysexits.h>
 #include <thread>
 #include <unistd.h>
@@ -29,7 +27,9 @@
 #include <mailseal/store/maildir.hpp>
 #include <mailseal/tools/tools.hpp>
 #include <mailseal/util/ascii.hpp>
+#include <mailseal/util/command.hpp>
 #include <mailseal/util/errno_text.hpp>
+#include <mailseal/util/replace_file.hpp>
 #include <mailseal/util/unique_fd.hpp>
 #include <mailseal/util/wipe.hpp>
 
@@ -82,26 +82,9 @@ last_run(const std::filesystem::path& state_file) {
 /// Records `start` as the last complete run's, durably, replacing the state file in one step.
 std::optional<std::string> record_run(const std::filesystem::path& state_file,
                                       const struct timespec& start) {
-    auto tmp = state_file;
-    tmp += ".tmp";
     std::ostringstream text;
     text << start.tv_sec << "." << std::setw(9) << std::setfill('0') << start.tv_nsec << "\n";
-    auto data = text.str();
-    util::unique_fd fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)};
-    if (!fd || ::write(fd.get(), data.data(), data.size()) != static_cast<ssize_t>(data.size()) ||
-        ::fsync(fd.get()) != 0 || fd.close() != 0) {
-        return "cannot write " + tmp.string() + ": " + util::errno_text(errno);
-    }
-    if (::rename(tmp.c_str(), state_file.c_str()) != 0) {
-        return "cannot rename " + tmp.string() + ": " + util::errno_text(errno);
-    }
-    auto parent =
-        state_file.parent_path().empty() ? std::filesystem::path(".") : state_file.parent_path();
-    util::unique_fd dir{::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
-    if (!dir || ::fsync(dir.get()) != 0) {
-        return "cannot fsync " + parent.string() + ": " + util::errno_text(errno);
-    }
-    return std::nullopt;
+    return util::replace_file(state_file, text.str(), 0600);
 }
 
 /// What names a message across a replacement: its file name up to the info suffix, without the
@@ -269,30 +252,6 @@ private:
     std::optional<store::delivery> file_;
     std::string problem_;
 };
-
-/// Runs `argv` (found through PATH) and waits for it: nullopt when it exits 0, else why not.
-std::optional<std::string> run_command(const std::vector<std::string>& argv) {
-    std::vector<char*> args;
-    for (const auto& a : argv) {
-        args.push_back(const_cast<char*>(a.c_str()));
-    }
-    args.push_back(nullptr);
-    pid_t pid = 0;
-    if (int err = ::posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ); err != 0) {
-        return argv[0] + ": " + util::errno_text(err);
-    }
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) {
-            return argv[0] + ": waitpid: " + util::errno_text(errno);
-        }
-    }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        return std::nullopt;
-    }
-    return argv[0] + (WIFEXITED(status) ? " exited " + std::to_string(WEXITSTATUS(status))
-                                        : std::string(" was killed"));
-}
 
 /// How far a user's run is, on standard error: a line redrawn in place on a terminal (at most
 /// ten times a second), otherwise a plain line every 30 seconds, for logs of long runs.
@@ -496,7 +455,7 @@ public:
             std::vector<std::string> argv{"doveadm", "mailbox", "cache",
                                           "purge",   "-u",      report.address};
             argv.insert(argv.end(), mailboxes.begin(), mailboxes.end());
-            if (auto problem = run_command(argv)) {
+            if (auto problem = util::run_command(argv)) {
                 err_ << "mailseal: reseal: " << report.address
                      << ": purging Dovecot's cache failed: " << util::printable(*problem) << "\n";
                 report.detail = "dovecot cache purge failed";

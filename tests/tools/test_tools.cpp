@@ -38,6 +38,20 @@ INSTANTIATE_TEST_SUITE_P(
                                  "/var/vmail/example.org/Maildir", std::nullopt}),
     [](const auto& p) { return p.param.name; });
 
+TEST(parse_when, relative_and_absolute_times) {
+    auto now = std::chrono::system_clock::from_time_t(1'800'000'000);
+    EXPECT_EQ(parse_when("+30d", now), now + std::chrono::hours(24 * 30));
+    EXPECT_EQ(parse_when("+12h", now), now + std::chrono::hours(12));
+    EXPECT_EQ(parse_when("+90m", now), now + std::chrono::minutes(90));
+    EXPECT_EQ(parse_when("2027-01-31", now), std::chrono::system_clock::from_time_t(1'801'353'600));
+    EXPECT_EQ(parse_when("2027-01-31T12:00:00Z", now),
+              std::chrono::system_clock::from_time_t(1'801'396'800));
+    for (const char* bad : {"", "+", "+d", "+30", "+30w", "+-3d", "30d", "2027-13-45",
+                            "2027-01-31T12:00:00", "tomorrow", "+9999999999d"}) {
+        EXPECT_FALSE(parse_when(bad, now)) << bad;
+    }
+}
+
 TEST(printable, control_characters_cannot_start_a_line) {
     EXPECT_EQ(util::printable("CN=a\nOK forged@line\r\t\x7f\xc3\xa9"),
               "CN=a?OK forged@line???\xc3\xa9");

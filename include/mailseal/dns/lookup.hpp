@@ -5,7 +5,9 @@
 /// Plain values, no I/O: the resolver (resolver.hpp) makes them, and each key format parses
 /// the RDATA of its own record type.
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -26,6 +28,15 @@ enum class outcome {
 /// tools use.
 std::string_view to_string(outcome);
 
+/// What the RRSIGs over an answer's RRset say (RFC 4034 §3.1): when the earliest of them
+/// expires, when the latest became valid, and the RRset's TTL as signed (a resolver's cache
+/// counts its TTL down; the original TTL is what caches elsewhere may hold it for).
+struct signature_window {
+    std::chrono::system_clock::time_point inception;
+    std::chrono::system_clock::time_point expiration;
+    std::uint32_t original_ttl = 0;
+};
+
 /// The result of one lookup.
 struct lookup_result {
     outcome result = outcome::failure;
@@ -38,6 +49,8 @@ struct lookup_result {
     std::uint32_t ttl = 0;
     /// The answer was NXDOMAIN (rather than NODATA); meaningful for secure_absent.
     bool nxdomain = false;
+    /// For secure_records: the signatures over the records, when the answer carried them.
+    std::optional<signature_window> signatures;
     /// Why: unbound's why_bogus text for bogus; the rcode name, ub_strerror() text, "timeout"
     /// or "cancelled" for failure; empty otherwise.
     std::string detail;
@@ -53,6 +66,24 @@ struct lookup_result {
 ///     "c93f1e400f26708f98cb19d936620da35eec8f72e57f9eec01c1afd6._smimecert.example.com"
 std::string hashed_owner_name(std::string_view local_part, std::string_view label,
                               std::string_view a_label_domain);
+
+/// The RRSIGs in a DNS message's answer section that cover `rr_type`, folded into one window
+/// (earliest expiration, latest inception, largest original TTL); nullopt when the message does
+/// not parse or has none. Signature times are read as seconds since 1970 (RFC 4034 §3.1.5's
+/// serial arithmetic only matters after 2106).
+std::optional<signature_window> signatures_in(std::span<const std::uint8_t> message,
+                                              std::uint16_t rr_type);
+
+/// One MX record (RFC 1035 §3.3.9).
+struct mx_record {
+    std::uint16_t preference = 0;
+    /// The exchange host, lowercase, without the trailing dot; "" for the root ("no mail",
+    /// RFC 7505).
+    std::string exchange;
+};
+
+/// MX RDATA as a resolver hands it on (the name uncompressed); nullopt when it does not parse.
+std::optional<mx_record> parse_mx(std::span<const std::uint8_t> rdata);
 
 /// RDATA in the RFC 3597 §5 generic form, for servers and signers that do not know the type:
 /// "\# <length in octets> <RDATA in uppercase hex>", e.g. "\# 5 030000ABCD".

@@ -12,12 +12,7 @@
 ///   or OpenPGP keys (OPENPGPKEY, in the minimal form RFC 7929 recommends) in FILE, in
 ///   presentation form and in RFC 3597 generic form (for servers that do not know the type).
 ///   Exit status: 0; 64 bad arguments; 66 unreadable file or no key.
-/// - `check ADDRESS... | --all`: for monitoring. One line per address, `OK|WARNING|CRITICAL
-///   address: summary`, comparing what DNS publishes with the local store, for each format:
-///   a bogus or failed lookup is critical, as is an expired certificate or key in use; an
-///   insecure zone, an unusable record, a key expiring within `days`, a local key DNS does not
-///   publish (renewed without updating DNS) and unreadable store files are warnings. Exit
-///   status is the worst line's, Nagios-style: 0, 1, 2.
+/// - `check ADDRESS... | --all | --tlsa HOST | --host`: for monitoring (see check() below).
 /// - `seal --to ADDRESS [--key FILE]...`: seals one message from stdin to stdout exactly as
 ///   delivery would (same detection, MIME layout, algorithms, policy and Mailseal: field; LF
 ///   line ends as in a Maildir), to the keys in the given files (X.509 certificates or OpenPGP
@@ -28,11 +23,13 @@
 ///   in a --key file, 70 encryption failure, 74 the output could not be written, 78
 ///   configuration. One line on stderr says which.
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <mailseal/config/config.hpp>
@@ -84,18 +81,62 @@ struct tlsa_record_options {
 int record_tlsa(const config::config& cfg, const tlsa_record_options& options, std::ostream& out,
                 std::ostream& err);
 
-enum check_status : int { ok = 0, warning = 1, critical = 2 };
-
 struct check_options {
     std::vector<std::string> addresses;
     /// Every address with a directory in the local store, and every mailbox found through the
     /// Maildir template when its path components are exactly %d and %n, or %u.
     bool all = false;
-    int days = 30;
+    /// The TLSA records of this host name (the name MX records give) at _PORT._tcp.
+    std::string tlsa_host;
+    /// This host entire: the MX records of every local domain, the TLSA records of every MX
+    /// host, and every address as with `all`.
+    bool host = false;
+    std::uint16_t port = 25;
+    /// The certificate chain file the server presents; default: the chains Postfix's smtpd
+    /// loads (postconf), or with `probe` those a STARTTLS handshake gets.
+    std::optional<std::filesystem::path> cert;
+    bool probe = false;
+    /// Postfix's configuration directory (postconf -c); default: postconf's own.
+    std::optional<std::filesystem::path> postfix_config;
+    /// The certificate chain staged to replace the current one.
+    std::optional<std::filesystem::path> next;
+    /// Answer only whether `next` may go live now: its exit status (0 yes, 1 not yet, 2 not
+    /// published or no secure answer, 3 the check cannot run).
+    bool gate = false;
+    /// Warn this many days before a certificate or key expires.
+    int warn_days = 21;
+    /// Judge as of this time (expiry, signatures, how long records have been visible).
+    std::optional<std::chrono::system_clock::time_point> at;
+    bool json = false;
+    /// A node_exporter textfile to replace with the results.
+    std::optional<std::filesystem::path> prometheus;
+    /// When each TLSA record was first seen (monitor/seen.hpp).
+    std::filesystem::path state_file = "/var/lib/mailseal/tlsa-seen";
 };
 
+/// `check`: for monitoring, one `STATUS NAME: summary` line per checked name (STATUS OK,
+/// WARNING, CRITICAL or UNKNOWN, with the zone-file lines to publish and to remove indented
+/// below), or one JSON object; `prometheus` also writes a node_exporter textfile. Exit status
+/// the worst line's, Nagios-style (0..3), or the gate's with `gate`; 64 bad arguments, 78
+/// configuration.
+///
+/// Addresses: what DNS publishes for each (SMIMEA, OPENPGPKEY) against the local store. A bogus
+/// or failed lookup is critical, as is an expired key in use; an insecure zone, an unusable
+/// record, a key expiring within `warn_days` (above all a user's only key), a local key DNS
+/// does not publish (renewed without updating DNS) and unreadable store files are warnings.
+///
+/// TLSA (monitor/tlsa.hpp): critical when no record matches a chain in use, when the RRset is
+/// bogus or the zone insecure, or when there are no records while a local domain's MX names
+/// the host; a warning when the certificate expires within `warn_days`, when only a 2 x x
+/// record for an intermediate CA matches, when the next key is not published yet, or for an
+/// unusable or stale record; unknown when the certificate in use cannot be read or the
+/// lookup fails.
 int check(const config::config& cfg, const check_options& options, std::ostream& out,
           std::ostream& err);
+
+/// `--at`'s forms: "2027-01-31", "2027-01-31T12:00:00Z", "+30d", "+12h", "+90m" (after `now`).
+std::optional<std::chrono::system_clock::time_point>
+parse_when(std::string_view text, std::chrono::system_clock::time_point now);
 
 enum seal_status : int { sealed = 0, passthrough = 1, no_key = 2 };
 

@@ -50,6 +50,8 @@ struct cert_spec {
     std::string common_name = "Alice";
     /// rfc822Name subjectAltNames; empty: no subjectAltName extension.
     std::vector<std::string> emails = {"alice@example.org"};
+    /// dNSName subjectAltNames (a server's).
+    std::vector<std::string> dns_names{};
     /// keyUsage extension value in openssl.cnf syntax; empty: no keyUsage extension.
     std::string key_usage{};
     std::string ext_key_usage{};
@@ -97,10 +99,13 @@ inline std::shared_ptr<X509> make_cert(const cert_spec& spec) {
     if (!spec.ext_key_usage.empty()) {
         add_extension(*cert, ctx, NID_ext_key_usage, spec.ext_key_usage);
     }
-    if (!spec.emails.empty()) {
+    if (!spec.emails.empty() || !spec.dns_names.empty()) {
         std::string san;
         for (const auto& e : spec.emails) {
             san += (san.empty() ? "email:" : ",email:") + e;
+        }
+        for (const auto& d : spec.dns_names) {
+            san += (san.empty() ? "DNS:" : ",DNS:") + d;
         }
         add_extension(*cert, ctx, NID_subject_alt_name, san);
     }
