@@ -65,6 +65,25 @@ class CheckTest(BedTestCase):
         self.assertEqual(code, WARNING, output)
         self.assertRegex(lines["alice@signed.test"][1], r"expires in \d+ days")
 
+    def test_only_key_about_to_expire(self):
+        # A user whose only key expires gets no sealed mail after that: said as such. With two
+        # keys, one expiring is an ordinary expiry warning.
+        code, lines, output = self.check("--warn-days", "4000", "alice@signed.test",
+                                         "dave@signed.test")
+        self.assertEqual(code, WARNING, output)
+        self.assertRegex(lines["alice@signed.test"][1],
+                         r"the only key, .* expires in \d+ days: after that no key is usable")
+        self.assertNotIn("only key", lines["dave@signed.test"][1])
+        self.assertRegex(lines["dave@signed.test"][1], r"expires in \d+ days")
+
+    def test_judged_at_a_later_time(self):
+        # --at moves "now": past the certificates' ten years, the key in use has expired.
+        code, lines, output = self.check("--at", "+4000d", "alice@signed.test")
+        self.assertEqual(code, CRITICAL, output)
+        self.assertRegex(lines["alice@signed.test"][1], r"expired \d+ days ago")
+        code, lines, output = self.check("--at", "+30d", "alice@signed.test")
+        self.assertEqual(code, OK, output)
+
     def test_renewed_local_certificate_not_in_dns(self):
         # The operator renewed alice's certificate in the local store but DNS still publishes
         # the old one: the case operators asked a monitor to catch.

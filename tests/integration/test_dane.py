@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import unittest
 
 import danebed
@@ -254,6 +255,29 @@ class DaneTest(DaneBedCase):
         self.assertRegex(text, r'mailseal_dane_expiry_days\{kind="tlsa",name="[^"]+"\} \d+\.\d+')
         self.assertRegex(text, r"mailseal_dane_check_timestamp_seconds \d+\n")
         self.assertFalse(os.path.exists(prom + ".new"))
+
+
+    def test_journal_priorities(self):
+        # Under systemd, standard output is the journal's stream, named in JOURNAL_STREAM
+        # (device:inode); each line then carries its priority as a "<N>" prefix
+        # (sd-daemon(3)), so `journalctl -p warning` shows the problems.
+        path = os.path.join(self.dir, "journal-stream")
+        with open(path, "wb") as out:
+            st = os.fstat(out.fileno())
+            proc = subprocess.run(
+                [harness.MAILSEAL_BIN, "check", "--config", self.write_config(), "--port",
+                 str(self.bed.port), "--state-file", os.path.join(self.dir, "seen"),
+                 "--tlsa", "mail.good.test", "--cert", self.certs["renewed"].chain],
+                stdout=out, stderr=subprocess.PIPE, timeout=60,
+                env={**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+        lines = harness.read_text(path).splitlines()
+        self.assertEqual(proc.returncode, CRITICAL, lines)
+        self.assertTrue(lines[0].startswith("<3>CRITICAL "), lines)
+        self.assertTrue(all(line.startswith("<3>") for line in lines), lines)
+        # Anywhere else, no prefixes.
+        code, lines, output = self.check("--tlsa", "mail.good.test", "--cert",
+                                         self.certs["current"].chain)
+        self.assertNotIn("<", output.split("stdout:")[1][:3], output)
 
 
 class PostfixDaneTest(DaneBedCase):

@@ -121,6 +121,23 @@ class SystemdTest(harness.TestCase):
                         "SystemCallFilter=@system-service",
                         "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6"):
             self.assertIn("\n" + setting + "\n", service, setting)
+        # The daily check: the mailseal user, reading Postfix's root-only chain files through
+        # one capability, and nothing else more than the daemon may.
+        out = subprocess.run(
+            ["systemd-analyze", "security", "--offline=yes",
+             os.path.join(UNITS, "mailseal-check.service")],
+            capture_output=True, text=True, timeout=60).stdout
+        m = re.search(r"Overall exposure level for mailseal-check\.service: ([0-9.]+) (\w+)", out)
+        self.assertIsNotNone(m, out[-2000:])
+        self.assertLessEqual(float(m.group(1)), 2.0, m.group(0))
+        with open(os.path.join(UNITS, "mailseal-check.service")) as f:
+            check = f.read()
+        for setting in ("User=mailseal", "CapabilityBoundingSet=CAP_DAC_READ_SEARCH",
+                        "ReadWritePaths=/var/lib/mailseal", "NoNewPrivileges=yes"):
+            self.assertIn("\n" + setting + "\n", check, setting)
+        self.assertIn("mailseal check --config /etc/mailseal/mailseal.toml --host", check)
+        with open(os.path.join(UNITS, "mailseal-check.timer")) as f:
+            self.assertIn("OnCalendar=daily", f.read())
         with open(os.path.join(UNITS, "mailseal.socket")) as f:
             sock = f.read()
         self.assertIn("ListenStream=/var/spool/postfix/private/mailseal", sock)
