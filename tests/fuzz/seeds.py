@@ -244,6 +244,38 @@ class Gpg:
         subprocess.run(["gpgconf", "--homedir", self.home, "--kill", "all"], check=False)
 
 
+def tlsa_seeds(work):
+    """A mail host's TLSA records against tlsa_chain.pem (server, intermediate, root)."""
+    reset("fuzz_tlsa")
+    pems = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n",
+                      open(os.path.join(HERE, "tlsa_chain.pem")).read(), re.S)
+    ders, spkis = [], []
+    for pem in pems:
+        ders.append(run(["openssl", "x509", "-outform", "DER"], work, stdin=pem.encode()))
+        key = run(["openssl", "x509", "-noout", "-pubkey"], work, stdin=pem.encode())
+        spkis.append(run(["openssl", "pkey", "-pubin", "-outform", "DER"], work, stdin=key))
+    leaf, inter, root = zip(ders, spkis)
+    seeds = {
+        "dane_ee_spki_sha256": records(0, smimea(3, 1, 1, sha(leaf[1], 256))),
+        "dane_ee_forms": records(0, smimea(3, 0, 0, leaf[0]), smimea(3, 1, 0, leaf[1]),
+                                 smimea(3, 0, 1, sha(leaf[0], 256)),
+                                 smimea(3, 1, 2, sha(leaf[1], 512))),
+        "current_next_stale": records(0x11, smimea(3, 1, 1, sha(leaf[1], 256)),
+                                      smimea(3, 1, 1, sha(inter[1], 256)),
+                                      smimea(3, 1, 1, bytes(32))),
+        "dane_ta_intermediate": records(0, smimea(2, 1, 1, sha(inter[1], 256))),
+        "dane_ta_root_full": records(0x01, smimea(2, 0, 0, root[0])),
+        "expired_chain": records(0x02, smimea(2, 1, 1, sha(root[1], 256)),
+                                 smimea(3, 1, 1, sha(leaf[1], 256))),
+        "pkix_and_unknown": records(0x04, smimea(1, 1, 1, sha(leaf[1], 256)),
+                                    smimea(0, 0, 0, root[0]), smimea(4, 1, 1, bytes(32)),
+                                    smimea(3, 1, 1, bytes(31)), b"\x03\x01"),
+        "dns_alone": records(0x08, smimea(3, 1, 1, sha(leaf[1], 256))),
+    }
+    for name, data in seeds.items():
+        write("fuzz_tlsa", name, data)
+
+
 def openpgp_seeds(gpg):
     reset("fuzz_openpgpkey")
     alice = gpg.key("Alice <alice@example.org>", "ed25519", "cv25519")
@@ -376,6 +408,7 @@ def main():
     gpg = Gpg(work)
     try:
         smimea_seeds(work)
+        tlsa_seeds(work)
         alice = openpgp_seeds(gpg)
         mime_seeds(work, gpg, alice)
     finally:
