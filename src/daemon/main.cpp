@@ -22,6 +22,7 @@
 #include <mailseal/config/config.hpp>
 #include <mailseal/dns/resolver.hpp>
 #include <mailseal/log/log.hpp>
+#include <mailseal/monitor/verdict.hpp>
 #include <mailseal/recipient/recipient.hpp>
 #include <mailseal/seal/formats.hpp>
 #include <mailseal/seal/message.hpp>
@@ -473,7 +474,8 @@ int main(int argc, char** argv) {
                          "Exit 0 only when this next certificate's key is published, validated "
                          "and visible for twice the TTL (for renewal hooks)")
             ->needs(tlsa_check)
-            ->excludes(next_option);
+            ->excludes(next_option)
+            ->excludes(host_flag);
     std::string at_text;
     check_keys_cmd->add_option("--at", at_text,
                                "Judge as of this time: 2027-01-31, 2027-01-31T12:00:00Z, +30d, "
@@ -634,7 +636,8 @@ int main(int argc, char** argv) {
     if (check_keys_cmd->parsed()) {
         auto cfg = load(config_path);
         if (!cfg) {
-            return EX_CONFIG;
+            // A monitoring check that cannot run is UNKNOWN, whatever stopped it.
+            return monitor::unknown;
         }
         log::set_level(config::log_level::warning);
         return tools::check(*cfg, check_opts, std::cout, std::cerr);

@@ -123,7 +123,8 @@ std::vector<std::string> postfix_chain_files(const std::vector<std::string>& mai
     std::istringstream lines(overrides);
     std::string line;
     while (std::getline(lines, line)) {
-        auto equals = line.find(" = ");
+        // postconf prints "name = value", and "name =" for an override that empties a setting.
+        auto equals = line.find(" =");
         auto first = line.find('/');
         auto second = first == std::string::npos ? first : line.find('/', first + 1);
         if (equals == std::string::npos || second == std::string::npos || second > equals) {
@@ -136,8 +137,13 @@ std::vector<std::string> postfix_chain_files(const std::vector<std::string>& mai
         bool on_port = listens == std::to_string(port) ||
                        std::find(port_names.begin(), port_names.end(), listens) != port_names.end();
         auto which = std::find(parameters.begin(), parameters.end(), parameter);
-        if (type == "inet" && on_port && which != parameters.end()) {
-            values[static_cast<std::size_t>(which - parameters.begin())] = line.substr(equals + 3);
+        // With postscreen on port 25, sessions are handed to the "smtpd pass" service, whose
+        // overrides set the certificate.
+        bool after_postscreen = type == "pass" && service == "smtpd" && port == 25;
+        if (((type == "inet" && on_port) || after_postscreen) && which != parameters.end()) {
+            auto value = line.substr(equals + 2);
+            values[static_cast<std::size_t>(which - parameters.begin())] =
+                value.empty() || value.front() != ' ' ? value : value.substr(1);
         }
     }
     return files_of(values);
@@ -149,23 +155,28 @@ postfix_chains(const std::optional<std::filesystem::path>& config_dir, std::uint
     if (config_dir) {
         base.insert(base.end(), {"-c", config_dir->string()});
     }
-    auto main_command = base;
-    main_command.insert(main_command.end(), {"-xh", "smtpd_tls_chain_files", "smtpd_tls_cert_file",
-                                             "smtpd_tls_eccert_file", "smtpd_tls_dcert_file"});
-    auto main_output = util::command_output(main_command);
-    if (main_output.index() == 1) {
-        return "cannot read Postfix's settings: " + std::get<1>(main_output);
+    // One parameter at a time: a Postfix that does not know one (smtpd_tls_chain_files before
+    // 3.4) prints nothing for it, which would shift the lines of the others.
+    std::vector<std::string> main;
+    for (const char* parameter : {"smtpd_tls_chain_files", "smtpd_tls_cert_file",
+                                  "smtpd_tls_eccert_file", "smtpd_tls_dcert_file"}) {
+        auto command = base;
+        command.insert(command.end(), {"-xh", parameter});
+        auto output = util::command_output(command);
+        if (output.index() == 1) {
+            return "cannot read Postfix's settings: " + std::get<1>(output);
+        }
+        auto value = std::get<0>(output);
+        while (!value.empty() && (value.back() == '\n' || value.back() == ' ')) {
+            value.pop_back();
+        }
+        main.push_back(value);
     }
     auto master_command = base;
     master_command.insert(master_command.end(), {"-Px"});
     auto master_output = util::command_output(master_command);
     if (master_output.index() == 1) {
         return "cannot read Postfix's master.cf: " + std::get<1>(master_output);
-    }
-    std::vector<std::string> main;
-    std::istringstream lines(std::get<0>(main_output));
-    for (std::string line; std::getline(lines, line);) {
-        main.push_back(line);
     }
     auto files = postfix_chain_files(main, std::get<0>(master_output), port, service_names(port));
     if (files.empty()) {

@@ -1,5 +1,6 @@
-// The STARTTLS probe: the few SMTP steps up to a TLS handshake, on a blocking socket with
-// send and receive timeouts. A one-shot tool talking to one server needs no event loop.
+// The STARTTLS probe: the few SMTP steps up to a TLS handshake, on a non-blocking socket with
+// one deadline for the whole exchange. A one-shot tool talking to one server needs no event
+// loop.
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -27,8 +28,28 @@ struct ssl_deleter {
     void operator()(SSL* p) const noexcept { SSL_free(p); }
 };
 
+using clock = std::chrono::steady_clock;
+
 /// A reply longer than this is not an SMTP server's.
 constexpr std::size_t max_reply = 64 * 1024;
+
+/// Waits until `fd` is ready for `events` or the deadline passes: false on a timeout.
+bool wait_for(int fd, short events, clock::time_point deadline) {
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+        if (left.count() <= 0) {
+            return false;
+        }
+        pollfd waiting{fd, events, 0};
+        int ready = ::poll(&waiting, 1, static_cast<int>(left.count()));
+        if (ready > 0) {
+            return true;
+        }
+        if (ready < 0 && errno != EINTR) {
+            return false;
+        }
+    }
+}
 
 /// An SMTP reply: its code and its lines' texts.
 struct reply {
@@ -36,9 +57,12 @@ struct reply {
     std::vector<std::string> lines;
 };
 
+/// The plaintext SMTP dialogue up to STARTTLS, every step bounded by the probe's deadline (a
+/// server trickling bytes cannot stretch it).
 class connection {
 public:
-    explicit connection(util::unique_fd fd) : fd_(std::move(fd)) {}
+    connection(util::unique_fd fd, clock::time_point deadline)
+        : fd_(std::move(fd)), deadline_(deadline) {}
 
     /// Reads one (multi-line) reply; nullopt on a timeout, a closed connection or garbage.
     std::optional<reply> read_reply(std::string& why) {
@@ -50,14 +74,17 @@ public:
                     why = "reply too long";
                     return std::nullopt;
                 }
+                if (!wait_for(fd_.get(), POLLIN, deadline_)) {
+                    why = "timed out";
+                    return std::nullopt;
+                }
                 char chunk[4096];
                 ssize_t n = ::recv(fd_.get(), chunk, sizeof chunk, 0);
-                if (n < 0 && errno == EINTR) {
+                if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
                     continue;
                 }
                 if (n <= 0) {
-                    why = n == 0 ? "connection closed"
-                                 : (errno == EAGAIN ? "timed out" : util::errno_text(errno));
+                    why = n == 0 ? "connection closed" : util::errno_text(errno);
                     return std::nullopt;
                 }
                 buffer_.append(chunk, static_cast<std::size_t>(n));
@@ -84,8 +111,12 @@ public:
     bool send(const std::string& text, std::string& why) {
         std::size_t sent = 0;
         while (sent < text.size()) {
+            if (!wait_for(fd_.get(), POLLOUT, deadline_)) {
+                why = "timed out";
+                return false;
+            }
             ssize_t n = ::send(fd_.get(), text.data() + sent, text.size() - sent, MSG_NOSIGNAL);
-            if (n < 0 && errno == EINTR) {
+            if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
                 continue;
             }
             if (n <= 0) {
@@ -103,11 +134,12 @@ public:
 
 private:
     util::unique_fd fd_;
+    clock::time_point deadline_;
     std::string buffer_;
 };
 
 std::variant<util::unique_fd, std::string>
-connect_to(const std::string& address, std::uint16_t port, std::chrono::seconds timeout) {
+connect_to(const std::string& address, std::uint16_t port, clock::time_point deadline) {
     sockaddr_storage storage{};
     socklen_t length = 0;
     auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
@@ -131,51 +163,59 @@ connect_to(const std::string& address, std::uint16_t port, std::chrono::seconds 
         if (errno != EINPROGRESS) {
             return "connect: " + util::errno_text(errno);
         }
-        pollfd waiting{fd.get(), POLLOUT, 0};
-        int ready = ::poll(&waiting, 1, static_cast<int>(timeout.count() * 1000));
-        if (ready == 0) {
+        if (!wait_for(fd.get(), POLLOUT, deadline)) {
             return "connect: timed out";
         }
         int err = 0;
         socklen_t err_length = sizeof err;
         ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &err_length);
-        if (ready < 0 || err != 0) {
-            return "connect: " + util::errno_text(ready < 0 ? errno : err);
+        if (err != 0) {
+            return "connect: " + util::errno_text(err);
         }
     }
-    // Blocking from here on, each send and receive bounded by the timeout.
-    int flags = ::fcntl(fd.get(), F_GETFL);
-    ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
-    timeval limit{static_cast<time_t>(timeout.count()), 0};
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
     return fd;
 }
 
-std::string openssl_error() {
+std::string openssl_error(const char* otherwise) {
     auto code = ERR_get_error();
     ERR_clear_error();
     if (code == 0) {
-        return "handshake failed";
+        return otherwise;
     }
     char text[256];
     ERR_error_string_n(code, text, sizeof text);
     return text;
 }
 
+/// The signature algorithms offered: all by default, else one kind, so that a server with
+/// certificates of both kinds picks the other one.
+const char* signature_algorithms(signature_kind kind) {
+    switch (kind) {
+    case signature_kind::any:
+        return nullptr;
+    case signature_kind::ecdsa:
+        return "ecdsa_secp256r1_sha256:ecdsa_secp384r1_sha384:ecdsa_secp521r1_sha512";
+    case signature_kind::rsa:
+        return "rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:rsa_pss_rsae_sha512:rsa_pkcs1_sha256:"
+               "rsa_pkcs1_sha384:rsa_pkcs1_sha512";
+    }
+    return nullptr;
+}
+
 } // namespace
 
 std::variant<served_chain, std::string> probe(const std::string& host, const std::string& address,
                                               std::uint16_t port, const std::string& ehlo_name,
-                                              std::chrono::seconds timeout) {
+                                              std::chrono::seconds timeout, signature_kind kind) {
     std::string where = address.find(':') == std::string::npos
                             ? address + ":" + std::to_string(port)
                             : "[" + address + "]:" + std::to_string(port);
-    auto connected = connect_to(address, port, timeout);
+    auto deadline = clock::now() + timeout;
+    auto connected = connect_to(address, port, deadline);
     if (auto* why = std::get_if<std::string>(&connected)) {
         return where + ": " + *why;
     }
-    connection smtp(std::move(std::get<util::unique_fd>(connected)));
+    connection smtp(std::move(std::get<util::unique_fd>(connected)), deadline);
     std::string why;
     auto fail = [&](const std::string& step) { return where + ": " + step + ": " + why; };
     auto greeting = smtp.read_reply(why);
@@ -216,19 +256,38 @@ std::variant<served_chain, std::string> probe(const std::string& host, const std
     }
     std::unique_ptr<SSL_CTX, ssl_ctx_deleter> context(SSL_CTX_new(TLS_client_method()));
     if (!context) {
-        return where + ": " + openssl_error();
+        return where + ": " + openssl_error("cannot set up TLS");
     }
     // Any chain is taken: judging it against the TLSA records is what the probe is for.
     SSL_CTX_set_verify(context.get(), SSL_VERIFY_NONE, nullptr);
     std::unique_ptr<SSL, ssl_deleter> tls(SSL_new(context.get()));
-    // SSL_set_tlsext_host_name is a macro with a C cast; this is the call it stands for.
+    // SSL_set_tlsext_host_name and SSL_set1_sigalgs_list are macros with C casts; these are the
+    // calls they stand for.
     if (!tls || SSL_set_fd(tls.get(), smtp.fd()) != 1 ||
         SSL_ctrl(tls.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
                  const_cast<char*>(host.c_str())) != 1) {
-        return where + ": " + openssl_error();
+        return where + ": " + openssl_error("cannot set up TLS");
     }
-    if (SSL_connect(tls.get()) != 1) {
-        return where + ": TLS handshake: " + openssl_error();
+    if (const char* algorithms = signature_algorithms(kind);
+        algorithms != nullptr &&
+        SSL_ctrl(tls.get(), SSL_CTRL_SET_SIGALGS_LIST, 0, const_cast<char*>(algorithms)) != 1) {
+        return where + ": " + openssl_error("cannot set the signature algorithms");
+    }
+    for (;;) {
+        int done = SSL_connect(tls.get());
+        if (done == 1) {
+            break;
+        }
+        int wants = SSL_get_error(tls.get(), done);
+        short events = wants == SSL_ERROR_WANT_READ    ? POLLIN
+                       : wants == SSL_ERROR_WANT_WRITE ? POLLOUT
+                                                       : 0;
+        if (events == 0) {
+            return where + ": TLS handshake: " + openssl_error("handshake failed");
+        }
+        if (!wait_for(smtp.fd(), events, deadline)) {
+            return where + ": TLS handshake: timed out";
+        }
     }
     served_chain chain{"probe " + where, {}};
     // On the client side the peer chain starts with the server's own certificate.
@@ -238,6 +297,7 @@ std::variant<served_chain, std::string> probe(const std::string& host, const std
         X509_up_ref(cert);
         chain.certificates.emplace_back(cert, seal::smime::deleter<X509>{});
     }
+    // Goodbye without waiting: the chain is what was wanted.
     const char quit[] = "QUIT\r\n";
     SSL_write(tls.get(), quit, sizeof quit - 1);
     SSL_shutdown(tls.get());

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <sstream>
@@ -23,8 +24,9 @@ std::variant<seen_records, std::string> seen_records::load(const std::filesystem
         long long seconds = 0;
         std::string owner;
         std::string presentation;
+        // Up to 2^33 seconds (the year 2242): any later is not a time this file could hold.
         if (!(fields >> seconds >> owner) || !std::getline(fields >> std::ws, presentation) ||
-            presentation.empty() || seconds < 0) {
+            presentation.empty() || seconds < 0 || seconds > (1LL << 33)) {
             return file.string() + ":" + std::to_string(number) +
                    ": not \"<seconds> <owner> <record>\"";
         }
@@ -43,7 +45,8 @@ seen_records::observe(const std::string& owner, const std::vector<std::string>& 
     std::map<std::string, time_point> current;
     for (const auto& record : records) {
         auto it = known.find(record);
-        current[record] = it == known.end() ? now : it->second;
+        // A sighting in the future (a clock set back, an edited file) counts from now.
+        current[record] = it == known.end() ? now : std::min(it->second, now);
     }
     if (current != known) {
         changed_ = true;

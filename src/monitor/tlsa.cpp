@@ -106,6 +106,7 @@ struct match {
     bool anchor = false;     ///< a DANE-TA record naming a CA of the chain that verifies
     std::size_t anchor_index = 0;
     std::string failure; ///< a DANE-TA record naming a CA, but the chain does not verify
+    std::size_t failure_index = 0;
 };
 
 match match_record(const smimea_record& record, const served_chain& chain, const std::string& host,
@@ -123,6 +124,7 @@ match match_record(const smimea_record& record, const served_chain& chain, const
         }
         if (auto why = verify_to(chain, i, host, at)) {
             m.failure = *why;
+            m.failure_index = i;
             continue;
         }
         m.anchor = true;
@@ -180,23 +182,61 @@ std::optional<std::string> tlsa_line(const std::string& owner, std::uint32_t ttl
            seal::smime::to_presentation(smimea_record{3, 1, 1, *data});
 }
 
+namespace {
+
+/// How the records stand to one chain.
+struct chain_standing {
+    bool by_end_entity = false;
+    std::optional<std::size_t> by_anchor;
+    /// Records naming a CA of the chain through which it does not verify, and why.
+    std::vector<std::string> failures;
+};
+
+chain_standing stand(const std::vector<published>& records, std::vector<bool>& named,
+                     const served_chain& chain, const std::string& host, time_point at) {
+    chain_standing s;
+    for (std::size_t i = 0; i < records.size(); ++i) {
+        if (records[i].why_unusable) {
+            continue;
+        }
+        auto m = match_record(*records[i].record, chain, host, at);
+        if (m.end_entity || m.anchor || !m.failure.empty()) {
+            // A record naming this chain's CA is not stale, even when the chain fails.
+            named[i] = true;
+        }
+        s.by_end_entity = s.by_end_entity || m.end_entity;
+        if (m.anchor && !s.by_anchor) {
+            s.by_anchor = m.anchor_index;
+        }
+        if (!m.failure.empty()) {
+            s.failures.push_back(
+                records[i].presentation.substr(0, 5) + " names " +
+                subject_of(*chain.certificates[m.failure_index]) +
+                ", but the chain does not verify as of the judged time: " + m.failure);
+        }
+    }
+    return s;
+}
+
+} // namespace
+
 tlsa_judgement judge_tlsa(const tlsa_inputs& in) {
     tlsa_judgement out;
     verdict& v = out.result;
     v.kind = "tlsa";
     v.name = tlsa_owner(in.host, in.port);
     const auto& lookup = in.lookup;
+    // The TTL other caches may hold the RRset for is the one it was signed with; what our
+    // resolver has left of it is only a lower bound.
     std::uint32_t ttl = lookup.ttl;
     if (lookup.signatures) {
         ttl = std::max(ttl, lookup.signatures->original_ttl);
     }
     std::uint32_t suggested_ttl = ttl != 0 ? ttl : 3600;
-    auto publish_current = [&] {
-        for (const auto& chain : in.current) {
-            if (auto line = tlsa_line(v.name, suggested_ttl, chain)) {
-                if (std::find(v.publish.begin(), v.publish.end(), *line) == v.publish.end()) {
-                    v.publish.push_back(*line);
-                }
+    auto publish = [&](const served_chain& chain) {
+        if (auto line = tlsa_line(v.name, suggested_ttl, chain)) {
+            if (std::find(v.publish.begin(), v.publish.end(), *line) == v.publish.end()) {
+                v.publish.push_back(*line);
             }
         }
     };
@@ -223,14 +263,16 @@ tlsa_judgement judge_tlsa(const tlsa_inputs& in) {
         gate(critical, "the zone is insecure");
         return out;
     case dns::outcome::secure_absent: {
-        publish_current();
+        for (const auto& chain : in.current) {
+            publish(chain);
+        }
         std::string domains;
         for (const auto& d : in.mx_domains) {
             domains += (domains.empty() ? "" : ", ") + d;
         }
         if (!in.mx_domains.empty()) {
-            v.raise(critical, "no TLSA records, while the MX records of " + domains +
-                                  " name this host: DANE senders cannot authenticate it");
+            v.raise(critical, "no TLSA records, while the MX records of " + domains + " name " +
+                                  in.host + ": DANE senders cannot authenticate it");
         } else {
             v.raise(warning, "no TLSA records: DANE is not in use for this host");
         }
@@ -251,11 +293,12 @@ tlsa_judgement judge_tlsa(const tlsa_inputs& in) {
         p.why_unusable = unusable(p.record);
         records.push_back(std::move(p));
     }
-    std::vector<bool> matches_something(records.size(), false);
+    std::vector<bool> named(records.size(), false);
     v.summary = std::to_string(records.size()) + " TLSA record" + (records.size() == 1 ? "" : "s") +
                 " (secure, TTL " + std::to_string(ttl) + ")";
 
     // The chains in use.
+    bool all_matched = true;
     std::optional<double> days_left;
     auto track_expiry = [&](X509& cert) {
         if (auto expires = not_after(cert)) {
@@ -269,44 +312,30 @@ tlsa_judgement judge_tlsa(const tlsa_inputs& in) {
         }
         X509& server = *chain.certificates.front();
         std::string label = subject_of(server) + " from " + chain.source;
-        bool by_end_entity = false;
-        std::optional<std::size_t> by_anchor;
-        std::vector<std::string> failures;
-        for (std::size_t i = 0; i < records.size(); ++i) {
-            if (records[i].why_unusable) {
-                continue;
-            }
-            auto m = match_record(*records[i].record, chain, in.host, in.at);
-            if (m.end_entity || m.anchor) {
-                matches_something[i] = true;
-            }
-            by_end_entity = by_end_entity || m.end_entity;
-            if (m.anchor && !by_anchor) {
-                by_anchor = m.anchor_index;
-            }
-            if (!m.failure.empty()) {
-                failures.push_back(records[i].presentation.substr(0, 6) + " names " +
-                                   subject_of(*chain.certificates[1]) +
-                                   " but the chain does "
-                                   "not verify: " +
-                                   m.failure);
-            }
-        }
+        auto s = stand(records, named, chain, in.host, in.at);
         track_expiry(server);
-        if (!by_end_entity && !by_anchor) {
-            std::string text = "no TLSA record matches the certificate in use, " + label +
-                               ": DANE senders defer mail to this host";
-            for (const auto& f : failures) {
-                text += "; " + f;
+        if (!s.by_end_entity && !s.by_anchor) {
+            all_matched = false;
+            if (!s.failures.empty()) {
+                // The record is right; the chain is what fails (expired, or another name).
+                std::string text = "no TLSA record matches the certificate in use, " + label +
+                                   ": DANE senders defer mail to this host";
+                for (const auto& f : s.failures) {
+                    text += "; " + f;
+                }
+                v.raise(critical, text + "; renew the certificate (or publish its 3 1 1 "
+                                         "record)");
+            } else {
+                v.raise(critical, "no TLSA record matches the certificate in use, " + label +
+                                      ": DANE senders defer mail to this host");
             }
-            v.raise(critical, text);
-            publish_current();
+            publish(chain);
             continue;
         }
-        if (by_end_entity) {
+        if (s.by_end_entity) {
             v.note("a 3 x x record matches " + label);
         } else {
-            X509& anchor = *chain.certificates[*by_anchor];
+            X509& anchor = *chain.certificates[*s.by_anchor];
             track_expiry(anchor);
             if (is_self_signed(anchor)) {
                 v.note("a 2 x x record matches the root CA " + subject_of(anchor) + " of " + label);
@@ -316,17 +345,15 @@ tlsa_judgement judge_tlsa(const tlsa_inputs& in) {
                                      ": issuers change intermediates at renewals (Let's "
                                      "Encrypt picks one of several each time); publish a 3 1 1 "
                                      "record too");
-                publish_current();
+                publish(chain);
             }
         }
         if (auto expires = not_after(server)) {
             double days = days_between(in.at, *expires);
             if (days < 0) {
-                v.raise(
-                    by_end_entity ? warning : critical,
-                    "the certificate in use expired " + whole_days(days) + " ago (" +
-                        seal::iso_time(*expires) + ")" +
-                        (by_end_entity ? ": DANE-EE senders accept it, others do not; renew" : ""));
+                v.raise(warning, "the certificate in use expired " + whole_days(days) + " ago (" +
+                                     seal::iso_time(*expires) +
+                                     "): DANE-EE senders accept it, others do not; renew it");
             } else if (days < in.warn_days) {
                 v.raise(warning, "the certificate in use expires in " + whole_days(days) + " (" +
                                      seal::iso_time(*expires) +
@@ -337,81 +364,105 @@ tlsa_judgement judge_tlsa(const tlsa_inputs& in) {
     }
     v.days_to_expiry = days_left;
 
-    // The staged next chain.
-    if (in.next && !in.next->certificates.empty()) {
-        const auto& next = *in.next;
-        X509& server = *next.certificates.front();
-        // A certificate issued ahead of its switch may not be valid yet: verify it as of then.
-        auto verify_at = in.at;
-        if (auto from = not_before(server)) {
-            verify_at = std::max(verify_at, *from);
-        }
-        std::optional<time_point> since;
-        for (std::size_t i = 0; i < records.size(); ++i) {
-            if (records[i].why_unusable) {
+    // The staged next chains: each must be matched before the switch.
+    if (!in.next.empty()) {
+        bool published_all = true;
+        std::optional<time_point> since; // the latest of each chain's earliest sighting
+        bool since_known = true;
+        std::vector<std::string> missing;
+        for (const auto& next : in.next) {
+            if (next.certificates.empty()) {
                 continue;
             }
-            auto m = match_record(*records[i].record, next, in.host, verify_at);
-            if (!m.end_entity && !m.anchor) {
+            X509& server = *next.certificates.front();
+            // A certificate issued ahead of its switch may not be valid yet: verify as of then.
+            auto verify_at = in.at;
+            if (auto from = not_before(server)) {
+                verify_at = std::max(verify_at, *from);
+            }
+            std::optional<time_point> chain_since;
+            bool chain_published = false;
+            for (std::size_t i = 0; i < records.size(); ++i) {
+                if (records[i].why_unusable) {
+                    continue;
+                }
+                auto m = match_record(*records[i].record, next, in.host, verify_at);
+                if (!m.end_entity && !m.anchor) {
+                    continue;
+                }
+                named[i] = true;
+                chain_published = true;
+                auto seen = in.first_seen.find(records[i].presentation);
+                if (seen != in.first_seen.end()) {
+                    chain_since = chain_since ? std::min(*chain_since, seen->second) : seen->second;
+                }
+            }
+            std::string label = subject_of(server) + " from " + next.source;
+            if (!chain_published) {
+                published_all = false;
+                publish(next);
+                missing.push_back(label);
                 continue;
             }
-            matches_something[i] = true;
-            out.next.published = true;
-            auto seen = in.first_seen.find(records[i].presentation);
-            if (seen != in.first_seen.end()) {
-                since = since ? std::min(*since, seen->second) : seen->second;
+            if (!chain_since) {
+                since_known = false;
+            } else {
+                since = since ? std::max(*since, *chain_since) : chain_since;
             }
+            bool same_key = false;
+            for (const auto& chain : in.current) {
+                same_key = same_key ||
+                           (!chain.certificates.empty() &&
+                            seal::smime::association_data(server, 1, 1) ==
+                                seal::smime::association_data(*chain.certificates.front(), 1, 1));
+            }
+            v.note("the next key (" + label + ") is published" +
+                   (same_key ? ": it is the current key, whose 3 1 1 record stays valid" : ""));
         }
-        bool same_key =
-            !in.current.empty() && !in.current.front().certificates.empty() &&
-            seal::smime::association_data(server, 1, 1) ==
-                seal::smime::association_data(*in.current.front().certificates.front(), 1, 1);
-        std::string label = subject_of(server) + " from " + next.source;
-        if (!out.next.published) {
-            std::string line = tlsa_line(v.name, suggested_ttl, next).value_or("");
-            v.publish.push_back(line);
-            v.raise(warning, "the next certificate's key, " + label +
-                                 ", is not published: publish its record at least " +
-                                 duration_text(std::chrono::seconds(2 * std::uint64_t{ttl})) +
+        std::string twice = duration_text(std::chrono::seconds(2 * std::uint64_t{ttl}));
+        if (!published_all) {
+            std::string names;
+            for (const auto& m : missing) {
+                names += (names.empty() ? "" : "; ") + m;
+            }
+            v.raise(warning, "the next certificate's key is not published (" + names +
+                                 "): publish its record at least " + twice +
                                  " (twice the TTL) before switching");
-            gate(critical, "the next key is not published: publish " + line);
+            gate(critical, "the next key is not published: publish the line below");
+        } else if (!lookup.signatures) {
+            // Without the signatures the TTL as signed is unknown: never open early.
+            gate(warning, "published, but the answer carried no signatures to read the RRset's "
+                          "TTL from; wait and ask again");
+        } else if (!since_known || !since) {
+            gate(warning,
+                 "published, but its first sighting was not recorded; ask again in " + twice);
         } else {
             out.next.visible_since = since;
-            if (since) {
-                out.next.may_switch_at = *since + std::chrono::seconds(2 * std::uint64_t{ttl});
-            }
-            std::string seen_text =
-                since ? "first seen " + seal::iso_time(*since) : std::string("first seen now");
-            if (out.next.may_switch_at && in.at >= *out.next.may_switch_at) {
-                v.note("the next key (" + label + ") is published, " + seen_text +
-                       ": it may go live now");
-                gate(ok, "published, " + seen_text + ", more than twice the TTL (" +
-                             duration_text(std::chrono::seconds(ttl)) + ") ago: switch now");
+            out.next.may_switch_at = *since + std::chrono::seconds(2 * std::uint64_t{ttl});
+            std::string seen_text = "first seen " + seal::iso_time(*since);
+            if (in.at >= *out.next.may_switch_at) {
+                gate(ok, "published, " + seen_text + ", more than " + twice +
+                             " (twice the TTL) ago: switch now");
             } else {
-                std::string when = out.next.may_switch_at
-                                       ? seal::iso_time(*out.next.may_switch_at)
-                                       : std::string("twice the TTL after it was first seen");
-                v.note("the next key (" + label + ") is published, " + seen_text +
-                       ": it may go live at " + when);
-                gate(warning, "published, " + seen_text + "; wait until " + when +
-                                  " (twice the TTL, " + duration_text(std::chrono::seconds(ttl)) +
-                                  ", after first seen)");
+                gate(warning, "published, " + seen_text + "; wait until " +
+                                  seal::iso_time(*out.next.may_switch_at) + " (" + twice +
+                                  ", twice the TTL, after the first sighting)");
             }
         }
-        if (same_key) {
-            v.note("the next certificate keeps the current key: its 3 1 1 record stays valid");
-        }
+        out.next.published = published_all;
+        v.note("gate: " + out.next.why);
     }
 
-    // What matches nothing.
+    // What matches nothing. While a chain in use is unmatched, no record is called stale: the
+    // operator may want to go back to the certificate it names.
     for (std::size_t i = 0; i < records.size(); ++i) {
         std::string line = v.name + ". IN TLSA " + records[i].presentation;
         if (records[i].why_unusable) {
             v.raise(warning, "an unusable record (" + *records[i].why_unusable + "): remove " +
                                  records[i].presentation);
             v.remove.push_back(line);
-        } else if (!matches_something[i] && !in.current.empty()) {
-            if (in.next) {
+        } else if (!named[i] && !in.current.empty() && all_matched) {
+            if (!in.next.empty()) {
                 v.raise(warning, "a stale record matches neither the certificate in use nor the "
                                  "next one: remove " +
                                      records[i].presentation);
@@ -422,6 +473,9 @@ tlsa_judgement judge_tlsa(const tlsa_inputs& in) {
             }
             v.remove.push_back(line);
         }
+    }
+    if (in.current.empty()) {
+        v.note("no certificate to match against: DNS alone judged");
     }
 
     // Signatures that expire before the judged time are only a warning: a signing server

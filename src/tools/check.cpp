@@ -246,32 +246,37 @@ std::string prometheus_text(const std::vector<monitor::verdict>& verdicts, time_
     return text.str();
 }
 
-std::optional<int> parse_number(std::string_view text) {
-    if (text.empty() || text.size() > 9 ||
-        text.find_first_not_of("0123456789") != std::string_view::npos) {
-        return std::nullopt;
-    }
-    return std::stoi(std::string(text));
-}
+/// A judged time at most this far from now: a century covers every certificate and key.
+constexpr auto farthest = std::chrono::hours(24 * 36525);
 
 } // namespace
 
 std::optional<time_point> parse_when(std::string_view text, time_point now) {
     if (!text.empty() && text.front() == '+') {
-        auto number = parse_number(text.substr(1, text.size() - 2));
-        if (!number || text.size() < 3) {
+        auto digits = text.substr(1, text.size() < 2 ? 0 : text.size() - 2);
+        if (text.size() < 3 || digits.size() > 9 ||
+            digits.find_first_not_of("0123456789") != std::string_view::npos) {
             return std::nullopt;
         }
+        std::int64_t number = std::stoll(std::string(digits));
+        std::chrono::minutes ahead{0};
         switch (text.back()) {
         case 'd':
-            return now + std::chrono::hours(24 * *number);
+            ahead = std::chrono::minutes(number * 24 * 60);
+            break;
         case 'h':
-            return now + std::chrono::hours(*number);
+            ahead = std::chrono::minutes(number * 60);
+            break;
         case 'm':
-            return now + std::chrono::minutes(*number);
+            ahead = std::chrono::minutes(number);
+            break;
         default:
             return std::nullopt;
         }
+        if (ahead > farthest) {
+            return std::nullopt;
+        }
+        return now + ahead;
     }
     std::tm parts{};
     std::istringstream in{std::string(text)};
@@ -285,7 +290,19 @@ std::optional<time_point> parse_when(std::string_view text, time_point now) {
     if (in.fail()) {
         return std::nullopt;
     }
-    return std::chrono::system_clock::from_time_t(::timegm(&parts));
+    auto asked = parts;
+    std::time_t seconds = ::timegm(&parts);
+    // timegm() normalises 2027-02-31 to 2027-03-03: a date that does not come back is wrong.
+    if (seconds == -1 || parts.tm_year != asked.tm_year || parts.tm_mon != asked.tm_mon ||
+        parts.tm_mday != asked.tm_mday || parts.tm_hour != asked.tm_hour ||
+        parts.tm_min != asked.tm_min || parts.tm_sec != asked.tm_sec) {
+        return std::nullopt;
+    }
+    auto when = std::chrono::system_clock::from_time_t(seconds);
+    if (when > now + farthest || when < now - farthest) {
+        return std::nullopt;
+    }
+    return when;
 }
 
 std::optional<std::string> address_from_maildir(const std::string& maildir_template,
@@ -366,8 +383,10 @@ int check(const config::config& cfg, const check_options& options, std::ostream&
     if (tlsa_wanted) {
         auto loaded = monitor::seen_records::load(options.state_file);
         if (auto* why = std::get_if<std::string>(&loaded)) {
+            // Never a fresh start: a lost history would hold the gate shut, or worse.
+            out << "UNKNOWN state: " << util::printable(*why) << "\n";
             err << "mailseal: check: " << util::printable(*why) << "\n";
-            return EX_DATAERR;
+            return unknown;
         }
         context.seen = std::move(std::get<monitor::seen_records>(loaded));
     }
@@ -384,7 +403,7 @@ int check(const config::config& cfg, const check_options& options, std::ostream&
                     gate = result.next.gate;
                     verdicts.back().summary = "gate " +
                                               std::string(monitor::to_string(result.next.gate)) +
-                                              ": " + result.next.why;
+                                              "; " + verdicts.back().summary;
                 }
             }
             if (options.host) {
@@ -397,7 +416,9 @@ int check(const config::config& cfg, const check_options& options, std::ostream&
             }
         });
     if (setup != EX_OK) {
-        return setup;
+        // The check cannot run (stderr says why): for a monitoring system, unknown.
+        out << "UNKNOWN setup: the resolver or the key policy cannot be set up\n";
+        return unknown;
     }
     if (tlsa_wanted && context.seen.changed()) {
         // Without the record of first sightings, --gate can never pass: say why, loudly.
@@ -418,7 +439,8 @@ int check(const config::config& cfg, const check_options& options, std::ostream&
                                  {"status", monitor::to_string(gate.value_or(worst))},
                                  {"at", seal::iso_time(at)},
                                  {"checks", checks}};
-        out << report.dump(2) << "\n";
+        // Names and texts may come from a remote server: invalid UTF-8 is replaced, not thrown.
+        out << report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     } else {
         print_human(verdicts, out);
         if (verdicts.empty()) {

@@ -2,6 +2,12 @@
 
 #include <algorithm>
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <memory>
+#include <netinet/in.h>
+#include <set>
+
+#include <openssl/x509v3.h>
 
 #include <mailseal/dns/lookup.hpp>
 #include <mailseal/dns/name.hpp>
@@ -15,21 +21,17 @@ constexpr std::uint16_t mx_rr_type = 15;
 constexpr std::uint16_t aaaa_rr_type = 28;
 constexpr auto probe_timeout = std::chrono::seconds(30);
 
-/// The chains `host` presents: the --cert file, a STARTTLS probe of each of its addresses, or
-/// Postfix's own. An error names what could not be read.
-boost::asio::awaitable<std::variant<std::vector<monitor::served_chain>, std::string>>
-chains_in_use(host_check_context& context, dns::resolver& resolver, const std::string& host,
-              bool probe) {
-    using result = std::variant<std::vector<monitor::served_chain>, std::string>;
-    const auto& options = context.options;
-    if (options.cert) {
-        co_return monitor::read_chains(*options.cert);
-    }
-    if (!probe) {
-        co_return monitor::postfix_chains(options.postfix_config, options.port);
-    }
+/// Chains found, and addresses that could not be probed (when others could).
+struct chains_found {
+    std::vector<monitor::served_chain> chains;
+    std::vector<std::string> problems;
+};
+using chains_or_error = std::variant<chains_found, std::string>;
+
+/// The host's addresses as text, from its A and AAAA records; lookup problems in `problems`.
+boost::asio::awaitable<std::vector<std::string>>
+addresses_of(dns::resolver& resolver, const std::string& host, std::string& problems) {
     std::vector<std::string> addresses;
-    std::string problems;
     for (auto type : {a_rr_type, aaaa_rr_type}) {
         auto found = co_await resolver.lookup(host, type);
         if (found.result == dns::outcome::bogus || found.result == dns::outcome::failure) {
@@ -48,22 +50,88 @@ chains_in_use(host_check_context& context, dns::resolver& resolver, const std::s
             }
         }
     }
-    if (addresses.empty()) {
-        co_return result(std::in_place_index<1>,
-                         "no address to probe for " + host +
-                             (problems.empty() ? "" : " (" + problems + ")"));
+    co_return addresses;
+}
+
+/// This machine's interface addresses, as text.
+std::set<std::string> local_addresses() {
+    std::set<std::string> found;
+    ifaddrs* list = nullptr;
+    if (::getifaddrs(&list) != 0) {
+        return found;
     }
-    std::vector<monitor::served_chain> chains;
-    for (const auto& address : addresses) {
-        // Blocking, like the rest of a one-shot check; bounded by the timeout per step.
-        auto got =
-            monitor::probe(host, address, options.port, context.cfg.server.hostname, probe_timeout);
-        if (auto* why = std::get_if<std::string>(&got)) {
-            co_return result(std::in_place_index<1>, "probe " + *why);
+    std::unique_ptr<ifaddrs, decltype(&::freeifaddrs)> owner(list, &::freeifaddrs);
+    for (ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+        if (i->ifa_addr == nullptr) {
+            continue;
         }
-        chains.push_back(std::move(std::get<monitor::served_chain>(got)));
+        char text[INET6_ADDRSTRLEN] = {};
+        const void* raw = nullptr;
+        if (i->ifa_addr->sa_family == AF_INET) {
+            raw = &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr;
+        } else if (i->ifa_addr->sa_family == AF_INET6) {
+            raw = &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr;
+        }
+        if (raw != nullptr && ::inet_ntop(i->ifa_addr->sa_family, raw, text, sizeof text)) {
+            found.insert(text);
+        }
     }
-    co_return chains;
+    return found;
+}
+
+/// The chains a STARTTLS handshake with each of the host's addresses presents. A server with
+/// an RSA and an ECDSA certificate shows one per handshake: a second handshake offering only
+/// the other kind of signature finds the other.
+boost::asio::awaitable<chains_or_error>
+probe_host(host_check_context& context, dns::resolver& resolver, const std::string& host) {
+    std::string lookup_problems;
+    auto addresses = co_await addresses_of(resolver, host, lookup_problems);
+    if (addresses.empty()) {
+        co_return chains_or_error(
+            std::in_place_index<1>,
+            "no address to probe for " + host +
+                (lookup_problems.empty() ? "" : " (" + lookup_problems + ")"));
+    }
+    chains_found found;
+    for (const auto& address : addresses) {
+        // Blocking, like the rest of a one-shot check; bounded by the timeout.
+        auto got = monitor::probe(host, address, context.options.port, context.cfg.server.hostname,
+                                  probe_timeout, monitor::signature_kind::any);
+        if (auto* why = std::get_if<std::string>(&got)) {
+            found.problems.push_back("probe " + *why);
+            continue;
+        }
+        auto& chain = std::get<monitor::served_chain>(got);
+        auto other =
+            EVP_PKEY_get_base_id(X509_get0_pubkey(chain.certificates.front().get())) == EVP_PKEY_EC
+                ? monitor::signature_kind::rsa
+                : monitor::signature_kind::ecdsa;
+        found.chains.push_back(std::move(chain));
+        auto second = monitor::probe(host, address, context.options.port,
+                                     context.cfg.server.hostname, probe_timeout, other);
+        // A server with one certificate refuses the other kind: nothing more to see.
+        if (auto* more = std::get_if<monitor::served_chain>(&second)) {
+            found.chains.push_back(std::move(*more));
+        }
+    }
+    if (found.chains.empty()) {
+        std::string all;
+        for (const auto& p : found.problems) {
+            all += (all.empty() ? "" : "; ") + p;
+        }
+        co_return chains_or_error(std::in_place_index<1>, all);
+    }
+    co_return found;
+}
+
+/// The chains in use on this host: the --cert file, or Postfix's own.
+chains_or_error local_chains(const check_options& options) {
+    auto read = options.cert ? monitor::read_chains(*options.cert)
+                             : monitor::postfix_chains(options.postfix_config, options.port);
+    if (auto* why = std::get_if<std::string>(&read)) {
+        return chains_or_error(std::in_place_index<1>, *why);
+    }
+    return chains_found{std::move(std::get<0>(read)), {}};
 }
 
 /// The MX hosts of a domain, and its MX verdict.
@@ -128,34 +196,33 @@ std::vector<std::string> local_domains(const config::config& cfg) {
     return domains;
 }
 
-/// Judges one host's TLSA RRset with `chains` (empty: its DNS alone), recording first
-/// sightings.
+monitor::tlsa_judgement cannot_run(const std::string& name, const std::string& why) {
+    monitor::tlsa_judgement failed;
+    failed.result.kind = "tlsa";
+    failed.result.name = name;
+    failed.result.raise(monitor::unknown, why);
+    failed.next.gate = monitor::unknown;
+    failed.next.why = why;
+    return failed;
+}
+
+/// Judges one host's TLSA RRset with `chains` (none: its DNS alone) and `next`, recording
+/// first sightings.
 boost::asio::awaitable<monitor::tlsa_judgement>
 judge_host(host_check_context& context, dns::resolver& resolver, const std::string& host,
-           std::vector<monitor::served_chain> chains, std::vector<std::string> mx_domains) {
+           chains_found chains, std::vector<monitor::served_chain> next,
+           std::vector<std::string> mx_domains) {
     const auto& options = context.options;
     monitor::tlsa_inputs in;
     in.host = host;
     in.port = options.port;
     in.lookup =
         co_await resolver.lookup(monitor::tlsa_owner(host, options.port), monitor::tlsa_rr_type);
-    in.current = std::move(chains);
+    in.current = std::move(chains.chains);
+    in.next = std::move(next);
     in.mx_domains = std::move(mx_domains);
     in.at = context.at;
     in.warn_days = options.warn_days;
-    if (options.next) {
-        auto next = monitor::read_chains(*options.next);
-        if (auto* why = std::get_if<std::string>(&next)) {
-            monitor::tlsa_judgement failed;
-            failed.result.kind = "tlsa";
-            failed.result.name = monitor::tlsa_owner(host, options.port);
-            failed.result.raise(monitor::unknown, "cannot read the next certificate: " + *why);
-            failed.next.gate = monitor::unknown;
-            failed.next.why = *why;
-            co_return failed;
-        }
-        in.next = std::get<std::vector<monitor::served_chain>>(next).front();
-    }
     if (in.lookup.result == dns::outcome::secure_records) {
         std::vector<std::string> presentations;
         for (const auto& rdata : in.lookup.rdata) {
@@ -167,7 +234,24 @@ judge_host(host_check_context& context, dns::resolver& resolver, const std::stri
     } else if (in.lookup.result == dns::outcome::secure_absent) {
         context.seen.observe(in.lookup.owner, {}, context.now);
     }
-    co_return monitor::judge_tlsa(in);
+    auto judged = monitor::judge_tlsa(in);
+    for (const auto& problem : chains.problems) {
+        // An address that could not be probed leaves its server unchecked.
+        judged.result.raise(monitor::warning, problem);
+    }
+    co_return judged;
+}
+
+/// The --next file's chains; an error names the file.
+std::variant<std::vector<monitor::served_chain>, std::string> next_chains(const check_options& o) {
+    if (!o.next) {
+        return std::vector<monitor::served_chain>{};
+    }
+    auto read = monitor::read_chains(*o.next);
+    if (auto* why = std::get_if<std::string>(&read)) {
+        return "cannot read the next certificate: " + *why;
+    }
+    return std::get<0>(read);
 }
 
 } // namespace
@@ -176,14 +260,9 @@ boost::asio::awaitable<monitor::tlsa_judgement>
 check_tlsa_host(host_check_context& context, dns::resolver& resolver, std::string host) {
     auto a_label = dns::to_a_label(host);
     if (!a_label) {
-        monitor::tlsa_judgement failed;
-        failed.result.kind = "tlsa";
-        failed.result.name = host;
-        failed.result.raise(monitor::unknown, "not a host name");
-        failed.next.gate = monitor::unknown;
-        failed.next.why = "not a host name";
-        co_return failed;
+        co_return cannot_run(host, "not a host name");
     }
+    auto owner = monitor::tlsa_owner(*a_label, context.options.port);
     std::vector<std::string> mx_domains;
     for (const auto& domain : local_domains(context.cfg)) {
         auto mx = co_await look_up_mx(resolver, domain);
@@ -191,22 +270,27 @@ check_tlsa_host(host_check_context& context, dns::resolver& resolver, std::strin
             mx_domains.push_back(domain);
         }
     }
-    auto chains = co_await chains_in_use(context, resolver, *a_label, context.options.probe);
+    // Not a conditional expression: GCC 12 miscompiles co_await inside one.
+    chains_or_error chains;
+    if (context.options.probe) {
+        chains = co_await probe_host(context, resolver, *a_label);
+    } else {
+        chains = local_chains(context.options);
+    }
     if (auto* why = std::get_if<std::string>(&chains)) {
-        monitor::tlsa_judgement failed;
-        failed.result.kind = "tlsa";
-        failed.result.name = monitor::tlsa_owner(*a_label, context.options.port);
-        failed.result.raise(monitor::unknown, "cannot get the certificate in use: " + *why);
-        failed.next.gate = monitor::unknown;
-        failed.next.why = *why;
-        co_return failed;
+        co_return cannot_run(owner, "cannot get the certificate in use: " + *why);
+    }
+    auto next = next_chains(context.options);
+    if (auto* why = std::get_if<std::string>(&next)) {
+        co_return cannot_run(owner, *why);
     }
     co_return co_await judge_host(context, resolver, *a_label, std::move(std::get<0>(chains)),
-                                  std::move(mx_domains));
+                                  std::move(std::get<0>(next)), std::move(mx_domains));
 }
 
 boost::asio::awaitable<std::vector<monitor::verdict>> check_this_host(host_check_context& context,
                                                                       dns::resolver& resolver) {
+    const auto& options = context.options;
     std::vector<monitor::verdict> verdicts;
     // Host -> the local domains whose MX names it, in the order first met.
     std::vector<std::pair<std::string, std::vector<std::string>>> hosts;
@@ -224,26 +308,62 @@ boost::asio::awaitable<std::vector<monitor::verdict>> check_this_host(host_check
         }
     }
     auto own_name = dns::to_a_label(context.cfg.server.hostname).value_or("");
+    auto own_addresses = local_addresses();
+    std::optional<chains_or_error> own_chains;
+    if (!options.probe) {
+        own_chains = local_chains(options);
+    }
     for (auto& [host, domains] : hosts) {
+        auto owner = monitor::tlsa_owner(host, options.port);
+        // This host's MX name: server.hostname, a name its certificate bears, or a name whose
+        // addresses are this machine's.
         bool ours = host == own_name;
-        std::vector<monitor::served_chain> chains;
-        if (ours || context.options.probe) {
-            auto found =
-                co_await chains_in_use(context, resolver, host, !ours || context.options.probe);
-            if (auto* why = std::get_if<std::string>(&found)) {
-                monitor::verdict failed;
-                failed.kind = "tlsa";
-                failed.name = monitor::tlsa_owner(host, context.options.port);
-                failed.raise(monitor::unknown, "cannot get the certificate in use: " + *why);
-                verdicts.push_back(std::move(failed));
+        if (!ours && own_chains && own_chains->index() == 0) {
+            for (const auto& chain : std::get<0>(*own_chains).chains) {
+                ours = ours || X509_check_host(chain.certificates.front().get(), host.c_str(),
+                                               host.size(), 0, nullptr) == 1;
+            }
+        }
+        if (!ours) {
+            std::string ignored;
+            auto addresses = co_await addresses_of(resolver, host, ignored);
+            for (const auto& address : addresses) {
+                ours = ours || own_addresses.count(address) > 0;
+            }
+        }
+        chains_found chains;
+        if (options.probe) {
+            auto probed = co_await probe_host(context, resolver, host);
+            if (auto* why = std::get_if<std::string>(&probed)) {
+                verdicts.push_back(
+                    cannot_run(owner, "cannot get the certificate in use: " + *why).result);
                 continue;
             }
-            chains = std::move(std::get<0>(found));
+            chains = std::move(std::get<0>(probed));
+        } else if (ours) {
+            if (auto* why = std::get_if<std::string>(&*own_chains)) {
+                verdicts.push_back(
+                    cannot_run(owner, "cannot get the certificate in use: " + *why).result);
+                continue;
+            }
+            chains = std::get<0>(*own_chains);
         }
-        auto judged = co_await judge_host(context, resolver, host, std::move(chains), domains);
-        if (!ours && !context.options.probe) {
-            judged.result.note("another host than server.hostname (" + own_name +
-                               "): its certificate is not checked here (--probe does)");
+        // The staged certificate is this host's: other MX hosts roll their own keys.
+        std::vector<monitor::served_chain> next;
+        if (ours) {
+            auto read = next_chains(options);
+            if (auto* why = std::get_if<std::string>(&read)) {
+                verdicts.push_back(cannot_run(owner, *why).result);
+                continue;
+            }
+            next = std::move(std::get<0>(read));
+        }
+        auto judged = co_await judge_host(context, resolver, host, std::move(chains),
+                                          std::move(next), domains);
+        if (!ours && !options.probe) {
+            judged.result.note("not this host (not server.hostname, not named in its "
+                               "certificate, not one of its addresses): its certificate is not "
+                               "checked here (--probe does)");
         }
         verdicts.push_back(std::move(judged.result));
     }

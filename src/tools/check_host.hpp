@@ -30,8 +30,8 @@ boost::asio::awaitable<monitor::tlsa_judgement>
 check_tlsa_host(host_check_context& context, dns::resolver& resolver, std::string host);
 
 /// Every local domain's MX RRset, then the TLSA RRset of each host they name: those that are
-/// this host (server.hostname) against the chains in use, the others (unless probed) for their
-/// DNS alone.
+/// this host (server.hostname, a name its certificate bears, or a name resolving to one of its
+/// addresses) against the chains in use, the others (unless probed) for their DNS alone.
 boost::asio::awaitable<std::vector<monitor::verdict>> check_this_host(host_check_context& context,
                                                                       dns::resolver& resolver);
 

@@ -64,7 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         inputs.current = {served};
     }
     if ((in.options & 0x01) != 0) {
-        inputs.next = served;
+        inputs.next = {served};
     }
     if ((in.options & 0x04) != 0) {
         inputs.mx_domains = {"example.org"};
@@ -89,6 +89,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         leaf_published = leaf_published || rdata == leaf_record;
     }
     if (leaf_published && !inputs.current.empty()) {
+        fuzz::require(v.publish.empty() || !inputs.next.empty(),
+                      "a record to publish although the server's is published");
         for (const auto& f : v.findings) {
             fuzz::require(f.text.find("no TLSA record matches") == std::string::npos,
                           "a published 3 1 1 record of the server certificate did not match");
@@ -103,7 +105,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (const auto& line : v.remove) {
         fuzz::require(starts_with(line, owner + " IN TLSA "), "a removal at another owner");
     }
-    if (inputs.next && judged.next.gate == ok) {
+    if (!inputs.next.empty() && judged.next.gate == ok) {
         fuzz::require(judged.next.published, "the gate opened for an unpublished key");
     }
     return 0;

@@ -9,9 +9,11 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import unittest
 
 import danebed
+import dnsbed
 import harness
 from test_lookup import run_mailseal
 
@@ -39,7 +41,8 @@ class DaneBedCase(harness.TestCase):
         cls.bed.start()
         cls.certs = cls.bed.certs
 
-    def write_config(self, hostname="mail.good.test", domains=("good.test", "bare.test")):
+    def write_config(self, hostname="mail.good.test", domains=("good.test", "bare.test"),
+                     local_store=None):
         config = {
             "server": {"hostname": hostname},
             "listen": [{"tcp": "127.0.0.1:0"}],
@@ -47,6 +50,8 @@ class DaneBedCase(harness.TestCase):
                         "maildir": os.path.join(self.dir, "vmail", "%d", "%n", "Maildir")},
             **self.bed.mailseal_overrides(),
         }
+        if local_store is not None:
+            config["keys"] = {"local_store": local_store}
         path = os.path.join(self.dir, "mailseal.toml")
         with open(path, "w") as f:
             f.write(harness.to_toml(config))
@@ -148,7 +153,7 @@ class DaneTest(DaneBedCase):
         code, (status, text, publish, _), output = self.tlsa(
             "mail.bare.test", "--cert", self.certs["current"].chain)
         self.assertEqual((code, status), (CRITICAL, "CRITICAL"), output)
-        self.assertIn("MX records of bare.test name this host", text)
+        self.assertIn("MX records of bare.test name mail.bare.test", text)
         self.assertEqual(publish, [self.bed.line("mail.bare.test", self.certs["current"])],
                          output)
         # A name no local domain's MX gives: DANE is simply not in use there.
@@ -205,10 +210,12 @@ class DaneTest(DaneBedCase):
         code, (status, text, _, _), output = gate("next", "--at", "+11m")
         self.assertEqual(code, OK, output)
         self.assertIn("switch now", text)
-        # A key that is not published never passes, however late.
-        code, (status, text, _, _), output = gate("renewed", "--at", "+30d")
+        # A key that is not published never passes, however late; the line to publish is given.
+        code, (status, text, publish, _), output = gate("renewed", "--at", "+30d")
         self.assertEqual(code, CRITICAL, output)
-        self.assertIn(self.bed.record(self.certs["renewed"]), text)
+        self.assertIn("not published", text)
+        self.assertEqual(publish, [self.bed.line("mail.good.test", self.certs["renewed"])],
+                         output)
         # A record that disappears is forgotten: published again, it must be waited for again.
         with open(state) as f:
             kept = f.read()
@@ -254,7 +261,66 @@ class DaneTest(DaneBedCase):
                       f'name="{self.bed.owner("mail.good.test")}"}} 2\n', text)
         self.assertRegex(text, r'mailseal_dane_expiry_days\{kind="tlsa",name="[^"]+"\} \d+\.\d+')
         self.assertRegex(text, r"mailseal_dane_check_timestamp_seconds \d+\n")
-        self.assertFalse(os.path.exists(prom + ".new"))
+        self.assertEqual([f for f in os.listdir(self.dir) if f.startswith("mailseal.prom.")], [])
+
+    def test_json_survives_bytes_that_are_not_utf8(self):
+        # Paths and a remote server's words end up in the report: never a crash.
+        odd = os.path.join(self.dir.encode(), b"chain-\xff.pem")
+        shutil.copy(self.certs["current"].chain, odd)
+        proc = subprocess.run(
+            [harness.MAILSEAL_BIN.encode(), b"check", b"--config", self.write_config().encode(),
+             b"--port", str(self.bed.port).encode(), b"--state-file",
+             os.path.join(self.dir, "seen").encode(), b"--tlsa", b"mail.good.test",
+             b"--cert", odd, b"--json"], capture_output=True, timeout=60)
+        self.assertEqual(proc.returncode, OK, proc.stderr)
+        report = json.loads(proc.stdout.decode("utf-8"))
+        self.assertEqual(report["checks"][0]["status"], "OK")
+
+    def test_probe_of_a_server_that_is_not_smtp(self):
+        # Something else answers on the port (or a hostile server): the check cannot run,
+        # says why in one line, and the JSON stays valid.
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", self.bed.port))
+            listener.listen(4)
+            served = threading.Event()
+
+            def answer():
+                while not served.is_set():
+                    listener.settimeout(0.2)
+                    try:
+                        conn, _ = listener.accept()
+                    except OSError:
+                        continue
+                    with conn:
+                        conn.sendall(b"554 go away \xff\xfe\r\n")
+
+            thread = threading.Thread(target=answer, daemon=True)
+            thread.start()
+            try:
+                code, out, err = run_mailseal(
+                    "check", "--config", self.write_config(), "--port", str(self.bed.port),
+                    "--state-file", os.path.join(self.dir, "seen"), "--tlsa", "mail.good.test",
+                    "--probe", "--json")
+            finally:
+                served.set()
+                thread.join(timeout=5)
+        self.assertEqual(code, UNKNOWN, err)
+        [entry] = json.loads(out)["checks"]
+        self.assertIn("greeting: 554 go away", entry["findings"][0]["text"])
+
+    def test_host_under_another_instance_name(self):
+        # server.hostname names the LMTP instance, not the MX: the MX host is still this one,
+        # as its certificate names it, and the certificate that forgot DNS is caught.
+        config = self.write_config(hostname="lmtp1.internal")
+        code, lines, output = self.check("--host", "--cert", self.certs["renewed"].chain,
+                                         config=config)
+        status, text, publish, _ = lines[self.bed.owner("mail.good.test")]
+        self.assertEqual(status, "CRITICAL", output)
+        self.assertEqual(publish, [self.bed.line("mail.good.test", self.certs["renewed"])],
+                         output)
+        code, lines, output = self.check("--host", "--cert", self.certs["current"].chain,
+                                         config=config)
+        self.assertEqual(lines[self.bed.owner("mail.good.test")][0], "OK", output)
 
 
     def test_journal_priorities(self):
@@ -274,10 +340,10 @@ class DaneTest(DaneBedCase):
         self.assertEqual(proc.returncode, CRITICAL, lines)
         self.assertTrue(lines[0].startswith("<3>CRITICAL "), lines)
         self.assertTrue(all(line.startswith("<3>") for line in lines), lines)
-        # Anywhere else, no prefixes.
+        # Anywhere else, no prefixes (check() fails on a line that does not start with a status).
         code, lines, output = self.check("--tlsa", "mail.good.test", "--cert",
-                                         self.certs["current"].chain)
-        self.assertNotIn("<", output.split("stdout:")[1][:3], output)
+                                         self.certs["renewed"].chain)
+        self.assertEqual(code, CRITICAL, output)
 
 
 class PostfixDaneTest(DaneBedCase):
@@ -332,8 +398,15 @@ class PostfixDaneTest(DaneBedCase):
     def test_host_covers_mx_tlsa_and_users(self):
         self.serve("current")
         prom = os.path.join(self.dir, "host.prom")
+        # A user with a certificate in the local store (good.test publishes no SMIMEA).
+        user = dnsbed.CertFactory(os.path.join(self.dir, "users")).make("erin", "erin@good.test")
+        store = os.path.join(self.dir, "store")
+        harness.add_to_local_store(store, user.address, user.pem, user.name)
+        config = self.write_config(local_store=store)
         code, lines, output = self.check("--host", "--postfix-config", self.postfix.config_dir,
-                                         "--prometheus", prom)
+                                         "--prometheus", prom, config=config)
+        self.assertEqual(lines["erin@good.test"][0], "OK", output)
+        self.assertIn("1 key (smime, secure-absent)", lines["erin@good.test"][1])
         self.assertEqual(lines["good.test"][0], "OK", output)
         self.assertIn("MX secure mail.good.test", lines["good.test"][1])
         self.assertEqual(lines[self.bed.owner("mail.good.test")][0], "OK", output)

@@ -133,7 +133,9 @@ class SystemdTest(harness.TestCase):
         with open(os.path.join(UNITS, "mailseal-check.service")) as f:
             check = f.read()
         for setting in ("User=mailseal", "CapabilityBoundingSet=CAP_DAC_READ_SEARCH",
-                        "ReadWritePaths=/var/lib/mailseal", "NoNewPrivileges=yes"):
+                        "ReadWritePaths=/var/lib/mailseal", "NoNewPrivileges=yes",
+                        "SyslogLevel=err", "StateDirectory=mailseal-metrics",
+                        "StateDirectoryMode=0755"):
             self.assertIn("\n" + setting + "\n", check, setting)
         self.assertIn("mailseal check --config /etc/mailseal/mailseal.toml --host", check)
         with open(os.path.join(UNITS, "mailseal-check.timer")) as f:

@@ -36,6 +36,16 @@ TEST(PostfixChainFiles, MasterOverridesOfTheServiceOnThePort) {
     EXPECT_EQ(
         postfix_chain_files(main, "2525/inet/smtpd_tls_cert_file = /etc/x.pem\n", 25, {"smtp"}),
         (std::vector<std::string>{"/etc/main.pem"}));
+    // An override that empties the chain files lets the legacy files of the service count.
+    EXPECT_EQ(postfix_chain_files(main,
+                                  "smtp/inet/smtpd_tls_chain_files =\n"
+                                  "smtp/inet/smtpd_tls_cert_file = /etc/b.pem\n",
+                                  25, {"smtp"}),
+              (std::vector<std::string>{"/etc/b.pem"}));
+    // Behind postscreen, port 25's sessions go to "smtpd pass".
+    EXPECT_EQ(postfix_chain_files(main, "smtpd/pass/smtpd_tls_chain_files = /etc/pass.pem\n", 25,
+                                  {"smtp"}),
+              (std::vector<std::string>{"/etc/pass.pem"}));
     // An override of a legacy parameter does not hide main.cf's chain files.
     EXPECT_EQ(postfix_chain_files({"", "/etc/rsa.pem", "", ""},
                                   "2525/inet/smtpd_tls_cert_file = /etc/other.pem\n", 2525, {}),

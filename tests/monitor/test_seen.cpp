@@ -21,6 +21,10 @@ TEST(SeenRecords, FirstSightingIsKeptUntilTheRecordGoes) {
     EXPECT_EQ(later.at("3 1 1 AA"), t0);
     EXPECT_EQ(later.at("3 1 1 CC"), t0 + seconds(100));
     EXPECT_EQ(later.count("3 1 1 BB"), 0u);
+    // A sighting recorded in the future counts from now.
+    seen_records clock_set_back;
+    clock_set_back.observe("_25._tcp.mx", {"3 1 1 AA"}, t0 + seconds(1000));
+    EXPECT_EQ(clock_set_back.observe("_25._tcp.mx", {"3 1 1 AA"}, t0).at("3 1 1 AA"), t0);
     // Gone and back: waited for again.
     auto again = seen.observe("_25._tcp.mx", {"3 1 1 BB"}, t0 + seconds(200));
     EXPECT_EQ(again.at("3 1 1 BB"), t0 + seconds(200));
@@ -43,6 +47,8 @@ TEST(SeenRecords, SavedAndLoaded) {
     EXPECT_FALSE(back.changed());
     EXPECT_FALSE(std::filesystem::exists(file.string() + ".new"));
 
+    std::ofstream(file) << "99999999999999 _25._tcp.a 3 1 1 AA\n";
+    EXPECT_EQ(seen_records::load(file).index(), 1u);
     std::ofstream(file) << "1800000000 _25._tcp.a 3 1 1 AA\nnot a line\n";
     auto bad = seen_records::load(file);
     ASSERT_EQ(bad.index(), 1u);

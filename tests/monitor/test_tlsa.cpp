@@ -120,10 +120,14 @@ TEST(JudgeTlsa, DaneTaMatchesThroughAVerifiedChain) {
     auto misnamed = judge_tlsa(other);
     EXPECT_EQ(misnamed.result.level, critical);
     EXPECT_TRUE(mentions(misnamed.result, "does not verify"));
-    // So is the time: after the server certificate's end, the chain does not verify.
+    // So is the time: after the server certificate's end, the chain does not verify. The
+    // record is right and stays (no removal); renewing is the fix.
     auto late = inputs({rdata(2, 1, 1, *certs().root)});
     late.at = now + hours(24 * 30);
-    EXPECT_EQ(judge_tlsa(late).result.level, critical);
+    auto expired = judge_tlsa(late);
+    EXPECT_EQ(expired.result.level, critical);
+    EXPECT_TRUE(mentions(expired.result, "renew the certificate"));
+    EXPECT_TRUE(expired.result.remove.empty());
 }
 
 TEST(JudgeTlsa, PkixUsagesAreUnusableForSmtp) {
@@ -161,7 +165,7 @@ TEST(JudgeTlsa, StaleRecordsOnceTheNextKeyIsKnown) {
     auto in = inputs({rdata(3, 1, 1, *certs().current), stale});
     EXPECT_EQ(judge_tlsa(in).result.level, ok);
     EXPECT_EQ(judge_tlsa(in).result.remove.size(), 1u);
-    in.next = certs().chain(certs().next);
+    in.next = {certs().chain(certs().next)};
     auto j = judge_tlsa(in);
     EXPECT_EQ(j.result.level, warning);
     EXPECT_TRUE(mentions(j.result, "stale"));
@@ -172,8 +176,13 @@ TEST(JudgeTlsa, StaleRecordsOnceTheNextKeyIsKnown) {
 TEST(JudgeTlsa, GateOpensTwiceTheTtlAfterFirstSighting) {
     auto next_record = rdata(3, 1, 1, *certs().next);
     auto in = inputs({rdata(3, 1, 1, *certs().current), next_record});
-    in.next = certs().chain(certs().next);
+    in.next = {certs().chain(certs().next)};
     in.first_seen[presentation(next_record)] = now - seconds(7199);
+    // Without the signatures, the TTL as signed is unknown: not yet, however long ago.
+    in.at = now + hours(24);
+    EXPECT_EQ(judge_tlsa(in).next.gate, warning);
+    in.at = now;
+    in.lookup.signatures = dns::signature_window{now - hours(1), now + hours(24 * 14), 3600};
     auto waiting = judge_tlsa(in);
     EXPECT_EQ(waiting.result.level, ok);
     EXPECT_EQ(waiting.next.gate, warning);
@@ -188,6 +197,30 @@ TEST(JudgeTlsa, GateOpensTwiceTheTtlAfterFirstSighting) {
     // Unrecorded: never early.
     in.first_seen.clear();
     EXPECT_EQ(judge_tlsa(in).next.gate, warning);
+}
+
+TEST(JudgeTlsa, NothingIsStaleWhileTheCertificateInUseIsUnmatched) {
+    auto old_key = rdata(3, 1, 1, *certs().server("mx.example.org", t::utc(2027, 1, 1)));
+    auto j = judge_tlsa(inputs({old_key}));
+    EXPECT_EQ(j.result.level, critical);
+    EXPECT_TRUE(j.result.remove.empty());
+    EXPECT_EQ(j.result.publish.size(), 1u);
+}
+
+TEST(JudgeTlsa, EveryNextChainMustBePublished) {
+    auto other_next = certs().server("mx.example.org", t::utc(2027, 6, 1));
+    auto in = inputs({rdata(3, 1, 1, *certs().current), rdata(3, 1, 1, *certs().next)});
+    in.lookup.signatures = dns::signature_window{now - hours(1), now + hours(24 * 14), 3600};
+    in.next = {certs().chain(certs().next), certs().chain(other_next)};
+    for (const auto& rd : in.lookup.rdata) {
+        in.first_seen[presentation(rd)] = now - hours(24);
+    }
+    auto j = judge_tlsa(in);
+    EXPECT_FALSE(j.next.published);
+    EXPECT_EQ(j.next.gate, critical);
+    EXPECT_EQ(j.result.publish.size(), 1u);
+    in.next.pop_back();
+    EXPECT_EQ(judge_tlsa(in).next.gate, ok);
 }
 
 TEST(JudgeTlsa, SignaturesCloseToExpiry) {

@@ -46,8 +46,10 @@ TEST(parse_when, relative_and_absolute_times) {
     EXPECT_EQ(parse_when("2027-01-31", now), std::chrono::system_clock::from_time_t(1'801'353'600));
     EXPECT_EQ(parse_when("2027-01-31T12:00:00Z", now),
               std::chrono::system_clock::from_time_t(1'801'396'800));
-    for (const char* bad : {"", "+", "+d", "+30", "+30w", "+-3d", "30d", "2027-13-45",
-                            "2027-01-31T12:00:00", "tomorrow", "+9999999999d"}) {
+    EXPECT_EQ(parse_when("+36525d", now), now + std::chrono::hours(24 * 36525));
+    for (const char* bad : {"", "+", "+d", "+30", "+30w", "+-3d", "30d", "2027-13-45", "2027-02-31",
+                            "2027-01-31T25:00:00Z", "2027-01-31T12:00:00", "tomorrow",
+                            "+9999999999d", "+999999999d", "+36526d", "2300-01-01", "1900-01-01"}) {
         EXPECT_FALSE(parse_when(bad, now)) << bad;
     }
 }

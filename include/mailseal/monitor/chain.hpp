@@ -37,8 +37,8 @@ std::variant<std::vector<served_chain>, std::string> read_chains(const std::file
 /// smtpd_tls_eccert_file, smtpd_tls_dcert_file, in that order) and the `postconf -P` lines of
 /// master.cf overrides (`service/type/parameter = value`). An override applies when its
 /// service is of type inet and listens on `port` (its name, after any "address:", is the port
-/// number or one of `port_names`). smtpd_tls_chain_files, when set, wins over the others, as in
-/// Postfix 3.4 and later.
+/// number or one of `port_names`), or for port 25 when it is postscreen's `smtpd pass` service.
+/// smtpd_tls_chain_files, when set, wins over the others, as in Postfix 3.4 and later.
 std::vector<std::string> postfix_chain_files(const std::vector<std::string>& main,
                                              const std::string& overrides, std::uint16_t port,
                                              const std::vector<std::string>& port_names);
@@ -49,12 +49,17 @@ std::vector<std::string> postfix_chain_files(const std::vector<std::string>& mai
 std::variant<std::vector<served_chain>, std::string>
 postfix_chains(const std::optional<std::filesystem::path>& config_dir, std::uint16_t port);
 
+/// Which signatures a probe offers the server: a server with an RSA and an ECDSA certificate
+/// presents the one the client's signature algorithms call for.
+enum class signature_kind { any, ecdsa, rsa };
+
 /// Connects to address:port (an IPv4 or IPv6 literal), reads the greeting, says EHLO
-/// `ehlo_name`, asks STARTTLS and completes a TLS handshake with SNI `host`, then QUITs. The
-/// chain the server presented, or why none came; each step waits at most `timeout`. The chain
-/// is not verified here: judging it against the TLSA records is the caller's business.
+/// `ehlo_name`, asks STARTTLS and completes a TLS handshake with SNI `host`, offering `kind`
+/// of signatures, then QUITs. The chain the server presented, or why none came; the whole
+/// exchange takes at most `timeout`. The chain is not verified here: judging it against the
+/// TLSA records is the caller's business.
 std::variant<served_chain, std::string> probe(const std::string& host, const std::string& address,
                                               std::uint16_t port, const std::string& ehlo_name,
-                                              std::chrono::seconds timeout);
+                                              std::chrono::seconds timeout, signature_kind kind);
 
 } // namespace mailseal::monitor

@@ -7,6 +7,9 @@
 /// the server certificate's, or a DANE-TA record (usage 2) that matches a CA certificate of the
 /// chain through which the server certificate verifies at the judged time and names the host.
 /// PKIX usages (0, 1) are unusable for SMTP (RFC 7672 §3.1.3), as are unknown parameters.
+///
+/// Records that match nothing are named for removal only while every chain in use matches: an
+/// operator whose new certificate is not published yet may want to go back to the old one.
 
 #include <chrono>
 #include <cstdint>
@@ -37,8 +40,8 @@ struct tlsa_inputs {
     /// The chains the server presents now: every one of them must be matched, since a sender
     /// may be handed any (RSA or ECDSA).
     std::vector<served_chain> current;
-    /// The chain staged to replace them, when known.
-    std::optional<served_chain> next;
+    /// The chains staged to replace them, when known (an RSA and an ECDSA one, or one).
+    std::vector<served_chain> next;
     /// Local domains whose MX records name this host: without TLSA records, a critical finding.
     std::vector<std::string> mx_domains;
     /// When each published record (by presentation form) was first seen, as far as anyone
@@ -50,24 +53,26 @@ struct tlsa_inputs {
     int warn_days = 21;
 };
 
-/// What `--gate` asks: may the staged next certificate go live now?
+/// What `--gate` asks: may the staged next certificates go live now?
 struct next_key_state {
-    /// Published in a secure answer, matching the next chain.
+    /// Published in a secure answer, a record matching each next chain.
     bool published = false;
-    /// When the matching record was first seen; nullopt when nobody recorded it.
+    /// When the last of the next chains got a matching record, as first seen; nullopt when
+    /// nobody recorded it.
     std::optional<std::chrono::system_clock::time_point> visible_since;
-    /// visible_since plus twice the RRset's TTL: caches still holding the RRset without the
-    /// record have expired it by then.
+    /// visible_since plus twice the RRset's TTL as signed (the RRSIG's original TTL): caches
+    /// still holding the RRset without the record have expired it by then.
     std::optional<std::chrono::system_clock::time_point> may_switch_at;
-    /// ok: may switch now; warning: published, wait; critical: not published (or no secure
-    /// answer); unknown: the lookup failed.
+    /// ok: may switch now; warning: published, wait (or the answer carried no signatures to
+    /// read the TTL from, or the first sighting is unknown); critical: not published, or no
+    /// secure answer; unknown: the lookup failed.
     severity gate = critical;
     std::string why;
 };
 
 struct tlsa_judgement {
     verdict result;
-    /// Meaningful when inputs.next was given.
+    /// Meaningful when inputs.next is not empty.
     next_key_state next;
 };
 

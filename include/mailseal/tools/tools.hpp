@@ -89,7 +89,9 @@ struct check_options {
     /// The TLSA records of this host name (the name MX records give) at _PORT._tcp.
     std::string tlsa_host;
     /// This host entire: the MX records of every local domain, the TLSA records of every MX
-    /// host, and every address as with `all`.
+    /// host (this host's, named server.hostname, in its certificate, or resolving to its
+    /// addresses, against its chains; others by DNS alone unless probed), and every address as
+    /// with `all`.
     bool host = false;
     std::uint16_t port = 25;
     /// The certificate chain file the server presents; default: the chains Postfix's smtpd
@@ -98,7 +100,7 @@ struct check_options {
     bool probe = false;
     /// Postfix's configuration directory (postconf -c); default: postconf's own.
     std::optional<std::filesystem::path> postfix_config;
-    /// The certificate chain staged to replace the current one.
+    /// The certificate chains staged to replace the current ones (this host's).
     std::optional<std::filesystem::path> next;
     /// Answer only whether `next` may go live now: its exit status (0 yes, 1 not yet, 2 not
     /// published or no secure answer, 3 the check cannot run).
@@ -117,8 +119,8 @@ struct check_options {
 /// `check`: for monitoring, one `STATUS NAME: summary` line per checked name (STATUS OK,
 /// WARNING, CRITICAL or UNKNOWN, with the zone-file lines to publish and to remove indented
 /// below), or one JSON object; `prometheus` also writes a node_exporter textfile. Exit status
-/// the worst line's, Nagios-style (0..3), or the gate's with `gate`; 64 bad arguments, 78
-/// configuration.
+/// the worst line's, Nagios-style (0..3), or the gate's with `gate`: 3 too when the check
+/// cannot run (the resolver, the key policy, the state file, the textfile); 64 bad addresses.
 ///
 /// Addresses: what DNS publishes for each (SMIMEA, OPENPGPKEY) against the local store. A bogus
 /// or failed lookup is critical, as is an expired key in use; an insecure zone, an unusable

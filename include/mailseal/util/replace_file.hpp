@@ -1,9 +1,11 @@
 #pragma once
 
 /// Replacing a small file whole, so that readers and crashes see the old text or the new one:
-/// written beside it as NAME.new, fsync'd, renamed over it, the directory fsync'd.
+/// written beside it under a new name (NAME.XXXXXX), fsync'd, renamed over it, the directory
+/// fsync'd. A reader globbing *.prom or reading NAME never sees the temporary file.
 
 #include <cerrno>
+#include <cstdlib>
 #include <fcntl.h>
 #include <filesystem>
 #include <optional>
@@ -21,17 +23,17 @@ namespace mailseal::util {
 inline std::optional<std::string> replace_file(const std::filesystem::path& file,
                                                std::string_view text, mode_t mode = 0644) {
     auto directory = file.parent_path().empty() ? std::filesystem::path(".") : file.parent_path();
-    auto temporary = file;
-    temporary += ".new";
+    // A name of its own (O_EXCL, never a symlink's target): two writers never share one.
+    std::string temporary = file.string() + ".XXXXXX";
+    unique_fd out(::mkostemp(temporary.data(), O_CLOEXEC));
+    if (!out) {
+        return "cannot create " + temporary + ": " + errno_text(errno);
+    }
     auto failed = [&](const std::string& step) {
         auto why = errno_text(errno);
         ::unlink(temporary.c_str());
-        return step + " " + temporary.string() + ": " + why;
+        return step + " " + temporary + ": " + why;
     };
-    unique_fd out(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-    if (!out) {
-        return failed("cannot create");
-    }
     std::size_t written = 0;
     while (written < text.size()) {
         ssize_t n = ::write(out.get(), text.data() + written, text.size() - written);
