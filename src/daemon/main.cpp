@@ -22,7 +22,6 @@
 #include <mailseal/config/config.hpp>
 #include <mailseal/dns/resolver.hpp>
 #include <mailseal/log/log.hpp>
-#include <mailseal/monitor/verdict.hpp>
 #include <mailseal/recipient/recipient.hpp>
 #include <mailseal/seal/formats.hpp>
 #include <mailseal/seal/message.hpp>
@@ -637,8 +636,11 @@ int main(int argc, char** argv) {
         auto cfg = load(config_path);
         if (!cfg) {
             // A monitoring check that cannot run is UNKNOWN, whatever stopped it.
-            return monitor::unknown;
+            return tools::cannot_run(check_opts.json, "configuration",
+                                     config_path + " does not load (see stderr)", std::cout);
         }
+        // A probed server that closes first must not end the check with SIGPIPE.
+        std::signal(SIGPIPE, SIG_IGN);
         log::set_level(config::log_level::warning);
         return tools::check(*cfg, check_opts, std::cout, std::cerr);
     }

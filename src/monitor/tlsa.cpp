@@ -266,6 +266,9 @@ tlsa_judgement judge_tlsa(const tlsa_inputs& in) {
         for (const auto& chain : in.current) {
             publish(chain);
         }
+        for (const auto& chain : in.next) {
+            publish(chain);
+        }
         std::string domains;
         for (const auto& d : in.mx_domains) {
             domains += (domains.empty() ? "" : ", ") + d;
@@ -387,6 +390,10 @@ tlsa_judgement judge_tlsa(const tlsa_inputs& in) {
                     continue;
                 }
                 auto m = match_record(*records[i].record, next, in.host, verify_at);
+                if (!m.failure.empty()) {
+                    // It names the next chain's CA: not stale, though the chain fails.
+                    named[i] = true;
+                }
                 if (!m.end_entity && !m.anchor) {
                     continue;
                 }

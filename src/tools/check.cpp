@@ -246,6 +246,23 @@ std::string prometheus_text(const std::vector<monitor::verdict>& verdicts, time_
     return text.str();
 }
 
+} // namespace
+
+int cannot_run(bool json, std::string_view what, std::string_view why, std::ostream& out) {
+    if (json) {
+        nlohmann::json report = {{"code", static_cast<int>(unknown)},
+                                 {"status", monitor::to_string(unknown)},
+                                 {"error", std::string(what) + ": " + std::string(why)},
+                                 {"checks", nlohmann::json::array()}};
+        out << report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    } else {
+        out << "UNKNOWN " << what << ": " << util::printable(why) << "\n";
+    }
+    return unknown;
+}
+
+namespace {
+
 /// A judged time at most this far from now: a century covers every certificate and key.
 constexpr auto farthest = std::chrono::hours(24 * 36525);
 
@@ -384,9 +401,8 @@ int check(const config::config& cfg, const check_options& options, std::ostream&
         auto loaded = monitor::seen_records::load(options.state_file);
         if (auto* why = std::get_if<std::string>(&loaded)) {
             // Never a fresh start: a lost history would hold the gate shut, or worse.
-            out << "UNKNOWN state: " << util::printable(*why) << "\n";
             err << "mailseal: check: " << util::printable(*why) << "\n";
-            return unknown;
+            return cannot_run(options.json, "state", *why, out);
         }
         context.seen = std::move(std::get<monitor::seen_records>(loaded));
     }
@@ -417,8 +433,8 @@ int check(const config::config& cfg, const check_options& options, std::ostream&
         });
     if (setup != EX_OK) {
         // The check cannot run (stderr says why): for a monitoring system, unknown.
-        out << "UNKNOWN setup: the resolver or the key policy cannot be set up\n";
-        return unknown;
+        return cannot_run(options.json, "setup", "the resolver or the key policy cannot be set up",
+                          out);
     }
     if (tlsa_wanted && context.seen.changed()) {
         // Without the record of first sightings, --gate can never pass: say why, loudly.
@@ -450,7 +466,10 @@ int check(const config::config& cfg, const check_options& options, std::ostream&
     if (options.prometheus) {
         if (auto why = util::replace_file(*options.prometheus, prometheus_text(verdicts, now))) {
             err << "mailseal: check: " << util::printable(*why) << "\n";
-            return unknown;
+            // Unknown, unless the check itself found something critical to say.
+            if (gate.value_or(worst) < critical) {
+                return unknown;
+            }
         }
     }
     return gate.value_or(worst);

@@ -102,15 +102,18 @@ probe_host(host_check_context& context, dns::resolver& resolver, const std::stri
             continue;
         }
         auto& chain = std::get<monitor::served_chain>(got);
-        auto other =
-            EVP_PKEY_get_base_id(X509_get0_pubkey(chain.certificates.front().get())) == EVP_PKEY_EC
-                ? monitor::signature_kind::rsa
-                : monitor::signature_kind::ecdsa;
+        int key_type = EVP_PKEY_get_base_id(X509_get0_pubkey(chain.certificates.front().get()));
+        auto other = key_type == EVP_PKEY_RSA || key_type == EVP_PKEY_RSA_PSS
+                         ? monitor::signature_kind::ecdsa
+                         : monitor::signature_kind::rsa;
+        auto leaf = chain.certificates.front();
         found.chains.push_back(std::move(chain));
         auto second = monitor::probe(host, address, context.options.port,
                                      context.cfg.server.hostname, probe_timeout, other);
-        // A server with one certificate refuses the other kind: nothing more to see.
-        if (auto* more = std::get_if<monitor::served_chain>(&second)) {
+        // A server with one certificate refuses the other kind (or presents the same one):
+        // nothing more to see.
+        if (auto* more = std::get_if<monitor::served_chain>(&second);
+            more != nullptr && X509_cmp(more->certificates.front().get(), leaf.get()) != 0) {
             found.chains.push_back(std::move(*more));
         }
     }
@@ -196,7 +199,7 @@ std::vector<std::string> local_domains(const config::config& cfg) {
     return domains;
 }
 
-monitor::tlsa_judgement cannot_run(const std::string& name, const std::string& why) {
+monitor::tlsa_judgement unknown_tlsa(const std::string& name, const std::string& why) {
     monitor::tlsa_judgement failed;
     failed.result.kind = "tlsa";
     failed.result.name = name;
@@ -260,7 +263,7 @@ boost::asio::awaitable<monitor::tlsa_judgement>
 check_tlsa_host(host_check_context& context, dns::resolver& resolver, std::string host) {
     auto a_label = dns::to_a_label(host);
     if (!a_label) {
-        co_return cannot_run(host, "not a host name");
+        co_return unknown_tlsa(host, "not a host name");
     }
     auto owner = monitor::tlsa_owner(*a_label, context.options.port);
     std::vector<std::string> mx_domains;
@@ -278,11 +281,11 @@ check_tlsa_host(host_check_context& context, dns::resolver& resolver, std::strin
         chains = local_chains(context.options);
     }
     if (auto* why = std::get_if<std::string>(&chains)) {
-        co_return cannot_run(owner, "cannot get the certificate in use: " + *why);
+        co_return unknown_tlsa(owner, "cannot get the certificate in use: " + *why);
     }
     auto next = next_chains(context.options);
     if (auto* why = std::get_if<std::string>(&next)) {
-        co_return cannot_run(owner, *why);
+        co_return unknown_tlsa(owner, *why);
     }
     co_return co_await judge_host(context, resolver, *a_label, std::move(std::get<0>(chains)),
                                   std::move(std::get<0>(next)), std::move(mx_domains));
@@ -309,6 +312,7 @@ boost::asio::awaitable<std::vector<monitor::verdict>> check_this_host(host_check
     }
     auto own_name = dns::to_a_label(context.cfg.server.hostname).value_or("");
     auto own_addresses = local_addresses();
+    bool next_used = false;
     std::optional<chains_or_error> own_chains;
     if (!options.probe) {
         own_chains = local_chains(options);
@@ -320,8 +324,12 @@ boost::asio::awaitable<std::vector<monitor::verdict>> check_this_host(host_check
         bool ours = host == own_name;
         if (!ours && own_chains && own_chains->index() == 0) {
             for (const auto& chain : std::get<0>(*own_chains).chains) {
-                ours = ours || X509_check_host(chain.certificates.front().get(), host.c_str(),
-                                               host.size(), 0, nullptr) == 1;
+                // Exact names only: a wildcard would make every sibling MX "this host".
+                ours = ours ||
+                       X509_check_host(chain.certificates.front().get(), host.c_str(), host.size(),
+                                       X509_CHECK_FLAG_NO_WILDCARDS |
+                                           X509_CHECK_FLAG_NEVER_CHECK_SUBJECT,
+                                       nullptr) == 1;
             }
         }
         if (!ours) {
@@ -336,14 +344,14 @@ boost::asio::awaitable<std::vector<monitor::verdict>> check_this_host(host_check
             auto probed = co_await probe_host(context, resolver, host);
             if (auto* why = std::get_if<std::string>(&probed)) {
                 verdicts.push_back(
-                    cannot_run(owner, "cannot get the certificate in use: " + *why).result);
+                    unknown_tlsa(owner, "cannot get the certificate in use: " + *why).result);
                 continue;
             }
             chains = std::move(std::get<0>(probed));
         } else if (ours) {
             if (auto* why = std::get_if<std::string>(&*own_chains)) {
                 verdicts.push_back(
-                    cannot_run(owner, "cannot get the certificate in use: " + *why).result);
+                    unknown_tlsa(owner, "cannot get the certificate in use: " + *why).result);
                 continue;
             }
             chains = std::get<0>(*own_chains);
@@ -351,9 +359,10 @@ boost::asio::awaitable<std::vector<monitor::verdict>> check_this_host(host_check
         // The staged certificate is this host's: other MX hosts roll their own keys.
         std::vector<monitor::served_chain> next;
         if (ours) {
+            next_used = true;
             auto read = next_chains(options);
             if (auto* why = std::get_if<std::string>(&read)) {
-                verdicts.push_back(cannot_run(owner, *why).result);
+                verdicts.push_back(unknown_tlsa(owner, *why).result);
                 continue;
             }
             next = std::move(std::get<0>(read));
@@ -366,6 +375,10 @@ boost::asio::awaitable<std::vector<monitor::verdict>> check_this_host(host_check
                                "checked here (--probe does)");
         }
         verdicts.push_back(std::move(judged.result));
+    }
+    if (options.next && !next_used && !verdicts.empty()) {
+        verdicts.back().note("--next applies to this host's MX name, and no MX host is this "
+                             "host: it was not used");
     }
     co_return verdicts;
 }

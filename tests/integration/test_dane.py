@@ -263,6 +263,24 @@ class DaneTest(DaneBedCase):
         self.assertRegex(text, r"mailseal_dane_check_timestamp_seconds \d+\n")
         self.assertEqual([f for f in os.listdir(self.dir) if f.startswith("mailseal.prom.")], [])
 
+    def test_cannot_run_is_unknown_in_json_too(self):
+        state = os.path.join(self.dir, "bad-state")
+        with open(state, "w") as f:
+            f.write("not a state file\n")
+        code, out, err = run_mailseal(
+            "check", "--config", self.write_config(), "--port", str(self.bed.port),
+            "--state-file", state, "--tlsa", "mail.good.test", "--cert",
+            self.certs["current"].chain, "--json")
+        self.assertEqual(code, UNKNOWN, err)
+        report = json.loads(out)
+        self.assertEqual((report["code"], report["checks"]), (UNKNOWN, []))
+        self.assertIn("bad-state", report["error"])
+        # Kept as it was: never a fresh start.
+        self.assertEqual(harness.read_text(state), "not a state file\n")
+        code, out, err = run_mailseal("check", "--config", os.path.join(self.dir, "none.toml"),
+                                      "--all")
+        self.assertEqual((code, out.split(" ", 1)[0]), (UNKNOWN, "UNKNOWN"), err)
+
     def test_json_survives_bytes_that_are_not_utf8(self):
         # Paths and a remote server's words end up in the report: never a crash.
         odd = os.path.join(self.dir.encode(), b"chain-\xff.pem")

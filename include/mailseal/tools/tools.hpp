@@ -136,6 +136,10 @@ struct check_options {
 int check(const config::config& cfg, const check_options& options, std::ostream& out,
           std::ostream& err);
 
+/// The report of a check that cannot run (`what`: "configuration", "state", "setup"): an
+/// UNKNOWN line, or with `json` an object with code 3 and no checks. Returns 3.
+int cannot_run(bool json, std::string_view what, std::string_view why, std::ostream& out);
+
 /// `--at`'s forms: "2027-01-31", "2027-01-31T12:00:00Z", "+30d", "+12h", "+90m" (after `now`).
 std::optional<std::chrono::system_clock::time_point>
 parse_when(std::string_view text, std::chrono::system_clock::time_point now);
