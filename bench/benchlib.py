@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What the benchmark scripts share: errors, host facts, the recipient's keys (an S/MIME
 certificate made with openssl, an OpenPGP key pair made with GnuPG), a DNSSEC-signed zone that
 publishes them (served by NSD, built with the integration tests' DNS test bed), and the memory

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """LMTP loads that smtp-source cannot make, for bench/lmtp-throughput: one very large message
 timed from its first octet to the final reply, closed-loop sessions timed per message from
 the final dot to the reply, and a burst of many connections at once. Plus a discard sink, an

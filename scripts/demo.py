@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The demo behind scripts/demo: Postfix -> mailseal (LMTP, SMIMEA and OPENPGPKEY keys from a
 DNSSEC-signed zone served by NSD) -> sealed Maildir copies (S/MIME and PGP/MIME) -> Dovecot, and
 OpenSSL and GnuPG opening sealed copies.

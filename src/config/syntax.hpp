@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// The grammars of the configuration's string values (sizes, durations, listener addresses,

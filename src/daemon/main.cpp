@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mailseal: the command line. Parses arguments, loads the configuration and hands over to the
 // server; everything else lives in the component libraries.
 

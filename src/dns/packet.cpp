@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // DNS message and RDATA parsing through ldns (NLnet Labs, the library behind drill and
 // ldns-signzone), rather than a wire parser of our own: names with compression pointers and
 // RRSIG fields are exactly what it has been handling for years.

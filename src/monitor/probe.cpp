@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The STARTTLS probe: the few SMTP steps up to a TLS handshake, on a non-blocking socket with
 // one deadline for the whole exchange. A one-shot tool talking to one server needs no event
 // loop.

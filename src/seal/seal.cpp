@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include <mailseal/seal/seal.hpp>
 #include <mailseal/util/ascii.hpp>
 #include <mailseal/util/wipe.hpp>

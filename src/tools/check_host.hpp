@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // `check --tlsa` and `check --host`: the DNS this host's mail service depends on, judged by

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // What `lookup` and `check` share: a validating resolver, the key policy and key discovery

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzzes the checks that decide whether a body is already encrypted
 // (include/mailseal/seal/encrypted.hpp): the OpenPGP packet and CMS envelope checks, the
 // armour, base64 and PGP/MIME scanners, and the transfer decoders.

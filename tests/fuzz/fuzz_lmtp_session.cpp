@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzzes the LMTP session (include/mailseal/lmtp/session.hpp) the way the server drives it: the
 // client's bytes arrive in pieces, every event is handled in order, recipients are verified and
 // deliveries completed, sometimes only after the next piece arrived, and a timeout or shutdown

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzzes the front of sealing (include/mailseal/seal/message.hpp): the canonicalizer, the
 // header scanner and classify(), fed a message in pieces as the sealer feeds them, and again
 // whole.

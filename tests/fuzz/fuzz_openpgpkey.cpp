@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzzes the OpenPGP key evaluation of a DNSSEC-secure OPENPGPKEY answer, on the delivery path:
 // the format's evaluate() (src/seal/openpgp/format.cpp) hands every RDATA to librnp and judges
 // each transferable public key (include/mailseal/seal/openpgp/evaluate.hpp). No local store:

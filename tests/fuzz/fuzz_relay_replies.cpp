@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzzes the parser of the next hop's replies (include/mailseal/relay/reply_parser.hpp): the
 // bytes a server sends, fed whole and in pieces.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzzes the S/MIME key evaluation of a DNSSEC-secure SMIMEA answer, on the delivery path:
 // the format's evaluate() (src/seal/smime/format.cpp) splits each RDATA into its fields
 // (parse_smimea_rdata), parses the certificate or SubjectPublicKeyInfo, and judges it

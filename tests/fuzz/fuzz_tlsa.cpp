@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzzes the judgement of a mail host's TLSA RRset (src/monitor/tlsa.cpp), as `mailseal check
 // --tlsa` makes it: each RDATA split into its fields, matched as DANE-EE against the server
 // certificate and as DANE-TA against the chain's CAs (verifying the chain at the judged time),

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// How a fuzz target's oracle fails a run: a line naming the target and the broken rule (the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Writes the seed corpora of the fuzz targets, tests/fuzz/corpus/<target>/, from the project's
 own test material: the client side of the LMTP transcripts (tests/lmtp/transcripts) for the
 session, their server side and the relay unit tests' replies for the reply parser, messages like

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// The input layout of the fuzz targets that feed a byte stream in pieces, so that libFuzzer

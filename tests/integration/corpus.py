@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A corpus of real-world mail that mailseal did not write, prepared for LMTP delivery.
 
 The messages are the test messages that Debian's libmime-explode-perl package ships under

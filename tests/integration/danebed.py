@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A DNSSEC test bed for `mailseal check --tlsa` and `--host`: a mail server's TLSA records
 (RFC 6698, RFC 7672) in NSD-served zones, against certificate chains made with the `openssl`
 CLI, all built at test time under the test's directory.

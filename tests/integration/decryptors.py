@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Independent S/MIME decryptors that check what mailseal seals.
 
 A sealed message is an outer RFC 5322 header section whose Content-Type

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A real DNSSEC test bed for mailseal's SMIMEA (RFC 8162) and OPENPGPKEY (RFC 7929) lookups,
 built at test time.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A DNS proxy that damages chosen answers in flight, between libunbound and the test bed's NSD.
 
 `DnsProxy(upstream_port)` listens on 127.0.0.1 and a free port, UDP and TCP, and forwards each

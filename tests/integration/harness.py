@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Shared pieces of mailseal's integration tests.
 
 Every test gets its own directory under /tmp (removed afterwards) and starts its own processes:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Test messages and what a sealed copy of them must hold, for both formats, and how to open
 the copies sealed for the DNS test bed's users; and already encrypted messages wrapped the way
 real clients send them."""

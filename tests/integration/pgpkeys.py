@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """OpenPGP keys made by GnuPG for the tests, and four independent OpenPGP implementations that
 decrypt what mailseal seals.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """mailseal check against the DNSSEC test bed: one OK/WARNING/CRITICAL line per address and a
 Nagios-style exit status (the worst line's)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The mailseal command line as common.md describes it: version, check-config printing the
 effective configuration as TOML, and exit 78 (EX_CONFIG) with FILE:LINE:COLUMN: KEY: MESSAGE on
 a bad configuration, for check-config and serve alike."""

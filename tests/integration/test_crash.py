@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """kill -9 during deliveries: whatever moment the daemon dies at, what it acknowledged is stored,
 nothing partial reaches new/, and no keyed recipient's plaintext reaches the disk.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`mailseal check --tlsa` and `check --host` against real peers: NSD serving DNSSEC-signed
 zones with TLSA records (danebed.py) and a throwaway Postfix presenting a certificate over
 STARTTLS on loopback. Every verdict the monitor gives, the renewal that forgot DNS, the gate a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Proves that decryptors.py opens what the sealing contract describes, with each of its three
 implementations, and that each refuses what it should.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`mailseal deliver`: LDA mode for Postfix's pipe(8) and mailbox_command, and scripts.
 
 What each test is for:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Damaged DNS answers in flight: a proxy (dnsproxy.py) between libunbound and the test bed's NSD
 damages the answers for one recipient's names, while every other name of the zones (DNSKEY,
 DS, NSEC3 proofs, the other users) passes through.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The DNSSEC test bed (dnsbed.py) checked with independent tools, before mailseal relies on it.
 
 What each test is for:

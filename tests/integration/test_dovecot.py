@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Dovecot reads what mailseal writes: doveadm fetch lists every delivered message, its
 size.physical and size.virtual equal the file name's S= and W=, and the content matches."""
 

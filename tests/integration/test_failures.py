@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Storage failures map to the replies of docs/replies.md, per recipient, and leave nothing in
 new/: a read-only Maildir (451 4.3.0), a missing Maildir with on_missing = "refuse" (550 5.1.1 at
 RCPT), a full file system (452 4.3.1) for a copy stored as received and for a sealed one, and a

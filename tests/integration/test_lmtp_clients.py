@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """mailseal serve against LMTP clients: Python's smtplib.LMTP, swaks and a byte-level client
 for pipelining, limits, timeouts and protocol errors (RFC 2033, RFC 5321, common.md)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Log formats ([log] format).
 
 What each test is for: with format = "json" every line mailseal writes is one JSON object

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`mailseal lookup` and `mailseal record` against the real DNSSEC test bed (dnsbed.py).
 
 What each test is for:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Prometheus endpoint ([metrics] listen).
 
 What each test is for: after a known set of deliveries in one transaction (one recipient

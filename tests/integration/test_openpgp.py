@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """OpenPGP sealing end to end: OPENPGPKEY records under DNSSEC (dnsbed.py), PGP/MIME copies,
 and four independent OpenPGP implementations that open them.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Already-encrypted mail: stored as received only when it really is ciphertext.
 
 Every message goes over LMTP to two recipients with keys on the DNSSEC test bed (dnsbed.py):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A real Postfix (3.7, Debian's master.cf) delivering through mailseal's LMTP server over a
 unix socket and over TCP, as in production (virtual_transport = lmtp:...)."""
 

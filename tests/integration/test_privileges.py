@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Running as root only to bind.
 
 What each test is for:

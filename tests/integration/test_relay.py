@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """mailseal in front of Dovecot ([store] kind = "lmtp"): each recipient's copy is relayed to a
 real Dovecot LMTP server in a transaction of its own, and Dovecot's verdict comes back.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """SIGHUP reloads the configuration without dropping anything.
 
 - A good new configuration applies to connections opened afterwards; a connection open during

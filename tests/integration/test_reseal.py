@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`mailseal reseal`: sealing the mail already stored in users' Maildirs.
 
 What each test is for:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A slow disk must not stall other sessions: delivery work (file writes, fsync) runs on the
 worker pool, never on the event loop.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """systemd integration, without a running systemd.
 
 What each test is for:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Real Thunderbird opens the PGP/MIME copies mailseal stores (thunderbird.py drives it under
 Xvfb through Marionette).
 

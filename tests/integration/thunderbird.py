@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Real Thunderbird (Debian's `thunderbird`) opening sealed mail, under Xvfb, driven through
 its Marionette remote protocol. No network: the profile's only account is a local folder.
 

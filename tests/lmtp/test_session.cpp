@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Session tests. Most are golden transcripts (tests/lmtp/transcripts/*.txt, format in the README
 // there), each run three ways: fed whole, byte by byte, and cut in two at every offset. The
 // rest check API contracts a transcript cannot express.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The LMTP client against a scripted next hop: the protocol violations and races real Dovecot
 // does not produce on demand (tests/integration/test_relay.py covers real Dovecot). Each test
 // scripts the server's answers and checks that mailseal never turns a confused exchange into

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Test-side decryption with the OpenSSL API: base64 text (as the encoder writes it) to a

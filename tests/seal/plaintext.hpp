@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Plaintext for encoder tests: numbered CRLF lines with a non-ASCII character, cut to size.

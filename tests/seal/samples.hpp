@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Encrypted content built by hand for the body checks' tests: OpenPGP packets (RFC 9580

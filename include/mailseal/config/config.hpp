@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// mailseal's configuration: one TOML file (see examples/mailseal.toml for every key).

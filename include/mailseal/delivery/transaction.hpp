@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// One LMTP transaction's deliveries: from the envelope, each recipient's keys and the streamed

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Key discovery for one recipient: which public keys, of which format, its mail is sealed to.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// What a DNSSEC-validated lookup gives: its outcome, the records' raw RDATA and the TTL, and

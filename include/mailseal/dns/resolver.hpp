@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Key record lookups (SMIMEA, OPENPGPKEY) through libunbound, validated with DNSSEC, inside the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Ownership of libunbound handles. Each type's free function is named once, here.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Envelope addresses and MAIL/RCPT parameters (RFC 5321 §4.1.2, RFC 6531 for SMTPUTF8,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// The LMTP server protocol (RFC 2033 on RFC 5321) as a state machine with no I/O.

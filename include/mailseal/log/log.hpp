@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Structured logging: one logfmt (or JSON) line per event on stderr (journald adds the time),

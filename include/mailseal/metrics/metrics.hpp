@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Process-wide counters for the Prometheus text endpoint ([metrics] listen): what happened to

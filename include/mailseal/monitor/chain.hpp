@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// The certificate chains a mail server presents, from files (as Postfix loads them), from

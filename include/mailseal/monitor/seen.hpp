@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// When each published DNS record was first seen by a check on this host: DNS itself says

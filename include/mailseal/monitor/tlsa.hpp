@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Judging a mail server's TLSA RRset (RFC 6698, as SMTP uses it: RFC 7672) against the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// What a monitoring check concludes, in the terms Nagios and its successors read: one

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// One recipient, normalised once: when its RCPT is accepted (or a tool is given an address),

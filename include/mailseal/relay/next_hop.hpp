@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Relaying sealed copies to the next hop's LMTP server ([store] kind = "lmtp"): mailseal as a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Replies of an SMTP/LMTP server, parsed from the bytes it sends: no I/O, fed by the caller.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// A sealing format: how a user's keys are published and judged, and how a copy is sealed to

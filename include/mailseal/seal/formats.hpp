@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// The sealing formats mailseal knows, made from one configuration. This is the one place that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// The message as sealing sees it: canonical (CRLF) bytes, a header section split into raw

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Room on disk for a message body that must wait, without plaintext at rest.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// The network side: listeners, one C++20 coroutine per connection, deadlines, and the worker

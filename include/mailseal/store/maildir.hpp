@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Durable delivery of one message into one Maildir, the way Dovecot's maildir-save.c does it:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// ASCII-only case handling for protocol keywords, domains and local parts. Mail syntax is

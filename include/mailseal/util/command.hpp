@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Running another program (postconf, doveadm) from a one-shot tool: found through PATH,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// errno values as the words strerror(3) gives them, for error texts and log fields.

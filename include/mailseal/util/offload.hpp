@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Running blocking work (file I/O, fsync, encryption, certificate parsing) off the event loop.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Replacing a small file whole, so that readers and crashes see the old text or the new one:

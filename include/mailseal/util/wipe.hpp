@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Clearing buffers that held message plaintext before their memory is reused or freed, so no

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include <mailseal/seal/smime/certificate_file.hpp>
 #include <mailseal/seal/smime/cms.hpp>
 #include <mailseal/seal/smime/evaluate.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Internal helpers of the S/MIME format: DER and digests, certificate fields as text, key

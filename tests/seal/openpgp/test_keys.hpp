@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // OpenPGP keys for the tests, made with librnp in memory: a transferable public key to give

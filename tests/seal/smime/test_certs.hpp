@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Keys and certificates made at test time with the OpenSSL API, once per test binary.

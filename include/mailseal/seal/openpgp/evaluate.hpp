@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Which OpenPGP keys a recipient's copy may be sealed to, from the OPENPGPKEY records (RFC

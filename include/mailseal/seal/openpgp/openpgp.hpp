@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// OpenPGP (RFC 4880) as a sealing format: keys from OPENPGPKEY records (RFC 7929) and the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// OpenPGP's sealing options ([seal] openpgp_cipher), read by the configuration and used by the

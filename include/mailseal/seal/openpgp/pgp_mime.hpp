@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// One recipient's PGP/MIME copy (RFC 3156 §4): multipart/encrypted with the version part and

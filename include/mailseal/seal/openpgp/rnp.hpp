@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Ownership of librnp handles. Each type's destroy function is named once, here. An FFI

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Base64 (RFC 4648 §4, with padding) for the sealed copy's body, the hot loop of a large

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Certificate files: `.pem` files in the local key store (for recipients whose domain publishes

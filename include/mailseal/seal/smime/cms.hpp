@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// One recipient's CMS EnvelopedData (or AuthEnvelopedData for GCM), encrypted as the plaintext

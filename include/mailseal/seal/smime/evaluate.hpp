@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Which certificates a recipient's S/MIME copy may be sealed to, from the SMIMEA records

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// Ownership of OpenSSL handles. Every OpenSSL object mailseal holds lives in a `c_ptr<T>` (sole

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// S/MIME's sealing options ([seal] cipher and rsa_padding), read by the configuration and

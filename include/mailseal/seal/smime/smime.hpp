@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 /// S/MIME (RFC 8551) as a sealing format: keys from SMIMEA records (RFC 8162) and the local
