@@ -316,7 +316,7 @@ std::string literal(const toml::node& n) {
 /// table's is 1:1, even in an empty document).
 class loader {
 public:
-    explicit loader(std::string_view file) : file_(file) {}
+    loader(std::string_view file, purpose use) : file_(file), use_(use) {}
 
     config load(const toml::table& root) {
         config c;
@@ -670,7 +670,9 @@ private:
     void read_listeners(const toml::table& root, std::vector<listener>& out) {
         const toml::node* n = root.get("listen");
         if (n == nullptr) {
-            fail_missing(root, "listen", "missing; at least one [[listen]] table is required");
+            if (use_ == purpose::serve) {
+                fail_missing(root, "listen", "missing; at least one [[listen]] table is required");
+            }
             return;
         }
         if (const auto* entries = n->as_array(); entries != nullptr && entries->empty()) {
@@ -744,7 +746,7 @@ private:
         const toml::node* section = root.get("mailbox");
         const toml::table* t = table(root, "", "mailbox");
         if (t == nullptr) {
-            if (section == nullptr) {
+            if (section == nullptr && use_ != purpose::tool) {
                 fail_missing(root, "mailbox.domains", "missing; at least one domain is required");
             }
             return;
@@ -781,7 +783,9 @@ private:
     void read_domains(const toml::table& t, std::vector<std::string>& out) {
         const toml::node* n = t.get("domains");
         if (n == nullptr) {
-            fail_missing(t, "mailbox.domains", "missing; at least one domain is required");
+            if (use_ != purpose::tool) {
+                fail_missing(t, "mailbox.domains", "missing; at least one domain is required");
+            }
             return;
         }
         read_strings(
@@ -1156,6 +1160,7 @@ private:
     }
 
     std::string file_;
+    purpose use_;
     std::vector<error> errors_;
     std::vector<error> missing_;
 };
@@ -1207,7 +1212,8 @@ std::variant<std::string, std::error_code> read_whole_file(const std::filesystem
 
 } // namespace
 
-std::variant<config, error> load_string(std::string_view toml, std::string_view source_name) {
+std::variant<config, error> load_string(std::string_view toml, std::string_view source_name,
+                                        purpose use) {
     toml::table root;
     try {
         root = toml::parse(toml, source_name);
@@ -1215,7 +1221,7 @@ std::variant<config, error> load_string(std::string_view toml, std::string_view 
         return error{std::string(source_name), e.source().begin.line, e.source().begin.column, "",
                      std::string(e.description())};
     }
-    loader l(source_name);
+    loader l(source_name, use);
     config c = l.load(root);
     if (auto e = l.first_error()) {
         return *std::move(e);
@@ -1223,12 +1229,12 @@ std::variant<config, error> load_string(std::string_view toml, std::string_view 
     return c;
 }
 
-std::variant<config, error> load_file(const std::filesystem::path& path) {
+std::variant<config, error> load_file(const std::filesystem::path& path, purpose use) {
     auto content = read_whole_file(path);
     if (const auto* ec = std::get_if<std::error_code>(&content)) {
         return error{path.string(), 0, 0, "", "cannot read: " + ec->message()};
     }
-    return load_string(std::get<std::string>(content), path.string());
+    return load_string(std::get<std::string>(content), path.string(), use);
 }
 
 } // namespace mailseal::config

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <sstream>
 
+#include <toml++/toml.h>
+
 #include <mailseal/config/config.hpp>
 
 #include "syntax.hpp"
@@ -171,6 +173,15 @@ std::string describe(const config& c) {
     out << "\n[log]\nlevel = " << detail::toml_string(to_string(c.logging.level)) << "\n"
         << "format = " << detail::toml_string(to_string(c.logging.format)) << "\n"
         << "output = " << detail::toml_string(to_string(c.logging.output)) << "\n";
+    return out.str();
+}
+
+std::string describe_json(const config& c) {
+    // The same settings as describe(), through the TOML it writes: one description to keep.
+    std::string text = describe(c);
+    toml::table table = toml::parse(std::string_view(text), std::string_view("effective"));
+    std::ostringstream out;
+    out << toml::json_formatter(table);
     return out.str();
 }
 

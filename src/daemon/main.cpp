@@ -7,6 +7,7 @@
 #include <functional>
 #include <grp.h>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -29,6 +30,7 @@
 #include <mailseal/server/server.hpp>
 #include <mailseal/store/maildir.hpp>
 #include <mailseal/tools/tools.hpp>
+#include <mailseal/util/ascii.hpp>
 #include <mailseal/util/errno_text.hpp>
 
 namespace {
@@ -39,8 +41,9 @@ using namespace mailseal;
 constexpr std::chrono::seconds shutdown_grace{30};
 
 /// The configuration file with the host name filled in, or the first error.
-std::variant<config::config, std::string> read_config(const std::string& path) {
-    auto loaded = config::load_file(path);
+std::variant<config::config, std::string>
+read_config(const std::string& path, config::purpose use = config::purpose::serve) {
+    auto loaded = config::load_file(path, use);
     if (auto* problem = std::get_if<config::error>(&loaded)) {
         return problem->str();
     }
@@ -56,8 +59,8 @@ std::variant<config::config, std::string> read_config(const std::string& path) {
     return cfg;
 }
 
-std::optional<config::config> load(const std::string& path) {
-    auto loaded = read_config(path);
+std::optional<config::config> load(const std::string& path, config::purpose use) {
+    auto loaded = read_config(path, use);
     if (auto* problem = std::get_if<std::string>(&loaded)) {
         std::cerr << "mailseal: " << *problem << '\n';
         return std::nullopt;
@@ -67,7 +70,8 @@ std::optional<config::config> load(const std::string& path) {
 
 /// For commands whose --config is optional: the defaults when no path was given.
 std::optional<config::config> load_if_given(const std::string& path) {
-    return path.empty() ? std::optional<config::config>(config::config{}) : load(path);
+    return path.empty() ? std::optional<config::config>(config::config{})
+                        : load(path, config::purpose::tool);
 }
 
 /// The resolver for SMIMEA lookups. A configuration libunbound refuses, or one without a
@@ -369,7 +373,7 @@ int serve(const std::string& config_path, bool allow_root) {
 /// The configuration for `deliver` and `test-message`, which write a Maildir without the
 /// daemon; nullopt after printing why it cannot be used.
 std::optional<config::config> load_for_local_delivery(const std::string& config_path) {
-    auto cfg = load(config_path);
+    auto cfg = load(config_path, config::purpose::deliver);
     if (!cfg) {
         return std::nullopt;
     }
@@ -384,21 +388,49 @@ std::optional<config::config> load_for_local_delivery(const std::string& config_
     return cfg;
 }
 
-int check_config(const std::string& config_path) {
+/// check-config's --json report of a configuration that cannot be used: exit 78.
+int config_refused(std::string message, const config::error* at) {
+    nlohmann::json report = {{"valid", false}, {"error", std::move(message)}};
+    if (at != nullptr) {
+        report["file"] = at->file;
+        if (at->line != 0) {
+            report["line"] = at->line;
+            report["column"] = at->column;
+        }
+        if (!at->key.empty()) {
+            report["key"] = at->key;
+        }
+    }
+    std::cout << report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+    return EX_CONFIG;
+}
+
+int check_config(const std::string& config_path, bool json) {
+    if (json) {
+        auto loaded = config::load_file(config_path);
+        if (auto* problem = std::get_if<config::error>(&loaded)) {
+            std::cerr << "mailseal: " << problem->str() << '\n';
+            return config_refused(problem->message, problem);
+        }
+    }
     boost::asio::io_context io(1);
     auto prepared = prepare(io, config_path);
     if (auto* problem = std::get_if<std::string>(&prepared)) {
         std::cerr << "mailseal: " << *problem << '\n';
-        return EX_CONFIG;
+        return json ? config_refused(*problem, nullptr) : EX_CONFIG;
     }
     const auto& cfg = std::get<daemon_setup>(prepared).cfg;
     // The user and group must exist; whether this process may switch to them is serve's
     // business (check-config may run as anyone).
     if (auto wanted = configured_identity(cfg); std::holds_alternative<std::string>(wanted)) {
         std::cerr << "mailseal: " << std::get<std::string>(wanted) << '\n';
-        return EX_CONFIG;
+        return json ? config_refused(std::get<std::string>(wanted), nullptr) : EX_CONFIG;
     }
-    std::cout << config::describe(cfg);
+    if (json) {
+        std::cout << "{\"valid\": true, \"config\": " << config::describe_json(cfg) << "}\n";
+    } else {
+        std::cout << config::describe(cfg);
+    }
     return EX_OK;
 }
 
@@ -410,6 +442,7 @@ int main(int argc, char** argv) {
     CLI::App app{"mailseal: an LMTP delivery agent that seals mail to its recipients' S/MIME "
                  "or OpenPGP keys and stores it in Maildir"};
     app.require_subcommand(1);
+    app.set_version_flag("--version", std::string("mailseal ") + MAILSEAL_VERSION);
     std::string config_path = "/etc/mailseal/mailseal.toml";
 
     auto* serve_cmd = app.add_subcommand("serve", "Run the LMTP server in the foreground");
@@ -421,6 +454,10 @@ int main(int argc, char** argv) {
     auto* check_cmd = app.add_subcommand(
         "check-config", "Validate the configuration and print the effective settings as TOML");
     check_cmd->add_option("-c,--config", config_path, "Configuration file")->capture_default_str();
+    bool check_config_json = false;
+    check_cmd->add_flag("--json", check_config_json,
+                        "Print one JSON object: valid, and the effective configuration or the "
+                        "error");
     auto* version_cmd = app.add_subcommand("version", "Print the version");
 
     std::string address;
@@ -526,6 +563,7 @@ int main(int argc, char** argv) {
     record_cmd->add_option("--matching", record_opts.matching_type,
                            "SMIMEA matching type (0..2; 0)");
     record_cmd->add_option("--ttl", record_opts.ttl, "TTL of the records")->capture_default_str();
+    record_cmd->add_flag("--json", record_opts.json, "Print one JSON object");
     record_cmd->add_option("-c,--config", record_config,
                            "Configuration file (for the recipient delimiter); default: built-in "
                            "defaults");
@@ -616,16 +654,38 @@ int main(int argc, char** argv) {
         }
     });
 
-    CLI11_PARSE(app, argc, argv);
+    // Argument errors exit 64 (EX_USAGE) with one "mailseal:" line, as doveadm and postconf
+    // do, rather than with CLI11's own codes; help and --version exit 0.
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::Success& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::string word = argc > 1 ? argv[1] : "";
+        bool known = false;
+        for (const auto* sub : app.get_subcommands({})) {
+            known = known || sub->check_name(word);
+        }
+        if (argc == 1) {
+            std::cerr << "mailseal: a command is required (mailseal --help lists the commands)\n";
+        } else if (!word.empty() && word.front() != '-' && !known) {
+            std::cerr << "mailseal: unknown command '" << util::printable(word)
+                      << "' (mailseal --help lists the commands)\n";
+        } else {
+            std::cerr << "mailseal: " << util::printable(e.what())
+                      << " (mailseal COMMAND --help shows its options)\n";
+        }
+        return EX_USAGE;
+    }
 
     if (serve_cmd->parsed()) {
         return serve(config_path, allow_root);
     }
     if (check_cmd->parsed()) {
-        return check_config(config_path);
+        return check_config(config_path, check_config_json);
     }
     if (lookup_cmd->parsed()) {
-        auto cfg = load(config_path);
+        auto cfg = load(config_path, config::purpose::tool);
         if (!cfg) {
             return EX_CONFIG;
         }
@@ -634,7 +694,7 @@ int main(int argc, char** argv) {
         return tools::lookup(*cfg, address, json, std::cout, std::cerr);
     }
     if (check_keys_cmd->parsed()) {
-        auto cfg = load(config_path);
+        auto cfg = load(config_path, config::purpose::tool);
         if (!cfg) {
             // A monitoring check that cannot run is UNKNOWN, whatever stopped it.
             return tools::cannot_run(check_opts.json, "configuration",
@@ -653,6 +713,7 @@ int main(int argc, char** argv) {
         if (tlsa) {
             tlsa_opts.current = record_opts.key;
             tlsa_opts.ttl = record_opts.ttl;
+            tlsa_opts.json = record_opts.json;
             return tools::record_tlsa(*cfg, tlsa_opts, std::cout, std::cerr);
         }
         return tools::record(*cfg, address, record_opts, std::cout, std::cerr);
@@ -668,7 +729,7 @@ int main(int argc, char** argv) {
         return tools::seal(*cfg, seal_opts, std::cin, std::cout, std::cerr);
     }
     if (reseal_cmd->parsed()) {
-        auto cfg = load(config_path);
+        auto cfg = load(config_path, config::purpose::tool);
         if (!cfg) {
             return EX_CONFIG;
         }

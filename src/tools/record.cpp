@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <sysexits.h>
 
@@ -52,7 +53,18 @@ int record(const config::config& cfg, const std::string& address, const record_o
     }
     std::string owner =
         dns::hashed_owner_name(rcpt.base_local_part, chosen->owner_label(), *rcpt.a_label) + ".";
+    nlohmann::json records = nlohmann::json::array();
     for (const auto& r : std::get<std::vector<seal::published_record>>(made)) {
+        if (options.json) {
+            records.push_back({{"owner", owner},
+                               {"ttl", options.ttl},
+                               {"type", chosen->rr_name()},
+                               {"rdata", r.presentation},
+                               {"generic", "TYPE" + std::to_string(chosen->rr_type()) + " " +
+                                               dns::generic_rdata(r.rdata)},
+                               {"comments", r.comments}});
+            continue;
+        }
         for (const auto& comment : r.comments) {
             out << "; " << util::printable(comment) << "\n";
         }
@@ -60,6 +72,10 @@ int record(const config::config& cfg, const std::string& address, const record_o
             << "\n";
         out << owner << " " << options.ttl << " IN TYPE" << chosen->rr_type() << " "
             << dns::generic_rdata(r.rdata) << "\n";
+    }
+    if (options.json) {
+        nlohmann::json report = {{"address", rcpt.key_address()}, {"records", records}};
+        out << report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
     return EX_OK;
 }
@@ -78,6 +94,7 @@ int record_tlsa(const config::config& cfg, const tlsa_record_options& options, s
     }
     std::string owner = "_" + std::to_string(options.port) + "._tcp." + *host + ".";
     std::optional<std::string> current_data;
+    nlohmann::json records = nlohmann::json::array();
     for (const auto& [role, file] :
          {std::pair<std::string, std::optional<std::filesystem::path>>{"current", options.current},
           {"next", options.next}}) {
@@ -102,20 +119,41 @@ int record_tlsa(const config::config& cfg, const tlsa_record_options& options, s
         // TLSA's RDATA is SMIMEA's (RFC 8162 §2.1), presentation form included.
         auto rdata = seal::smime::to_presentation(seal::smime::smimea_record{3, 1, 1, *data});
         auto report = seal::smime::describe(leaf, "");
-        out << "; " << role << ": " << util::printable(report.subject) << ", "
-            << util::printable(report.key_description);
-        if (report.not_after) {
-            out << ", expires " << seal::iso_time(*report.not_after);
+        bool same_key = role == "next" && current_data == rdata;
+        if (options.json) {
+            nlohmann::json entry = {{"role", role},
+                                    {"owner", owner},
+                                    {"ttl", options.ttl},
+                                    {"type", "TLSA"},
+                                    {"rdata", rdata},
+                                    {"subject", report.subject},
+                                    {"key", report.key_description},
+                                    {"same_key_as_current", same_key}};
+            if (report.not_after) {
+                entry["expires"] = seal::iso_time(*report.not_after);
+            }
+            records.push_back(std::move(entry));
+        } else {
+            out << "; " << role << ": " << util::printable(report.subject) << ", "
+                << util::printable(report.key_description);
+            if (report.not_after) {
+                out << ", expires " << seal::iso_time(*report.not_after);
+            }
+            out << "\n";
+            if (same_key) {
+                out << "; the next certificate keeps the current key: the record above serves "
+                       "both\n";
+            } else {
+                out << owner << " " << options.ttl << " IN TLSA " << rdata << "\n";
+            }
         }
-        out << "\n";
-        if (role == "next" && current_data == rdata) {
-            out << "; the next certificate keeps the current key: the record above serves both\n";
-            continue;
-        }
-        out << owner << " " << options.ttl << " IN TLSA " << rdata << "\n";
         if (role == "current") {
             current_data = rdata;
         }
+    }
+    if (options.json) {
+        nlohmann::json listing = {{"records", records}};
+        out << listing.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
     return EX_OK;
 }

@@ -299,14 +299,23 @@ struct error {
     std::string str() const;
 };
 
+/// What a configuration is loaded for, which decides the keys it must have: the server needs
+/// [[listen]] and mailbox.domains; local delivery (deliver, test-message) mailbox.domains; the
+/// other tools (lookup, check, record, seal, reseal) nothing, the defaults filling the rest.
+enum class purpose { serve, deliver, tool };
+
 /// Reads and validates a configuration file. Of several errors, the one reported is the first
 /// in the file; a missing required key (listen, mailbox.domains) comes only after all others.
-std::variant<config, error> load_file(const std::filesystem::path& path);
+std::variant<config, error> load_file(const std::filesystem::path& path,
+                                      purpose use = purpose::serve);
 /// Validates a configuration held in memory; `source_name` stands for the file in errors.
-std::variant<config, error> load_string(std::string_view toml, std::string_view source_name);
+std::variant<config, error> load_string(std::string_view toml, std::string_view source_name,
+                                        purpose use = purpose::serve);
 
 /// The effective configuration (defaults filled in) as TOML that load_string() accepts.
 std::string describe(const config&);
+/// The same as a JSON object, for `check-config --json`.
+std::string describe_json(const config&);
 
 /// A socket path, or "IPv4:port" / "[IPv6]:port", as [metrics] listen and [store] next_hop
 /// are written.

@@ -58,6 +58,9 @@ struct record_options {
     std::optional<unsigned> selector;
     std::optional<unsigned> matching_type;
     std::uint32_t ttl = 3600;
+    /// One JSON object: the address and its records (owner, ttl, type, rdata, generic form,
+    /// comments).
+    bool json = false;
 };
 
 int record(const config::config& cfg, const std::string& address, const record_options& options,
@@ -73,6 +76,8 @@ struct tlsa_record_options {
     std::string host;
     std::uint16_t port = 25;
     std::uint32_t ttl = 3600;
+    /// One JSON object: each certificate's role, record and description.
+    bool json = false;
 };
 
 /// `record --tlsa --cert FILE [--next FILE]`: the `3 1 1` TLSA records (DANE-EE, the SHA-256 of
