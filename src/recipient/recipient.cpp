@@ -3,6 +3,7 @@
 #include <glob.h>
 #include <memory>
 #include <system_error>
+#include <unordered_map>
 
 #include <mailseal/dns/name.hpp>
 #include <mailseal/recipient/recipient.hpp>
@@ -11,9 +12,35 @@
 namespace mailseal::recipient {
 namespace {
 
-bool is_local_domain(const config::config& cfg, const std::string& domain) {
-    return std::find(cfg.local_domains.begin(), cfg.local_domains.end(), domain) !=
-           cfg.local_domains.end();
+/// The A-label of a configured domain, worked out once per thread: the configured domains
+/// are few and fixed, and libidn2 would otherwise run for each of them on every RCPT.
+const std::optional<std::string>& configured_a_label(const std::string& domain) {
+    thread_local std::unordered_map<std::string, std::optional<std::string>> known;
+    auto it = known.find(domain);
+    if (it == known.end()) {
+        it = known.emplace(domain, dns::to_a_label(domain)).first;
+    }
+    return it->second;
+}
+
+/// The local domain `domain` names, spelled as mailbox.domains spells it: the same name in
+/// U-label or A-label form (bücher.example, xn--bcher-kva.example) is the same domain.
+std::optional<std::string> local_domain(const config::config& cfg, const std::string& domain,
+                                        const std::optional<std::string>& a_label) {
+    for (const auto& configured : cfg.local_domains) {
+        if (configured == domain) {
+            return configured;
+        }
+    }
+    if (!a_label) {
+        return std::nullopt;
+    }
+    for (const auto& configured : cfg.local_domains) {
+        if (configured_a_label(configured) == a_label) {
+            return configured;
+        }
+    }
+    return std::nullopt;
 }
 
 /// A user name that is safe as one path component.
@@ -50,8 +77,11 @@ recipient normalise(const config::config& cfg, const lmtp::address& address) {
     r.user =
         cfg.mailbox.lowercase_local_part ? util::ascii_lower(r.base_local_part) : r.base_local_part;
     r.a_label = dns::to_a_label(r.domain);
-    if (is_local_domain(cfg, r.domain) && usable_as_directory(r.user)) {
-        r.maildir = expand_template(cfg.mailbox.maildir, r.user, r.domain);
+    if (auto local = local_domain(cfg, r.domain, r.a_label)) {
+        r.domain = std::move(*local);
+        if (usable_as_directory(r.user)) {
+            r.maildir = expand_template(cfg.mailbox.maildir, r.user, r.domain);
+        }
     }
     return r;
 }

@@ -128,6 +128,31 @@ TEST(normalise, every_field_once) {
                                    "cher.example/alice/Maildir");
 }
 
+TEST(normalise, both_forms_of_an_idn_name_one_mailbox) {
+    auto u_label_config = base_config();
+    u_label_config.local_domains = {"b\xc3\xbc"
+                                    "cher.example"};
+    auto a_label_config = base_config();
+    a_label_config.local_domains = {"xn--bcher-kva.example"};
+    for (const auto* written : {"xn--bcher-kva.example", "XN--BCHER-KVA.example",
+                                "b\xc3\xbc"
+                                "cher.example",
+                                "B\xc3\x9c"
+                                "CHER.example"}) {
+        auto in_u = normalise(u_label_config, {"bob", written});
+        ASSERT_TRUE(in_u.maildir) << written;
+        EXPECT_EQ(in_u.maildir->string(), "/var/vmail/b\xc3\xbc"
+                                          "cher.example/bob/Maildir")
+            << written;
+        auto in_a = normalise(a_label_config, {"bob", written});
+        ASSERT_TRUE(in_a.maildir) << written;
+        EXPECT_EQ(in_a.maildir->string(), "/var/vmail/xn--bcher-kva.example/bob/Maildir")
+            << written;
+        EXPECT_EQ(in_a.key_address(), "bob@xn--bcher-kva.example");
+    }
+    EXPECT_FALSE(normalise(u_label_config, {"bob", "xn--bcher-kvb.example"}).maildir);
+}
+
 TEST(normalise, foreign_address_has_no_maildir) {
     auto r = normalise(base_config(), {"bob+x", "Example.COM"});
     EXPECT_FALSE(r.maildir);

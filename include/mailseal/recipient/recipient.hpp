@@ -40,7 +40,9 @@ struct recipient {
     /// The mailbox's user name: the base local part, lowercased when
     /// mailbox.lowercase_local_part is set.
     std::string user;
-    /// The domain, ASCII-lowercased, in the form it was written (U-labels stay U-labels).
+    /// The domain, ASCII-lowercased, in the form it was written (U-labels stay U-labels); for
+    /// a local domain, as mailbox.domains spells it, so that the U-label and A-label forms of
+    /// one name (bücher.example, xn--bcher-kva.example) reach the same Maildir.
     std::string domain;
     /// The domain in A-label form (DNS queries, certificates, the key store); nullopt when it
     /// is not a valid host name.
