@@ -1,14 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <optional>
 #include <string>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <syslog.h>
+#include <systemd/sd-journal.h>
 #include <thread>
 #include <unistd.h>
+#include <vector>
 
 #include <mailseal/log/log.hpp>
 
@@ -20,6 +28,63 @@ std::atomic<config::log_format> format{config::log_format::logfmt};
 std::atomic<config::log_output> output{config::log_output::standard_error};
 /// Where the log's lines go: stderr, or once library output is captured, a copy of it.
 std::atomic<int> log_fd{STDERR_FILENO};
+
+/// Whether the log's stream is the journal's (JOURNAL_STREAM names it, as systemd sets it for a
+/// service's standard output and error): decided once, on the first line.
+enum class journal_state { unknown, yes, no };
+std::atomic<journal_state> journal{journal_state::unknown};
+
+bool to_journal(int fd) {
+    auto state = journal.load();
+    if (state == journal_state::unknown) {
+        const char* stream = std::getenv("JOURNAL_STREAM");
+        struct stat st {};
+        bool matches =
+            stream != nullptr && ::fstat(fd, &st) == 0 &&
+            std::string(stream) == std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+        state = matches ? journal_state::yes : journal_state::no;
+        journal.store(state);
+    }
+    return state == journal_state::yes;
+}
+
+/// Fields that hold counts, sizes and durations: numbers in the JSON format (when the value is
+/// one), strings everywhere else. Sorted.
+constexpr std::array<std::string_view, 19> number_fields{
+    "anchors", "bytes", "bytes_read", "bytes_written", "connections", "encrypted", "failed",
+    "files",   "gid",   "keys",       "limit",         "messages",    "ms",        "needed",
+    "sealed",  "size",  "sockets",    "uid",           "would_seal"};
+
+static_assert(std::is_sorted(number_fields.begin(), number_fields.end()));
+
+bool is_number(std::string_view value) {
+    if (value.empty() || value.size() > 20) {
+        return false;
+    }
+    std::size_t digits = 0;
+    for (char c : value) {
+        if (c >= '0' && c <= '9') {
+            ++digits;
+        } else if (c != '.') {
+            return false;
+        }
+    }
+    return digits > 0 && value.front() != '.' && value.back() != '.' &&
+           std::count(value.begin(), value.end(), '.') <= 1 &&
+           (value.size() == 1 || value.front() != '0' || value[1] == '.');
+}
+
+/// journald field names: upper-case letters, digits and underscores, not starting with a digit
+/// or an underscore (systemd.journal-fields(7)).
+std::string journal_field_name(std::string_view key) {
+    std::string name = "MAILSEAL_";
+    for (char c : key) {
+        name += std::isalnum(static_cast<unsigned char>(c)) != 0
+                    ? static_cast<char>(std::toupper(static_cast<unsigned char>(c)))
+                    : '_';
+    }
+    return name;
+}
 
 /// Longest library line kept whole; the rest of a longer one becomes lines of its own.
 constexpr std::size_t max_library_line = 4096;
@@ -154,6 +219,10 @@ void append_json_field(std::string& line, std::string_view key, std::string_view
     }
     append_quoted(line, key, "\\u00");
     line += ':';
+    if (std::binary_search(number_fields.begin(), number_fields.end(), key) && is_number(value)) {
+        line += value;
+        return;
+    }
     append_quoted(line, value, "\\u00");
 }
 
@@ -221,6 +290,30 @@ void write(config::log_level level, std::string_view event, std::initializer_lis
         line.pop_back(); // syslog ends the record itself
         ::syslog(syslog_priority(level), "%s", line.c_str());
         return;
+    }
+    if (to_journal(log_fd.load())) {
+        // The journal's own protocol: the line as MESSAGE, its priority, and each field
+        // searchable (journalctl MAILSEAL_EVENT=delivered MAILSEAL_RCPT=...).
+        std::vector<std::string> entries;
+        entries.reserve(fields.size() + 4);
+        entries.push_back("MESSAGE=" + line.substr(0, line.size() - 1));
+        entries.push_back("PRIORITY=" + std::to_string(syslog_priority(level)));
+        entries.push_back("SYSLOG_IDENTIFIER=mailseal");
+        entries.push_back("MAILSEAL_EVENT=" + std::string(event));
+        for (const auto& [key, value] : fields) {
+            entries.push_back(journal_field_name(key) + "=" + std::string(value));
+        }
+        std::vector<iovec> vector;
+        vector.reserve(entries.size());
+        for (auto& e : entries) {
+            vector.push_back({e.data(), e.size()});
+        }
+        if (sd_journal_sendv(vector.data(), static_cast<int>(vector.size())) == 0) {
+            return;
+        }
+        // No journal socket (a sandbox without /run): the stream, with the priority as the
+        // prefix journald reads (sd-daemon(3)).
+        line.insert(0, "<" + std::to_string(syslog_priority(level)) + ">");
     }
     // One write(2) per line keeps lines from concurrent threads whole.
     const char* p = line.data();

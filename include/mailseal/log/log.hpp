@@ -4,6 +4,15 @@
 /// Structured logging: one logfmt (or JSON) line per event on stderr (journald adds the time),
 /// or to syslog (facility mail).
 ///
+/// When stderr is the journal's stream (JOURNAL_STREAM names it), each line goes through the
+/// journal's native protocol instead: the line as MESSAGE, its level as PRIORITY (err, warning,
+/// info, debug), and every field as MAILSEAL_<KEY> (MAILSEAL_EVENT, MAILSEAL_RCPT,
+/// MAILSEAL_DECISION, ...), so `journalctl -p warning` and field matches work; without the
+/// journal's socket, the stream gets the line behind a "<N>" priority prefix (sd-daemon(3)).
+///
+/// In the JSON format, the fields that hold counts, sizes and durations (size, ms, bytes,
+/// connections, messages, sealed, ...) are JSON numbers.
+///
 /// `log::info("delivered", {{"session", id}, {"rcpt", addr}})` prints
 /// `level=info event=delivered session=... rcpt=...`. Values with spaces, quotes, '=' or control
 /// characters are quoted and escaped, so a hostile address cannot forge a field or a line.
