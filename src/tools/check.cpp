@@ -316,11 +316,14 @@ std::optional<time_point> parse_when(std::string_view text, time_point now) {
         parts.tm_min != asked.tm_min || parts.tm_sec != asked.tm_sec) {
         return std::nullopt;
     }
-    auto when = std::chrono::system_clock::from_time_t(seconds);
-    if (when > now + farthest || when < now - farthest) {
+    // Compared in seconds first: a time_point counts nanoseconds and ends in 2262.
+    auto limit = std::chrono::duration_cast<std::chrono::seconds>(farthest).count();
+    auto from_now = static_cast<std::int64_t>(seconds) -
+                    static_cast<std::int64_t>(std::chrono::system_clock::to_time_t(now));
+    if (from_now > limit || from_now < -limit) {
         return std::nullopt;
     }
-    return when;
+    return std::chrono::system_clock::from_time_t(seconds);
 }
 
 std::optional<std::string> address_from_maildir(const std::string& maildir_template,
