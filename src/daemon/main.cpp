@@ -24,6 +24,7 @@
 #include <mailseal/config/config.hpp>
 #include <mailseal/dns/resolver.hpp>
 #include <mailseal/log/log.hpp>
+#include <mailseal/metrics/metrics.hpp>
 #include <mailseal/recipient/recipient.hpp>
 #include <mailseal/seal/formats.hpp>
 #include <mailseal/seal/message.hpp>
@@ -297,6 +298,7 @@ int serve(const std::string& config_path, bool allow_root) {
                     apply_logging(logging);
                 }
             }
+            metrics::global().config_loaded(!problem, std::chrono::system_clock::now());
             if (problem) {
                 log::error("reload-failed", {{"config", config_path},
                                              {"error", *problem},
@@ -357,6 +359,8 @@ int serve(const std::string& config_path, bool allow_root) {
 
     srv.start();
     log::info("started", {{"version", MAILSEAL_VERSION}, {"hostname", cfg.server.hostname}});
+    metrics::global().set_version(MAILSEAL_VERSION);
+    metrics::global().config_loaded(true, std::chrono::system_clock::now());
     // Type=notify: systemd starts Postfix (After=) only once mailseal accepts connections.
     ::sd_notify(0, "READY=1\nSTATUS=Accepting LMTP connections");
     // Housekeeping that walks every Maildir must not delay the listeners: its own thread.

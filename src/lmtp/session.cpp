@@ -333,37 +333,37 @@ void session::cmd_mail(std::string_view args) {
 //        [SP Rcpt-parameters] CRLF   (RFC 5321 §4.1.1.3)
 void session::cmd_rcpt(std::string_view args) {
     if (!have_mail_) {
-        emit_reply(replies::bad_sequence);
+        refuse_rcpt(replies::bad_sequence, "sequence");
         return;
     }
     constexpr std::string_view to = "TO:";
     if (!util::istarts_with(args, to)) {
-        emit_reply(replies::syntax_error);
+        refuse_rcpt(replies::syntax_error, "syntax");
         return;
     }
     const auto split = split_path(skip_spaces(args.substr(to.size())));
     if (!split) {
-        emit_reply(replies::bad_recipient_syntax);
+        refuse_rcpt(replies::bad_recipient_syntax, "syntax");
         return;
     }
     auto recipient = parse_forward_path(split->path, true);
     if (!recipient) {
-        emit_reply(replies::bad_recipient_syntax);
+        refuse_rcpt(replies::bad_recipient_syntax, "syntax");
         return;
     }
     // The LHLO reply announces no extension with RCPT parameters (RFC 5321 §4.1.1.11: 555 for
     // parameters that are not recognized).
     if (!split->params.empty()) {
-        emit_reply(replies::unknown_parameter);
+        refuse_rcpt(replies::unknown_parameter, "parameter");
         return;
     }
     if (recipient->is_utf8() && !envelope_.parameters.smtputf8) {
-        emit_reply(replies::smtputf8_required);
+        refuse_rcpt(replies::smtputf8_required, "smtputf8-required");
         return;
     }
     // RFC 5321 §4.5.3.1.10: too many recipients is 452, so the client sends the rest later.
     if (envelope_.recipients.size() >= options_.limits.recipients) {
-        emit_reply(replies::too_many_recipients);
+        refuse_rcpt(replies::too_many_recipients, "too-many-recipients");
         return;
     }
     // Whether the mailbox exists is the caller's to find out, away from the event loop; the
@@ -562,6 +562,10 @@ void session::send_completed_results() {
 
 void session::emit_reply(reply r) {
     emit(events::send{std::move(r)});
+}
+
+void session::refuse_rcpt(reply r, std::string_view reason) {
+    emit(events::send{std::move(r), reason});
 }
 
 void session::close_with(reply r) {

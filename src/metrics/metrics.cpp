@@ -20,6 +20,33 @@ std::string number(double v) {
     return buf;
 }
 
+/// "1234567.000042": exact at any size, where %g would round past six digits.
+std::string microseconds_as_seconds(std::uint64_t us) {
+    char fraction[8];
+    std::snprintf(fraction, sizeof fraction, "%06llu",
+                  static_cast<unsigned long long>(us % 1000000));
+    return std::to_string(us / 1000000) + "." + fraction;
+}
+
+template <std::size_t N>
+void count(std::array<std::atomic<std::uint64_t>, N>& counters,
+           const std::array<std::string_view, N>& names, std::string_view name) {
+    auto i = index_of(names, name);
+    if (i < counters.size()) {
+        counters[i].fetch_add(1, relaxed);
+    }
+}
+
+template <std::size_t N>
+void render_counters(std::string& out, std::string_view metric, std::string_view label,
+                     const std::array<std::atomic<std::uint64_t>, N>& counters,
+                     const std::array<std::string_view, N>& names) {
+    for (std::size_t i = 0; i < N; ++i) {
+        out.append(metric).append("{").append(label).append("=\"").append(names[i]);
+        out.append("\"} ").append(std::to_string(counters[i].load(relaxed))).append("\n");
+    }
+}
+
 void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
     out.append("# HELP ").append(name).append(" ").append(help).append("\n");
     out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
@@ -49,7 +76,7 @@ void histogram::render(std::string& out, std::string_view name, std::string_view
     }
     auto count = count_.load(relaxed);
     out += base + "_bucket{le=\"+Inf\"} " + std::to_string(count) + "\n";
-    out += base + "_sum " + number(static_cast<double>(sum_us_.load(relaxed)) / 1e6) + "\n";
+    out += base + "_sum " + microseconds_as_seconds(sum_us_.load(relaxed)) + "\n";
     out += base + "_count " + std::to_string(count) + "\n";
 }
 
@@ -98,8 +125,36 @@ void registry::connection_closed() {
     open_connections_.fetch_sub(1, relaxed);
 }
 
+void registry::rcpt_refused(std::string_view reason) {
+    count(rcpt_refusals_, rcpt_refusal_names, reason);
+}
+
+void registry::relay_error(std::string_view kind) {
+    count(relay_errors_, relay_error_names, kind);
+}
+
+void registry::config_loaded(bool succeeded, std::chrono::system_clock::time_point when) {
+    (succeeded ? reloads_succeeded_ : reloads_failed_).fetch_add(1, relaxed);
+    last_reload_succeeded_.store(succeeded, relaxed);
+    if (succeeded) {
+        last_success_seconds_.store(
+            std::chrono::duration_cast<std::chrono::seconds>(when.time_since_epoch()).count(),
+            relaxed);
+    }
+}
+
+void registry::set_version(std::string_view version) {
+    std::lock_guard lock(version_mutex_);
+    version_ = version;
+}
+
 std::string registry::render() const {
     std::string out;
+    header(out, "mailseal_build_info", "gauge", "Always 1; the version in a label.");
+    {
+        std::lock_guard lock(version_mutex_);
+        out += "mailseal_build_info{version=\"" + version_ + "\"} 1\n";
+    }
     header(out, "mailseal_deliveries_total", "counter",
            "Recipients by what was stored for them (sealed, passthrough, plain) or why nothing "
            "was.");
@@ -134,6 +189,31 @@ std::string registry::render() const {
     header(out, "mailseal_sealed_bytes_total", "counter",
            "Message bytes (as received) stored sealed, summed over recipients.");
     out += "mailseal_sealed_bytes_total " + std::to_string(sealed_bytes_.load(relaxed)) + "\n";
+    header(out, "mailseal_rcpt_refusals_total", "counter",
+           "RCPT commands refused, by reason: the session's checks (sequence, syntax, parameter, "
+           "smtputf8-required, too-many-recipients) and the mailbox's (unknown-recipient, "
+           "mailbox-error).");
+    render_counters(out, "mailseal_rcpt_refusals_total", "reason", rcpt_refusals_,
+                    rcpt_refusal_names);
+    header(out, "mailseal_relay_errors_total", "counter",
+           "Copies for the next hop that failed, by kind: unavailable, lost, protocol, "
+           "refused-temporary, refused-permanent.");
+    render_counters(out, "mailseal_relay_errors_total", "kind", relay_errors_, relay_error_names);
+    header(out, "mailseal_config_loads_total", "counter",
+           "Configuration loads (start-up, SIGHUP) by result.");
+    out += "mailseal_config_loads_total{result=\"success\"} " +
+           std::to_string(reloads_succeeded_.load(relaxed)) + "\n";
+    out += "mailseal_config_loads_total{result=\"failure\"} " +
+           std::to_string(reloads_failed_.load(relaxed)) + "\n";
+    header(out, "mailseal_config_last_reload_successful", "gauge",
+           "1 when the last configuration load succeeded, 0 when it was refused (the previous "
+           "configuration stays in force).");
+    out += "mailseal_config_last_reload_successful " +
+           std::string(last_reload_succeeded_.load(relaxed) ? "1" : "0") + "\n";
+    header(out, "mailseal_config_last_reload_success_timestamp_seconds", "gauge",
+           "When the configuration in force was loaded.");
+    out += "mailseal_config_last_reload_success_timestamp_seconds " +
+           std::to_string(last_success_seconds_.load(relaxed)) + "\n";
     header(out, "mailseal_open_connections", "gauge", "LMTP connections open now.");
     out += "mailseal_open_connections " + std::to_string(open_connections_.load(relaxed)) + "\n";
     delivery_seconds_.render(out, "mailseal_delivery_seconds",

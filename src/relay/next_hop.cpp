@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <mailseal/metrics/metrics.hpp>
 #include <mailseal/relay/next_hop.hpp>
 #include <mailseal/util/ascii.hpp>
 #include <mailseal/util/errno_text.hpp>
@@ -18,6 +19,21 @@
 
 namespace mailseal::relay {
 namespace {
+
+/// Our reply for a copy the next hop did not take, counted by why (metrics::relay_error_names).
+outcome failure(std::string_view kind, lmtp::reply reply, std::string detail) {
+    metrics::global().relay_error(kind);
+    return outcome{std::move(reply), std::move(detail)};
+}
+
+/// The next hop's own verdict, passed on; a refusal is counted.
+outcome answer_of_next_hop(lmtp::reply reply, std::string detail) {
+    if (!reply.positive()) {
+        metrics::global().relay_error(reply.code() >= 500 ? "refused-permanent"
+                                                          : "refused-temporary");
+    }
+    return outcome{std::move(reply), std::move(detail)};
+}
 
 /// A connection idle longer than this is closed rather than reused: Dovecot's LMTP server
 /// drops idle clients after a while, and an old connection is likelier to be half-dead.
@@ -261,7 +277,7 @@ copy_transfer::~copy_transfer() {
 outcome copy_transfer::lost(const std::string& why) {
     connection_.reset();
     util::wipe(buffer_);
-    return {lmtp::replies::next_hop_lost, hop_->name() + ": " + why};
+    return failure("lost", lmtp::replies::next_hop_lost, hop_->name() + ": " + why);
 }
 
 std::optional<outcome> copy_transfer::flush() {
@@ -292,7 +308,8 @@ std::optional<outcome> copy_transfer::append(std::string_view bytes) {
 
 std::optional<outcome> copy_transfer::write(std::string_view bytes) {
     if (!connection_) {
-        return outcome{lmtp::replies::next_hop_lost, hop_->name() + ": transfer already ended"};
+        return failure("lost", lmtp::replies::next_hop_lost,
+                       hop_->name() + ": transfer already ended");
     }
     // RFC 5321 §4.5.2: a line that starts with "." gets another one. Lines end at LF, so a
     // bare LF (kept from the original) also starts a line, as Dovecot's reader takes it.
@@ -315,7 +332,8 @@ std::optional<outcome> copy_transfer::write(std::string_view bytes) {
 
 outcome copy_transfer::finish() {
     if (!connection_) {
-        return {lmtp::replies::next_hop_lost, hop_->name() + ": transfer already ended"};
+        return failure("lost", lmtp::replies::next_hop_lost,
+                       hop_->name() + ": transfer already ended");
     }
     // The data must end with a line break before the final dot.
     auto failed = append(at_line_start_ ? ".\r\n" : "\r\n.\r\n");
@@ -335,12 +353,12 @@ outcome copy_transfer::finish() {
     auto passed_on = verdict.code / 100 == 3 ? std::nullopt : verdict.to_reply();
     if (!passed_on) {
         connection_.reset();
-        return {lmtp::replies::next_hop_confused, detail};
+        return failure("protocol", lmtp::replies::next_hop_confused, detail);
     }
     // The transaction is over either way; the connection can carry the next one.
     hop_->give_back(std::move(*connection_));
     connection_.reset();
-    return {std::move(*passed_on), detail};
+    return answer_of_next_hop(std::move(*passed_on), detail);
 }
 
 next_hop::next_hop(config::listener address, std::chrono::seconds timeout,
@@ -432,7 +450,7 @@ next_hop::attempt(connection conn, const lmtp::envelope& env, const lmtp::addres
         if (reused) {
             return stale{*problem};
         }
-        return outcome{lmtp::replies::next_hop_lost, name_ + ": " + *problem};
+        return failure("lost", lmtp::replies::next_hop_lost, name_ + ": " + *problem);
     }
     if (!refusal) {
         return copy_transfer(*this, std::move(conn));
@@ -443,7 +461,7 @@ next_hop::attempt(connection conn, const lmtp::envelope& env, const lmtp::addres
     // the next hop did not take.
     auto passed_on = refusal->code >= 400 ? refusal->to_reply() : std::nullopt;
     if (!passed_on) {
-        return outcome{lmtp::replies::next_hop_confused, detail};
+        return failure("protocol", lmtp::replies::next_hop_confused, detail);
     }
     // The server may hold a half-made transaction (MAIL accepted): RSET clears it for reuse.
     if (!data_opened_after_refusal && !conn.send("RSET\r\n")) {
@@ -452,7 +470,7 @@ next_hop::attempt(connection conn, const lmtp::envelope& env, const lmtp::addres
             give_back(std::move(conn));
         }
     }
-    return outcome{std::move(*passed_on), detail};
+    return answer_of_next_hop(std::move(*passed_on), detail);
 }
 
 std::variant<copy_transfer, outcome> next_hop::begin(const lmtp::envelope& env,
@@ -468,7 +486,7 @@ std::variant<copy_transfer, outcome> next_hop::begin(const lmtp::envelope& env,
                 if (!stale_reason.empty()) {
                     detail += " (after a reused connection failed: " + stale_reason + ")";
                 }
-                return outcome{lmtp::replies::next_hop_unavailable, detail};
+                return failure("unavailable", lmtp::replies::next_hop_unavailable, detail);
             }
             conn.emplace(std::move(std::get<connection>(opened)));
         }
@@ -482,7 +500,7 @@ std::variant<copy_transfer, outcome> next_hop::begin(const lmtp::envelope& env,
         }
         return std::get<outcome>(std::move(result));
     }
-    return outcome{lmtp::replies::next_hop_lost, name_ + ": " + stale_reason};
+    return failure("lost", lmtp::replies::next_hop_lost, name_ + ": " + stale_reason);
 }
 
 } // namespace mailseal::relay

@@ -636,6 +636,9 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
             wipe_body_bytes(queue.front());
             queue.pop_front();
             if (auto* send = std::get_if<lmtp::events::send>(&e)) {
+                if (!send->rcpt_refusal.empty()) {
+                    metrics::global().rcpt_refused(send->rcpt_refusal);
+                }
                 out += send->what.render();
             } else if (auto* verify = std::get_if<lmtp::events::verify_recipient>(&e)) {
                 auto check = [&] { return delivery::verify_recipient(cfg, verify->recipient); };
@@ -654,6 +657,8 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                         start_lookup(*st, gen, socket.get_executor(), std::move(*accepted)));
                 } else {
                     refusal = std::move(std::get<lmtp::reply>(verdict));
+                    metrics::global().rcpt_refused(refusal->code() == 550 ? "unknown-recipient"
+                                                                          : "mailbox-error");
                 }
                 session.recipient_verified(std::move(refusal));
                 enqueue(session.take_events(), queue);

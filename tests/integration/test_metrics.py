@@ -10,6 +10,7 @@ other paths get 404.
 
 import os
 import re
+import signal
 import socket
 import unittest
 
@@ -98,6 +99,70 @@ class MetricsTest(harness.TestCase):
             self.assertEqual(got.get(key), value, f"{key}\n{body}")
         head, _ = scrape(port, "/other")
         self.assertTrue(head.startswith("HTTP/1.1 404"), head)
+        self.assertEqual(got.get('mailseal_build_info{version="0.1.0"}'), 1, body)
+        # Sums are exact, with six decimals, whatever their size (no %g rounding).
+        self.assertRegex(body, r"(?m)^mailseal_delivery_seconds_sum \d+\.\d{6}$")
+
+    def test_refusals_reloads_and_next_hop_errors(self):
+        if not harness.MAILSEAL_BIN:
+            raise unittest.SkipTest("MAILSEAL_BIN is not set (run the tests through ctest)")
+        dead = harness.free_port()  # nothing listens: the next hop is unavailable
+        server = self.start_mailseal({
+            "metrics": {"listen": "127.0.0.1:0"},
+            "mailbox": {"on_missing": "refuse"},
+            "limits": {"recipients": 100},
+            "store": {"kind": "lmtp", "next_hop": f"127.0.0.1:{dead}"},
+        })
+        port = int(re.search(r"event=metrics-listening listener=tcp:127\.0\.0\.1:(\d+)",
+                             server.log()).group(1))
+        before = samples(scrape(port)[1])
+        self.assertEqual(before['mailseal_config_loads_total{result="success"}'], 1)
+        self.assertEqual(before["mailseal_config_last_reload_successful"], 1)
+        self.assertGreater(before["mailseal_config_last_reload_success_timestamp_seconds"], 0)
+        with server.raw() as client:
+            client.lhlo()
+            self.assertEqual(client.command("RCPT TO:<a@x>").code, 503)  # before MAIL
+            self.assertEqual(client.command(f"MAIL FROM:<{harness.SENDER}>").code, 250)
+            self.assertEqual(client.command("RCPT TO:<nobody@elsewhere.example>").code, 550)
+            self.assertEqual(client.command("RCPT TO:<bad address>").code, 501)
+            self.assertEqual(client.command(f"RCPT TO:<x@{DOMAIN}> FOO=1").code, 555)
+            for i in range(100):
+                client.send(f"RCPT TO:<u{i}@{DOMAIN}>\r\n")
+            replies = client.replies(100)
+            self.assertEqual(client.command(f"RCPT TO:<one-more@{DOMAIN}>").code, 452)
+            self.assertEqual({r.code for r in replies}, {250})
+            client.command("RSET")
+            txn = client.transaction(harness.SENDER, [f"alice@{DOMAIN}"],
+                                     harness.message("relay"))
+            self.assertEqual([r.code for r in txn.finals], [451], txn)
+        got = samples(scrape(port)[1])
+        want = {'mailseal_rcpt_refusals_total{reason="sequence"}': 1,
+                'mailseal_rcpt_refusals_total{reason="unknown-recipient"}': 1,
+                'mailseal_rcpt_refusals_total{reason="syntax"}': 1,
+                'mailseal_rcpt_refusals_total{reason="parameter"}': 1,
+                'mailseal_rcpt_refusals_total{reason="too-many-recipients"}': 1,
+                'mailseal_rcpt_refusals_total{reason="mailbox-error"}': 0,
+                'mailseal_relay_errors_total{kind="unavailable"}': 1,
+                'mailseal_relay_errors_total{kind="refused-permanent"}': 0}
+        for key, value in want.items():
+            self.assertEqual(got.get(key), value, key)
+        # A reload that fails, then one that succeeds.
+        with open(server.config_path) as f:
+            good = f.read()
+        with open(server.config_path, "w") as f:
+            f.write(good + "\n[bogus]\n")
+        server.proc.send_signal(signal.SIGHUP)
+        harness.wait_until(lambda: "event=reload-failed" in server.log(), 10, "reload-failed")
+        got = samples(scrape(port)[1])
+        self.assertEqual(got['mailseal_config_loads_total{result="failure"}'], 1)
+        self.assertEqual(got["mailseal_config_last_reload_successful"], 0)
+        with open(server.config_path, "w") as f:
+            f.write(good)
+        server.proc.send_signal(signal.SIGHUP)
+        harness.wait_until(lambda: "event=reloaded" in server.log(), 10, "reloaded")
+        got = samples(scrape(port)[1])
+        self.assertEqual(got['mailseal_config_loads_total{result="success"}'], 2)
+        self.assertEqual(got["mailseal_config_last_reload_successful"], 1)
 
 
 if __name__ == "__main__":

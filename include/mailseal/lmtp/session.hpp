@@ -61,6 +61,10 @@ namespace events {
 /// Send this reply.
 struct send {
     reply what;
+    /// For a reply refusing a RCPT on the session's own checks, why (a word of
+    /// metrics::rcpt_refusal_names: sequence, syntax, parameter, smtputf8-required,
+    /// too-many-recipients); empty otherwise.
+    std::string_view rcpt_refusal{};
 };
 /// A RCPT passed syntax, sequence and the recipient limit: decide whether the recipient is one
 /// of ours and answer with recipient_verified(). Nothing else happens until then.
@@ -156,6 +160,8 @@ private:
     template <class Event>
     void emit(Event e);
     void emit_reply(reply r);
+    /// A reply refusing the RCPT being read, tagged with why.
+    void refuse_rcpt(reply r, std::string_view reason);
     void close_with(reply r);
     void reset_transaction();
 

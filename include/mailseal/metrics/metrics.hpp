@@ -30,7 +30,7 @@ public:
 private:
     std::array<std::atomic<std::uint64_t>, bounds.size()> buckets_{};
     std::atomic<std::uint64_t> count_{0};
-    /// Microseconds, so the sum stays an integer atomic.
+    /// Microseconds, so the sum stays an integer atomic and renders exactly.
     std::atomic<std::uint64_t> sum_us_{0};
 };
 
@@ -38,6 +38,16 @@ private:
 inline constexpr std::array<std::string_view, 10> decision_names{
     "sealed", "passthrough",   "plain",     "deferred", "rejected",
     "bogus",  "lookup-failed", "unsettled", "failed",   "abandoned"};
+/// Why a RCPT was refused: the session's own checks, then the mailbox's.
+inline constexpr std::array<std::string_view, 7> rcpt_refusal_names{
+    "sequence",          "syntax",       "parameter", "smtputf8-required", "too-many-recipients",
+    "unknown-recipient", "mailbox-error"};
+
+/// How a copy for the next hop ([store] kind = "lmtp") failed: it could not be reached, the
+/// connection broke, it answered out of turn, or it refused the copy.
+inline constexpr std::array<std::string_view, 5> relay_error_names{
+    "unavailable", "lost", "protocol", "refused-temporary", "refused-permanent"};
+
 /// dns::outcome's words.
 inline constexpr std::array<std::string_view, 5> outcome_names{"secure", "secure-absent",
                                                                "insecure", "bogus", "failure"};
@@ -58,6 +68,15 @@ public:
     void key_evaluation(bool kept);
     void connection_opened();
     void connection_closed();
+    /// A RCPT was refused (a rcpt_refusal_names word).
+    void rcpt_refused(std::string_view reason);
+    /// A copy for the next hop failed (a relay_error_names word).
+    void relay_error(std::string_view kind);
+    /// A configuration reload (SIGHUP) ended; a success also counts as the configuration's
+    /// load time. set at start-up too, as the first load.
+    void config_loaded(bool succeeded, std::chrono::system_clock::time_point when);
+    /// The version mailseal_build_info reports.
+    void set_version(std::string_view version);
 
     /// The Prometheus text exposition format, version 0.0.4.
     std::string render() const;
@@ -73,6 +92,14 @@ private:
     std::atomic<std::uint64_t> evaluations_kept_{0};
     std::atomic<std::uint64_t> evaluations_made_{0};
     std::atomic<std::int64_t> open_connections_{0};
+    std::array<std::atomic<std::uint64_t>, rcpt_refusal_names.size()> rcpt_refusals_{};
+    std::array<std::atomic<std::uint64_t>, relay_error_names.size()> relay_errors_{};
+    std::atomic<std::uint64_t> reloads_succeeded_{0};
+    std::atomic<std::uint64_t> reloads_failed_{0};
+    std::atomic<bool> last_reload_succeeded_{true};
+    std::atomic<std::int64_t> last_success_seconds_{0};
+    mutable std::mutex version_mutex_;
+    std::string version_;
     histogram delivery_seconds_;
     histogram lookup_seconds_;
 };
