@@ -314,6 +314,11 @@ std::string literal(const toml::node& n) {
 /// whatever order the checks run in (toml++ tables iterate in key order, not file order).
 /// Every position comes from toml++'s parser, which gives each node and key one (the root
 /// table's is 1:1, even in an empty document).
+/// What an absent mailbox.domains says: the fix, not only the fault.
+constexpr std::string_view missing_domains =
+    "missing: list the domains Postfix routes to mailseal (its virtual_mailbox_domains), e.g. "
+    "domains = [\"example.org\"]";
+
 class loader {
 public:
     loader(std::string_view file, purpose use) : file_(file), use_(use) {}
@@ -747,7 +752,7 @@ private:
         const toml::table* t = table(root, "", "mailbox");
         if (t == nullptr) {
             if (section == nullptr && use_ != purpose::tool) {
-                fail_missing(root, "mailbox.domains", "missing; at least one domain is required");
+                fail_missing(root, "mailbox.domains", std::string(missing_domains));
             }
             return;
         }
@@ -784,7 +789,7 @@ private:
         const toml::node* n = t.get("domains");
         if (n == nullptr) {
             if (use_ != purpose::tool) {
-                fail_missing(t, "mailbox.domains", "missing; at least one domain is required");
+                fail_missing(t, "mailbox.domains", std::string(missing_domains));
             }
             return;
         }

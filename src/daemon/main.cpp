@@ -409,7 +409,7 @@ int config_refused(std::string message, const config::error* at) {
     return EX_CONFIG;
 }
 
-int check_config(const std::string& config_path, bool json) {
+int check_config(const std::string& config_path, bool json, bool quiet) {
     if (json) {
         auto loaded = config::load_file(config_path);
         if (auto* problem = std::get_if<config::error>(&loaded)) {
@@ -432,7 +432,7 @@ int check_config(const std::string& config_path, bool json) {
     }
     if (json) {
         std::cout << "{\"valid\": true, \"config\": " << config::describe_json(cfg) << "}\n";
-    } else {
+    } else if (!quiet) {
         std::cout << config::describe(cfg);
     }
     return EX_OK;
@@ -462,6 +462,11 @@ int main(int argc, char** argv) {
     check_cmd->add_flag("--json", check_config_json,
                         "Print one JSON object: valid, and the effective configuration or the "
                         "error");
+    bool check_config_quiet = false;
+    check_cmd
+        ->add_flag("-q,--quiet", check_config_quiet,
+                   "Print nothing on success (for ExecStartPre=); errors still go to stderr")
+        ->excludes("--json");
     auto* version_cmd = app.add_subcommand("version", "Print the version");
 
     std::string address;
@@ -686,7 +691,7 @@ int main(int argc, char** argv) {
         return serve(config_path, allow_root);
     }
     if (check_cmd->parsed()) {
-        return check_config(config_path, check_config_json);
+        return check_config(config_path, check_config_json, check_config_quiet);
     }
     if (lookup_cmd->parsed()) {
         auto cfg = load(config_path, config::purpose::tool);

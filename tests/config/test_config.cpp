@@ -211,9 +211,11 @@ std::vector<bad_case> bad_cases() {
         {"empty_listen", "listen = []\n[mailbox]\ndomains = [\"a.org\"]\n",
          "cfg.toml:1:10: listen: at least one [[listen]] table is required, got []"},
         {"missing_mailbox", one_listener,
-         "cfg.toml:1:1: mailbox.domains: missing; at least one domain is required"},
+         "cfg.toml:1:1: mailbox.domains: missing: list the domains Postfix routes to mailseal (its "
+         "virtual_mailbox_domains), e.g. domains = [\"example.org\"]"},
         {"missing_domains", one_listener + "\n[mailbox]\nmaildir = \"/var/vmail/%d/%n\"\n",
-         "cfg.toml:4:1: mailbox.domains: missing; at least one domain is required"},
+         "cfg.toml:4:1: mailbox.domains: missing: list the domains Postfix routes to mailseal (its "
+         "virtual_mailbox_domains), e.g. domains = [\"example.org\"]"},
         {"empty_domains", one_listener + "[mailbox]\ndomains = []\n",
          "cfg.toml:4:11: mailbox.domains: at least one domain is required, got []"},
 
