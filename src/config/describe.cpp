@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <algorithm>
 #include <sstream>
 
 #include <toml++/toml.h>
@@ -183,6 +184,50 @@ std::string describe_json(const config& c) {
     std::ostringstream out;
     out << toml::json_formatter(table);
     return out.str();
+}
+
+namespace {
+
+void warn_for(std::vector<std::string>& out, const std::string& where,
+              const std::vector<seal_format>& formats,
+              std::optional<seal::smime::content_cipher> cipher,
+              std::optional<seal::smime::rsa_padding> padding, std::optional<header_mode> headers) {
+    if (std::find(formats.begin(), formats.end(), seal_format::smime) == formats.end()) {
+        return;
+    }
+    using seal::smime::content_cipher;
+    if (cipher == content_cipher::aes_256_gcm || cipher == content_cipher::aes_128_gcm) {
+        out.push_back(where + ": cipher = \"" + std::string(seal::smime::to_string(*cipher)) +
+                      "\": Thunderbird shows such S/MIME copies as a blank body with no error and "
+                      "mutt as an unsupported attachment; only OpenSSL-based clients open them");
+    }
+    if (padding == seal::smime::rsa_padding::oaep) {
+        out.push_back(where + ": rsa_padding = \"oaep\": gpgsm fails on such S/MIME copies with a "
+                              "misleading \"No secret key\" and Thunderbird cannot open them; "
+                              "only OpenSSL-based clients do");
+    }
+    if (headers == header_mode::protect) {
+        out.push_back(where + ": headers = \"protect\": Thunderbird keeps showing the Subject of "
+                              "S/MIME copies as the outer placeholder (it reads protected "
+                              "headers only in OpenPGP mail)");
+    }
+}
+
+} // namespace
+
+std::vector<std::string> client_warnings(const config& c) {
+    std::vector<std::string> out;
+    const auto& d = c.seal.defaults;
+    warn_for(out, "[seal]", d.formats, d.smime.cipher, d.smime.padding, d.headers);
+    for (const auto& rule : c.seal.rules) {
+        auto at = rule.match.find('@');
+        auto policy = at == std::string::npos
+                          ? c.seal.policy_for("", rule.match)
+                          : c.seal.policy_for(rule.match.substr(0, at), rule.match.substr(at + 1));
+        warn_for(out, "[[seal.policy]] match = \"" + rule.match + "\"", policy.formats, rule.cipher,
+                 rule.padding, rule.headers);
+    }
+    return out;
 }
 
 } // namespace mailseal::config

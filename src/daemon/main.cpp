@@ -359,6 +359,9 @@ int serve(const std::string& config_path, bool allow_root) {
 
     srv.start();
     log::info("started", {{"version", MAILSEAL_VERSION}, {"hostname", cfg.server.hostname}});
+    for (const auto& w : config::client_warnings(cfg)) {
+        log::warning("client-compatibility", {{"setting", w}});
+    }
     metrics::global().set_version(MAILSEAL_VERSION);
     metrics::global().config_loaded(true, std::chrono::system_clock::now());
     // Type=notify: systemd starts Postfix (After=) only once mailseal accepts connections.
@@ -430,8 +433,14 @@ int check_config(const std::string& config_path, bool json, bool quiet) {
         std::cerr << "mailseal: " << std::get<std::string>(wanted) << '\n';
         return json ? config_refused(std::get<std::string>(wanted), nullptr) : EX_CONFIG;
     }
+    auto warnings = config::client_warnings(cfg);
+    for (const auto& w : warnings) {
+        std::cerr << "mailseal: warning: " << w << '\n';
+    }
     if (json) {
-        std::cout << "{\"valid\": true, \"config\": " << config::describe_json(cfg) << "}\n";
+        nlohmann::json list = warnings;
+        std::cout << "{\"valid\": true, \"warnings\": " << list.dump()
+                  << ", \"config\": " << config::describe_json(cfg) << "}\n";
     } else if (!quiet) {
         std::cout << config::describe(cfg);
     }

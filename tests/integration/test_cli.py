@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import textwrap
 import tomllib
 import unittest
 
@@ -121,6 +122,32 @@ class CliTest(harness.TestCase):
         self.assertEqual((tlsa["role"], tlsa["owner"], tlsa["type"]),
                          ("current", "_25._tcp.mx.example.org.", "TLSA"))
         self.assertTrue(tlsa["rdata"].startswith("3 1 1 "), tlsa)
+
+    def test_check_config_warns_of_forms_clients_do_not_open(self):
+        # Observed in Thunderbird 128 (tests/integration/test_thunderbird.py) and gpgsm 2.2.
+        path = self.write_config(BASE.replace("[limits]\n", "") + textwrap.dedent("""\
+            [seal]
+            headers = "protect"
+            [[seal.policy]]
+            match = "ceo@example.org"
+            cipher = "aes-256-gcm"
+            rsa_padding = "oaep"
+            [[seal.policy]]
+            match = "pgp.example.org"
+            formats = ["openpgp"]
+            cipher = "aes-256-gcm"
+            """))
+        code, out, err = self.run_mailseal("check-config", "--config", path)
+        self.assertEqual(code, 0, err)
+        warnings = [l for l in err.splitlines() if l.startswith("mailseal: warning: ")]
+        self.assertEqual(len(warnings), 3, err)
+        self.assertIn('[seal]: headers = "protect": Thunderbird', warnings[0])
+        self.assertIn('match = "ceo@example.org": cipher = "aes-256-gcm": Thunderbird shows '
+                      "such S/MIME copies as a blank body", warnings[1])
+        self.assertIn("No secret key", warnings[2])
+        self.assertNotIn("pgp.example.org", err, "an OpenPGP-only policy seals no S/MIME")
+        code, out, err = self.run_mailseal("check-config", "--config", path, "--json")
+        self.assertEqual(len(json.loads(out)["warnings"]), 3)
 
     def test_bash_completion(self):
         script = os.path.join(os.path.dirname(__file__), "..", "..", "packaging",

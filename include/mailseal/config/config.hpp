@@ -317,6 +317,14 @@ std::string describe(const config&);
 /// The same as a JSON object, for `check-config --json`.
 std::string describe_json(const config&);
 
+/// Settings that the mail clients users read with handle badly, one text each, naming where
+/// they are set ([seal] or a [[seal.policy]]): S/MIME copies with AES-GCM (Thunderbird shows a
+/// blank body with no error, mutt an unsupported attachment), with RSA-OAEP (gpgsm reports a
+/// misleading "No secret key", Thunderbird cannot open them), and S/MIME copies under
+/// headers = "protect" (Thunderbird keeps showing the outer "[...]" Subject: it reads
+/// protected headers only in OpenPGP mail). For check-config and start-up warnings.
+std::vector<std::string> client_warnings(const config&);
+
 /// A socket path, or "IPv4:port" / "[IPv6]:port", as [metrics] listen and [store] next_hop
 /// are written.
 std::string endpoint_text(const listener&);
