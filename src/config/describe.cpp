@@ -203,8 +203,8 @@ void warn_for(std::vector<std::string>& out, const std::string& where,
     }
     if (padding == seal::smime::rsa_padding::oaep) {
         out.push_back(where + ": rsa_padding = \"oaep\": gpgsm fails on such S/MIME copies with a "
-                              "misleading \"No secret key\" and Thunderbird cannot open them; "
-                              "only OpenSSL-based clients do");
+                              "misleading \"No secret key\" (mutt with gpgsm too); Thunderbird "
+                              "and OpenSSL-based clients open them");
     }
     if (headers == header_mode::protect) {
         out.push_back(where + ": headers = \"protect\": Thunderbird keeps showing the Subject of "

@@ -7,8 +7,8 @@ as an mbox folder, starts Xvfb and Thunderbird with Marionette on a free loopbac
 the recipient's OpenPGP secret key the way the OpenPGP Key Manager does (RNP.sys.mjs's
 importSecKeyBlockImpl, which also protects it with Thunderbird's own passphrase: a keyring file
 written beside Thunderbird would make it ask to "repair" the profile), and reads what the
-message view shows for each message: the body text, the encryption technology ("OpenPGP"),
-whether the encrypted-OK icon shows, and the Subject in the header pane and in the message
+message view shows for each message: the body text, the encryption technology ("OpenPGP",
+"S/MIME"), whether the encrypted-OK and signed-OK icons show, and the Subject in the header pane and in the message
 list.
 """
 
@@ -105,11 +105,13 @@ if (!doc || doc.readyState != "complete" || !doc.body) {
 }
 const tech = view.document.getElementById("encryptionTechBtn");
 const icon = view.document.getElementById("encryptedHdrIcon");
+const signed = view.document.getElementById("signedHdrIcon");
 const subject = view.document.getElementById("expandedsubjectBox");
 return {
   body: doc.body.innerText,
   tech: tech && !tech.hidden ? tech.textContent.trim() : "",
   encrypted_ok: !!(icon && !icon.hidden && icon.src && icon.src.endsWith("message-encrypted-ok.svg")),
+  signed_ok: !!(signed && !signed.hidden && signed.src && signed.src.endsWith("message-signed-ok.svg")),
   header_subject: subject ? subject.textContent.trim() : "",
   list_subject: hdr.mime2DecodedSubject,
   attachments: (view.currentAttachments || []).map(a => a.name).join("\\n"),
@@ -239,6 +241,17 @@ class Thunderbird:
                            START_TIMEOUT, "Thunderbird's main window", interval=0.5,
                            diagnostics=self.diagnostics)
         return self
+
+    def import_pkcs12(self, p12, password, ca=None):
+        """Imports an S/MIME certificate and its private key (PKCS#12) into the profile's NSS
+        database, and `ca` as a trusted e-mail CA; before start()."""
+        database = "sql:" + self.profile
+        if not os.path.exists(os.path.join(self.profile, "cert9.db")):
+            self._run(["certutil", "-N", "-d", database, "--empty-password"])
+        self._run(["pk12util", "-i", p12, "-d", database, "-W", password])
+        if ca is not None:
+            self._run(["certutil", "-A", "-d", database, "-n", "mailseal test CA",
+                       "-t", "C,C,C", "-i", ca])
 
     def import_secret_key(self, armoured):
         """Imports an armoured OpenPGP secret key (unprotected) into the profile."""

@@ -319,8 +319,8 @@ std::string describe_json(const config&);
 
 /// Settings that the mail clients users read with handle badly, one text each, naming where
 /// they are set ([seal] or a [[seal.policy]]): S/MIME copies with AES-GCM (Thunderbird shows a
-/// blank body with no error, mutt an unsupported attachment), with RSA-OAEP (gpgsm reports a
-/// misleading "No secret key", Thunderbird cannot open them), and S/MIME copies under
+/// blank body with no error, mutt an unsupported attachment), with RSA-OAEP (gpgsm, and mutt
+/// with it, reports a misleading "No secret key"), and S/MIME copies under
 /// headers = "protect" (Thunderbird keeps showing the outer "[...]" Subject: it reads
 /// protected headers only in OpenPGP mail). For check-config and start-up warnings.
 std::vector<std::string> client_warnings(const config&);
