@@ -79,10 +79,12 @@ def main():
             case = bed.case(address.replace("+newsletter", ""))
             say(f"  {case.address}: {case.purpose}")
 
+        # mailseal runs as `mail` and Dovecot reads the Maildirs as `mail`: the setup
+        # README.Debian describes (mail_uid = the user mailseal runs as).
         mailseal = harness.Mailseal(DEMO_DIR, {
             "mailbox": {"domains": [DOMAIN]},
             **bed.mailseal_overrides(),
-        })
+        }, user="mail")
         mailseal.start()
         with open(os.path.join(DEMO_DIR, "mailseal.pid"), "w") as f:
             f.write(f"{mailseal.proc.pid}\n")
@@ -154,7 +156,6 @@ def main():
             raise harness.HarnessError("quinn's copy did not decrypt:\n"
                                        + decrypted.stderr.decode())
 
-        harness.Dovecot.chown_for_dovecot(mailseal.vmail)
         dovecot = harness.Dovecot(DEMO_DIR, mailseal.vmail).start()
         say()
         say("Dovecot reads the mailboxes (doveadm fetch):")

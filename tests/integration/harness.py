@@ -412,7 +412,7 @@ class Mailseal:
     replaces the default listeners (one TCP listener on 127.0.0.1:0 and one unix socket).
     """
 
-    def __init__(self, workdir, overrides=None, env=None):
+    def __init__(self, workdir, overrides=None, env=None, user=None):
         if not MAILSEAL_BIN:
             raise unittest.SkipTest("MAILSEAL_BIN is not set (run the tests through ctest)")
         self.workdir = workdir
@@ -421,6 +421,10 @@ class Mailseal:
         self.config_path = os.path.join(workdir, "mailseal.toml")
         self.log_path = os.path.join(workdir, "mailseal.log")
         os.makedirs(self.vmail, mode=0o755, exist_ok=True)
+        if user is not None:
+            # As the package does for its service user: the mail root is the user's, and
+            # mailseal, started as root, binds its listeners and then runs as that user.
+            shutil.chown(self.vmail, user, user)
         config = {
             "server": {"hostname": HOSTNAME, "workers": 2},
             "listen": [{"tcp": "127.0.0.1:0"},
@@ -431,6 +435,8 @@ class Mailseal:
             "limits": {},
             "log": {"level": "info"},
         }
+        if user is not None:
+            config["server"] = {**config["server"], "user": user, "group": user}
         for section, values in (overrides or {}).items():
             if isinstance(values, list) or section not in config:
                 config[section] = values
@@ -926,8 +932,8 @@ service imap-login {{
 auth_mechanisms = plain
 disable_plaintext_auth = no
 """ if imap_port else "")
-        # Dovecot refuses uid 0 for mail access; the test hands the Maildirs to `mail` first
-        # (chown_for_dovecot) since mailseal, running as root, creates them as root's.
+        # Dovecot reads the store as `mail`, the user mailseal runs as in these tests
+        # (Mailseal(user="mail")): README.Debian's setup (a), mail_uid = mailseal's user.
         config = f"""
 base_dir = {self.run_dir}
 state_dir = {self.state_dir}
@@ -956,14 +962,6 @@ service stats {{
         with open(self.config_path, "w") as f:
             f.write(config)
         self.pid = None
-
-    @staticmethod
-    def chown_for_dovecot(path):
-        """Gives the tree at path to the `mail` user Dovecot's userdb uses."""
-        for root, dirs, files in os.walk(path):
-            shutil.chown(root, "mail", "mail")
-            for name in files:
-                shutil.chown(os.path.join(root, name), "mail", "mail")
 
     def diagnostics(self):
         return f"dovecot log:\n{tail(read_text(self.log_path))}"
@@ -1114,8 +1112,8 @@ class TestCase(unittest.TestCase):
         self.dir = make_test_dir()
         self.addCleanup(remove_test_dir, self.dir)
 
-    def start_mailseal(self, overrides=None, env=None):
-        server = Mailseal(self.dir, overrides, env)
+    def start_mailseal(self, overrides=None, env=None, user=None):
+        server = Mailseal(self.dir, overrides, env, user)
         self.addCleanup(server.stop)
         return server.start()
 

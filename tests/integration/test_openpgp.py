@@ -25,6 +25,7 @@ What each test is for:
 import base64
 import json
 import os
+import shutil
 import secrets
 import subprocess
 import unittest
@@ -51,7 +52,8 @@ class OpenPgpCase(harness.ClassDaemonCopies, SealedCopies, harness.TestCase):
     def setUpClass(cls):
         cls.bed = dnsbed.start_for_class(cls)
         cls.pgp = cls.bed.pgp
-        cls.server = harness.Mailseal(cls.workdir, cls.overrides())
+        # As the package runs it: as a user of its own (here `mail`, whom Dovecot reads as).
+        cls.server = harness.Mailseal(cls.workdir, cls.overrides(), user="mail")
         cls.addClassCleanup(cls.server.stop)
         cls.server.start()
 
@@ -412,7 +414,6 @@ class PostfixDovecotTest(OpenPgpCase):
                                 pgpkeys.armour_of(stored))
         self.assertTrue(inner.endswith("Sealed on the way in: ünïcödé\r\n".encode()), inner)
 
-        harness.Dovecot.chown_for_dovecot(os.path.join(self.workdir, "vmail"))
         dovecot = self.start_dovecot(os.path.join(self.workdir, "vmail"))
         records = dovecot.fetch("paul@signed.test", ("guid", "hdr.subject", "text"))
         self.assertEqual(len(records), 1, records)
@@ -422,9 +423,10 @@ class PostfixDovecotTest(OpenPgpCase):
         os.unlink(path)
 
     def test_postfix_mailseal_dovecot_lmtp(self):
+        # Dovecot's own mail root, for the user it stores as.
         vmail = os.path.join(self.dir, "dovecot-vmail")
         os.makedirs(vmail)
-        harness.Dovecot.chown_for_dovecot(vmail)
+        shutil.chown(vmail, "mail", "mail")
         dovecot = self.start_dovecot(vmail)
         relay = harness.Mailseal(os.path.join(self.dir, "relay"), {
             **self.overrides(),

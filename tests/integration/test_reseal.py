@@ -37,6 +37,7 @@ import collections
 import imaplib
 import json
 import os
+import pwd
 import random
 import secrets
 import shutil
@@ -89,6 +90,12 @@ def leading_trace(stored):
     text = stored.replace(b"\r\n", b"\n")
     rest = text[sum(len(f) + 1 for f in trace):]
     return [f for f in trace if not f.startswith(b"Mailseal:")], decryptors.canonicalize(rest)
+
+
+def mail_ids():
+    """The uid and gid of `mail`, the service user of these tests' Dovecot set-up."""
+    entry = pwd.getpwnam("mail")
+    return entry.pw_uid, entry.pw_gid
 
 
 def write_message(path, data, mtime):
@@ -534,13 +541,21 @@ class InterruptedTest(ResealCase):
 
 class DovecotTest(ResealCase):
     def test_dovecot_and_an_open_imap_session_stay_consistent(self):
+        # The store as the service user made it: its files and folders are the user's
+        # (`mail`, whom Dovecot reads as, README.Debian's setup), 0600.
+        paths = []
         for i in range(6):
-            self.put("bob", "", stored_form(harness.message(f"inbox {i}", b"Inbox secret.\r\n")),
-                     sub="new" if i == 5 else "cur", flags="" if i % 2 else "S")
+            paths.append(self.put("bob", "", stored_form(harness.message(
+                f"inbox {i}", b"Inbox secret.\r\n")), sub="new" if i == 5 else "cur",
+                flags="" if i % 2 else "S"))
         for i in range(3):
-            self.put("bob", "Sent", stored_form(harness.message(f"sent {i}", b"Sent secret.\r\n"),
-                                                trace=False), flags="S")
-        harness.Dovecot.chown_for_dovecot(self.vmail)
+            paths.append(self.put("bob", "Sent", stored_form(
+                harness.message(f"sent {i}", b"Sent secret.\r\n"), trace=False), flags="S"))
+        for root, dirs, files in os.walk(os.path.join(self.vmail, DOMAIN)):
+            os.chown(root, *mail_ids())
+            for name in files:
+                os.chown(os.path.join(root, name), *mail_ids())
+                os.chmod(os.path.join(root, name), 0o600)
         dovecot = self.start_dovecot(self.vmail, imap_port=harness.free_port())
         user = f"bob@{DOMAIN}"
         imap = imaplib.IMAP4("127.0.0.1", dovecot.imap_port, timeout=30)

@@ -69,7 +69,8 @@ class SealingCase(harness.ClassDaemonCopies, SealedCopies, harness.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.bed = dnsbed.start_for_class(cls)
-        cls.server = harness.Mailseal(cls.workdir, cls.overrides())
+        # As the package runs it: as a user of its own (here `mail`, whom Dovecot reads as).
+        cls.server = harness.Mailseal(cls.workdir, cls.overrides(), user="mail")
         cls.addClassCleanup(cls.server.stop)
         cls.server.start()
 
@@ -423,7 +424,6 @@ class PostfixDovecotTest(SealingCase):
         inner = decryptors.decrypt_openssl(decryptors.extract_cms(stored), ident)
         self.assertTrue(inner.endswith("Sealed on the way in: ünïcödé\r\n".encode()), inner)
 
-        harness.Dovecot.chown_for_dovecot(os.path.join(self.workdir, "vmail"))
         dovecot = self.start_dovecot(os.path.join(self.workdir, "vmail"))
         records = dovecot.fetch("alice@signed.test", ("guid", "hdr.subject", "text"))
         self.assertEqual(len(records), 1, records)
