@@ -146,9 +146,14 @@ seal_policy seal_settings::policy_for(std::string_view user, std::string_view do
         out.formats = r.formats.value_or(out.formats);
         out.headers = r.headers.value_or(out.headers);
     };
-    std::string address = std::string(user) + "@" + std::string(domain);
+    if (rules.empty()) {
+        return out;
+    }
+    // Rules name domains in A-label form, whichever form the recipient's domain has.
+    std::string key = detail::domain_key(domain);
+    std::string address = std::string(user) + "@" + key;
     for (const auto& r : rules) {
-        if (r.match == domain) {
+        if (r.match == key) {
             apply(r);
         }
     }
@@ -810,6 +815,18 @@ private:
         for (auto& domain : out) {
             domain = util::ascii_lower(domain);
         }
+        // Both forms of one internationalised name are one domain (recipient.cpp matches by
+        // A-label): listed twice, its mail would go to whichever entry came first.
+        for (std::size_t i = 0; i < out.size(); ++i) {
+            for (std::size_t j = 0; j < i; ++j) {
+                if (detail::domain_key(out[i]) == detail::domain_key(out[j])) {
+                    fail(n->source(), "mailbox.domains",
+                         "\"" + out[i] + "\" and \"" + out[j] +
+                             "\" are the same domain (U-label and A-label forms): list it once");
+                    return;
+                }
+            }
+        }
     }
 
     void read_delimiter(const toml::node& n, std::string& out) {
@@ -1133,6 +1150,8 @@ private:
             fail_value(*n, key, "must be a domain or user@domain with a non-empty user");
             return;
         }
+        // Kept in A-label form: the policy of bücher.example is xn--bcher-kva.example's too.
+        domain = detail::domain_key(domain);
         rule.match = at == std::string::npos ? domain : user + "@" + domain;
         auto same = std::find_if(c.seal.rules.begin(), c.seal.rules.end(),
                                  [&](const seal_rule& r) { return r.match == rule.match; });

@@ -188,29 +188,38 @@ std::string describe_json(const config& c) {
 
 namespace {
 
-void warn_for(std::vector<std::string>& out, const std::string& where,
-              const std::vector<seal_format>& formats,
-              std::optional<seal::smime::content_cipher> cipher,
-              std::optional<seal::smime::rsa_padding> padding, std::optional<header_mode> headers) {
+enum class client_issue { gcm, oaep, protect };
+
+/// What the clients make of S/MIME copies sealed this way, one text per issue.
+std::vector<std::pair<client_issue, std::string>> issues_of(const std::vector<seal_format>& formats,
+                                                            seal::smime::content_cipher cipher,
+                                                            seal::smime::rsa_padding padding,
+                                                            header_mode headers) {
+    std::vector<std::pair<client_issue, std::string>> out;
     if (std::find(formats.begin(), formats.end(), seal_format::smime) == formats.end()) {
-        return;
+        return out;
     }
     using seal::smime::content_cipher;
     if (cipher == content_cipher::aes_256_gcm || cipher == content_cipher::aes_128_gcm) {
-        out.push_back(where + ": cipher = \"" + std::string(seal::smime::to_string(*cipher)) +
-                      "\": Thunderbird shows such S/MIME copies as a blank body with no error and "
-                      "mutt as an unsupported attachment; only OpenSSL-based clients open them");
+        out.emplace_back(client_issue::gcm,
+                         "cipher = \"" + std::string(seal::smime::to_string(cipher)) +
+                             "\": Thunderbird shows such S/MIME copies as a blank body with no "
+                             "error and mutt as an unsupported attachment; only OpenSSL-based "
+                             "clients open them");
     }
     if (padding == seal::smime::rsa_padding::oaep) {
-        out.push_back(where + ": rsa_padding = \"oaep\": gpgsm fails on such S/MIME copies with a "
-                              "misleading \"No secret key\" (mutt with gpgsm too); Thunderbird "
-                              "and OpenSSL-based clients open them");
+        out.emplace_back(client_issue::oaep,
+                         "rsa_padding = \"oaep\": gpgsm fails on such S/MIME copies with a "
+                         "misleading \"No secret key\" (mutt with gpgsm too); Thunderbird and "
+                         "OpenSSL-based clients open them");
     }
     if (headers == header_mode::protect) {
-        out.push_back(where + ": headers = \"protect\": Thunderbird keeps showing the Subject of "
-                              "S/MIME copies as the outer placeholder (it reads protected "
-                              "headers only in OpenPGP mail)");
+        out.emplace_back(client_issue::protect,
+                         "headers = \"protect\": Thunderbird keeps showing the Subject of S/MIME "
+                         "copies as the outer placeholder (it reads protected headers only in "
+                         "OpenPGP mail)");
     }
+    return out;
 }
 
 } // namespace
@@ -218,14 +227,29 @@ void warn_for(std::vector<std::string>& out, const std::string& where,
 std::vector<std::string> client_warnings(const config& c) {
     std::vector<std::string> out;
     const auto& d = c.seal.defaults;
-    warn_for(out, "[seal]", d.formats, d.smime.cipher, d.smime.padding, d.headers);
+    auto inherited = issues_of(d.formats, d.smime.cipher, d.smime.padding, d.headers);
+    for (const auto& [issue, text] : inherited) {
+        out.push_back("[seal]: " + text);
+    }
     for (const auto& rule : c.seal.rules) {
         auto at = rule.match.find('@');
         auto policy = at == std::string::npos
                           ? c.seal.policy_for("", rule.match)
                           : c.seal.policy_for(rule.match.substr(0, at), rule.match.substr(at + 1));
-        warn_for(out, "[[seal.policy]] match = \"" + rule.match + "\"", policy.formats, rule.cipher,
-                 rule.padding, rule.headers);
+        // The rule's recipients get what is in effect for them: named here unless it is only
+        // what [seal] gives everyone (warned about above).
+        for (const auto& [issue, text] :
+             issues_of(policy.formats, policy.smime.cipher, policy.smime.padding, policy.headers)) {
+            bool set_here = rule.formats.has_value() ||
+                            (issue == client_issue::gcm && rule.cipher.has_value()) ||
+                            (issue == client_issue::oaep && rule.padding.has_value()) ||
+                            (issue == client_issue::protect && rule.headers.has_value());
+            bool from_seal = std::any_of(inherited.begin(), inherited.end(),
+                                         [&](const auto& i) { return i.first == issue; });
+            if (set_here || !from_seal) {
+                out.push_back("[[seal.policy]] match = \"" + rule.match + "\": " + text);
+            }
+        }
     }
     return out;
 }

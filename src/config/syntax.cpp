@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <array>
 #include <charconv>
+#include <idn2.h>
+#include <memory>
 #include <netinet/in.h>
 
 #include <mailseal/util/ascii.hpp>
@@ -302,6 +304,17 @@ std::string format_tcp_address(const tcp_listener& listener) {
         return "[" + listener.address + "]:" + port;
     }
     return listener.address + ":" + port;
+}
+
+std::string domain_key(std::string_view domain) {
+    std::string input(domain);
+    char* output = nullptr;
+    int rc = idn2_to_ascii_8z(input.c_str(), &output, IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
+    std::unique_ptr<char, decltype(&idn2_free)> owned(output, &idn2_free);
+    if (rc != IDN2_OK || !owned) {
+        return util::ascii_lower(domain);
+    }
+    return util::ascii_lower(owned.get());
 }
 
 } // namespace mailseal::config::detail

@@ -50,6 +50,11 @@ std::variant<tcp_listener, std::string> parse_tcp_address(std::string_view text)
 /// non-ASCII UTF-8 (internationalised names written as U-labels, RFC 5890 §2.3.2.1).
 std::optional<std::string> check_domain(std::string_view name, bool allow_utf8);
 
+/// The form two spellings of one domain share: its A-label (IDNA2008 with UTS #46 mapping,
+/// libidn2), so that bücher.example and xn--bcher-kva.example compare equal; the name
+/// ASCII-lowercased when it is no valid IDNA name.
+std::string domain_key(std::string_view domain);
+
 /// Checks a DNS server address as libunbound takes it (ub_ctx_set_fwd, ub_ctx_set_stub):
 /// a numeric IPv4 or IPv6 address (no brackets, no host name: resolving the resolver would
 /// need DNS), optionally followed by "@port" with a port of 1..65535.

@@ -292,10 +292,14 @@ int serve(const std::string& config_path, bool allow_root) {
             } else {
                 auto& ready = std::get<daemon_setup>(next);
                 auto logging = ready.cfg.logging;
+                auto warnings = config::client_warnings(ready.cfg);
                 problem = srv.reload(std::move(ready.cfg), std::move(ready.resolver),
                                      std::move(ready.formats));
                 if (!problem) {
                     apply_logging(logging);
+                    for (const auto& w : warnings) {
+                        log::warning("client-compatibility", {{"setting", w}});
+                    }
                 }
             }
             metrics::global().config_loaded(!problem, std::chrono::system_clock::now());
@@ -357,13 +361,14 @@ int serve(const std::string& config_path, bool allow_root) {
         wait_for_drain();
     });
 
+    // Before the first scrape can come: never a build_info without its version.
+    metrics::global().set_version(MAILSEAL_VERSION);
+    metrics::global().config_loaded(true, std::chrono::system_clock::now());
     srv.start();
     log::info("started", {{"version", MAILSEAL_VERSION}, {"hostname", cfg.server.hostname}});
     for (const auto& w : config::client_warnings(cfg)) {
         log::warning("client-compatibility", {{"setting", w}});
     }
-    metrics::global().set_version(MAILSEAL_VERSION);
-    metrics::global().config_loaded(true, std::chrono::system_clock::now());
     // Type=notify: systemd starts Postfix (After=) only once mailseal accepts connections.
     ::sd_notify(0, "READY=1\nSTATUS=Accepting LMTP connections");
     // Housekeeping that walks every Maildir must not delay the listeners: its own thread.
@@ -686,6 +691,10 @@ int main(int argc, char** argv) {
         }
         if (argc == 1) {
             std::cerr << "mailseal: a command is required (mailseal --help lists the commands)\n";
+        } else if (word.size() > 1 && word.front() == '-' && word != "--version" &&
+                   word != "--help" && word != "-h") {
+            std::cerr << "mailseal: unknown option '" << util::printable(word)
+                      << "' before the command (mailseal --help lists the commands)\n";
         } else if (!word.empty() && word.front() != '-' && !known) {
             std::cerr << "mailseal: unknown command '" << util::printable(word)
                       << "' (mailseal --help lists the commands)\n";

@@ -296,6 +296,16 @@ boost::asio::awaitable<std::vector<monitor::verdict>> check_this_host(host_check
                                                                       dns::resolver& resolver) {
     const auto& options = context.options;
     std::vector<monitor::verdict> verdicts;
+    if (local_domains(context.cfg).empty()) {
+        // An unconfigured host (the package's file leaves mailbox.domains to the operator)
+        // has nothing to check, which is not the same as all well.
+        monitor::verdict none;
+        none.kind = "mx";
+        none.name = "mailbox.domains";
+        none.raise(monitor::unknown, "no local domains are configured: set mailbox.domains");
+        verdicts.push_back(std::move(none));
+        co_return verdicts;
+    }
     // Host -> the local domains whose MX names it, in the order first met.
     std::vector<std::pair<std::string, std::vector<std::string>>> hosts;
     for (const auto& domain : local_domains(context.cfg)) {

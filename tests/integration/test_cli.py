@@ -51,6 +51,7 @@ class CliTest(harness.TestCase):
     def test_argument_errors_exit_64_with_one_line(self):
         # EX_USAGE and a "mailseal:" line, as doveadm and postconf do; never CLI11's codes.
         cases = [("unknown command", ["frobnicate"], r"unknown command 'frobnicate'"),
+                 ("unknown option first", ["--bogus"], r"unknown option '--bogus'"),
                  ("no command", [], r"a command is required"),
                  ("unknown option", ["lookup", "--frob", "a@example.org"], r"--frob"),
                  ("missing argument", ["seal"], r"--to"),
@@ -124,7 +125,7 @@ class CliTest(harness.TestCase):
         self.assertTrue(tlsa["rdata"].startswith("3 1 1 "), tlsa)
 
     def test_check_config_warns_of_forms_clients_do_not_open(self):
-        # Observed in Thunderbird 128 (tests/integration/test_thunderbird.py) and gpgsm 2.2.
+        # Observed in Thunderbird 153 (tests/integration/test_thunderbird.py) and gpgsm 2.2.
         path = self.write_config(BASE.replace("[limits]\n", "") + textwrap.dedent("""\
             [seal]
             headers = "protect"
@@ -170,7 +171,8 @@ class CliTest(harness.TestCase):
         self.assertIn("--gate", complete("mailseal", "check", "--"))
         self.assertEqual(complete("mailseal", "check", "--pro"), ["--probe", "--prometheus"])
         # Every option the completion offers, the command knows.
-        for command in ("check", "record", "reseal", "lookup", "seal", "deliver"):
+        for command in ("check", "check-config", "record", "reseal", "lookup", "seal", "deliver",
+                        "serve", "test-message"):
             code, out, err = self.run_mailseal(command, "--help")
             for option in complete("mailseal", command, "--"):
                 self.assertIn(option, out, f"{command} {option}")

@@ -282,6 +282,17 @@ class DaneTest(DaneBedCase):
                                       "--all")
         self.assertEqual((code, out.split(" ", 1)[0]), (UNKNOWN, "UNKNOWN"), err)
 
+    def test_host_without_domains_is_unknown(self):
+        # The package's file leaves mailbox.domains to the operator: the daily check must not
+        # call that host OK.
+        config = os.path.join(self.dir, "unconfigured.toml")
+        with open(config, "w") as f:
+            f.write(harness.to_toml(self.bed.mailseal_overrides()))
+        code, out, err = run_mailseal("check", "--config", config, "--host", "--state-file",
+                                      os.path.join(self.dir, "seen"))
+        self.assertEqual(code, UNKNOWN, out + err)
+        self.assertIn("set mailbox.domains", out)
+
     def test_json_survives_bytes_that_are_not_utf8(self):
         # Paths and a remote server's words end up in the report: never a crash.
         odd = os.path.join(self.dir.encode(), b"chain-\xff.pem")

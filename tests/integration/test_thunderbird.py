@@ -116,7 +116,7 @@ class ThunderbirdTest(harness.TestCase):
         now: Thunderbird judges a signature by the Date field too."""
         signer = dnsbed.CertFactory(os.path.join(self.dir, "signer")).make(
             "sender", SENDER, key_usage="digitalSignature")
-        # The signer's CA is the bed's: Thunderbird is told to trust it below.
+        # The signer's CA is a fresh one of its own: Thunderbird is told to trust it below.
         signer_ca = os.path.join(self.dir, "signer", "ca.pem")
         body = os.path.join(self.dir, "signed-body.txt")
         with open(body, "wb") as f:
