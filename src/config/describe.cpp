@@ -244,8 +244,11 @@ std::vector<std::string> client_warnings(const config& c) {
                             (issue == client_issue::gcm && rule.cipher.has_value()) ||
                             (issue == client_issue::oaep && rule.padding.has_value()) ||
                             (issue == client_issue::protect && rule.headers.has_value());
-            bool from_seal = std::any_of(inherited.begin(), inherited.end(),
-                                         [&](const auto& i) { return i.first == issue; });
+            // A plain loop: clang 14 cannot capture a structured binding in a lambda.
+            bool from_seal = false;
+            for (const auto& given : inherited) {
+                from_seal = from_seal || given.first == issue;
+            }
             if (set_here || !from_seal) {
                 out.push_back("[[seal.policy]] match = \"" + rule.match + "\": " + text);
             }
