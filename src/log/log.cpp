@@ -37,12 +37,7 @@ std::atomic<journal_state> journal{journal_state::unknown};
 bool to_journal(int fd) {
     auto state = journal.load();
     if (state == journal_state::unknown) {
-        const char* stream = std::getenv("JOURNAL_STREAM");
-        struct stat st {};
-        bool matches =
-            stream != nullptr && ::fstat(fd, &st) == 0 &&
-            std::string(stream) == std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
-        state = matches ? journal_state::yes : journal_state::no;
+        state = is_journal_stream(fd) ? journal_state::yes : journal_state::no;
         journal.store(state);
     }
     return state == journal_state::yes;
@@ -183,6 +178,13 @@ int syslog_priority(config::log_level level) {
 }
 
 } // namespace
+
+bool is_journal_stream(int fd) {
+    const char* stream = std::getenv("JOURNAL_STREAM");
+    struct stat st {};
+    return stream != nullptr && ::fstat(fd, &st) == 0 &&
+           std::string(stream) == std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+}
 
 void set_level(config::log_level level) {
     threshold.store(level);

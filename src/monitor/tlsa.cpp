@@ -170,6 +170,11 @@ std::string tlsa_owner(std::string_view host, std::uint16_t port) {
     return "_" + std::to_string(port) + "._tcp." + std::string(host);
 }
 
+std::string tlsa_presentation(std::span<const std::uint8_t> rdata) {
+    auto record = seal::smime::parse_smimea_rdata(rdata);
+    return record ? seal::smime::to_presentation(*record) : dns::generic_rdata(rdata);
+}
+
 std::optional<std::string> tlsa_line(const std::string& owner, std::uint32_t ttl,
                                      const served_chain& chain) {
     if (chain.certificates.empty()) {
@@ -292,8 +297,7 @@ tlsa_judgement judge_tlsa(const tlsa_inputs& in) {
         published p;
         p.rdata = rdata;
         p.record = seal::smime::parse_smimea_rdata(rdata);
-        p.presentation =
-            p.record ? seal::smime::to_presentation(*p.record) : dns::generic_rdata(rdata);
+        p.presentation = tlsa_presentation(rdata);
         p.why_unusable = unusable(p.record);
         records.push_back(std::move(p));
     }

@@ -7,12 +7,13 @@
 #include <ostream>
 #include <set>
 #include <sstream>
-#include <sys/stat.h>
 #include <sysexits.h>
+#include <unistd.h>
 #include <utility> // before Asio: Boost 1.81's awaitable.hpp uses std::exchange
 
 #include <mailseal/discovery/discovery.hpp>
 #include <mailseal/lmtp/address.hpp>
+#include <mailseal/log/log.hpp>
 #include <mailseal/monitor/seen.hpp>
 #include <mailseal/recipient/recipient.hpp>
 #include <mailseal/seal/format.hpp>
@@ -142,20 +143,6 @@ std::string line_of(const monitor::verdict& v) {
     return text;
 }
 
-/// systemd reads a "<N>" prefix on a line of a service's standard output as its syslog
-/// priority (sd-daemon(3)); only when that output is the journal's stream.
-bool stdout_is_journal() {
-    const char* stream = std::getenv("JOURNAL_STREAM");
-    if (stream == nullptr) {
-        return false;
-    }
-    struct stat st {};
-    if (::fstat(STDOUT_FILENO, &st) != 0) {
-        return false;
-    }
-    return std::string(stream) == std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
-}
-
 std::string_view priority_prefix(severity s) {
     switch (s) {
     case ok:
@@ -170,7 +157,9 @@ std::string_view priority_prefix(severity s) {
 }
 
 void print_human(const std::vector<monitor::verdict>& verdicts, std::ostream& out) {
-    bool journal = stdout_is_journal();
+    // systemd reads a "<N>" prefix on a line of a service's standard output as its syslog
+    // priority (sd-daemon(3)); only when that output is the journal's stream.
+    bool journal = log::is_journal_stream(STDOUT_FILENO);
     for (const auto& v : verdicts) {
         auto prefix = journal ? priority_prefix(v.level) : std::string_view();
         out << prefix << monitor::to_string(v.level) << " " << util::printable(v.name) << ": "

@@ -12,7 +12,6 @@
 
 #include <mailseal/dns/lookup.hpp>
 #include <mailseal/dns/name.hpp>
-#include <mailseal/seal/smime/evaluate.hpp>
 
 namespace mailseal::tools {
 namespace {
@@ -230,9 +229,7 @@ judge_host(host_check_context& context, dns::resolver& resolver, const std::stri
     if (in.lookup.result == dns::outcome::secure_records) {
         std::vector<std::string> presentations;
         for (const auto& rdata : in.lookup.rdata) {
-            auto record = seal::smime::parse_smimea_rdata(rdata);
-            presentations.push_back(record ? seal::smime::to_presentation(*record)
-                                           : dns::generic_rdata(rdata));
+            presentations.push_back(monitor::tlsa_presentation(rdata));
         }
         in.first_seen = context.seen.observe(in.lookup.owner, presentations, context.now);
     } else if (in.lookup.result == dns::outcome::secure_absent) {
@@ -296,7 +293,8 @@ boost::asio::awaitable<std::vector<monitor::verdict>> check_this_host(host_check
                                                                       dns::resolver& resolver) {
     const auto& options = context.options;
     std::vector<monitor::verdict> verdicts;
-    if (local_domains(context.cfg).empty()) {
+    auto domains_here = local_domains(context.cfg);
+    if (domains_here.empty()) {
         // An unconfigured host (the package's file leaves mailbox.domains to the operator)
         // has nothing to check, which is not the same as all well.
         monitor::verdict none;
@@ -308,7 +306,7 @@ boost::asio::awaitable<std::vector<monitor::verdict>> check_this_host(host_check
     }
     // Host -> the local domains whose MX names it, in the order first met.
     std::vector<std::pair<std::string, std::vector<std::string>>> hosts;
-    for (const auto& domain : local_domains(context.cfg)) {
+    for (const auto& domain : domains_here) {
         auto mx = co_await look_up_mx(resolver, domain);
         verdicts.push_back(std::move(mx.result));
         for (const auto& host : mx.hosts) {

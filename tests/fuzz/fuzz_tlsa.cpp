@@ -72,9 +72,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     if ((in.options & 0x10) != 0) {
         for (const auto& rdata : in.lookup.rdata) {
-            auto record = seal::smime::parse_smimea_rdata(rdata);
-            inputs.first_seen[record ? seal::smime::to_presentation(*record)
-                                     : dns::generic_rdata(rdata)] = base - std::chrono::hours(24);
+            inputs.first_seen[tlsa_presentation(rdata)] = base - std::chrono::hours(24);
         }
     }
     auto judged = judge_tlsa(inputs);

@@ -39,6 +39,10 @@ using field = std::pair<std::string_view, std::string_view>;
 /// when it could not be set up.
 std::optional<std::string> capture_library_output();
 
+/// Whether `fd` is the journal's stream: systemd names the stream it gives a service's
+/// standard output and error in JOURNAL_STREAM ("device:inode", systemd.exec(5)).
+bool is_journal_stream(int fd);
+
 void set_level(config::log_level level);
 void set_format(config::log_format format);
 void set_output(config::log_output output);

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,11 @@ inline constexpr std::uint16_t tlsa_rr_type = 52;
 
 /// The TLSA owner name of a service: "_25._tcp.mx.example.org" (RFC 6698 §3).
 std::string tlsa_owner(std::string_view host, std::uint16_t port);
+
+/// A TLSA record's RDATA as the monitor names it everywhere (lines to remove, first
+/// sightings): its presentation form, "3 1 1 <hex>", or the RFC 3597 form when it is shorter
+/// than its three fields.
+std::string tlsa_presentation(std::span<const std::uint8_t> rdata);
 
 /// Everything one judgement needs.
 struct tlsa_inputs {
