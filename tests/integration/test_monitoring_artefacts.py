@@ -12,6 +12,7 @@ import subprocess
 import unittest
 
 import harness
+from test_lookup import run_mailseal
 from test_metrics import scrape
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
@@ -45,9 +46,8 @@ class MonitoringArtefactsTest(harness.TestCase):
                              server.log()).group(1))
         exported = set(re.findall(r"(?m)^# TYPE (\S+) ", scrape(port)[1]))
         textfile = os.path.join(self.dir, "check.prom")
-        code, _, err = (lambda p: (p.returncode, p.stdout, p.stderr))(subprocess.run(
-            [harness.MAILSEAL_BIN, "check", "--config", server.config_path, "--prometheus",
-             textfile, f"alice@{harness.DOMAIN}"], capture_output=True, text=True, timeout=60))
+        code, _, err = run_mailseal("check", "--config", server.config_path, "--prometheus",
+                                    textfile, f"alice@{harness.DOMAIN}")
         self.assertIn(code, (0, 1, 2), err)
         exported |= set(re.findall(r"(?m)^# TYPE (\S+) ", harness.read_text(textfile)))
         with open(RULES) as f:
