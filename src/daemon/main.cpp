@@ -7,6 +7,7 @@
 #include <functional>
 #include <grp.h>
 #include <iostream>
+#include <malloc.h>
 #include <nlohmann/json.hpp>
 #include <pwd.h>
 #include <sys/prctl.h>
@@ -124,6 +125,16 @@ void remove_stale_tmp_files(const config::config& cfg) {
     if (removed > 0) {
         log::info("stale-tmp-removed", {{"files", std::to_string(removed)}});
     }
+}
+
+/// glibc gives memory back to the kernel as soon as 128 KiB lie free at the top of a thread's
+/// arena, so every message's buffers were faulted in afresh by the next message: a tenth of the
+/// daemon's time at 64 KiB. Freed memory now stays in the arenas while mail flows (freed
+/// plaintext is wiped first, as before), buffers up to 4 MiB come from the arenas rather than
+/// from mmap() each time, and the server's trim after a second of idleness hands it all back.
+void keep_freed_memory_while_busy() {
+    ::mallopt(M_TRIM_THRESHOLD, 8 << 20);
+    ::mallopt(M_MMAP_THRESHOLD, 4 << 20);
 }
 
 /// Each recipient of a transaction holds two descriptors while its message arrives (its file and
@@ -253,6 +264,7 @@ int serve(const std::string& config_path, bool allow_root) {
     ::setrlimit(RLIMIT_CORE, &no_core);
     std::signal(SIGPIPE, SIG_IGN);
     raise_open_file_limit(cfg);
+    keep_freed_memory_while_busy();
 
     if (auto problem = check_identity(cfg, allow_root)) {
         std::cerr << "mailseal: " << *problem << '\n';
