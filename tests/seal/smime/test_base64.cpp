@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <random>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
@@ -21,8 +22,17 @@ std::string reference(const std::string& in) {
 }
 
 std::string encoded(const std::string& in) {
+    std::string out(base64_length(in.size()) + 1, '#');
+    out.resize(encode_base64(in, out.data()) + 1);
+    // Nothing is written past the encoding.
+    EXPECT_EQ(out.back(), '#');
+    out.pop_back();
+    return out;
+}
+
+std::string encoded_portably(const std::string& in) {
     std::string out(base64_length(in.size()), '#');
-    out.resize(encode_base64(in, out.data()));
+    out.resize(encode_base64_portable(in, out.data()));
     return out;
 }
 
@@ -52,7 +62,46 @@ TEST(base64, random_input_of_every_length_matches_openssl) {
             c = static_cast<char>(random());
         }
         EXPECT_EQ(encoded(in), reference(in)) << "length " << length;
+        EXPECT_EQ(encoded_portably(in), reference(in)) << "length " << length;
     }
+}
+
+TEST(base64, every_six_bit_value_in_every_vector_position) {
+    // A vector step makes 32 characters; in step j, character p has value (j + p) % 64, so 64
+    // steps put every value in every position.
+    const std::string_view alphabet =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::vector<unsigned> values;
+    std::string expected;
+    for (unsigned j = 0; j < 64; ++j) {
+        for (unsigned p = 0; p < 32; ++p) {
+            values.push_back((j + p) % 64);
+            expected += alphabet[(j + p) % 64];
+        }
+    }
+    std::string in;
+    for (std::size_t i = 0; i < values.size(); i += 4) {
+        unsigned group = values[i] << 18 | values[i + 1] << 12 | values[i + 2] << 6 | values[i + 3];
+        in += static_cast<char>(group >> 16);
+        in += static_cast<char>(group >> 8);
+        in += static_cast<char>(group);
+    }
+    EXPECT_EQ(encoded(in), expected);
+    // And at every alignment of the input to the steps.
+    for (std::size_t offset = 1; offset < 24; ++offset) {
+        std::string text = in.substr(offset);
+        EXPECT_EQ(encoded(text), reference(text)) << "offset " << offset;
+    }
+}
+
+TEST(base64, large_random_input_matches_openssl) {
+    std::mt19937 random(5);
+    std::string in(1 << 20, '\0');
+    for (auto& c : in) {
+        c = static_cast<char>(random());
+    }
+    EXPECT_EQ(encoded(in), reference(in));
+    RecordProperty("vectorised", base64_vectorised() ? "yes" : "no");
 }
 
 } // namespace
