@@ -29,6 +29,16 @@ std::string_view to_string(missing_maildir m) {
     return "unknown";
 }
 
+std::string_view to_string(page_cache_policy p) {
+    switch (p) {
+    case page_cache_policy::drop:
+        return "drop";
+    case page_cache_policy::keep:
+        return "keep";
+    }
+    return "unknown";
+}
+
 std::string_view to_string(quota_reply q) {
     switch (q) {
     case quota_reply::temporary:
@@ -220,13 +230,9 @@ constexpr int_range cache_entries_range{0, 1000000, "between 0 and 1000000"};
 constexpr int_range data_done_timeout_range{1, 540, "between 1s and 9m"};
 constexpr std::array server_keys{"hostname"sv, "workers"sv, "user"sv, "group"sv};
 constexpr std::array listen_keys{"unix"sv, "tcp"sv, "mode"sv, "owner"sv, "group"sv};
-constexpr std::array mailbox_keys{"domains"sv,
-                                  "maildir"sv,
-                                  "lowercase_local_part"sv,
-                                  "recipient_delimiter"sv,
-                                  "on_missing"sv,
-                                  "create_mode"sv,
-                                  "over_quota"sv};
+constexpr std::array mailbox_keys{
+    "domains"sv,    "maildir"sv,     "lowercase_local_part"sv, "recipient_delimiter"sv,
+    "on_missing"sv, "create_mode"sv, "over_quota"sv,           "page_cache"sv};
 constexpr std::array limits_keys{"message_size"sv,        "recipients"sv,       "connections"sv,
                                  "command_line_length"sv, "data_line_length"sv, "idle_timeout"sv,
                                  "command_timeout"sv,     "data_timeout"sv};
@@ -246,6 +252,7 @@ constexpr std::array seal_rule_keys{"match"sv,  "on_no_key"sv,   "passthrough"sv
 
 constexpr std::array missing_maildir_values{missing_maildir::create, missing_maildir::refuse};
 constexpr std::array quota_reply_values{quota_reply::temporary, quota_reply::permanent};
+constexpr std::array page_cache_values{page_cache_policy::drop, page_cache_policy::keep};
 constexpr std::array log_format_values{log_format::logfmt, log_format::json};
 constexpr std::array log_output_values{log_output::standard_error, log_output::syslog};
 constexpr std::array store_kind_values{store_kind::maildir, store_kind::lmtp};
@@ -788,6 +795,7 @@ private:
             m.create_mode = mailbox_settings{}.create_mode;
         }
         read_choice(*t, "mailbox", "over_quota", quota_reply_values, m.over_quota);
+        read_choice(*t, "mailbox", "page_cache", page_cache_values, m.page_cache);
     }
 
     void read_domains(const toml::table& t, std::vector<std::string>& out) {

@@ -144,7 +144,8 @@ std::string describe(const config& c) {
         << "recipient_delimiter = " << detail::toml_string(m.recipient_delimiter) << "\n"
         << "on_missing = " << detail::toml_string(to_string(m.on_missing)) << "\n"
         << "create_mode = " << detail::toml_octal(m.create_mode) << "\n"
-        << "over_quota = " << detail::toml_string(to_string(m.over_quota)) << "\n";
+        << "over_quota = " << detail::toml_string(to_string(m.over_quota)) << "\n"
+        << "page_cache = " << detail::toml_string(to_string(m.page_cache)) << "\n";
 
     out << "\n[store]\nkind = " << detail::toml_string(to_string(c.store.kind)) << "\n";
     if (c.store.next_hop) {

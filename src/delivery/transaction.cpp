@@ -126,6 +126,7 @@ struct transaction::state final : seal::copy_sink {
         if (config.mailbox.on_missing == config::missing_maildir::create) {
             options.create_mode = config.mailbox.create_mode;
         }
+        options.drop_from_page_cache = config.mailbox.page_cache == config::page_cache_policy::drop;
         auto begun = store::delivery::begin(*f.rcpt.maildir, names.next(now), options);
         if (auto* failure = std::get_if<store::failure>(&begun)) {
             f.detail = failure->str();

@@ -376,9 +376,9 @@ class delivery::block_writer {
 public:
     /// Starts the thread (std::system_error when there is none to be had); `offset` is where
     /// the file's end is, and `file_end` its last byte.
-    block_writer(int fd, std::uint64_t offset, char file_end)
-        : fd_(fd), written_(offset), writeback_requested_(offset), file_end_(file_end),
-          thread_([this] { run(); }) {}
+    block_writer(int fd, std::uint64_t offset, char file_end, bool drop_written)
+        : fd_(fd), drop_written_(drop_written), written_(offset), writeback_requested_(offset),
+          dropped_(offset), file_end_(file_end), thread_([this] { run(); }) {}
 
     /// Stops after the block being written; the others are dropped (the file is being thrown
     /// away, or everything was drained).
@@ -445,7 +445,7 @@ private:
             int err = write_all(fd_, block);
             if (err == 0) {
                 written_ += block.size();
-                request_writeback();
+                err = request_writeback();
             }
             block.clear();
             {
@@ -463,20 +463,38 @@ private:
         }
     }
 
-    void request_writeback() {
+    /// 0, or the errno of a failed writeback.
+    int request_writeback() {
         if (written_ - writeback_requested_ < writeback_window) {
-            return;
+            return 0;
         }
         // The pages start going to disk while the rest is still being sealed, instead of all
-        // at commit's fsync. Only a request: fsync still decides durability and reports any
-        // error, so the result is not needed here.
+        // at commit's fsync. Only a request: fsync still decides durability.
         ::sync_file_range(fd_, static_cast<off64_t>(writeback_requested_),
                           static_cast<off64_t>(written_ - writeback_requested_),
                           SYNC_FILE_RANGE_WRITE);
+        if (drop_written_ && writeback_requested_ > dropped_) {
+            // The window before it is on disk by now, or soon: once it is, its pages go back
+            // for the next blocks to reuse. A writeback error seen here is not seen again by
+            // commit's fsync (the kernel reports each one once per open file), so it fails the
+            // delivery now.
+            auto from = static_cast<off64_t>(dropped_);
+            auto length = static_cast<off64_t>(writeback_requested_ - dropped_);
+            if (::sync_file_range(fd_, from, length,
+                                  SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                      SYNC_FILE_RANGE_WAIT_AFTER) != 0) {
+                return errno;
+            }
+            ::posix_fadvise(fd_, from, length, POSIX_FADV_DONTNEED);
+            dropped_ = writeback_requested_;
+        }
         writeback_requested_ = written_;
+        return 0;
     }
 
     const int fd_;
+    /// Drop each window's pages from the page cache once they are on disk.
+    const bool drop_written_;
     std::mutex mutex_;
     std::condition_variable changed_;
     std::deque<std::string> queue_;
@@ -488,6 +506,7 @@ private:
     /// Touched by the thread only.
     std::uint64_t written_;
     std::uint64_t writeback_requested_;
+    std::uint64_t dropped_;
     char file_end_;
     /// Last: started once everything it uses is made.
     std::thread thread_;
@@ -503,8 +522,12 @@ std::variant<delivery, failure> delivery::begin(const std::filesystem::path& mai
     if (auto* f = std::get_if<failure>(&tmp_dir)) {
         return std::move(*f);
     }
-    return begin_in_tmp(maildir, std::move(std::get<util::unique_fd>(tmp_dir)), unique_name,
-                        options.tmp);
+    auto begun = begin_in_tmp(maildir, std::move(std::get<util::unique_fd>(tmp_dir)), unique_name,
+                              options.tmp);
+    if (auto* d = std::get_if<delivery>(&begun)) {
+        d->drop_from_page_cache_ = options.drop_from_page_cache;
+    }
+    return begun;
 }
 
 std::variant<delivery, failure> delivery::begin_at(int maildir_fd,
@@ -560,10 +583,10 @@ delivery::delivery(delivery&& other) noexcept
     : maildir_(std::move(other.maildir_)), name_(std::move(other.name_)),
       tmp_path_(std::move(other.tmp_path_)), tmp_dir_(std::move(other.tmp_dir_)),
       fd_(std::move(other.fd_)), tmp_exists_(std::exchange(other.tmp_exists_, false)),
-      unnamed_(other.unnamed_), failed_(std::move(other.failed_)),
-      buffer_(std::move(other.buffer_)), block_size_(other.block_size_), file_end_(other.file_end_),
-      size_(other.size_), crlf_size_(other.crlf_size_), received_(other.received_),
-      writer_(std::move(other.writer_)) {}
+      unnamed_(other.unnamed_), drop_from_page_cache_(other.drop_from_page_cache_),
+      failed_(std::move(other.failed_)), buffer_(std::move(other.buffer_)),
+      block_size_(other.block_size_), file_end_(other.file_end_), size_(other.size_),
+      crlf_size_(other.crlf_size_), received_(other.received_), writer_(std::move(other.writer_)) {}
 
 delivery& delivery::operator=(delivery&& other) noexcept {
     if (this != &other) {
@@ -575,6 +598,7 @@ delivery& delivery::operator=(delivery&& other) noexcept {
         fd_ = std::move(other.fd_);
         tmp_exists_ = std::exchange(other.tmp_exists_, false);
         unnamed_ = other.unnamed_;
+        drop_from_page_cache_ = other.drop_from_page_cache_;
         failed_ = std::move(other.failed_);
         buffer_ = std::move(other.buffer_);
         block_size_ = other.block_size_;
@@ -643,7 +667,8 @@ std::optional<failure> delivery::flush(bool last) {
     }
     if (!writer_ && received_ + buffer_.size() >= background_threshold) {
         try {
-            writer_ = std::make_unique<block_writer>(fd_.get(), size_, file_end_);
+            writer_ =
+                std::make_unique<block_writer>(fd_.get(), size_, file_end_, drop_from_page_cache_);
             block_size_ = background_block;
         } catch (const std::system_error&) {
             // No thread to be had: the writes stay on this one.
@@ -717,6 +742,10 @@ std::optional<failure> delivery::finish_file(const stored_message* metadata_of) 
     //    the disk before the data, and a crash leaves an empty or truncated message in new/.
     if (::fsync(fd_.get()) != 0) {
         return fail(sys_failure(errno, "fsync", tmp_path_));
+    }
+    if (drop_from_page_cache_) {
+        // The pages are clean now and the file durable: only advice, whatever the answer.
+        ::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_DONTNEED);
     }
     // 4. Check close() too: "fclose() may fail even while fflush and fsync() succeed. Think of
     //    remote file systems such as AFS that copy the file back to the server upon close."

@@ -350,6 +350,10 @@ std::vector<bad_case> bad_cases() {
          one_listener + "[mailbox]\ndomains = [\"a.org\"]\nover_quota = \"bounce\"\n",
          "cfg.toml:5:14: mailbox.over_quota: must be one of \"temporary\", \"permanent\", got "
          "\"bounce\""},
+        {"page_cache_unknown",
+         one_listener + "[mailbox]\ndomains = [\"a.org\"]\npage_cache = \"flush\"\n",
+         "cfg.toml:5:14: mailbox.page_cache: must be one of \"drop\", \"keep\", got "
+         "\"flush\""},
         {"log_level_unknown", "[log]\nlevel = \"verbose\"\n" + required,
          "cfg.toml:2:9: log.level: must be one of \"debug\", \"info\", \"warning\", \"error\", "
          "got \"verbose\""},
@@ -907,6 +911,7 @@ recipient_delimiter = "+"
 on_missing = "create"
 create_mode = 0o700
 over_quota = "temporary"
+page_cache = "drop"
 
 [store]
 kind = "maildir"
@@ -978,6 +983,7 @@ cfg::config unusual() {
     c.mailbox.on_missing = cfg::missing_maildir::refuse;
     c.mailbox.create_mode = 0750;
     c.mailbox.over_quota = cfg::quota_reply::permanent;
+    c.mailbox.page_cache = cfg::page_cache_policy::keep;
     c.store.kind = cfg::store_kind::lmtp;
     c.store.next_hop = cfg::unix_listener{"/run/dovecot/lmtp", 0600, {}, {}};
     c.store.timeout = std::chrono::seconds(42);
@@ -1066,17 +1072,19 @@ TEST(example, documents_every_key) {
         EXPECT_TRUE(set || shown) << key << ": no example setting";
         EXPECT_TRUE(explained) << key << ": no \"# " << key << ": ...\" explanation";
     }
-    // 4 in [server] (its group shares the name of [[listen]]'s), 5 in [[listen]], 7 in [mailbox],
+    // 4 in [server] (its group shares the name of [[listen]]'s), 5 in [[listen]], 8 in [mailbox],
     // 4 in [store] (its timeout shares the name of [dns]'s), 8 in [limits], 6 in [dns], 2 in
     // [[dns.stub_zone]], 5 in [keys], 8 in [seal] (whose 7 policy keys [[seal.policy]] repeats,
     // plus match), 1 in [metrics], 3 in [log].
-    EXPECT_EQ(keys.size(), 53u) << "describe() wrote " << keys.size() << " distinct keys";
+    EXPECT_EQ(keys.size(), 54u) << "describe() wrote " << keys.size() << " distinct keys";
 }
 
 TEST(enums, to_string) {
     EXPECT_EQ(cfg::to_string(cfg::missing_maildir::create), "create");
     EXPECT_EQ(cfg::to_string(cfg::missing_maildir::refuse), "refuse");
     EXPECT_EQ(cfg::to_string(cfg::quota_reply::temporary), "temporary");
+    EXPECT_EQ(cfg::to_string(cfg::page_cache_policy::drop), "drop");
+    EXPECT_EQ(cfg::to_string(cfg::page_cache_policy::keep), "keep");
     EXPECT_EQ(cfg::to_string(cfg::quota_reply::permanent), "permanent");
     EXPECT_EQ(cfg::to_string(cfg::log_level::debug), "debug");
     EXPECT_EQ(cfg::to_string(cfg::log_level::info), "info");

@@ -212,6 +212,44 @@ class MailboxTest(LmtpCase):
         self.assertEqual(mode, 0o666, f"socket mode: got {mode:o}, want 666 (listen.mode)")
 
 
+def resident_bytes(path):
+    """How much of the file the page cache holds (util-linux fincore)."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", path],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.strip())
+
+
+class PageCacheTest(LmtpCase):
+    """mailbox.page_cache = "drop" (the default): a delivered file's pages leave the page cache
+    once on disk, a large file's while it is written."""
+
+    def deliver(self, local, size):
+        body = (b"y" * 998 + b"\r\n") * (size // 1000)
+        txn = self.session().transaction(SENDER, [addr(local)], message("cache", body))
+        self.assertReply(txn.finals[0], 250, "2.0.0", rcpt=addr(local), context="delivery")
+        files = self.new_files(local)
+        self.assertEqual(len(files), 1, f"{local}'s new/")
+        return files[0]
+
+    def test_delivered_files_leave_the_page_cache(self):
+        # 64 KiB: dropped after the fsync; 24 MiB: on the writer thread, window by window.
+        for local, size in (("small", 64 * 1024), ("large", 24 * 1024 * 1024)):
+            path = self.deliver(local, size)
+            self.assertEqual(resident_bytes(path), 0, f"{local}: pages still in the page cache")
+            self.assertGreater(os.path.getsize(path), size * 99 // 100,
+                               f"{local}: the whole message")
+
+
+class PageCacheKeptTest(PageCacheTest):
+    overrides = {"mailbox": {"page_cache": "keep"}}
+
+    def test_delivered_files_leave_the_page_cache(self):
+        path = self.deliver("kept", 64 * 1024)
+        size = os.path.getsize(path)
+        self.assertEqual(resident_bytes(path), size + -size % 4096,
+                         "with page_cache = \"keep\" the written pages stay cached")
+
+
 class ShutdownTest(LmtpCase):
     def test_sigterm_closes_idle_sessions(self):
         client = self.session()

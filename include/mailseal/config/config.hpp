@@ -44,10 +44,13 @@ using listener = std::variant<unix_listener, tcp_listener>;
 
 enum class missing_maildir { create, refuse };
 enum class quota_reply { temporary, permanent };
+/// What becomes of a delivered file's pages in the page cache once they are on disk.
+enum class page_cache_policy { drop, keep };
 enum class log_level { debug, info, warning, error };
 
 std::string_view to_string(missing_maildir);
 std::string_view to_string(quota_reply);
+std::string_view to_string(page_cache_policy);
 std::string_view to_string(log_level);
 
 struct mailbox_settings {
@@ -65,6 +68,9 @@ struct mailbox_settings {
     mode_t create_mode = 0700;
     /// EDQUOT: 452 4.2.2 (temporary, the MTA retries) or 552 5.2.2 (permanent, it bounces).
     quota_reply over_quota = quota_reply::temporary;
+    /// "drop": a delivered file's pages leave the page cache once on disk (see
+    /// store::maildir_options::drop_from_page_cache); "keep": the kernel decides.
+    page_cache_policy page_cache = page_cache_policy::drop;
 
     bool operator==(const mailbox_settings&) const = default;
 };

@@ -75,6 +75,13 @@ struct maildir_options {
     /// Create a missing Maildir (and its parents) with this mode; nullopt refuses instead.
     std::optional<mode_t> create_mode;
     tmp_file tmp = tmp_file::unnamed_where_supported;
+    /// Drop the file's pages from the page cache once they are on disk: as a large file's
+    /// blocks reach the disk, and the whole file after its fsync. The message is usually
+    /// read later, if ever, by the IMAP server, and the pages it frees are the ones the next
+    /// message's writes reuse. On a virtual machine that hands free memory back to its host
+    /// (free page reporting) every fresh page costs a fault in the host: writing 64 KiB into
+    /// fresh pages took 163 us here, into reused ones 18 us.
+    bool drop_from_page_cache = true;
 };
 
 /// Unique Maildir base names, `<secs>.M<usecs>P<pid>Q<n>.<host>`: seconds and microseconds of
@@ -215,8 +222,9 @@ private:
     std::filesystem::path tmp_path_; ///< for messages; the file is reached through tmp_dir_
     util::unique_fd tmp_dir_;        ///< tmp/, opened without following a link
     util::unique_fd fd_;
-    bool tmp_exists_ = false;       ///< tmp_path_ is ours to remove
-    bool unnamed_ = false;          ///< fd_ is an O_TMPFILE file, linked into place at the end
+    bool tmp_exists_ = false; ///< tmp_path_ is ours to remove
+    bool unnamed_ = false;    ///< fd_ is an O_TMPFILE file, linked into place at the end
+    bool drop_from_page_cache_ = false;
     std::optional<failure> failed_; ///< the first failure; it finished the delivery
     std::string buffer_;            ///< received bytes not yet converted and written
     /// How full buffer_ gets before it is written.
