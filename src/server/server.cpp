@@ -295,11 +295,16 @@ struct body_slices {
 /// Body bytes the connection may read and parse ahead while the pool still seals and stores
 /// the previous slices; past it, the client waits on TCP flow control.
 constexpr std::size_t read_ahead_bytes = 512 * 1024;
+/// A message's first body bytes wait for more until they reach this much: a message no larger
+/// goes to the pool once, with its end, instead of once for its first read and again for the
+/// rest (two thread switches and a wake-up each time).
+constexpr std::size_t first_batch_bytes = 256 * 1024;
 
 /// Whether the body slices at the front of the connection's queue, `first` and the slices
 /// queued behind it, go to the pool now rather than wait for more reading: something other than
-/// body follows them (the end of the data, a discard), or they reach read_ahead_bytes.
-bool body_batch_complete(const lmtp::events::body& first, const std::deque<lmtp::event>& queue) {
+/// body follows them (the end of the data, a discard), or they reach `enough` bytes.
+bool body_batch_complete(const lmtp::events::body& first, const std::deque<lmtp::event>& queue,
+                         std::size_t enough) {
     std::size_t bytes = first.bytes.size();
     for (const auto& next : queue) {
         const auto* body = std::get_if<lmtp::events::body>(&next);
@@ -308,7 +313,7 @@ bool body_batch_complete(const lmtp::events::body& first, const std::deque<lmtp:
         }
         bytes += body->bytes.size();
     }
-    return bytes >= read_ahead_bytes;
+    return bytes >= enough;
 }
 
 /// Key discovery's answers for recipients without keys, by RCPT index.
@@ -550,6 +555,8 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
     std::shared_ptr<body_hand_off> in_flight;
     std::vector<std::shared_ptr<pending_keys>> lookups;
     std::uint64_t transactions = 0;
+    /// Body hand-offs to the pool in the current transaction, its end's excepted.
+    std::size_t body_hand_offs = 0;
     std::deque<lmtp::event> queue;
     // Body slices may wait in the queue while the connection reads on: whatever way the
     // connection ends, they are wiped.
@@ -678,6 +685,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                                              ? lookups[i]->rcpt
                                              : recipient::normalise(cfg, begin->env.recipients[i]));
                 }
+                body_hand_offs = 0;
                 txn = std::make_shared<delivery::transaction>(
                     cfg, gen->names, std::move(begin->env), std::move(recipients), std::move(info),
                     gen->next_hop.get());
@@ -687,16 +695,20 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 // them (a small message arrives in one read), go to the pool in one hand-off,
                 // with the keys that have arrived: each hand-off costs two thread switches.
                 // While the pool is still on the previous slices, the connection reads on and
-                // these wait in the queue, so reading and parsing overlap sealing and writing.
+                // these wait in the queue, so reading and parsing overlap sealing and writing;
+                // a message's first slices wait for first_batch_bytes, or its end.
                 // Not while a recipient's keys are still looked up: the sealer then holds the
                 // plaintext, and it may hold only its bound plus one read's worth.
                 auto keys_pending = [&] {
                     return std::any_of(lookups.begin(), lookups.end(),
                                        [](const auto& l) { return !l->result; });
                 };
+                bool pool_busy = in_flight && !in_flight->done;
                 if (const auto* body = std::get_if<lmtp::events::body>(&e);
-                    body != nullptr && in_flight && !in_flight->done &&
-                    !body_batch_complete(*body, queue) && !keys_pending()) {
+                    body != nullptr && (pool_busy || body_hand_offs == 0) &&
+                    !body_batch_complete(
+                        *body, queue, body_hand_offs == 0 ? first_batch_bytes : read_ahead_bytes) &&
+                    !keys_pending()) {
                     queue.push_front(std::move(e));
                     wipe_body_bytes(e);
                     break;
@@ -744,6 +756,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 if (!end) {
                     in_flight = hand_off_body(st->pool, socket.get_executor(), gen, txn, slices,
                                               std::move(ready));
+                    ++body_hand_offs;
                     continue;
                 }
                 std::optional<lmtp::reply> first_reply;
