@@ -279,13 +279,6 @@ std::string name_generator::next(std::chrono::system_clock::time_point now) {
            std::to_string(::getpid()) + "Q" + std::to_string(n) + "." + host_;
 }
 
-/// An unnamed file is linked into place through /proc/self/fd (linkat() with AT_EMPTY_PATH
-/// would need CAP_DAC_READ_SEARCH): without /proc, files in tmp/ are named.
-bool proc_fd_links_available() {
-    static const bool available = ::access("/proc/self/fd", X_OK) == 0;
-    return available;
-}
-
 /// Refuses a name for a new file before anything is created: a "/" would leave tmp/, and
 /// readers skip names starting with ".".
 std::optional<failure> refuse_name(const std::string& unique_name) {
@@ -522,8 +515,7 @@ std::variant<delivery, failure> delivery::begin(const std::filesystem::path& mai
     if (auto* f = std::get_if<failure>(&tmp_dir)) {
         return std::move(*f);
     }
-    auto begun = begin_in_tmp(maildir, std::move(std::get<util::unique_fd>(tmp_dir)), unique_name,
-                              options.tmp);
+    auto begun = begin_in_tmp(maildir, std::move(std::get<util::unique_fd>(tmp_dir)), unique_name);
     if (auto* d = std::get_if<delivery>(&begun)) {
         d->drop_from_page_cache_ = options.drop_from_page_cache;
     }
@@ -540,24 +532,12 @@ std::variant<delivery, failure> delivery::begin_at(int maildir_fd,
     if (auto* f = std::get_if<failure>(&tmp_dir)) {
         return std::move(*f);
     }
-    return begin_in_tmp(maildir, std::move(std::get<util::unique_fd>(tmp_dir)), unique_name,
-                        tmp_file::named);
+    return begin_in_tmp(maildir, std::move(std::get<util::unique_fd>(tmp_dir)), unique_name);
 }
 
 std::variant<delivery, failure> delivery::begin_in_tmp(const std::filesystem::path& maildir,
                                                        util::unique_fd tmp,
-                                                       const std::string& unique_name,
-                                                       tmp_file kind) {
-    if (kind == tmp_file::unnamed_where_supported && proc_fd_links_available()) {
-        util::unique_fd fd{::openat(tmp.get(), ".", O_WRONLY | O_TMPFILE | O_CLOEXEC, 0600)};
-        if (fd) {
-            return delivery{maildir, unique_name, std::move(tmp), std::move(fd), true};
-        }
-        // EISDIR: a kernel without O_TMPFILE; EOPNOTSUPP: a file system without it.
-        if (errno != EISDIR && errno != EOPNOTSUPP) {
-            return sys_failure(errno, "open", maildir / "tmp" / (unique_name + " (unnamed)"));
-        }
-    }
+                                                       const std::string& unique_name) {
     auto tmp_path = maildir / "tmp" / unique_name;
     // O_EXCL: never write into a file someone else created. The name is unique, so EEXIST
     // means a bug or a hostile file, and fails instead of trying another name. O_NOFOLLOW: a
@@ -567,14 +547,13 @@ std::variant<delivery, failure> delivery::begin_in_tmp(const std::filesystem::pa
     if (!fd) {
         return sys_failure(errno, "open", tmp_path);
     }
-    return delivery{maildir, unique_name, std::move(tmp), std::move(fd), false};
+    return delivery{maildir, unique_name, std::move(tmp), std::move(fd)};
 }
 
 delivery::delivery(std::filesystem::path maildir, std::string name, util::unique_fd tmp_dir,
-                   util::unique_fd fd, bool unnamed)
-    : maildir_(std::move(maildir)), name_(std::move(name)),
-      tmp_path_(maildir_ / "tmp" / (unnamed ? name_ + " (unnamed)" : name_)),
-      tmp_dir_(std::move(tmp_dir)), fd_(std::move(fd)), tmp_exists_(!unnamed), unnamed_(unnamed),
+                   util::unique_fd fd)
+    : maildir_(std::move(maildir)), name_(std::move(name)), tmp_path_(maildir_ / "tmp" / name_),
+      tmp_dir_(std::move(tmp_dir)), fd_(std::move(fd)), tmp_exists_(true),
       block_size_(write_block) {
     buffer_.reserve(block_size_);
 }
@@ -583,10 +562,10 @@ delivery::delivery(delivery&& other) noexcept
     : maildir_(std::move(other.maildir_)), name_(std::move(other.name_)),
       tmp_path_(std::move(other.tmp_path_)), tmp_dir_(std::move(other.tmp_dir_)),
       fd_(std::move(other.fd_)), tmp_exists_(std::exchange(other.tmp_exists_, false)),
-      unnamed_(other.unnamed_), drop_from_page_cache_(other.drop_from_page_cache_),
-      failed_(std::move(other.failed_)), buffer_(std::move(other.buffer_)),
-      block_size_(other.block_size_), file_end_(other.file_end_), size_(other.size_),
-      crlf_size_(other.crlf_size_), received_(other.received_), writer_(std::move(other.writer_)) {}
+      drop_from_page_cache_(other.drop_from_page_cache_), failed_(std::move(other.failed_)),
+      buffer_(std::move(other.buffer_)), block_size_(other.block_size_), file_end_(other.file_end_),
+      size_(other.size_), crlf_size_(other.crlf_size_), received_(other.received_),
+      writer_(std::move(other.writer_)) {}
 
 delivery& delivery::operator=(delivery&& other) noexcept {
     if (this != &other) {
@@ -597,7 +576,6 @@ delivery& delivery::operator=(delivery&& other) noexcept {
         tmp_dir_ = std::move(other.tmp_dir_);
         fd_ = std::move(other.fd_);
         tmp_exists_ = std::exchange(other.tmp_exists_, false);
-        unnamed_ = other.unnamed_;
         drop_from_page_cache_ = other.drop_from_page_cache_;
         failed_ = std::move(other.failed_);
         buffer_ = std::move(other.buffer_);
@@ -749,11 +727,9 @@ std::optional<failure> delivery::finish_file(const stored_message* metadata_of) 
     }
     // 4. Check close() too: "fclose() may fail even while fflush and fsync() succeed. Think of
     //    remote file systems such as AFS that copy the file back to the server upon close."
-    //    (Postfix, mail_copy.c) An unnamed file is linked through its descriptor first.
-    if (!unnamed_) {
-        if (int err = fd_.close(); err != 0) {
-            return fail(sys_failure(err, "close", tmp_path_));
-        }
+    //    (Postfix, mail_copy.c)
+    if (int err = fd_.close(); err != 0) {
+        return fail(sys_failure(err, "close", tmp_path_));
     }
     return std::nullopt;
 }
@@ -788,20 +764,8 @@ std::variant<util::unique_fd, failure> delivery::place(const std::string& subdir
     //    under one configured host name, both running us as pid 1 in containers, could meet.
     //    A collision is a temporary failure: the retry gets a new name. On failure the file
     //    stays in tmp/ and fail() removes it, so the target directory is untouched.
-    if (unnamed_) {
-        // linkat() never replaces an existing name either (EEXIST).
-        auto through = "/proc/self/fd/" + std::to_string(fd_.get());
-        if (::linkat(AT_FDCWD, through.c_str(), dir.get(), final_name.c_str(), AT_SYMLINK_FOLLOW) !=
-            0) {
-            return fail(sys_failure(errno, "link", dir_path / final_name));
-        }
-        if (int err = fd_.close(); err != 0) {
-            auto f = sys_failure(err, "close", tmp_path_);
-            ::unlinkat(dir.get(), final_name.c_str(), 0);
-            return fail(std::move(f));
-        }
-    } else if (auto f = rename_without_replacing(tmp_dir_.get(), name_, dir.get(), final_name,
-                                                 dir_path / final_name)) {
+    if (auto f = rename_without_replacing(tmp_dir_.get(), name_, dir.get(), final_name,
+                                          dir_path / final_name)) {
         return fail(*std::move(f));
     }
     tmp_exists_ = false;

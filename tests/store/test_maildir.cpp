@@ -192,10 +192,7 @@ struct by_name {
     }
 };
 
-/// The Maildir spec's named tmp/ file: the tests that look into tmp/ use it.
-const maildir_options create_0700{0700, tmp_file::named};
-/// What a delivery uses where it can: an unnamed file, linked into new/.
-const maildir_options unnamed_0700{0700, tmp_file::unnamed_where_supported};
+const maildir_options create_0700{0700};
 
 class maildir_test : public ::testing::Test {
 protected:
@@ -575,7 +572,7 @@ TEST_F(maildir_test, line_ends_that_straddle_block_boundaries_are_converted_once
         want_w += input[i] == '\n' && (want.empty() || want.back() != '\r') ? 2 : 1;
         want += input[i];
     }
-    auto d = must_begin(maildir(), next_name(), unnamed_0700);
+    auto d = must_begin(maildir(), next_name(), create_0700);
     ASSERT_TRUE(d);
     std::string_view rest = input;
     for (std::size_t n = 1; !rest.empty(); n = n * 3 % 100003 + 1) {
@@ -594,7 +591,7 @@ TEST_F(maildir_test, line_ends_that_straddle_block_boundaries_are_converted_once
 }
 
 TEST_F(maildir_test, abandon_stops_the_writer_thread_and_removes_the_file) {
-    auto d = must_begin(maildir(), next_name(), unnamed_0700);
+    auto d = must_begin(maildir(), next_name(), create_0700);
     ASSERT_TRUE(d);
     std::string block(1000, 'w');
     block += "\r\n";
@@ -970,7 +967,7 @@ TEST_F(maildir_test, concurrent_creation_of_one_maildir_succeeds_everywhere) {
 // ---------------------------------------------------------------------------------------------
 // Failures from the filesystem. Each must leave new/ empty (and tmp/ clean).
 
-class mounted_test : public maildir_test, public ::testing::WithParamInterface<tmp_file> {
+class mounted_test : public maildir_test {
 protected:
     /// Mounts a tmpfs at <root>/mnt, or skips the test when this process may not mount.
     void mount_tmpfs(const char* options) {
@@ -981,22 +978,21 @@ protected:
         }
     }
     fs::path mounted_maildir() const { return root_.path() / "mnt" / "Maildir"; }
-    static maildir_options options() { return {0700, GetParam()}; }
 
     void TearDown() override { mount_.reset(); }
 
     std::optional<tmpfs_mount> mount_;
 };
 
-TEST_P(mounted_test, read_only_filesystem_is_a_permission_failure) {
+TEST_F(mounted_test, read_only_filesystem_is_a_permission_failure) {
     mount_tmpfs("size=1m,mode=0700");
     if (IsSkipped()) {
         return;
     }
-    ASSERT_TRUE(must_begin(mounted_maildir(), "probe", options())); // creates the Maildir
+    ASSERT_TRUE(must_begin(mounted_maildir(), "probe", create_0700)); // creates the Maildir
     ASSERT_TRUE(mount_->remount_read_only()) << std::strerror(errno);
 
-    auto begun = delivery::begin(mounted_maildir(), next_name(), options());
+    auto begun = delivery::begin(mounted_maildir(), next_name(), create_0700);
     ASSERT_TRUE(std::holds_alternative<failure>(begun));
     const auto& f = std::get<failure>(begun);
     EXPECT_EQ(f.kind, error_kind::permission) << f.str();
@@ -1005,12 +1001,12 @@ TEST_P(mounted_test, read_only_filesystem_is_a_permission_failure) {
     EXPECT_TRUE(list_dir(mounted_maildir() / "new").empty());
 }
 
-TEST_P(mounted_test, read_only_filesystem_refuses_creating_the_maildir) {
+TEST_F(mounted_test, read_only_filesystem_refuses_creating_the_maildir) {
     mount_tmpfs("size=1m,mode=0700,ro");
     if (IsSkipped()) {
         return;
     }
-    auto begun = delivery::begin(mounted_maildir(), next_name(), options());
+    auto begun = delivery::begin(mounted_maildir(), next_name(), create_0700);
     ASSERT_TRUE(std::holds_alternative<failure>(begun));
     const auto& f = std::get<failure>(begun);
     EXPECT_EQ(f.kind, error_kind::permission) << f.str();
@@ -1018,12 +1014,12 @@ TEST_P(mounted_test, read_only_filesystem_refuses_creating_the_maildir) {
     EXPECT_EQ(f.what.rfind("mkdir ", 0), 0u) << "got what=" << f.what;
 }
 
-TEST_P(mounted_test, disk_full_during_write) {
+TEST_F(mounted_test, disk_full_during_write) {
     mount_tmpfs("size=32k,mode=0700");
     if (IsSkipped()) {
         return;
     }
-    auto d = must_begin(mounted_maildir(), next_name(), options());
+    auto d = must_begin(mounted_maildir(), next_name(), create_0700);
     ASSERT_TRUE(d);
     std::string chunk(1000, 'x');
     chunk += "\r\n";
@@ -1044,12 +1040,12 @@ TEST_P(mounted_test, disk_full_during_write) {
     EXPECT_TRUE(list_dir(mounted_maildir() / "tmp").empty());
 }
 
-TEST_P(mounted_test, disk_full_on_the_writer_thread) {
+TEST_F(mounted_test, disk_full_on_the_writer_thread) {
     mount_tmpfs("size=6m,mode=0700");
     if (IsSkipped()) {
         return;
     }
-    auto d = must_begin(mounted_maildir(), next_name(), options());
+    auto d = must_begin(mounted_maildir(), next_name(), create_0700);
     ASSERT_TRUE(d);
     std::string chunk(4094, 'v');
     chunk += "\r\n";
@@ -1072,12 +1068,12 @@ TEST_P(mounted_test, disk_full_on_the_writer_thread) {
     EXPECT_TRUE(list_dir(mounted_maildir() / "tmp").empty());
 }
 
-TEST_P(mounted_test, disk_full_at_commit) {
+TEST_F(mounted_test, disk_full_at_commit) {
     mount_tmpfs("size=32k,mode=0700");
     if (IsSkipped()) {
         return;
     }
-    auto d = must_begin(mounted_maildir(), next_name(), options());
+    auto d = must_begin(mounted_maildir(), next_name(), create_0700);
     ASSERT_TRUE(d);
     // 48 KB fits in the write buffer, so the disk fills up only when commit() flushes it.
     ASSERT_FALSE(d->write(std::string(48 * 1024, 'y')));
@@ -1089,18 +1085,12 @@ TEST_P(mounted_test, disk_full_at_commit) {
     EXPECT_TRUE(list_dir(mounted_maildir() / "new").empty());
     EXPECT_TRUE(list_dir(mounted_maildir() / "tmp").empty());
 
-    auto after = must_begin(mounted_maildir(), next_name(), options());
+    auto after = must_begin(mounted_maildir(), next_name(), create_0700);
     ASSERT_TRUE(after);
     ASSERT_FALSE(after->write("small\r\n"));
     EXPECT_TRUE(std::holds_alternative<fs::path>(after->commit()))
         << "the failed delivery's space was given back";
 }
-
-INSTANTIATE_TEST_SUITE_P(tmp_files, mounted_test,
-                         ::testing::Values(tmp_file::named, tmp_file::unnamed_where_supported),
-                         [](const ::testing::TestParamInfo<tmp_file>& row) {
-                             return row.param == tmp_file::named ? "named" : "unnamed";
-                         });
 
 TEST_F(maildir_test, failed_rename_leaves_new_empty_and_tmp_clean) {
     ASSERT_TRUE(must_begin(maildir(), "probe", create_0700)); // creates the Maildir
@@ -1118,121 +1108,6 @@ TEST_F(maildir_test, failed_rename_leaves_new_empty_and_tmp_clean) {
     EXPECT_EQ(f.kind, error_kind::permission) << f.str();
     EXPECT_EQ(f.sys_errno, EPERM) << f.str();
     EXPECT_EQ(f.what.rfind("rename ", 0), 0u) << "got what=" << f.what;
-    EXPECT_TRUE(list_dir(maildir() / "new").empty());
-    EXPECT_TRUE(list_dir(maildir() / "tmp").empty());
-}
-
-// ---------------------------------------------------------------------------------------------
-// Unnamed files in tmp/, linked into new/
-
-TEST_F(maildir_test, unnamed_file_appears_only_in_new_and_only_at_commit) {
-    auto name = next_name();
-    auto d = must_begin(maildir(), name, unnamed_0700);
-    ASSERT_TRUE(d);
-    ASSERT_FALSE(d->write("Subject: x\r\n\r\nhello\r\n"));
-    EXPECT_TRUE(list_dir(maildir() / "tmp").empty()) << "the file has no name while written";
-    EXPECT_TRUE(list_dir(maildir() / "new").empty());
-    auto committed = d->commit();
-    auto* path = std::get_if<fs::path>(&committed);
-    ASSERT_NE(path, nullptr) << std::get<failure>(committed).str();
-    auto want_name = name + ",S=18,W=21";
-    EXPECT_EQ(*path, maildir() / "new" / want_name);
-    EXPECT_EQ(list_dir(maildir() / "new"), std::vector<std::string>{want_name});
-    EXPECT_TRUE(list_dir(maildir() / "tmp").empty());
-    EXPECT_EQ(read_all(*path), "Subject: x\n\nhello\n");
-    EXPECT_EQ(octal(mode_of(*path)), octal(0600));
-    struct stat st {};
-    ASSERT_EQ(::stat(path->c_str(), &st), 0);
-    EXPECT_EQ(st.st_nlink, 1u) << "one name, in new/";
-}
-
-TEST_F(maildir_test, unnamed_file_abandoned_or_destroyed_leaves_nothing) {
-    {
-        auto d = must_begin(maildir(), next_name(), unnamed_0700);
-        ASSERT_TRUE(d);
-        ASSERT_FALSE(d->write("partial\r\n"));
-    }
-    auto d = must_begin(maildir(), next_name(), unnamed_0700);
-    ASSERT_TRUE(d);
-    ASSERT_FALSE(d->write("partial\r\n"));
-    d->abandon();
-    EXPECT_TRUE(std::holds_alternative<failure>(d->commit()));
-    EXPECT_TRUE(list_dir(maildir() / "tmp").empty());
-    EXPECT_TRUE(list_dir(maildir() / "new").empty());
-}
-
-TEST_F(maildir_test, unnamed_file_survives_moves_of_the_delivery) {
-    auto name = next_name();
-    std::optional<delivery> moved;
-    {
-        auto d = must_begin(maildir(), name, unnamed_0700);
-        ASSERT_TRUE(d);
-        ASSERT_FALSE(d->write("a\r"));
-        moved.emplace(std::move(*d));
-    }
-    auto other = must_begin(maildir(), next_name(), unnamed_0700);
-    ASSERT_TRUE(other);
-    *other = std::move(*moved);
-    ASSERT_FALSE(other->write("\nb"));
-    auto committed = other->commit();
-    auto* path = std::get_if<fs::path>(&committed);
-    ASSERT_NE(path, nullptr) << std::get<failure>(committed).str();
-    EXPECT_EQ(read_all(*path), "a\nb");
-    EXPECT_EQ(list_dir(maildir() / "new"), std::vector<std::string>{name + ",S=3,W=4"});
-}
-
-TEST_F(maildir_test, unnamed_file_never_replaces_a_message_already_in_new) {
-    auto name = next_name();
-    auto d = must_begin(maildir(), name, unnamed_0700);
-    ASSERT_TRUE(d);
-    auto taken = maildir() / "new" / (name + ",S=2,W=3");
-    { std::ofstream{taken} << "another host's message"; }
-    ASSERT_FALSE(d->write("a\r\n"));
-    auto committed = d->commit();
-    ASSERT_TRUE(std::holds_alternative<failure>(committed)) << "got a path, want EEXIST";
-    const auto& f = std::get<failure>(committed);
-    EXPECT_EQ(f.kind, error_kind::io) << "got " << to_string(f.kind);
-    EXPECT_EQ(f.sys_errno, EEXIST) << f.str();
-    EXPECT_EQ(f.what.rfind("link ", 0), 0u) << "got what=" << f.what;
-    EXPECT_EQ(read_all(taken), "another host's message");
-    EXPECT_EQ(list_dir(maildir() / "new").size(), 1u);
-    EXPECT_TRUE(list_dir(maildir() / "tmp").empty());
-}
-
-TEST_F(maildir_test, unnamed_file_is_linked_into_the_maildir_not_through_a_swapped_tmp) {
-    auto name = next_name();
-    auto d = must_begin(maildir(), name, unnamed_0700);
-    ASSERT_TRUE(d);
-    ASSERT_FALSE(d->write("hello\r\n"));
-    auto outside = root_.path() / "outside";
-    fs::create_directories(outside / "new");
-    fs::rename(maildir() / "tmp", maildir() / "tmp.moved");
-    fs::create_directory_symlink(outside, maildir() / "tmp");
-
-    auto committed = d->commit();
-    auto* path = std::get_if<fs::path>(&committed);
-    ASSERT_NE(path, nullptr) << std::get<failure>(committed).str();
-    EXPECT_EQ(list_dir(maildir() / "new"), std::vector<std::string>{name + ",S=6,W=7"});
-    EXPECT_TRUE(list_dir(maildir() / "tmp.moved").empty());
-    EXPECT_TRUE(list_dir(outside / "new").empty());
-}
-
-TEST_F(maildir_test, unnamed_file_refused_by_new_leaves_nothing) {
-    ASSERT_TRUE(must_begin(maildir(), "probe", unnamed_0700)); // creates the Maildir
-    auto d = must_begin(maildir(), next_name(), unnamed_0700);
-    ASSERT_TRUE(d);
-    ASSERT_FALSE(d->write("hello\r\n"));
-    immutable_dir frozen{maildir() / "new"};
-    if (!frozen.set()) {
-        GTEST_SKIP() << "chattr +i is not supported here (needs CAP_LINUX_IMMUTABLE and ext4, "
-                        "xfs, btrfs or a recent tmpfs)";
-    }
-    auto committed = d->commit();
-    ASSERT_TRUE(std::holds_alternative<failure>(committed));
-    const auto& f = std::get<failure>(committed);
-    EXPECT_EQ(f.kind, error_kind::permission) << f.str();
-    EXPECT_EQ(f.sys_errno, EPERM) << f.str();
-    EXPECT_EQ(f.what.rfind("link ", 0), 0u) << "got what=" << f.what;
     EXPECT_TRUE(list_dir(maildir() / "new").empty());
     EXPECT_TRUE(list_dir(maildir() / "tmp").empty());
 }

@@ -3,10 +3,8 @@
 
 /// Durable delivery of one message into one Maildir, the way Dovecot's maildir-save.c does it:
 /// create tmp/<unique> with O_EXCL|O_NOFOLLOW|O_CLOEXEC, write, fsync, check close, rename into
-/// new/<unique>,S=<size>,W=<crlf size>, fsync new/. Where the file system allows, the file in
-/// tmp/ has no name (tmp_file below) and is linked into new/ instead of renamed, with the same
-/// order: written, fsync'd, in new/ in one step, new/ fsync'd. Only after commit() returns a
-/// path may the caller answer 250.
+/// new/<unique>,S=<size>,W=<crlf size>, fsync new/. Only after commit() returns a path may the
+/// caller answer 250.
 ///
 /// Files are stored with LF line ends, as Dovecot stores them by default (mail_save_crlf = no):
 /// each CRLF of the input becomes LF, any other byte is kept. S= is the file's size and W= the
@@ -58,23 +56,9 @@ struct failure {
 /// Classifies an errno from a filesystem call.
 error_kind classify_errno(int err);
 
-/// How a message is held in tmp/ until it goes into new/.
-enum class tmp_file {
-    /// With no name at all (O_TMPFILE) until it is linked into new/ under its final name,
-    /// where the file system has such files (ext4, XFS, Btrfs, tmpfs; not NFS) and /proc is
-    /// there to link it through; elsewhere `named`. No directory entry is made in tmp/ and
-    /// removed again, so the file's fsync writes no directory, and a crash or an abandoned
-    /// delivery leaves nothing behind (the file system reclaims the inode; ext4 without a
-    /// journal leaves that to e2fsck).
-    unnamed_where_supported,
-    /// tmp/<name>, renamed into new/: the Maildir spec's own steps.
-    named,
-};
-
 struct maildir_options {
     /// Create a missing Maildir (and its parents) with this mode; nullopt refuses instead.
     std::optional<mode_t> create_mode;
-    tmp_file tmp = tmp_file::unnamed_where_supported;
     /// Drop the file's pages from the page cache once they are on disk: as a large file's
     /// blocks reach the disk, and the whole file after its fsync. The message is usually
     /// read later, if ever, by the IMAP server, and the pages it frees are the ones the next
@@ -199,11 +183,10 @@ public:
 
 private:
     delivery(std::filesystem::path maildir, std::string name, util::unique_fd tmp_dir,
-             util::unique_fd fd, bool unnamed);
+             util::unique_fd fd);
     static std::variant<delivery, failure> begin_in_tmp(const std::filesystem::path& maildir,
                                                         util::unique_fd tmp,
-                                                        const std::string& unique_name,
-                                                        tmp_file kind);
+                                                        const std::string& unique_name);
     class block_writer;
 
     /// Writes buffer_ (`last`: the file's last block).
@@ -223,7 +206,6 @@ private:
     util::unique_fd tmp_dir_;        ///< tmp/, opened without following a link
     util::unique_fd fd_;
     bool tmp_exists_ = false; ///< tmp_path_ is ours to remove
-    bool unnamed_ = false;    ///< fd_ is an O_TMPFILE file, linked into place at the end
     bool drop_from_page_cache_ = false;
     std::optional<failure> failed_; ///< the first failure; it finished the delivery
     std::string buffer_;            ///< received bytes not yet converted and written
