@@ -524,7 +524,8 @@ std::variant<delivery, failure> delivery::begin(const std::filesystem::path& mai
 
 std::variant<delivery, failure> delivery::begin_at(int maildir_fd,
                                                    const std::filesystem::path& maildir,
-                                                   const std::string& unique_name) {
+                                                   const std::string& unique_name,
+                                                   bool drop_from_page_cache) {
     if (auto f = refuse_name(unique_name)) {
         return *std::move(f);
     }
@@ -532,7 +533,11 @@ std::variant<delivery, failure> delivery::begin_at(int maildir_fd,
     if (auto* f = std::get_if<failure>(&tmp_dir)) {
         return std::move(*f);
     }
-    return begin_in_tmp(maildir, std::move(std::get<util::unique_fd>(tmp_dir)), unique_name);
+    auto begun = begin_in_tmp(maildir, std::move(std::get<util::unique_fd>(tmp_dir)), unique_name);
+    if (auto* d = std::get_if<delivery>(&begun)) {
+        d->drop_from_page_cache_ = drop_from_page_cache;
+    }
+    return begun;
 }
 
 std::variant<delivery, failure> delivery::begin_in_tmp(const std::filesystem::path& maildir,

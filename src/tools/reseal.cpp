@@ -212,9 +212,10 @@ struct user_report {
 class replacement_sink final : public seal::copy_sink {
 public:
     replacement_sink(int folder_fd, const std::filesystem::path& folder, std::string tmp_name,
-                     std::string trace, bool dry_run)
+                     std::string trace, bool dry_run, bool drop_from_page_cache)
         : folder_fd_(folder_fd), folder_(folder), tmp_name_(std::move(tmp_name)),
-          trace_(std::move(trace)), dry_run_(dry_run) {}
+          trace_(std::move(trace)), dry_run_(dry_run), drop_from_page_cache_(drop_from_page_cache) {
+    }
 
     void watch(const seal::message_sealer& sealer) { sealer_ = &sealer; }
 
@@ -223,7 +224,8 @@ public:
         if (dry_run_ || !r.decided || r.decided->what != seal::action::seal) {
             return lmtp::reply(lmtp::replies::local_error, "not replaced");
         }
-        auto begun = store::delivery::begin_at(folder_fd_, folder_, tmp_name_);
+        auto begun =
+            store::delivery::begin_at(folder_fd_, folder_, tmp_name_, drop_from_page_cache_);
         if (auto* f = std::get_if<store::failure>(&begun)) {
             problem_ = f->str();
             return lmtp::reply(lmtp::replies::local_error, problem_);
@@ -249,6 +251,7 @@ private:
     std::string tmp_name_;
     std::string trace_;
     bool dry_run_;
+    bool drop_from_page_cache_;
     const seal::message_sealer* sealer_ = nullptr;
     std::optional<store::delivery> file_;
     std::string problem_;
@@ -679,7 +682,8 @@ private:
         }
         replacement_sink sink(scan.dir.get(), scan.path,
                               message_key(old.name) + std::string(sealed_suffix), trace.fields,
-                              options_.dry_run);
+                              options_.dry_run,
+                              cfg_.mailbox.page_cache == config::page_cache_policy::drop);
         seal::message_sealer sealer({policy}, cfg_.seal.protected_subject, sink);
         sink.watch(sealer);
         sealer.set_sealed_note("resealed");

@@ -354,6 +354,13 @@ def base64_forms(data):
     return forms
 
 
+def resident_bytes(path):
+    """How much of the file the page cache holds (util-linux fincore)."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", path],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.strip())
+
+
 def files_containing(roots, needles, unfold=False):
     """Paths of the regular files under any of `roots` that hold any of `needles` (bytes, or a
     list of them), read in blocks so that a 100 MB file costs no 100 MB of memory. Symbolic

@@ -212,13 +212,6 @@ class MailboxTest(LmtpCase):
         self.assertEqual(mode, 0o666, f"socket mode: got {mode:o}, want 666 (listen.mode)")
 
 
-def resident_bytes(path):
-    """How much of the file the page cache holds (util-linux fincore)."""
-    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", path],
-                         capture_output=True, text=True, check=True).stdout
-    return int(out.strip())
-
-
 class PageCacheTest(LmtpCase):
     """mailbox.page_cache = "drop" (the default): a delivered file's pages leave the page cache
     once on disk, a large file's while it is written."""
@@ -235,7 +228,8 @@ class PageCacheTest(LmtpCase):
         # 64 KiB: dropped after the fsync; 24 MiB: on the writer thread, window by window.
         for local, size in (("small", 64 * 1024), ("large", 24 * 1024 * 1024)):
             path = self.deliver(local, size)
-            self.assertEqual(resident_bytes(path), 0, f"{local}: pages still in the page cache")
+            self.assertEqual(harness.resident_bytes(path), 0,
+                             f"{local}: pages still in the page cache")
             self.assertGreater(os.path.getsize(path), size * 99 // 100,
                                f"{local}: the whole message")
 
@@ -245,7 +239,7 @@ class PageCacheKeptTest(PageCacheTest):
 
     def test_delivered_files_leave_the_page_cache(self):
         path = self.deliver("kept", 64 * 1024)
-        self.assertGreaterEqual(resident_bytes(path), os.path.getsize(path),
+        self.assertGreaterEqual(harness.resident_bytes(path), os.path.getsize(path),
                                 "with page_cache = \"keep\" the written pages stay cached")
 
 

@@ -297,6 +297,11 @@ class ResealTest(ResealCase):
         self.assertIn("folders=1 messages=1 sealed=1", out)
         self.assertFalse(os.path.exists(sent))
         self.assertTrue(os.path.exists(inbox))
+        # mailbox.page_cache = "drop" (the default) covers the copies reseal writes.
+        sent_dir = os.path.dirname(sent)
+        [copy] = os.listdir(sent_dir)
+        self.assertEqual(harness.resident_bytes(os.path.join(sent_dir, copy)), 0,
+                         "the sealed copy's pages are still in the page cache")
 
     def test_openpgp_user_gets_pgp_mime(self):
         factory = pgpkeys.PgpFactory(os.path.join(self.dir, "pgp"))

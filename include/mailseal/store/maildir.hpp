@@ -149,9 +149,11 @@ public:
                                                  const maildir_options& options);
     /// The same in the Maildir open as `maildir_fd` (named `maildir` in messages), which must
     /// have its tmp/ already: a link put in place of the Maildir after it was opened cannot
-    /// redirect the write.
-    static std::variant<delivery, failure>
-    begin_at(int maildir_fd, const std::filesystem::path& maildir, const std::string& unique_name);
+    /// redirect the write. `drop_from_page_cache` as in maildir_options.
+    static std::variant<delivery, failure> begin_at(int maildir_fd,
+                                                    const std::filesystem::path& maildir,
+                                                    const std::string& unique_name,
+                                                    bool drop_from_page_cache);
 
     delivery(delivery&& other) noexcept;
     delivery& operator=(delivery&& other) noexcept;
