@@ -555,8 +555,8 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
     std::shared_ptr<body_hand_off> in_flight;
     std::vector<std::shared_ptr<pending_keys>> lookups;
     std::uint64_t transactions = 0;
-    /// Body hand-offs to the pool in the current transaction, its end's excepted.
-    std::size_t body_hand_offs = 0;
+    /// Some of the current transaction's body has gone to the pool before its end.
+    bool body_handed_off = false;
     std::deque<lmtp::event> queue;
     // Body slices may wait in the queue while the connection reads on: whatever way the
     // connection ends, they are wiped.
@@ -685,7 +685,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                                              ? lookups[i]->rcpt
                                              : recipient::normalise(cfg, begin->env.recipients[i]));
                 }
-                body_hand_offs = 0;
+                body_handed_off = false;
                 txn = std::make_shared<delivery::transaction>(
                     cfg, gen->names, std::move(begin->env), std::move(recipients), std::move(info),
                     gen->next_hop.get());
@@ -705,9 +705,9 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 };
                 bool pool_busy = in_flight && !in_flight->done;
                 if (const auto* body = std::get_if<lmtp::events::body>(&e);
-                    body != nullptr && (pool_busy || body_hand_offs == 0) &&
-                    !body_batch_complete(
-                        *body, queue, body_hand_offs == 0 ? first_batch_bytes : read_ahead_bytes) &&
+                    body != nullptr && (pool_busy || !body_handed_off) &&
+                    !body_batch_complete(*body, queue,
+                                         body_handed_off ? read_ahead_bytes : first_batch_bytes) &&
                     !keys_pending()) {
                     queue.push_front(std::move(e));
                     wipe_body_bytes(e);
@@ -756,7 +756,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<server::state> st, Socket s
                 if (!end) {
                     in_flight = hand_off_body(st->pool, socket.get_executor(), gen, txn, slices,
                                               std::move(ready));
-                    ++body_hand_offs;
+                    body_handed_off = true;
                     continue;
                 }
                 std::optional<lmtp::reply> first_reply;

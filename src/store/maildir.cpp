@@ -515,11 +515,8 @@ std::variant<delivery, failure> delivery::begin(const std::filesystem::path& mai
     if (auto* f = std::get_if<failure>(&tmp_dir)) {
         return std::move(*f);
     }
-    auto begun = begin_in_tmp(maildir, std::move(std::get<util::unique_fd>(tmp_dir)), unique_name);
-    if (auto* d = std::get_if<delivery>(&begun)) {
-        d->drop_from_page_cache_ = options.drop_from_page_cache;
-    }
-    return begun;
+    return begin_in_tmp(maildir, std::move(std::get<util::unique_fd>(tmp_dir)), unique_name,
+                        options.drop_from_page_cache);
 }
 
 std::variant<delivery, failure> delivery::begin_at(int maildir_fd,
@@ -533,16 +530,14 @@ std::variant<delivery, failure> delivery::begin_at(int maildir_fd,
     if (auto* f = std::get_if<failure>(&tmp_dir)) {
         return std::move(*f);
     }
-    auto begun = begin_in_tmp(maildir, std::move(std::get<util::unique_fd>(tmp_dir)), unique_name);
-    if (auto* d = std::get_if<delivery>(&begun)) {
-        d->drop_from_page_cache_ = drop_from_page_cache;
-    }
-    return begun;
+    return begin_in_tmp(maildir, std::move(std::get<util::unique_fd>(tmp_dir)), unique_name,
+                        drop_from_page_cache);
 }
 
 std::variant<delivery, failure> delivery::begin_in_tmp(const std::filesystem::path& maildir,
                                                        util::unique_fd tmp,
-                                                       const std::string& unique_name) {
+                                                       const std::string& unique_name,
+                                                       bool drop_from_page_cache) {
     auto tmp_path = maildir / "tmp" / unique_name;
     // O_EXCL: never write into a file someone else created. The name is unique, so EEXIST
     // means a bug or a hostile file, and fails instead of trying another name. O_NOFOLLOW: a
@@ -552,14 +547,14 @@ std::variant<delivery, failure> delivery::begin_in_tmp(const std::filesystem::pa
     if (!fd) {
         return sys_failure(errno, "open", tmp_path);
     }
-    return delivery{maildir, unique_name, std::move(tmp), std::move(fd)};
+    return delivery{maildir, unique_name, std::move(tmp), std::move(fd), drop_from_page_cache};
 }
 
 delivery::delivery(std::filesystem::path maildir, std::string name, util::unique_fd tmp_dir,
-                   util::unique_fd fd)
+                   util::unique_fd fd, bool drop_from_page_cache)
     : maildir_(std::move(maildir)), name_(std::move(name)), tmp_path_(maildir_ / "tmp" / name_),
       tmp_dir_(std::move(tmp_dir)), fd_(std::move(fd)), tmp_exists_(true),
-      block_size_(write_block) {
+      drop_from_page_cache_(drop_from_page_cache), block_size_(write_block) {
     buffer_.reserve(block_size_);
 }
 

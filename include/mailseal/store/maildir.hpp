@@ -185,10 +185,11 @@ public:
 
 private:
     delivery(std::filesystem::path maildir, std::string name, util::unique_fd tmp_dir,
-             util::unique_fd fd);
+             util::unique_fd fd, bool drop_from_page_cache);
     static std::variant<delivery, failure> begin_in_tmp(const std::filesystem::path& maildir,
                                                         util::unique_fd tmp,
-                                                        const std::string& unique_name);
+                                                        const std::string& unique_name,
+                                                        bool drop_from_page_cache);
     class block_writer;
 
     /// Writes buffer_ (`last`: the file's last block).
@@ -207,10 +208,10 @@ private:
     std::filesystem::path tmp_path_; ///< for messages; the file is reached through tmp_dir_
     util::unique_fd tmp_dir_;        ///< tmp/, opened without following a link
     util::unique_fd fd_;
-    bool tmp_exists_ = false; ///< tmp_path_ is ours to remove
-    bool drop_from_page_cache_ = false;
-    std::optional<failure> failed_; ///< the first failure; it finished the delivery
-    std::string buffer_;            ///< received bytes not yet converted and written
+    bool tmp_exists_ = false;           ///< tmp_path_ is ours to remove
+    bool drop_from_page_cache_ = false; ///< as in maildir_options
+    std::optional<failure> failed_;     ///< the first failure; it finished the delivery
+    std::string buffer_;                ///< received bytes not yet converted and written
     /// How full buffer_ gets before it is written.
     std::size_t block_size_ = 0;
     /// The file's last byte so far (0 for none), of the blocks written on this thread.
