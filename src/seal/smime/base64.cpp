@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -33,7 +34,8 @@ constexpr std::size_t vector_step = 24;
 constexpr std::size_t vector_reach = 28;
 
 /// Encodes 24 octets at `in` (reading 28) into 32 characters at `out`.
-__attribute__((target("avx2"))) void encode_24(const unsigned char* in, char* out) {
+__attribute__((target("avx2"), always_inline)) inline void encode_24(const unsigned char* in,
+                                                                     char* out) {
     // Octets 0..15 in the low lane, 12..27 in the high one: each lane holds four 3-octet
     // groups from its start.
     const __m256i loaded = _mm256_inserti128_si256(
@@ -70,6 +72,33 @@ __attribute__((target("avx2"))) std::size_t encode_vectorised(const unsigned cha
     while (size - done >= vector_reach) {
         encode_24(in + done, out + done / 3 * 4);
         done += vector_step;
+    }
+    return done;
+}
+
+/// Encodes whole lines of `line_octets` (a multiple of 3, at least 24) while the line and the 4
+/// octets after it can be read: vector steps at every 24 octets, and a last one that ends with
+/// the line, overlapping the one before it with the same characters. Returns the octets
+/// consumed; `out` advances past each line and its `line_end`.
+__attribute__((target("avx2"))) std::size_t
+encode_lines_vectorised(const unsigned char* in, std::size_t size, std::size_t line_octets,
+                        std::string_view line_end, char*& out) {
+    const std::size_t line_chars = line_octets / 3 * 4;
+    std::size_t done = 0;
+    while (size - done >= line_octets + (vector_reach - vector_step)) {
+        const unsigned char* line = in + done;
+        std::size_t at = 0;
+        for (; at + vector_step <= line_octets; at += vector_step) {
+            encode_24(line + at, out + at / 3 * 4);
+        }
+        if (at < line_octets) {
+            const std::size_t last = line_octets - vector_step;
+            encode_24(line + last, out + last / 3 * 4);
+        }
+        out += line_chars;
+        std::memcpy(out, line_end.data(), line_end.size());
+        out += line_end.size();
+        done += line_octets;
     }
     return done;
 }
@@ -129,6 +158,25 @@ std::size_t encode_base64(std::string_view in, char* out) {
     }
 #endif
     return encode_base64_portable(in, out);
+}
+
+std::size_t encode_base64_lines(std::string_view in, std::size_t line_octets,
+                                std::string_view line_end, char* out) {
+    char* at = out;
+#ifdef MAILSEAL_BASE64_AVX2
+    if (use_avx2 && line_octets % 3 == 0 && line_octets >= vector_step) {
+        in.remove_prefix(encode_lines_vectorised(reinterpret_cast<const unsigned char*>(in.data()),
+                                                 in.size(), line_octets, line_end, at));
+    }
+#endif
+    while (!in.empty()) {
+        const std::size_t n = std::min(line_octets, in.size());
+        at += encode_base64(in.substr(0, n), at);
+        std::memcpy(at, line_end.data(), line_end.size());
+        at += line_end.size();
+        in.remove_prefix(n);
+    }
+    return static_cast<std::size_t>(at - out);
 }
 
 } // namespace mailseal::seal::smime

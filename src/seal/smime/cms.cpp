@@ -192,16 +192,9 @@ struct cms_encoder::state {
     static void encode_lines(std::string_view ber, std::string& to) {
         const std::size_t lines = (ber.size() + base64_group - 1) / base64_group;
         const std::size_t line_room = base64_length(base64_group) + 2;
-        std::size_t at = to.size();
+        const std::size_t at = to.size();
         to.resize(at + lines * line_room);
-        while (!ber.empty()) {
-            std::size_t n = std::min(base64_group, ber.size());
-            at += encode_base64(ber.substr(0, n), to.data() + at);
-            to[at++] = '\r';
-            to[at++] = '\n';
-            ber.remove_prefix(n);
-        }
-        to.resize(at);
+        to.resize(at + encode_base64_lines(ber, base64_group, "\r\n", to.data() + at));
     }
 };
 

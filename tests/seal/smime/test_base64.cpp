@@ -94,6 +94,46 @@ TEST(base64, every_six_bit_value_in_every_vector_position) {
     }
 }
 
+/// OpenSSL's encoding of each `line_octets` of `in`, every line followed by `line_end`.
+std::string reference_lines(std::string_view in, std::size_t line_octets,
+                            std::string_view line_end) {
+    std::string out;
+    for (std::size_t at = 0; at < in.size(); at += line_octets) {
+        out += reference(std::string(in.substr(at, line_octets)));
+        out += line_end;
+    }
+    return out;
+}
+
+std::string encoded_lines(std::string_view in, std::size_t line_octets, std::string_view line_end) {
+    const std::size_t lines = (in.size() + line_octets - 1) / line_octets;
+    std::string out(lines * (base64_length(line_octets) + line_end.size()) + 1, '#');
+    out.resize(encode_base64_lines(in, line_octets, line_end, out.data()) + 1);
+    // Nothing is written past the encoding.
+    EXPECT_EQ(out.back(), '#');
+    out.pop_back();
+    return out;
+}
+
+TEST(base64, lines_of_every_length_match_openssl_line_by_line) {
+    std::mt19937 random(57);
+    std::string in(600, '\0');
+    for (auto& c : in) {
+        c = static_cast<char>(random());
+    }
+    // 57 octets make the 76-character lines of MIME; 24 is the shortest line a vector step
+    // fills, 27 and 60 lines it covers with an overlapping step, 58 one that is no multiple of 3.
+    for (std::size_t line_octets : {57, 24, 27, 60, 58, 1}) {
+        for (std::size_t length = 0; length <= in.size(); ++length) {
+            auto text = std::string_view(in).substr(0, length);
+            EXPECT_EQ(encoded_lines(text, line_octets, "\r\n"),
+                      reference_lines(text, line_octets, "\r\n"))
+                << "line " << line_octets << ", length " << length;
+        }
+    }
+    EXPECT_EQ(encoded_lines(in, 57, "\n"), reference_lines(in, 57, "\n"));
+}
+
 TEST(base64, large_random_input_matches_openssl) {
     std::mt19937 random(5);
     std::string in(1 << 20, '\0');
@@ -101,6 +141,7 @@ TEST(base64, large_random_input_matches_openssl) {
         c = static_cast<char>(random());
     }
     EXPECT_EQ(encoded(in), reference(in));
+    EXPECT_EQ(encoded_lines(in, 57, "\r\n"), reference_lines(in, 57, "\r\n"));
     RecordProperty("vectorised", base64_vectorised() ? "yes" : "no");
 }
 

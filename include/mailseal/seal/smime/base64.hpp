@@ -27,6 +27,14 @@ std::size_t encode_base64(std::string_view in, char* out);
 /// kept callable so tests compare the two paths.
 std::size_t encode_base64_portable(std::string_view in, char* out);
 
+/// Writes the encoding of `in` as lines of `line_octets` octets each (the last one may be
+/// shorter), every line followed by `line_end`; `out` must have room for that many lines of
+/// base64_length(line_octets) + line_end.size() characters. Returns the number written. With a
+/// multiple of 3 no line but the last holds padding, and on AVX2 every whole line is encoded in
+/// vector steps alone.
+std::size_t encode_base64_lines(std::string_view in, std::size_t line_octets,
+                                std::string_view line_end, char* out);
+
 /// Whether encode_base64() takes the AVX2 path on this processor.
 bool base64_vectorised();
 
