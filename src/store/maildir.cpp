@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <dirent.h>
@@ -34,6 +35,11 @@ constexpr std::size_t background_block = 128u << 10;
 constexpr std::size_t background_queue = 4;
 /// How much of a large file is written before the kernel is asked to start writing it back.
 constexpr std::uint64_t writeback_window = 8u << 20;
+/// With direct I/O, a large file goes to the disk in writes of this size, from one buffer.
+constexpr std::size_t direct_chunk = 1u << 20;
+/// The alignment asked of the buffer and of each direct write's offset and length, at least:
+/// a page, so the device's own (512 octets on most disks) is met whatever it is up to that.
+constexpr std::size_t direct_minimum_alignment = 4096;
 
 failure sys_failure(int err, std::string_view step, const std::filesystem::path& path) {
     return failure{classify_errno(err), err, std::string(step) + " " + path.string()};
@@ -361,17 +367,63 @@ maildir_form to_maildir_form(std::string& block, char& file_end) {
     return form;
 }
 
+namespace {
+
+/// Frees what posix_memalign() gave.
+struct aligned_free {
+    void operator()(char* p) const noexcept { std::free(p); }
+};
+
+/// The alignment direct I/O needs for `fd` (buffer, offset and length), or 0 when its file
+/// system does not say it supports direct I/O (tmpfs, for one, does not).
+std::size_t direct_io_alignment(int fd) {
+    struct statx stx {};
+    if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) != 0 ||
+        (stx.stx_mask & STATX_DIOALIGN) == 0 || stx.stx_dio_offset_align == 0 ||
+        stx.stx_dio_mem_align == 0) {
+        return 0;
+    }
+    std::size_t alignment = std::max<std::size_t>(
+        {direct_minimum_alignment, stx.stx_dio_offset_align, stx.stx_dio_mem_align});
+    return direct_chunk % alignment == 0 ? alignment : 0;
+}
+
+/// Sets or clears O_DIRECT on `fd`: whether it is now as asked.
+bool set_direct(int fd, bool on) {
+    int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0) {
+        return false;
+    }
+    flags = on ? flags | O_DIRECT : flags & ~O_DIRECT;
+    return ::fcntl(fd, F_SETFL, flags) == 0;
+}
+
+} // namespace
+
 /// Converts a large file's blocks into Maildir form and writes them on a thread of its own, so
-/// that the line-end work and the kernel's copy into the page cache overlap the sealing of the
-/// next blocks instead of following it. At most background_queue blocks wait; what is queued is
-/// what would be written anyway.
+/// that the line-end work and the writes overlap the sealing of the next blocks instead of
+/// following it. At most background_queue blocks wait; what is queued is what would be written
+/// anyway.
+///
+/// When the file leaves the page cache once durable anyway, and its file system supports
+/// direct I/O, the blocks are gathered into an aligned buffer and written past the page cache
+/// with O_DIRECT: no copy into the page cache, no writeback by the kernel's threads, no pages
+/// to drop, which is most of what writing costs the processor. The octets before the first
+/// aligned offset and the last partial chunk are written through the page cache as usual.
+/// Durability does not change: commit() still fsyncs the file (its size and block map, and the
+/// device's cache) before the rename.
 class delivery::block_writer {
 public:
     /// Starts the thread (std::system_error when there is none to be had); `offset` is where
     /// the file's end is, and `file_end` its last byte.
     block_writer(int fd, std::uint64_t offset, char file_end, bool drop_written)
         : fd_(fd), drop_written_(drop_written), written_(offset), writeback_requested_(offset),
-          dropped_(offset), file_end_(file_end), thread_([this] { run(); }) {}
+          dropped_(offset), file_end_(file_end) {
+        if (drop_written_) {
+            start_direct();
+        }
+        thread_ = std::thread([this] { run(); });
+    }
 
     /// Stops after the block being written; the others are dropped (the file is being thrown
     /// away, or everything was drained).
@@ -407,10 +459,19 @@ public:
         return 0;
     }
 
-    /// Waits until every queued block is written: 0, or the errno of the first failure.
+    /// Waits until every queued block is written, then writes what the direct I/O buffer
+    /// still holds: 0, or the errno of the first failure.
     int drain() {
         std::unique_lock lock(mutex_);
         changed_.wait(lock, [&] { return (queue_.empty() && !writing_) || error_ != 0; });
+        if (error_ != 0) {
+            return error_;
+        }
+        // The thread waits for a block that will not come: what it alone touched is this
+        // thread's now, after the lock.
+        if (direct_) {
+            error_ = end_direct();
+        }
         return error_;
     }
 
@@ -435,11 +496,7 @@ private:
                 writing_ = true;
             }
             auto form = to_maildir_form(block, file_end_);
-            int err = write_all(fd_, block);
-            if (err == 0) {
-                written_ += block.size();
-                err = request_writeback();
-            }
+            int err = direct_ ? write_direct(block) : write_buffered(block);
             block.clear();
             {
                 std::lock_guard lock(mutex_);
@@ -454,6 +511,112 @@ private:
             }
             changed_.notify_all();
         }
+    }
+
+    /// Writes `data` through the page cache: 0, or the errno of the failure.
+    int write_buffered(std::string_view data) {
+        int err = write_all(fd_, data);
+        if (err == 0) {
+            written_ += data.size();
+            err = request_writeback();
+        }
+        return err;
+    }
+
+    /// Turns direct I/O on when the file system supports it, with the buffer it writes from;
+    /// otherwise the file is written through the page cache.
+    void start_direct() {
+        const std::size_t alignment = direct_io_alignment(fd_);
+        if (alignment == 0) {
+            return;
+        }
+        void* memory = nullptr;
+        if (::posix_memalign(&memory, alignment, direct_chunk) != 0) {
+            return;
+        }
+        direct_buffer_.reset(static_cast<char*>(memory));
+        // Until the file's end is aligned, octets go through the page cache; O_DIRECT is set
+        // once it is.
+        lead_ = static_cast<std::size_t>((alignment - written_ % alignment) % alignment);
+        direct_ = lead_ > 0 || set_direct(fd_, true);
+    }
+
+    /// Gathers `data` into the direct I/O buffer and writes each full one: 0, or the errno of
+    /// a failure.
+    int write_direct(std::string_view data) {
+        if (lead_ > 0) {
+            const std::size_t n = std::min(lead_, data.size());
+            if (int err = write_all(fd_, data.substr(0, n)); err != 0) {
+                return err;
+            }
+            written_ += n;
+            lead_ -= n;
+            data.remove_prefix(n);
+            if (lead_ == 0 && !set_direct(fd_, true)) {
+                direct_ = false;
+                return write_buffered(data);
+            }
+        }
+        while (!data.empty()) {
+            const std::size_t n = std::min(direct_chunk - staged_, data.size());
+            std::memcpy(direct_buffer_.get() + staged_, data.data(), n);
+            staged_ += n;
+            data.remove_prefix(n);
+            if (staged_ == direct_chunk) {
+                if (int err = write_staged(); err != 0) {
+                    return err;
+                }
+                if (!direct_) {
+                    return write_buffered(data);
+                }
+            }
+        }
+        return 0;
+    }
+
+    /// Writes the full direct I/O buffer. Whatever a direct write did not take (a file system
+    /// that refuses it after all, a short write as the disk fills) goes through the page cache
+    /// instead, with direct I/O off from then on, and a real failure is then reported by that
+    /// write: 0, or its errno.
+    int write_staged() {
+        std::string_view rest(direct_buffer_.get(), staged_);
+        staged_ = 0;
+        ssize_t n = -1;
+        do {
+            n = ::write(fd_, rest.data(), rest.size());
+        } while (n < 0 && errno == EINTR);
+        if (n > 0) {
+            written_ += static_cast<std::size_t>(n);
+            rest.remove_prefix(static_cast<std::size_t>(n));
+        }
+        if (rest.empty()) {
+            return 0;
+        }
+        direct_ = false;
+        if (!set_direct(fd_, false)) {
+            return errno;
+        }
+        // What is before it is already on the disk.
+        writeback_requested_ = written_;
+        dropped_ = written_;
+        return write_buffered(rest);
+    }
+
+    /// Writes what the direct I/O buffer holds (less than a chunk) through the page cache and
+    /// turns direct I/O off, so that the file is as every other when commit() fsyncs it: 0, or
+    /// the errno of a failure.
+    int end_direct() {
+        direct_ = false;
+        if (lead_ == 0 && !set_direct(fd_, false)) {
+            return errno;
+        }
+        std::string_view rest(direct_buffer_.get(), staged_);
+        staged_ = 0;
+        int err = write_all(fd_, rest);
+        if (err == 0) {
+            written_ += rest.size();
+        }
+        return err;
     }
 
     /// 0, or the errno of a failed writeback.
@@ -501,6 +664,12 @@ private:
     std::uint64_t writeback_requested_;
     std::uint64_t dropped_;
     char file_end_;
+    /// Direct I/O: on, the buffer, how much of it is filled, and the octets still to write
+    /// through the page cache before the file's end is aligned.
+    bool direct_ = false;
+    std::unique_ptr<char, aligned_free> direct_buffer_;
+    std::size_t staged_ = 0;
+    std::size_t lead_ = 0;
     /// Last: started once everything it uses is made.
     std::thread thread_;
 };
