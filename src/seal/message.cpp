@@ -5,6 +5,10 @@
 
 #include <gmime/gmime.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <mailseal/seal/message.hpp>
 #include <mailseal/util/ascii.hpp>
 #include <mailseal/util/wipe.hpp>
@@ -36,7 +40,53 @@ struct gobject_deleter {
     void operator()(void* p) const noexcept { g_object_unref(p); }
 };
 
+/// Whether every LF in `in` follows a CR, the one before `in` being a CR when
+/// `starts_after_cr`.
+bool every_lf_after_cr(std::string_view in, bool starts_after_cr) {
+    if (in.empty()) {
+        return true;
+    }
+    if (in[0] == '\n' && !starts_after_cr) {
+        return false;
+    }
+    // From the second octet on, the one before is in `in`.
+    std::size_t at = 1;
+#if defined(__SSE2__)
+    // 16 octets at a time, each compared with the octet before it: far faster than finding
+    // the LFs one line at a time, and most of the body is checked this way.
+    const __m128i lf = _mm_set1_epi8('\n');
+    const __m128i cr = _mm_set1_epi8('\r');
+    for (; at + 16 <= in.size(); at += 16) {
+        const auto* p = in.data() + at;
+        const __m128i here = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        const __m128i before = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p - 1));
+        const __m128i lone_lf =
+            _mm_andnot_si128(_mm_cmpeq_epi8(before, cr), _mm_cmpeq_epi8(here, lf));
+        if (_mm_movemask_epi8(lone_lf) != 0) {
+            return false;
+        }
+    }
+#endif
+    for (; at < in.size(); ++at) {
+        if (in[at] == '\n' && in[at - 1] != '\r') {
+            return false;
+        }
+    }
+    return true;
+}
+
 } // namespace
+
+std::string_view canonicalizer::canonical(std::string_view in, std::string& scratch) {
+    if (!every_lf_after_cr(in, last_was_cr_)) {
+        feed(in, scratch);
+        return scratch;
+    }
+    if (!in.empty()) {
+        last_was_cr_ = in.back() == '\r';
+    }
+    return in;
+}
 
 void canonicalizer::feed(std::string_view in, std::string& out) {
     out.reserve(out.size() + in.size() + in.size() / 64);

@@ -61,8 +61,7 @@ void message_sealer::write(std::string_view bytes) {
     }
     if (headers_.complete()) {
         // The body: no header section to look for, so it goes straight to the copies.
-        canonicalize_.feed(bytes, body_);
-        body_arrived(body_);
+        body_arrived(canonicalize_.canonical(bytes, body_));
         util::wipe(body_);
         return;
     }

@@ -34,6 +34,44 @@ TEST(canonicalizer, turns_bare_lf_into_crlf_across_chunks) {
     }
 }
 
+TEST(canonicalizer, a_canonical_chunk_is_passed_on_without_a_copy) {
+    // Every split of texts with CRLF, a bare LF at each place a 16-octet step can put it, a
+    // bare CR, and CRLFs split between chunks: the view gives what feed() gives, and is the
+    // input itself when that is canonical.
+    std::vector<std::string> texts = {"line one\r\nline two\r\n", "\r\n\r\n", "a\r\rb\r\n"};
+    for (std::size_t at = 0; at < 40; ++at) {
+        std::string text(40, 'x');
+        for (std::size_t i = 10; i < 40; i += 10) {
+            text.replace(i, 2, "\r\n");
+        }
+        text[at] = '\n';
+        texts.push_back(text);
+    }
+    for (const auto& text : texts) {
+        for (std::size_t split = 0; split <= text.size(); ++split) {
+            canonicalizer by_feed;
+            canonicalizer by_view;
+            std::string want;
+            std::string got;
+            for (std::string_view chunk :
+                 {std::string_view(text).substr(0, split), std::string_view(text).substr(split)}) {
+                std::string before_feed = want;
+                by_feed.feed(chunk, want);
+                std::string scratch;
+                std::string_view view = by_view.canonical(chunk, scratch);
+                EXPECT_EQ(view, std::string_view(want).substr(before_feed.size()))
+                    << testing::PrintToString(text) << " split at " << split;
+                if (view == chunk) {
+                    EXPECT_EQ(view.data(), chunk.data()) << "canonical input was copied";
+                    EXPECT_TRUE(scratch.empty());
+                }
+                got += view;
+            }
+            EXPECT_EQ(got, want);
+        }
+    }
+}
+
 struct scanned {
     header_section section;
     std::string body;

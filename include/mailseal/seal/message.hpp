@@ -28,6 +28,10 @@ class canonicalizer {
 public:
     /// Appends the canonical form of `in` to `out`.
     void feed(std::string_view in, std::string& out);
+    /// The canonical form of `in`: `in` itself when it is canonical already, as a message
+    /// taken over LMTP is, with no copy; otherwise its canonical form, appended to `scratch`
+    /// (empty before), which the view then shows.
+    std::string_view canonical(std::string_view in, std::string& scratch);
 
 private:
     bool last_was_cr_ = false;
