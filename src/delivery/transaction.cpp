@@ -149,12 +149,27 @@ struct transaction::state final : seal::copy_sink {
         if (!f.file) {
             return lmtp::reply(lmtp::replies::local_error);
         }
-        if (auto failure = f.file->write(bytes)) {
-            f.detail = failure->str();
-            f.file.reset(); // its destructor removes the tmp/ file
-            return to_reply(*failure, config.mailbox.over_quota);
+        return stored(f, f.file->write(bytes));
+    }
+
+    std::optional<lmtp::reply> write_taking(std::size_t index, std::string& bytes) override {
+        auto& f = files.at(index);
+        if (f.transfer || !f.file) {
+            auto result = write(index, bytes);
+            bytes.clear();
+            return result;
         }
-        return std::nullopt;
+        return stored(f, f.file->write_taking(bytes));
+    }
+
+    /// The reply that ends `f` when its file could not take a write, which then goes.
+    std::optional<lmtp::reply> stored(file_state& f, std::optional<store::failure> failure) {
+        if (!failure) {
+            return std::nullopt;
+        }
+        f.detail = failure->str();
+        f.file.reset(); // its destructor removes the tmp/ file
+        return to_reply(*failure, config.mailbox.over_quota);
     }
 
     const config::config& config;

@@ -276,14 +276,15 @@ void message_sealer::send(std::size_t index, std::string_view bytes) {
 }
 
 bool message_sealer::flush(std::size_t index) {
+    // A sealed copy's output is what its file holds anyway: ciphertext and the outer header
+    // section, which the sink may keep as it is. Only a copy as received puts plaintext there.
+    const auto& writer = recipients_[index].writer;
+    const bool sealed = writer && writer->is_sealed();
     std::optional<lmtp::reply> failed;
     if (!output_.empty()) {
-        failed = sink_.write(index, output_);
+        failed = sealed ? sink_.write_taking(index, output_) : sink_.write(index, output_);
     }
-    // A sealed copy's output is what its file holds anyway: ciphertext and the outer header
-    // section. Only a copy as received puts plaintext there.
-    const auto& writer = recipients_[index].writer;
-    if (writer && writer->is_sealed()) {
+    if (sealed) {
         output_.clear();
     } else {
         util::wipe(output_);

@@ -802,6 +802,20 @@ std::optional<failure> delivery::write(std::string_view bytes) {
     return std::nullopt;
 }
 
+std::optional<failure> delivery::write_taking(std::string& bytes) {
+    // Only whole blocks for the writer thread, and only when nothing is gathered before them.
+    if (!writer_ || !buffer_.empty() || bytes.size() < background_block / 2 || failed_ || !fd_) {
+        auto f = write(bytes);
+        bytes.clear();
+        return f;
+    }
+    buffer_.swap(bytes);
+    if (auto f = flush(false)) {
+        return fail(*std::move(f));
+    }
+    return std::nullopt;
+}
+
 std::optional<failure> delivery::flush(bool last) {
     // A CR at the end of a block may be the first half of a CRLF: it waits for the next block,
     // which then starts with it. Only the file's last block may end with one (a bare CR).

@@ -603,6 +603,44 @@ TEST_F(maildir_test, very_large_message_is_written_on_a_thread_of_its_own) {
     EXPECT_TRUE(list_dir(maildir() / "tmp").empty());
 }
 
+TEST_F(maildir_test, blocks_given_up_by_the_caller_are_stored_like_copied_ones) {
+    // write_taking() hands a large file's writer thread the caller's buffer when nothing is
+    // gathered before it, and copies otherwise: before the writer starts at 4 MiB, and after
+    // write() left bytes behind, until a block boundary empties the buffer again. Lines of 64
+    // octets put every 64 KiB boundary between lines.
+    std::string input;
+    for (int i = 0; input.size() < 9 * 1024 * 1024; ++i) {
+        auto line = "line " + std::to_string(i) + " ";
+        line.resize(62, static_cast<char>('a' + i % 26));
+        input += line + "\r\n";
+    }
+    const std::size_t chunk = 64 * 1024;
+    auto d = must_begin(maildir(), next_name(), create_0700);
+    ASSERT_TRUE(d);
+    std::string_view rest = input;
+    for (std::size_t i = 0; !rest.empty(); ++i) {
+        if (i == 80) {
+            // 5 MiB in: a small write, then one that ends on the next 128 KiB boundary.
+            ASSERT_FALSE(d->write(rest.substr(0, 777)));
+            ASSERT_FALSE(d->write(rest.substr(777, 2 * chunk - 777)));
+            rest.remove_prefix(2 * chunk);
+            continue;
+        }
+        std::string block(rest.substr(0, std::min(rest.size(), chunk)));
+        rest.remove_prefix(block.size());
+        ASSERT_FALSE(d->write_taking(block));
+        EXPECT_TRUE(block.empty());
+    }
+    auto committed = d->commit();
+    auto* path = std::get_if<fs::path>(&committed);
+    ASSERT_NE(path, nullptr) << std::get<failure>(committed).str();
+    std::string want = input;
+    std::erase(want, '\r');
+    EXPECT_TRUE(read_all(*path) == want) << "file content differs from the converted input";
+    EXPECT_EQ(d->size(), want.size());
+    EXPECT_EQ(d->crlf_size(), input.size());
+}
+
 TEST_F(maildir_test, line_ends_that_straddle_block_boundaries_are_converted_once) {
     // Blocks are 64 KiB up to 4 MiB, then 128 KiB on the writer thread. Lines so short that
     // CRLF, CR CR LF and bare CRs and LFs lie on every block boundary, in both phases.

@@ -50,6 +50,13 @@ public:
     virtual std::variant<std::string, lmtp::reply> open(std::size_t index) = 0;
     /// Appends CRLF text to the copy; a reply ends this recipient.
     virtual std::optional<lmtp::reply> write(std::size_t index, std::string_view bytes) = 0;
+    /// The same for a sealed copy's text, which the sink may keep instead of copying: `bytes`
+    /// is left empty, perhaps holding another buffer.
+    virtual std::optional<lmtp::reply> write_taking(std::size_t index, std::string& bytes) {
+        auto result = write(index, bytes);
+        bytes.clear();
+        return result;
+    }
 };
 
 class message_sealer {

@@ -164,6 +164,9 @@ public:
     /// Appends bytes (CRLF line ends are turned into LF; a CR at the end of one chunk and LF at
     /// the start of the next are handled).
     std::optional<failure> write(std::string_view bytes);
+    /// The same for bytes the caller gives up: a large file's writer thread takes `bytes`'
+    /// buffer as it is instead of a copy. `bytes` is left empty (holding another buffer).
+    std::optional<failure> write_taking(std::string& bytes);
     /// fsync, close, rename into new/, fsync new/. Returns the path in new/.
     std::variant<std::filesystem::path, failure> commit();
     /// Puts the file in place of `old`, which lies in the Maildir this delivery was begun in:
