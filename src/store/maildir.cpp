@@ -38,7 +38,8 @@ constexpr std::uint64_t writeback_window = 8u << 20;
 /// With direct I/O, a large file goes to the disk in writes of this size, from one buffer.
 constexpr std::size_t direct_chunk = 1u << 20;
 /// The alignment asked of the buffer and of each direct write's offset and length, at least:
-/// a page, so the device's own (512 octets on most disks) is met whatever it is up to that.
+/// 4096 octets (a page on most systems), so the device's own (512 octets on most disks) is met
+/// whatever it is up to that.
 constexpr std::size_t direct_minimum_alignment = 4096;
 
 failure sys_failure(int err, std::string_view step, const std::filesystem::path& path) {
@@ -523,8 +524,10 @@ private:
         return err;
     }
 
-    /// Turns direct I/O on when the file system supports it, with the buffer it writes from;
-    /// otherwise the file is written through the page cache.
+    /// Chooses direct I/O when the file system supports it, with the buffer it writes from;
+    /// otherwise the file is written through the page cache. O_DIRECT itself is set by the
+    /// thread, at its first write past the aligned offset: should the thread not start, the
+    /// caller goes on writing the file as before.
     void start_direct() {
         const std::size_t alignment = direct_io_alignment(fd_);
         if (alignment == 0) {
@@ -535,10 +538,9 @@ private:
             return;
         }
         direct_buffer_.reset(static_cast<char*>(memory));
-        // Until the file's end is aligned, octets go through the page cache; O_DIRECT is set
-        // once it is.
+        // Until the file's end is aligned, octets go through the page cache.
         lead_ = static_cast<std::size_t>((alignment - written_ % alignment) % alignment);
-        direct_ = lead_ > 0 || set_direct(fd_, true);
+        direct_ = true;
     }
 
     /// Gathers `data` into the direct I/O buffer and writes each full one: 0, or the errno of
@@ -552,10 +554,13 @@ private:
             written_ += n;
             lead_ -= n;
             data.remove_prefix(n);
-            if (lead_ == 0 && !set_direct(fd_, true)) {
+        }
+        if (lead_ == 0 && !direct_set_) {
+            if (!set_direct(fd_, true)) {
                 direct_ = false;
                 return write_buffered(data);
             }
+            direct_set_ = true;
         }
         while (!data.empty()) {
             const std::size_t n = std::min(direct_chunk - staged_, data.size());
@@ -596,6 +601,7 @@ private:
         if (!set_direct(fd_, false)) {
             return errno;
         }
+        direct_set_ = false;
         // What is before it is already on the disk.
         writeback_requested_ = written_;
         dropped_ = written_;
@@ -607,9 +613,10 @@ private:
     /// the errno of a failure.
     int end_direct() {
         direct_ = false;
-        if (lead_ == 0 && !set_direct(fd_, false)) {
+        if (direct_set_ && !set_direct(fd_, false)) {
             return errno;
         }
+        direct_set_ = false;
         std::string_view rest(direct_buffer_.get(), staged_);
         staged_ = 0;
         int err = write_all(fd_, rest);
@@ -664,9 +671,11 @@ private:
     std::uint64_t writeback_requested_;
     std::uint64_t dropped_;
     char file_end_;
-    /// Direct I/O: on, the buffer, how much of it is filled, and the octets still to write
-    /// through the page cache before the file's end is aligned.
+    /// Direct I/O: chosen, O_DIRECT set on the descriptor, the buffer, how much of it is
+    /// filled, and the octets still to write through the page cache before the file's end is
+    /// aligned.
     bool direct_ = false;
+    bool direct_set_ = false;
     std::unique_ptr<char, aligned_free> direct_buffer_;
     std::size_t staged_ = 0;
     std::size_t lead_ = 0;

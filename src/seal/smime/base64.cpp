@@ -169,8 +169,10 @@ std::size_t encode_base64_lines(std::string_view in, std::size_t line_octets,
                                                  in.size(), line_octets, line_end, at));
     }
 #endif
+    // A line of no octets would never end the loop; it takes one.
+    const std::size_t line = std::max<std::size_t>(line_octets, 1);
     while (!in.empty()) {
-        const std::size_t n = std::min(line_octets, in.size());
+        const std::size_t n = std::min(line, in.size());
         at += encode_base64(in.substr(0, n), at);
         std::memcpy(at, line_end.data(), line_end.size());
         at += line_end.size();

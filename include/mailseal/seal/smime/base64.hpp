@@ -27,8 +27,8 @@ std::size_t encode_base64(std::string_view in, char* out);
 /// kept callable so tests compare the two paths.
 std::size_t encode_base64_portable(std::string_view in, char* out);
 
-/// Writes the encoding of `in` as lines of `line_octets` octets each (the last one may be
-/// shorter), every line followed by `line_end`; `out` must have room for that many lines of
+/// Writes the encoding of `in` as lines of `line_octets` octets each (at least 1; the last one
+/// may be shorter), every line followed by `line_end`; `out` must have room for that many lines of
 /// base64_length(line_octets) + line_end.size() characters. Returns the number written. With a
 /// multiple of 3 no line but the last holds padding, and on AVX2 every whole line is encoded in
 /// vector steps alone.
