@@ -114,13 +114,16 @@ private:
 };
 
 /// A message with a line end of every kind on every block and chunk boundary (CRLF, CR CR LF,
-/// bare CR, bare LF), of at least `size` octets; `want` is the Maildir file it makes, `want_w`
-/// its size with CRLF line ends.
-std::string mixed_line_ends(std::size_t size, std::string& want, std::uint64_t& want_w) {
+/// bare CR, bare LF), of at least `size` octets, line i holding i % 3 + i % 7 * `longer` octets
+/// of text; `want` is the Maildir file it makes (the conversion taken one octet at a time: a
+/// CR right before an LF goes), `want_w` its size with CRLF line ends (W= counts every LF of
+/// the file that does not follow a CR twice).
+std::string mixed_line_ends(std::size_t size, std::size_t longer, std::string& want,
+                            std::uint64_t& want_w) {
     std::string input;
     const std::string_view ends[] = {"\r\n", "\r\r\n", "\r", "\n", "\r\n\n"};
     for (std::size_t i = 0; input.size() < size; ++i) {
-        input.append(i % 3 + i % 7 * 11, 'q');
+        input.append(i % 3 + i % 7 * longer, 'q');
         input += ends[i % 5];
     }
     input += "\r";
@@ -252,6 +255,36 @@ protected:
 
     fs::path maildir() const { return root_.path() / "Maildir"; }
     std::string next_name() { return names_.next(std::chrono::system_clock::now()); }
+
+    /// Writes `input` into a new delivery to `maildir` in pieces of ever-changing size (each
+    /// `step` times the last, modulo `modulus`, plus one), commits, and checks that the file
+    /// holds `want` and the delivery reports its sizes; returns the file's path.
+    std::optional<fs::path> store_in_odd_pieces(const fs::path& maildir, std::string_view input,
+                                                std::size_t step, std::size_t modulus,
+                                                const std::string& want, std::uint64_t want_w) {
+        auto d = must_begin(maildir, next_name(), create_0700);
+        if (!d) {
+            return std::nullopt;
+        }
+        for (std::size_t n = 1; !input.empty(); n = n * step % modulus + 1) {
+            auto take = std::min(input.size(), n);
+            if (auto f = d->write(input.substr(0, take))) {
+                ADD_FAILURE() << "write: " << f->str();
+                return std::nullopt;
+            }
+            input.remove_prefix(take);
+        }
+        auto committed = d->commit();
+        auto* path = std::get_if<fs::path>(&committed);
+        if (path == nullptr) {
+            ADD_FAILURE() << "commit: " << std::get<failure>(committed).str();
+            return std::nullopt;
+        }
+        EXPECT_TRUE(read_all(*path) == want) << "file content differs from the converted input";
+        EXPECT_EQ(d->size(), want.size());
+        EXPECT_EQ(d->crlf_size(), want_w);
+        return *path;
+    }
 
     temp_dir root_;
     name_generator names_{"mx.test"};
@@ -644,38 +677,11 @@ TEST_F(maildir_test, blocks_given_up_by_the_caller_are_stored_like_copied_ones) 
 TEST_F(maildir_test, line_ends_that_straddle_block_boundaries_are_converted_once) {
     // Blocks are 64 KiB up to 4 MiB, then 128 KiB on the writer thread. Lines so short that
     // CRLF, CR CR LF and bare CRs and LFs lie on every block boundary, in both phases.
-    std::string input;
-    const std::string_view ends[] = {"\r\n", "\r\r\n", "\r", "\n", "\r\n\n"};
-    for (std::size_t i = 0; input.size() < 6 * 1024 * 1024; ++i) {
-        input.append(i % 3, 'q');
-        input += ends[i % 5];
-    }
-    input += "\r";
-    // The conversion, one byte at a time: a CR right before an LF goes; W= counts every LF
-    // of the file that does not follow a CR twice.
     std::string want;
     std::uint64_t want_w = 0;
-    for (std::size_t i = 0; i < input.size(); ++i) {
-        if (input[i] == '\r' && i + 1 < input.size() && input[i + 1] == '\n') {
-            continue;
-        }
-        want_w += input[i] == '\n' && (want.empty() || want.back() != '\r') ? 2 : 1;
-        want += input[i];
-    }
-    auto d = must_begin(maildir(), next_name(), create_0700);
-    ASSERT_TRUE(d);
-    std::string_view rest = input;
-    for (std::size_t n = 1; !rest.empty(); n = n * 3 % 100003 + 1) {
-        auto take = std::min(rest.size(), n);
-        ASSERT_FALSE(d->write(rest.substr(0, take)));
-        rest.remove_prefix(take);
-    }
-    auto committed = d->commit();
-    auto* path = std::get_if<fs::path>(&committed);
-    ASSERT_NE(path, nullptr) << std::get<failure>(committed).str();
-    EXPECT_TRUE(read_all(*path) == want) << "file content differs from the converted input";
-    EXPECT_EQ(d->size(), want.size());
-    EXPECT_EQ(d->crlf_size(), want_w);
+    const std::string input = mixed_line_ends(6 * 1024 * 1024, 0, want, want_w);
+    auto path = store_in_odd_pieces(maildir(), input, 3, 100003, want, want_w);
+    ASSERT_TRUE(path);
     EXPECT_EQ(path->filename().string().substr(path->filename().string().find(",S=")),
               size_suffix(want.size(), want_w));
 }
@@ -1078,6 +1084,30 @@ protected:
     }
     fs::path mounted_maildir() const { return root_.path() / "mnt" / "Maildir"; }
 
+    /// Writes `chunk` up to `times` times into a new delivery to the mounted Maildir, until a
+    /// write fails, then commits: the disk must fill, reported by a write (the first failure,
+    /// perhaps the writer thread's, seen by the next write or by commit) as ENOSPC, and
+    /// nothing may be left in new/ or tmp/.
+    void expect_disk_full(const std::string& chunk, int times) {
+        auto d = must_begin(mounted_maildir(), next_name(), create_0700);
+        ASSERT_TRUE(d);
+        std::optional<failure> first;
+        for (int i = 0; i < times && !first; ++i) {
+            first = d->write(chunk);
+        }
+        auto committed = d->commit();
+        ASSERT_TRUE(std::holds_alternative<failure>(committed))
+            << (first ? "commit after a failed write" : "everything fit");
+        if (!first) {
+            first = std::get<failure>(committed);
+        }
+        EXPECT_EQ(first->kind, error_kind::no_space) << first->str();
+        EXPECT_EQ(first->sys_errno, ENOSPC);
+        EXPECT_EQ(first->what.rfind("write ", 0), 0u) << "got what=" << first->what;
+        EXPECT_TRUE(list_dir(mounted_maildir() / "new").empty());
+        EXPECT_TRUE(list_dir(mounted_maildir() / "tmp").empty()) << "space is given back at once";
+    }
+
     void TearDown() override {
         mount_.reset();
         ext4_.reset();
@@ -1097,21 +1127,8 @@ TEST_F(mounted_test, large_message_written_with_direct_io_is_stored_whole) {
     // cache. Writes of odd sizes put every kind of boundary at every one of those points.
     std::string want;
     std::uint64_t want_w = 0;
-    const std::string input = mixed_line_ends(13 * 1024 * 1024 + 4321, want, want_w);
-    auto d = must_begin(mounted_maildir(), next_name(), create_0700);
-    ASSERT_TRUE(d);
-    std::string_view rest = input;
-    for (std::size_t n = 1; !rest.empty(); n = n * 7 % 300007 + 1) {
-        auto take = std::min(rest.size(), n);
-        ASSERT_FALSE(d->write(rest.substr(0, take)));
-        rest.remove_prefix(take);
-    }
-    auto committed = d->commit();
-    auto* path = std::get_if<fs::path>(&committed);
-    ASSERT_NE(path, nullptr) << std::get<failure>(committed).str();
-    EXPECT_TRUE(read_all(*path) == want) << "file content differs from the converted input";
-    EXPECT_EQ(d->size(), want.size());
-    EXPECT_EQ(d->crlf_size(), want_w);
+    const std::string input = mixed_line_ends(13 * 1024 * 1024 + 4321, 11, want, want_w);
+    EXPECT_TRUE(store_in_odd_pieces(mounted_maildir(), input, 7, 300007, want, want_w));
     EXPECT_TRUE(list_dir(mounted_maildir() / "tmp").empty());
 }
 
@@ -1120,26 +1137,8 @@ TEST_F(mounted_test, disk_full_during_direct_writes) {
     if (IsSkipped()) {
         return;
     }
-    auto d = must_begin(mounted_maildir(), next_name(), create_0700);
-    ASSERT_TRUE(d);
-    std::string chunk(65000, 'd');
-    chunk += "\r\n";
-    std::optional<failure> first;
-    for (int i = 0; i < 512 && !first; ++i) {
-        first = d->write(chunk);
-    }
-    auto committed = d->commit();
-    if (!first) {
-        ASSERT_TRUE(std::holds_alternative<failure>(committed)) << "32 MiB fit into 12 MiB";
-        first = std::get<failure>(committed);
-    } else {
-        ASSERT_TRUE(std::holds_alternative<failure>(committed)) << "commit after a failed write";
-    }
-    EXPECT_EQ(first->kind, error_kind::no_space) << first->str();
-    EXPECT_EQ(first->sys_errno, ENOSPC);
-    EXPECT_EQ(first->what.rfind("write ", 0), 0u) << "got what=" << first->what;
-    EXPECT_TRUE(list_dir(mounted_maildir() / "new").empty());
-    EXPECT_TRUE(list_dir(mounted_maildir() / "tmp").empty()) << "space is given back at once";
+    // 32 MiB into 12 MiB: the disk fills during the writer thread's direct writes.
+    expect_disk_full(std::string(65000, 'd') + "\r\n", 512);
 
     auto after = must_begin(mounted_maildir(), next_name(), create_0700);
     ASSERT_TRUE(after);
@@ -1209,27 +1208,8 @@ TEST_F(mounted_test, disk_full_on_the_writer_thread) {
     if (IsSkipped()) {
         return;
     }
-    auto d = must_begin(mounted_maildir(), next_name(), create_0700);
-    ASSERT_TRUE(d);
-    std::string chunk(4094, 'v');
-    chunk += "\r\n";
-    std::optional<failure> first;
-    for (int i = 0; i < 4096 && !first; ++i) {
-        first = d->write(chunk);
-    }
-    auto committed = d->commit();
-    if (!first) {
-        // The writer thread found the disk full after the last write: commit says so.
-        ASSERT_TRUE(std::holds_alternative<failure>(committed)) << "16 MiB fit into 6 MiB";
-        first = std::get<failure>(committed);
-    } else {
-        ASSERT_TRUE(std::holds_alternative<failure>(committed)) << "commit after a failed write";
-    }
-    EXPECT_EQ(first->kind, error_kind::no_space) << first->str();
-    EXPECT_EQ(first->sys_errno, ENOSPC);
-    EXPECT_EQ(first->what.rfind("write ", 0), 0u) << "got what=" << first->what;
-    EXPECT_TRUE(list_dir(mounted_maildir() / "new").empty());
-    EXPECT_TRUE(list_dir(mounted_maildir() / "tmp").empty());
+    // 16 MiB into 6 MiB: the disk fills after the writer thread starts at 4 MiB.
+    expect_disk_full(std::string(4094, 'v') + "\r\n", 4096);
 }
 
 TEST_F(mounted_test, disk_full_at_commit) {
