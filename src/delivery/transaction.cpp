@@ -155,9 +155,7 @@ struct transaction::state final : seal::copy_sink {
     std::optional<lmtp::reply> write_taking(std::size_t index, std::string& bytes) override {
         auto& f = files.at(index);
         if (f.transfer || !f.file) {
-            auto result = write(index, bytes);
-            bytes.clear();
-            return result;
+            return copy_sink::write_taking(index, bytes);
         }
         return stored(f, f.file->write_taking(bytes));
     }

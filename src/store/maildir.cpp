@@ -597,11 +597,9 @@ private:
         if (rest.empty()) {
             return 0;
         }
-        direct_ = false;
-        if (!set_direct(fd_, false)) {
-            return errno;
+        if (int err = stop_direct(); err != 0) {
+            return err;
         }
-        direct_set_ = false;
         // What is before it is already on the disk.
         writeback_requested_ = written_;
         dropped_ = written_;
@@ -612,11 +610,9 @@ private:
     /// turns direct I/O off, so that the file is as every other when commit() fsyncs it: 0, or
     /// the errno of a failure.
     int end_direct() {
-        direct_ = false;
-        if (direct_set_ && !set_direct(fd_, false)) {
-            return errno;
+        if (int err = stop_direct(); err != 0) {
+            return err;
         }
-        direct_set_ = false;
         std::string_view rest(direct_buffer_.get(), staged_);
         staged_ = 0;
         int err = write_all(fd_, rest);
@@ -624,6 +620,17 @@ private:
             written_ += rest.size();
         }
         return err;
+    }
+
+    /// Writes through the page cache from now on, clearing O_DIRECT if it was set: 0, or the
+    /// errno of the failure.
+    int stop_direct() {
+        direct_ = false;
+        if (direct_set_ && !set_direct(fd_, false)) {
+            return errno;
+        }
+        direct_set_ = false;
+        return 0;
     }
 
     /// 0, or the errno of a failed writeback.
@@ -679,7 +686,7 @@ private:
     std::unique_ptr<char, aligned_free> direct_buffer_;
     std::size_t staged_ = 0;
     std::size_t lead_ = 0;
-    /// Last: started once everything it uses is made.
+    /// Started in the constructor's body, once everything it uses is made.
     std::thread thread_;
 };
 
