@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <algorithm>
+#include <cstdint>
 #include <mutex>
+#include <span>
 
 #include <openssl/cms.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 
 #include <mailseal/seal/smime/base64.hpp>
@@ -119,48 +123,64 @@ std::string_view smime_type(content_cipher cipher) {
     return "enveloped-data";
 }
 
-struct cms_encoder::state {
-    c_ptr<CMS_ContentInfo> cms;
-    /// The end of the chain: a base64_sink that encodes the BER output into `*out` as it comes.
-    c_ptr<BIO> output;
-    /// The CMS BIO chain (cipher → ASN.1 streaming → output), owned up to `output`.
-    BIO* chain = nullptr;
-    /// Where base64_sink appends, during a write to the chain.
-    std::string* out = nullptr;
-    /// Plaintext gathered from small writes until it makes a chunk.
-    std::string staged;
-    bool wrote_any = false;
-    /// BER octets not yet making a whole base64 line.
-    std::string base64_pending;
+namespace {
 
-    ~state() {
-        release_chain();
-        util::wipe(staged);
-    }
-
-    void release_chain() {
-        // Free each BIO the CMS layer pushed, but not `output`, which we own.
-        while (chain != nullptr && chain != output.get()) {
-            BIO* next = BIO_pop(chain);
-            BIO_free(chain);
-            chain = next;
+/// BER octets as base64 lines of base64_group octets, each ending in CRLF: whole lines are
+/// encoded straight from the input, the rest waits for more.
+class base64_lines {
+public:
+    void take(std::string_view ber, std::string& out) {
+        if (!pending_.empty()) {
+            std::size_t take = std::min(ber.size(), base64_group - pending_.size());
+            pending_.append(ber.substr(0, take));
+            ber.remove_prefix(take);
+            if (pending_.size() < base64_group) {
+                return;
+            }
+            encode(pending_, out);
+            pending_.clear();
         }
-        chain = nullptr;
+        std::size_t whole = ber.size() - ber.size() % base64_group;
+        encode(ber.substr(0, whole), out);
+        pending_.append(ber.substr(whole));
     }
+
+    /// The last, shorter line.
+    void end(std::string& out) {
+        encode(pending_, out);
+        pending_.clear();
+    }
+
+private:
+    /// Encodes in place, `out` sized once for all the lines.
+    static void encode(std::string_view ber, std::string& out) {
+        const std::size_t lines = (ber.size() + base64_group - 1) / base64_group;
+        const std::size_t line_room = base64_length(base64_group) + 2;
+        const std::size_t at = out.size();
+        out.resize(at + lines * line_room);
+        out.resize(at + encode_base64_lines(ber, base64_group, "\r\n", out.data() + at));
+    }
+
+    std::string pending_;
+};
+
+} // namespace
+
+/// The encoder's state, whichever way the CMS is made.
+struct cms_encoder::state {
+    state() = default;
+    state(const state&) = delete;
+    state& operator=(const state&) = delete;
+    virtual ~state() { util::wipe(staged); }
+
+    /// Encrypts `plaintext`, appending complete base64 lines to `to`.
+    virtual std::optional<std::string> encrypt(std::string_view plaintext, std::string& to) = 0;
+    /// Ends the content after the last encrypt() and appends the closing lines.
+    virtual std::optional<std::string> end(std::string& to) = 0;
 
     std::optional<std::string> push(std::string_view plaintext, std::string& to) {
         wrote_any = wrote_any || !plaintext.empty();
-        out = &to;
-        while (!plaintext.empty()) {
-            int n = BIO_write(chain, plaintext.data(), static_cast<int>(plaintext.size()));
-            if (n <= 0) {
-                out = nullptr;
-                return openssl_error("encrypting");
-            }
-            plaintext.remove_prefix(static_cast<std::size_t>(n));
-        }
-        out = nullptr;
-        return std::nullopt;
+        return encrypt(plaintext, to);
     }
 
     std::optional<std::string> push_staged(std::string& to) {
@@ -169,45 +189,352 @@ struct cms_encoder::state {
         return problem;
     }
 
-    /// BER output from the chain: whole lines are encoded straight from `ber`, the rest waits.
-    void take_ber(std::string_view ber) {
-        if (!base64_pending.empty()) {
-            std::size_t take = std::min(ber.size(), base64_group - base64_pending.size());
-            base64_pending.append(ber.substr(0, take));
-            ber.remove_prefix(take);
-            if (base64_pending.size() < base64_group) {
-                return;
-            }
-            encode_lines(base64_pending, *out);
-            base64_pending.clear();
-        }
-        std::size_t whole = ber.size() - ber.size() % base64_group;
-        encode_lines(ber.substr(0, whole), *out);
-        base64_pending.append(ber.substr(whole));
-    }
-
-    /// Appends `ber` to `to` as base64 lines of base64_group octets (the last one may be
-    /// shorter), each ending in CRLF. They are encoded in place, `to` sized once for all of
-    /// them.
-    static void encode_lines(std::string_view ber, std::string& to) {
-        const std::size_t lines = (ber.size() + base64_group - 1) / base64_group;
-        const std::size_t line_room = base64_length(base64_group) + 2;
-        const std::size_t at = to.size();
-        to.resize(at + lines * line_room);
-        to.resize(at + encode_base64_lines(ber, base64_group, "\r\n", to.data() + at));
-    }
+    /// Plaintext gathered from small writes until it makes a chunk.
+    std::string staged;
+    bool wrote_any = false;
+    base64_lines lines;
 };
 
 namespace {
 
+// ---- EnvelopedData written here ----
+//
+// The default configuration (AES-CBC, RSA PKCS#1 v1.5 key transport) has a fixed shape, which
+// is written here from OpenSSL's primitives: OpenSSL's CMS layer spends more CPU setting up
+// one copy (templates, provider fetches, ASN.1 streaming) than the RSA operation and a small
+// message's AES together. The output is the BER OpenSSL's streaming writes: indefinite lengths
+// outside, the RecipientInfos in DER, the ciphertext as a constructed OCTET STRING.
+
+/// DER length octets (X.690 §8.1.3).
+void put_length(std::string& to, std::size_t length) {
+    if (length < 0x80) {
+        to.push_back(static_cast<char>(length));
+        return;
+    }
+    unsigned char octets[sizeof length];
+    std::size_t count = 0;
+    for (std::size_t rest = length; rest != 0; rest >>= 8) {
+        octets[count++] = static_cast<unsigned char>(rest & 0xff);
+    }
+    to.push_back(static_cast<char>(0x80 | count));
+    while (count > 0) {
+        to.push_back(static_cast<char>(octets[--count]));
+    }
+}
+
+void put_tlv(std::string& to, unsigned char tag, std::string_view contents) {
+    to.push_back(static_cast<char>(tag));
+    put_length(to, contents.size());
+    to.append(contents);
+}
+
+std::string_view as_chars(std::span<const unsigned char> octets) {
+    return {reinterpret_cast<const char*>(octets.data()), octets.size()};
+}
+
+/// Appends the DER OpenSSL makes of `object`.
+template <typename T>
+bool append_der(std::string& to, const T* object, int (*i2d)(const T*, unsigned char**)) {
+    int length = i2d(object, nullptr);
+    if (length <= 0) {
+        return false;
+    }
+    const std::size_t at = to.size();
+    to.resize(at + static_cast<std::size_t>(length));
+    auto* write = reinterpret_cast<unsigned char*>(to.data() + at);
+    return i2d(object, &write) == length;
+}
+
+constexpr unsigned char tag_integer = 0x02;
+constexpr unsigned char tag_octet_string = 0x04;
+constexpr unsigned char tag_sequence = 0x30;
+constexpr unsigned char tag_set = 0x31;
+/// [0] IMPLICIT, primitive: RecipientIdentifier's subjectKeyIdentifier (RFC 5652 §6.2.1).
+constexpr unsigned char tag_implicit_0 = 0x80;
+/// A SEQUENCE of indefinite length, to be closed by end_of_contents.
+constexpr std::string_view open_sequence = "\x30\x80";
+/// [0], constructed, of indefinite length: ContentInfo's content and EncryptedContentInfo's
+/// encryptedContent.
+constexpr std::string_view open_context_0 = "\xa0\x80";
+constexpr std::string_view end_of_contents = std::string_view("\x00\x00", 2);
+
+/// OBJECT IDENTIFIERs, tag and length included.
+/// id-envelopedData, 1.2.840.113549.1.7.3 (RFC 5652 §6.1).
+constexpr std::string_view oid_enveloped_data = "\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x03";
+/// id-data, 1.2.840.113549.1.7.1 (RFC 5652 §4).
+constexpr std::string_view oid_data = "\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x01";
+/// id-aes256-CBC, 2.16.840.1.101.3.4.1.42, and id-aes128-CBC, 2.16.840.1.101.3.4.1.2
+/// (RFC 3565 §4.1).
+constexpr std::string_view oid_aes256_cbc = "\x06\x09\x60\x86\x48\x01\x65\x03\x04\x01\x2a";
+constexpr std::string_view oid_aes128_cbc = "\x06\x09\x60\x86\x48\x01\x65\x03\x04\x01\x02";
+/// AlgorithmIdentifier { rsaEncryption (1.2.840.113549.1.1.1), NULL } (RFC 3370 §4.2.1).
+constexpr std::string_view rsa_encryption_algorithm =
+    std::string_view("\x30\x0d\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01\x05\x00", 15);
+
+constexpr std::size_t cbc_block = 16;
+
+/// The CBC cipher, fetched from the provider once per process rather than once per copy.
+const EVP_CIPHER* fetched_cbc(content_cipher c) {
+    static const c_ptr<EVP_CIPHER> aes256(EVP_CIPHER_fetch(nullptr, "AES-256-CBC", nullptr));
+    static const c_ptr<EVP_CIPHER> aes128(EVP_CIPHER_fetch(nullptr, "AES-128-CBC", nullptr));
+    return c == content_cipher::aes_128_cbc ? aes128.get() : aes256.get();
+}
+
+/// RecipientIdentifier (RFC 5652 §6.2.1), as OpenSSL chooses it: issuerAndSerialNumber when
+/// there is a certificate, the subjectKeyIdentifier of RFC 5280 §4.2.1.2 method 1 (SHA-1 of
+/// the subjectPublicKey bits) for a bare key.
+std::optional<std::string> recipient_identifier(const certificate_key& k) {
+    std::string out;
+    if (k.certificate) {
+        std::string contents;
+        if (!append_der(contents, X509_get_issuer_name(k.certificate.get()), i2d_X509_NAME) ||
+            !append_der(contents, X509_get0_serialNumber(k.certificate.get()), i2d_ASN1_INTEGER)) {
+            return std::nullopt;
+        }
+        put_tlv(out, tag_sequence, contents);
+        return out;
+    }
+    const unsigned char* der = k.spki_der.data();
+    c_ptr<X509_PUBKEY> spki(d2i_X509_PUBKEY(nullptr, &der, static_cast<long>(k.spki_der.size())));
+    const unsigned char* bits = nullptr;
+    int bits_length = 0;
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_length = 0;
+    if (!spki || X509_PUBKEY_get0_param(nullptr, &bits, &bits_length, nullptr, spki.get()) != 1 ||
+        EVP_Digest(bits, static_cast<std::size_t>(bits_length), digest, &digest_length, EVP_sha1(),
+                   nullptr) != 1) {
+        return std::nullopt;
+    }
+    put_tlv(out, tag_implicit_0, as_chars({digest, digest_length}));
+    return out;
+}
+
+/// `content_key` encrypted to `k` with RSAES-PKCS1-v1_5.
+std::optional<std::string> transported_key(const certificate_key& k,
+                                           std::span<const unsigned char> content_key) {
+    c_ptr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, k.public_key.get(), nullptr));
+    std::size_t length = 0;
+    if (!ctx || EVP_PKEY_encrypt_init(ctx.get()) != 1 ||
+        EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PADDING) <= 0 ||
+        EVP_PKEY_encrypt(ctx.get(), nullptr, &length, content_key.data(), content_key.size()) !=
+            1) {
+        return std::nullopt;
+    }
+    std::string out(length, '\0');
+    if (EVP_PKEY_encrypt(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &length,
+                         content_key.data(), content_key.size()) != 1) {
+        return std::nullopt;
+    }
+    out.resize(length);
+    return out;
+}
+
+/// EnvelopedData for RSA keys with PKCS#1 v1.5 and AES-CBC, written as it is encrypted.
+class enveloped_stream final : public cms_encoder::state {
+public:
+    /// Draws the content key and IV, makes a KeyTransRecipientInfo per key and the header.
+    static std::variant<std::unique_ptr<cms_encoder::state>, std::string>
+    begin(const std::vector<const certificate_key*>& keys, const std::vector<key>& named,
+          content_cipher cipher) {
+        auto st = std::make_unique<enveloped_stream>();
+        const EVP_CIPHER* cbc = fetched_cbc(cipher);
+        st->cipher_.reset(EVP_CIPHER_CTX_new());
+        unsigned char content_key[EVP_MAX_KEY_LENGTH];
+        unsigned char iv[cbc_block];
+        const int key_length = cbc == nullptr ? 0 : EVP_CIPHER_get_key_length(cbc);
+        if (cbc == nullptr || !st->cipher_ || key_length <= 0 ||
+            static_cast<std::size_t>(key_length) > sizeof content_key ||
+            EVP_CIPHER_get_iv_length(cbc) != static_cast<int>(sizeof iv) ||
+            RAND_priv_bytes(content_key, key_length) != 1 || RAND_bytes(iv, sizeof iv) != 1 ||
+            EVP_EncryptInit_ex2(st->cipher_.get(), cbc, content_key, iv, nullptr) != 1) {
+            OPENSSL_cleanse(content_key, sizeof content_key);
+            return openssl_error("setting up the content encryption");
+        }
+        const std::span<const unsigned char> content_key_view(content_key,
+                                                              static_cast<std::size_t>(key_length));
+
+        // RFC 5652 §6.1: version 0 when every RecipientInfo is, which a KeyTransRecipientInfo
+        // is with issuerAndSerialNumber; version 2 with subjectKeyIdentifier.
+        bool every_version_0 = true;
+        std::vector<std::string> recipient_infos;
+        recipient_infos.reserve(keys.size());
+        for (std::size_t i = 0; i < keys.size(); ++i) {
+            const certificate_key& k = *keys[i];
+            auto rid = recipient_identifier(k);
+            auto encrypted_key = transported_key(k, content_key_view);
+            if (!rid || !encrypted_key) {
+                OPENSSL_cleanse(content_key, sizeof content_key);
+                return openssl_error("adding the recipient " + named[i].source);
+            }
+            const bool by_issuer = k.certificate != nullptr;
+            every_version_0 = every_version_0 && by_issuer;
+            std::string contents;
+            put_tlv(contents, tag_integer, by_issuer ? std::string_view("\x00", 1) : "\x02");
+            contents += *rid;
+            contents += rsa_encryption_algorithm;
+            put_tlv(contents, tag_octet_string, *encrypted_key);
+            put_tlv(recipient_infos.emplace_back(), tag_sequence, contents);
+        }
+        OPENSSL_cleanse(content_key, sizeof content_key);
+        // DER orders a SET OF by the encodings of its elements (X.690 §11.6).
+        std::ranges::sort(recipient_infos);
+        std::string set;
+        for (const auto& ri : recipient_infos) {
+            set += ri;
+        }
+
+        std::string algorithm(cipher == content_cipher::aes_128_cbc ? oid_aes128_cbc
+                                                                    : oid_aes256_cbc);
+        put_tlv(algorithm, tag_octet_string, as_chars(iv));
+
+        std::string& h = st->ber_;
+        h += open_sequence; // ContentInfo
+        h += oid_enveloped_data;
+        h += open_context_0; // content
+        h += open_sequence;  // EnvelopedData
+        put_tlv(h, tag_integer, every_version_0 ? std::string_view("\x00", 1) : "\x02");
+        put_tlv(h, tag_set, set);
+        h += open_sequence; // EncryptedContentInfo
+        h += oid_data;
+        put_tlv(h, tag_sequence, algorithm);
+        h += open_context_0; // encryptedContent, in segments
+        return std::unique_ptr<cms_encoder::state>(std::move(st));
+    }
+
+    std::optional<std::string> encrypt(std::string_view plaintext, std::string& to) override {
+        // CBC gives out every whole block it has had so far, so the segment's length is known
+        // before encrypting it.
+        const std::uint64_t blocks_before = consumed_ / cbc_block;
+        consumed_ += plaintext.size();
+        const std::size_t length =
+            static_cast<std::size_t>(consumed_ / cbc_block - blocks_before) * cbc_block;
+        if (length > 0) {
+            put_length_of_segment(length);
+        }
+        const std::size_t at = ber_.size();
+        ber_.resize(at + plaintext.size() + cbc_block);
+        int written = 0;
+        if (EVP_EncryptUpdate(cipher_.get(), reinterpret_cast<unsigned char*>(ber_.data() + at),
+                              &written, reinterpret_cast<const unsigned char*>(plaintext.data()),
+                              static_cast<int>(plaintext.size())) != 1 ||
+            static_cast<std::size_t>(written) != length) {
+            return openssl_error("encrypting");
+        }
+        ber_.resize(at + length);
+        lines.take(ber_, to);
+        ber_.clear();
+        return std::nullopt;
+    }
+
+    std::optional<std::string> end(std::string& to) override {
+        unsigned char last[cbc_block];
+        int written = 0;
+        // The final block carries the padding of RFC 5652 §6.3.
+        if (EVP_EncryptFinal_ex(cipher_.get(), last, &written) != 1 ||
+            static_cast<std::size_t>(written) != cbc_block) {
+            return openssl_error("finishing the content encryption");
+        }
+        put_length_of_segment(cbc_block);
+        ber_ += as_chars(last);
+        // encryptedContent, EncryptedContentInfo, EnvelopedData, content, ContentInfo.
+        for (int open = 0; open < 5; ++open) {
+            ber_ += end_of_contents;
+        }
+        lines.take(ber_, to);
+        lines.end(to);
+        ber_.clear();
+        return std::nullopt;
+    }
+
+private:
+    /// Opens a primitive OCTET STRING segment of the encryptedContent.
+    void put_length_of_segment(std::size_t length) {
+        ber_.push_back(static_cast<char>(tag_octet_string));
+        put_length(ber_, length);
+    }
+
+    c_ptr<EVP_CIPHER_CTX> cipher_;
+    /// BER not yet given to `lines`: the header until the first content, then one segment at
+    /// a time. Never plaintext.
+    std::string ber_;
+    /// Plaintext octets given to the cipher so far.
+    std::uint64_t consumed_ = 0;
+};
+
+// ---- EnvelopedData and AuthEnvelopedData through OpenSSL's CMS layer ----
+
+/// Every other combination: GCM (AuthEnvelopedData), RSAES-OAEP, ECDH key agreement.
+class openssl_stream final : public cms_encoder::state {
+public:
+    static std::variant<std::unique_ptr<cms_encoder::state>, std::string>
+    begin(const std::vector<const certificate_key*>& keys, const std::vector<key>& named,
+          const options& opts);
+
+    ~openssl_stream() override { release_chain(); }
+
+    std::optional<std::string> encrypt(std::string_view plaintext, std::string& to) override {
+        out_ = &to;
+        while (!plaintext.empty()) {
+            int n = BIO_write(chain_, plaintext.data(), static_cast<int>(plaintext.size()));
+            if (n <= 0) {
+                out_ = nullptr;
+                return openssl_error("encrypting");
+            }
+            plaintext.remove_prefix(static_cast<std::size_t>(n));
+        }
+        out_ = nullptr;
+        return std::nullopt;
+    }
+
+    std::optional<std::string> end(std::string& to) override {
+        // The flush writes the end of the content, the GCM tag and the closing octets.
+        out_ = &to;
+        int flushed = BIO_flush(chain_);
+        out_ = nullptr;
+        if (flushed != 1) {
+            return openssl_error("finishing the CMS stream");
+        }
+        release_chain();
+        lines.end(to);
+        return std::nullopt;
+    }
+
+    /// BER from the end of the chain, during a write to it.
+    bool take_ber(std::string_view ber) {
+        if (out_ == nullptr) {
+            return false;
+        }
+        lines.take(ber, *out_);
+        return true;
+    }
+
+private:
+    void release_chain() {
+        // Free each BIO the CMS layer pushed, but not `output_`, which we own.
+        while (chain_ != nullptr && chain_ != output_.get()) {
+            BIO* next = BIO_pop(chain_);
+            BIO_free(chain_);
+            chain_ = next;
+        }
+        chain_ = nullptr;
+    }
+
+    c_ptr<CMS_ContentInfo> cms_;
+    /// The end of the chain: a base64_sink that gives the BER output to take_ber() as it comes.
+    c_ptr<BIO> output_;
+    /// The CMS BIO chain (cipher → ASN.1 streaming → output), owned up to `output_`.
+    BIO* chain_ = nullptr;
+    /// Where the base64 lines go, during a write to the chain.
+    std::string* out_ = nullptr;
+};
+
 /// A sink BIO at the end of the CMS chain: the BER goes to the encoder's base64 as it is
 /// written, with no memory BIO (a copy, and a clearing on every reset) in between.
 int base64_sink_write(BIO* bio, const char* data, std::size_t size, std::size_t* written) {
-    auto* st = static_cast<cms_encoder::state*>(BIO_get_data(bio));
-    if (st == nullptr || st->out == nullptr) {
+    auto* st = static_cast<openssl_stream*>(BIO_get_data(bio));
+    if (st == nullptr || !st->take_ber(std::string_view(data, size))) {
         return 0;
     }
-    st->take_ber(std::string_view(data, size));
     *written = size;
     return 1;
 }
@@ -242,32 +569,18 @@ const BIO_METHOD* base64_sink_method() {
     return method.get();
 }
 
-} // namespace
-
-cms_encoder::cms_encoder(std::unique_ptr<state> s) : state_(std::move(s)) {}
-cms_encoder::cms_encoder(cms_encoder&&) noexcept = default;
-cms_encoder& cms_encoder::operator=(cms_encoder&&) noexcept = default;
-cms_encoder::~cms_encoder() = default;
-
-std::variant<cms_encoder, std::string> cms_encoder::begin(const std::vector<key>& keys,
-                                                          const options& opts) {
-    if (keys.empty()) {
-        return std::string("no keys to encrypt to");
-    }
-    ERR_clear_error();
-    auto st = std::make_unique<state>();
+std::variant<std::unique_ptr<cms_encoder::state>, std::string>
+openssl_stream::begin(const std::vector<const certificate_key*>& keys,
+                      const std::vector<key>& named, const options& opts) {
+    auto st = std::make_unique<openssl_stream>();
     // A GCM cipher makes CMS_encrypt build AuthEnvelopedData (RFC 5083) instead.
-    st->cms.reset(CMS_encrypt(nullptr, nullptr, cipher_for(opts.cipher),
-                              CMS_STREAM | CMS_PARTIAL | CMS_BINARY));
-    if (!st->cms) {
+    st->cms_.reset(CMS_encrypt(nullptr, nullptr, cipher_for(opts.cipher),
+                               CMS_STREAM | CMS_PARTIAL | CMS_BINARY));
+    if (!st->cms_) {
         return openssl_error("creating the CMS object");
     }
-    for (const auto& generic : keys) {
-        const certificate_key* found = certificate_of(generic);
-        if (found == nullptr) {
-            return "not an S/MIME key: " + generic.source;
-        }
-        const certificate_key& k = *found;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        const certificate_key& k = *keys[i];
         c_ptr<X509> bare_key_cert;
         X509* cert = k.certificate.get();
         unsigned int flags = CMS_BINARY;
@@ -284,24 +597,59 @@ std::variant<cms_encoder, std::string> cms_encoder::begin(const std::vector<key>
         if (custom) {
             flags |= CMS_KEY_PARAM;
         }
-        CMS_RecipientInfo* ri = CMS_add1_recipient_cert(st->cms.get(), cert, flags);
+        CMS_RecipientInfo* ri = CMS_add1_recipient_cert(st->cms_.get(), cert, flags);
         if (ri == nullptr) {
-            return openssl_error("adding the recipient " + generic.source);
+            return openssl_error("adding the recipient " + named[i].source);
         }
         if (custom && !set_key_parameters(ri, k)) {
-            return openssl_error("setting key parameters for " + generic.source);
+            return openssl_error("setting key parameters for " + named[i].source);
         }
     }
     const BIO_METHOD* sink = base64_sink_method();
-    st->output.reset(sink == nullptr ? nullptr : BIO_new(sink));
-    if (!st->output) {
+    st->output_.reset(sink == nullptr ? nullptr : BIO_new(sink));
+    if (!st->output_) {
         return openssl_error("allocating the output sink");
     }
-    BIO_set_data(st->output.get(), st.get());
-    st->chain = BIO_new_CMS(st->output.get(), st->cms.get());
-    if (st->chain == nullptr) {
+    BIO_set_data(st->output_.get(), st.get());
+    st->chain_ = BIO_new_CMS(st->output_.get(), st->cms_.get());
+    if (st->chain_ == nullptr) {
         return openssl_error("starting the CMS stream");
     }
+    return std::unique_ptr<cms_encoder::state>(std::move(st));
+}
+
+} // namespace
+
+cms_encoder::cms_encoder(std::unique_ptr<state> s) : state_(std::move(s)) {}
+cms_encoder::cms_encoder(cms_encoder&&) noexcept = default;
+cms_encoder& cms_encoder::operator=(cms_encoder&&) noexcept = default;
+cms_encoder::~cms_encoder() = default;
+
+std::variant<cms_encoder, std::string> cms_encoder::begin(const std::vector<key>& keys,
+                                                          const options& opts) {
+    if (keys.empty()) {
+        return std::string("no keys to encrypt to");
+    }
+    ERR_clear_error();
+    std::vector<const certificate_key*> found;
+    found.reserve(keys.size());
+    bool fixed_shape = (opts.cipher == content_cipher::aes_256_cbc ||
+                        opts.cipher == content_cipher::aes_128_cbc) &&
+                       opts.padding == rsa_padding::pkcs1;
+    for (const auto& generic : keys) {
+        const certificate_key* k = certificate_of(generic);
+        if (k == nullptr) {
+            return "not an S/MIME key: " + generic.source;
+        }
+        fixed_shape = fixed_shape && k->type == key_type::rsa;
+        found.push_back(k);
+    }
+    auto begun = fixed_shape ? enveloped_stream::begin(found, keys, opts.cipher)
+                             : openssl_stream::begin(found, keys, opts);
+    if (auto* problem = std::get_if<std::string>(&begun)) {
+        return std::move(*problem);
+    }
+    auto st = std::move(std::get<std::unique_ptr<state>>(begun));
     st->staged.reserve(chunk_size);
     return cms_encoder(std::move(st));
 }
@@ -338,17 +686,7 @@ std::optional<std::string> cms_encoder::finish(std::string& out) {
     if (!state_->wrote_any) {
         return std::string("no content to encrypt");
     }
-    // The flush writes the end of the content, the GCM tag and the closing octets.
-    state_->out = &out;
-    int flushed = BIO_flush(state_->chain);
-    state_->out = nullptr;
-    if (flushed != 1) {
-        return openssl_error("finishing the CMS stream");
-    }
-    state_->release_chain();
-    state_->encode_lines(state_->base64_pending, out);
-    state_->base64_pending.clear();
-    return std::nullopt;
+    return state_->end(out);
 }
 
 } // namespace mailseal::seal::smime

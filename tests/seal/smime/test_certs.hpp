@@ -267,6 +267,14 @@ inline key make_key(std::shared_ptr<EVP_PKEY> public_key, std::shared_ptr<X509> 
     material->public_key = std::move(public_key);
     material->certificate = std::move(certificate);
     material->type = type;
+    // As evaluate() makes it: the key's DER SubjectPublicKeyInfo goes with it.
+    int length = i2d_PUBKEY(material->public_key.get(), nullptr);
+    if (length <= 0) {
+        throw std::runtime_error("test key does not encode");
+    }
+    material->spki_der.resize(static_cast<std::size_t>(length));
+    unsigned char* write = material->spki_der.data();
+    i2d_PUBKEY(material->public_key.get(), &write);
     key k;
     k.material = std::move(material);
     k.source = std::move(source);

@@ -165,6 +165,108 @@ TEST(cms_encoder, key_parameters_follow_rfc8551) {
     EXPECT_NE(bare.find("subjectKeyIdentifier"), std::string::npos) << bare;
 }
 
+/// CMS_ContentInfo_print_ctx's text without the lines that show random octets (hex dumps of
+/// the IV, the encrypted key and the content), which differ from one encryption to the next.
+std::string structure_of(CMS_ContentInfo& cms) {
+    c_ptr<BIO> out(BIO_new(BIO_s_mem()));
+    CMS_ContentInfo_print_ctx(out.get(), &cms, 0, nullptr);
+    char* data = nullptr;
+    long n = BIO_get_mem_data(out.get(), &data);
+    std::string printed(data, static_cast<std::size_t>(n));
+    std::string kept;
+    std::size_t start = 0;
+    while (start < printed.size()) {
+        auto end = printed.find('\n', start);
+        end = end == std::string::npos ? printed.size() : end + 1;
+        std::string_view line(printed.data() + start, end - start);
+        auto dash = line.find(" - ");
+        bool hex_dump = dash != std::string_view::npos && dash >= 4 &&
+                        line.substr(dash - 4, 4).find_first_not_of("0123456789abcdef") ==
+                            std::string_view::npos;
+        if (!hex_dump) {
+            kept += line;
+        }
+        start = end;
+    }
+    return kept;
+}
+
+TEST(cms_encoder, default_form_is_the_enveloped_data_openssl_writes) {
+    const auto& c = kt::certs();
+    for (auto cipher : {content_cipher::aes_256_cbc, content_cipher::aes_128_cbc}) {
+        auto ours = seal::test::parse_base64_cms(
+            seal_text({rsa_key(c.rsa, c.rsa_key)}, cipher, rsa_padding::pkcs1, "hello", 5));
+        ASSERT_TRUE(ours);
+        c_ptr<STACK_OF(X509)> recipients(sk_X509_new_null());
+        ASSERT_EQ(X509_up_ref(c.rsa.get()), 1);
+        ASSERT_GT(sk_X509_push(recipients.get(), c.rsa.get()), 0);
+        c_ptr<BIO> in(BIO_new_mem_buf("hello", 5));
+        c_ptr<CMS_ContentInfo> theirs(CMS_encrypt(
+            recipients.get(), in.get(),
+            cipher == content_cipher::aes_128_cbc ? EVP_aes_128_cbc() : EVP_aes_256_cbc(),
+            CMS_BINARY));
+        ASSERT_TRUE(theirs) << seal::test::openssl_errors();
+        EXPECT_EQ(structure_of(*ours), structure_of(*theirs));
+        EXPECT_NE(structure_of(*ours).find("version: 0"), std::string::npos) << structure_of(*ours);
+    }
+}
+
+TEST(cms_encoder, names_each_recipient_as_rfc5652_says) {
+    const auto& c = kt::certs();
+    auto cms = seal::test::parse_base64_cms(seal_text(
+        {rsa_key(c.rsa, c.rsa_key), kt::make_key(c.rsa_key2, nullptr, key_type::rsa, 2048, "spki")},
+        content_cipher::aes_256_cbc, rsa_padding::pkcs1, "hello", 5));
+    ASSERT_TRUE(cms);
+    // RFC 5280 §4.2.1.2 method 1, computed here from the key's own encoding.
+    c_ptr<X509_PUBKEY> spki(nullptr);
+    {
+        X509_PUBKEY* made = nullptr;
+        ASSERT_EQ(X509_PUBKEY_set(&made, c.rsa_key2.get()), 1);
+        spki.reset(made);
+    }
+    const unsigned char* bits = nullptr;
+    int bits_length = 0;
+    ASSERT_EQ(X509_PUBKEY_get0_param(nullptr, &bits, &bits_length, nullptr, spki.get()), 1);
+    unsigned char expected[EVP_MAX_MD_SIZE];
+    unsigned int expected_length = 0;
+    ASSERT_EQ(EVP_Digest(bits, static_cast<std::size_t>(bits_length), expected, &expected_length,
+                         EVP_sha1(), nullptr),
+              1);
+
+    auto* infos = CMS_get0_RecipientInfos(cms.get());
+    ASSERT_EQ(sk_CMS_RecipientInfo_num(infos), 2);
+    int by_certificate = 0;
+    int by_key_identifier = 0;
+    for (int i = 0; i < 2; ++i) {
+        CMS_RecipientInfo* ri = sk_CMS_RecipientInfo_value(infos, i);
+        ASSERT_EQ(CMS_RecipientInfo_type(ri), CMS_RECIPINFO_TRANS);
+        ASN1_OCTET_STRING* key_id = nullptr;
+        X509_NAME* issuer = nullptr;
+        ASN1_INTEGER* serial = nullptr;
+        ASSERT_EQ(CMS_RecipientInfo_ktri_get0_signer_id(ri, &key_id, &issuer, &serial), 1);
+        if (key_id != nullptr) {
+            ++by_key_identifier;
+            EXPECT_EQ(std::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(key_id)),
+                                       static_cast<std::size_t>(ASN1_STRING_length(key_id))),
+                      std::string_view(reinterpret_cast<const char*>(expected), expected_length));
+        } else {
+            ++by_certificate;
+            EXPECT_EQ(CMS_RecipientInfo_ktri_cert_cmp(ri, c.rsa.get()), 0);
+        }
+    }
+    EXPECT_EQ(by_certificate, 1);
+    EXPECT_EQ(by_key_identifier, 1);
+    // A subjectKeyIdentifier makes its RecipientInfo, and so the EnvelopedData, version 2.
+    auto printed = structure_of(*cms);
+    EXPECT_NE(printed.find("d.envelopedData: \n    version: 2\n"), std::string::npos) << printed;
+    auto plain = seal::test::decrypt(*cms, *c.rsa_key2, nullptr);
+    ASSERT_TRUE(plain);
+    EXPECT_EQ(*plain, "hello");
+    plain = seal::test::decrypt(*cms, *c.rsa_key, c.rsa.get());
+    ASSERT_TRUE(plain);
+    EXPECT_EQ(*plain, "hello");
+}
+
 TEST(cms_encoder, refuses_no_keys_and_empty_content) {
     auto begun = cms_encoder::begin({}, options{});
     ASSERT_TRUE(std::holds_alternative<std::string>(begun));

@@ -4,11 +4,17 @@
 /// One recipient's CMS EnvelopedData (or AuthEnvelopedData for GCM), encrypted as the plaintext
 /// streams in and emitted as base64 lines of 76 characters (RFC 2045 §6.8).
 ///
-/// OpenSSL writes the CMS in BER with indefinite lengths as data arrives (BIO_new_CMS), so
-/// memory does not grow with the message. The plaintext is handed to OpenSSL in chunks of 64
-/// KiB (one OCTET STRING each); the staging buffer is wiped when it is emptied and when the
-/// encoder is destroyed. CMS_BINARY is always set: OpenSSL's text mode would rewrite line ends,
-/// and the input is already canonical.
+/// The CMS is written in BER with indefinite lengths as data arrives, so memory does not grow
+/// with the message; the plaintext is encrypted in chunks of 64 KiB. The staging buffer is
+/// wiped when it is emptied and when the encoder is destroyed. The input is already canonical
+/// and is encrypted as it stands.
+///
+/// Two ways of writing it, with the same output shape: the default settings (AES-CBC
+/// EnvelopedData, RSA PKCS#1 v1.5 key transport to every key) are encoded here around
+/// OpenSSL's RSA and AES, one OCTET STRING segment per chunk, because OpenSSL's CMS layer costs
+/// more CPU per copy than the RSA operation itself; every other combination goes through
+/// OpenSSL's CMS streaming (BIO_new_CMS, with CMS_BINARY so that its text mode never rewrites
+/// line ends).
 ///
 /// Key management per RFC 8551 §2.3: RSA key transport (PKCS#1 v1.5, or RSAES-OAEP with
 /// SHA-256 and MGF1-SHA-256), EC P-256/P-384 ephemeral-static ECDH with a SHA-256 KDF and the

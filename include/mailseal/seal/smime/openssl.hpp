@@ -35,6 +35,19 @@ struct deleter<EVP_PKEY_CTX> {
     void operator()(EVP_PKEY_CTX* p) const noexcept { EVP_PKEY_CTX_free(p); }
 };
 template <>
+struct deleter<EVP_CIPHER> {
+    void operator()(EVP_CIPHER* p) const noexcept { EVP_CIPHER_free(p); }
+};
+/// EVP_CIPHER_CTX_free also clears the key schedule.
+template <>
+struct deleter<EVP_CIPHER_CTX> {
+    void operator()(EVP_CIPHER_CTX* p) const noexcept { EVP_CIPHER_CTX_free(p); }
+};
+template <>
+struct deleter<X509_PUBKEY> {
+    void operator()(X509_PUBKEY* p) const noexcept { X509_PUBKEY_free(p); }
+};
+template <>
 struct deleter<EVP_MD_CTX> {
     void operator()(EVP_MD_CTX* p) const noexcept { EVP_MD_CTX_free(p); }
 };
