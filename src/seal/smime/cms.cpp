@@ -329,6 +329,16 @@ std::optional<std::string> transported_key(const certificate_key& k,
     return out;
 }
 
+/// The content-encryption key, cleared however its scope ends (an allocation may throw while
+/// the RecipientInfos are made).
+struct content_key {
+    unsigned char octets[EVP_MAX_KEY_LENGTH];
+    content_key() = default;
+    content_key(const content_key&) = delete;
+    content_key& operator=(const content_key&) = delete;
+    ~content_key() { OPENSSL_cleanse(octets, sizeof octets); }
+};
+
 /// EnvelopedData for RSA keys with PKCS#1 v1.5 and AES-CBC, written as it is encrypted.
 class enveloped_stream final : public cms_encoder::state {
 public:
@@ -338,20 +348,22 @@ public:
           content_cipher cipher) {
         auto st = std::make_unique<enveloped_stream>();
         const EVP_CIPHER* cbc = fetched_cbc(cipher);
+        if (cbc == nullptr) {
+            return openssl_error("fetching AES-CBC from OpenSSL's providers");
+        }
         st->cipher_.reset(EVP_CIPHER_CTX_new());
-        unsigned char content_key[EVP_MAX_KEY_LENGTH];
+        content_key key;
         unsigned char iv[cbc_block];
-        const int key_length = cbc == nullptr ? 0 : EVP_CIPHER_get_key_length(cbc);
-        if (cbc == nullptr || !st->cipher_ || key_length <= 0 ||
-            static_cast<std::size_t>(key_length) > sizeof content_key ||
+        const int key_length = EVP_CIPHER_get_key_length(cbc);
+        if (!st->cipher_ || key_length <= 0 ||
+            static_cast<std::size_t>(key_length) > sizeof key.octets ||
             EVP_CIPHER_get_iv_length(cbc) != static_cast<int>(sizeof iv) ||
-            RAND_priv_bytes(content_key, key_length) != 1 || RAND_bytes(iv, sizeof iv) != 1 ||
-            EVP_EncryptInit_ex2(st->cipher_.get(), cbc, content_key, iv, nullptr) != 1) {
-            OPENSSL_cleanse(content_key, sizeof content_key);
+            RAND_priv_bytes(key.octets, key_length) != 1 || RAND_bytes(iv, sizeof iv) != 1 ||
+            EVP_EncryptInit_ex2(st->cipher_.get(), cbc, key.octets, iv, nullptr) != 1) {
             return openssl_error("setting up the content encryption");
         }
-        const std::span<const unsigned char> content_key_view(content_key,
-                                                              static_cast<std::size_t>(key_length));
+        const std::span<const unsigned char> key_view(key.octets,
+                                                      static_cast<std::size_t>(key_length));
 
         // RFC 5652 §6.1: version 0 when every RecipientInfo is, which a KeyTransRecipientInfo
         // is with issuerAndSerialNumber; version 2 with subjectKeyIdentifier.
@@ -361,9 +373,8 @@ public:
         for (std::size_t i = 0; i < keys.size(); ++i) {
             const certificate_key& k = *keys[i];
             auto rid = recipient_identifier(k);
-            auto encrypted_key = transported_key(k, content_key_view);
+            auto encrypted_key = transported_key(k, key_view);
             if (!rid || !encrypted_key) {
-                OPENSSL_cleanse(content_key, sizeof content_key);
                 return openssl_error("adding the recipient " + named[i].source);
             }
             const bool by_issuer = k.certificate != nullptr;
@@ -375,7 +386,6 @@ public:
             put_tlv(contents, tag_octet_string, *encrypted_key);
             put_tlv(recipient_infos.emplace_back(), tag_sequence, contents);
         }
-        OPENSSL_cleanse(content_key, sizeof content_key);
         // DER orders a SET OF by the encodings of its elements (X.690 §11.6).
         std::ranges::sort(recipient_infos);
         std::string set;
@@ -416,9 +426,12 @@ public:
         int written = 0;
         if (EVP_EncryptUpdate(cipher_.get(), reinterpret_cast<unsigned char*>(ber_.data() + at),
                               &written, reinterpret_cast<const unsigned char*>(plaintext.data()),
-                              static_cast<int>(plaintext.size())) != 1 ||
-            static_cast<std::size_t>(written) != length) {
+                              static_cast<int>(plaintext.size())) != 1) {
             return openssl_error("encrypting");
+        }
+        if (static_cast<std::size_t>(written) != length) {
+            return "encrypting: the cipher gave " + std::to_string(written) + " octets for a " +
+                   std::to_string(length) + "-octet segment";
         }
         ber_.resize(at + length);
         lines.take(ber_, to);

@@ -142,6 +142,41 @@ TEST(cms_encoder, round_trips_every_cipher_and_key_form) {
     }
 }
 
+TEST(cms_encoder, default_form_round_trips_any_split) {
+    // Writes below and above the 16 KiB that go to the cipher without staging, around the
+    // 16-octet block and the 64 KiB chunk, for both recipient identifiers.
+    const auto& c = kt::certs();
+    auto plain = plaintext_of(200003);
+    for (std::size_t step : {1u, 15u, 16u, 17u, 16383u, 16384u, 16399u, 65536u, 70001u}) {
+        auto text = seal_text({rsa_key(c.rsa, c.rsa_key),
+                               kt::make_key(c.rsa_key2, nullptr, key_type::rsa, 2048, "spki")},
+                              content_cipher::aes_256_cbc, rsa_padding::pkcs1, plain, step);
+        expect_76_column_lines(text);
+        auto cms = seal::test::parse_base64_cms(text);
+        ASSERT_TRUE(cms) << "step " << step;
+        auto by_certificate = seal::test::decrypt(*cms, *c.rsa_key, c.rsa.get());
+        ASSERT_TRUE(by_certificate) << "step " << step << ": " << seal::test::openssl_errors();
+        EXPECT_TRUE(*by_certificate == plain) << "step " << step;
+        auto by_key = seal::test::decrypt(*cms, *c.rsa_key2, nullptr);
+        ASSERT_TRUE(by_key) << "step " << step << ": " << seal::test::openssl_errors();
+        EXPECT_TRUE(*by_key == plain) << "step " << step;
+    }
+}
+
+TEST(cms_encoder, a_key_that_cannot_be_named_is_an_error) {
+    // A bare key whose SubjectPublicKeyInfo is missing cannot get a subjectKeyIdentifier.
+    auto material = std::make_shared<certificate_key>();
+    material->public_key = kt::certs().rsa_key2;
+    material->type = key_type::rsa;
+    key broken;
+    broken.material = material;
+    broken.source = "broken";
+    auto begun = cms_encoder::begin({broken}, options{});
+    ASSERT_TRUE(std::holds_alternative<std::string>(begun));
+    EXPECT_TRUE(std::get<std::string>(begun).starts_with("adding the recipient broken"))
+        << std::get<std::string>(begun);
+}
+
 TEST(cms_encoder, key_parameters_follow_rfc8551) {
     const auto& c = kt::certs();
     auto print = [](const std::string& text) {

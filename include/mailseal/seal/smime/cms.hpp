@@ -9,12 +9,12 @@
 /// wiped when it is emptied and when the encoder is destroyed. The input is already canonical
 /// and is encrypted as it stands.
 ///
-/// Two ways of writing it, with the same output shape: the default settings (AES-CBC
-/// EnvelopedData, RSA PKCS#1 v1.5 key transport to every key) are encoded here around
-/// OpenSSL's RSA and AES, one OCTET STRING segment per chunk, because OpenSSL's CMS layer costs
-/// more CPU per copy than the RSA operation itself; every other combination goes through
-/// OpenSSL's CMS streaming (BIO_new_CMS, with CMS_BINARY so that its text mode never rewrites
-/// line ends).
+/// Two ways of writing it. The default settings (AES-CBC EnvelopedData, RSA PKCS#1 v1.5 key
+/// transport to every key) are encoded here around OpenSSL's RSA and AES, because OpenSSL's
+/// CMS layer costs more CPU per copy than the RSA operation itself: the ciphertext goes out as
+/// one OCTET STRING segment per write of up to 64 KiB and a last one for the padded block.
+/// Every other combination goes through OpenSSL's CMS streaming (BIO_new_CMS, with CMS_BINARY
+/// so that its text mode never rewrites line ends), whose segments are at most 4 KiB.
 ///
 /// Key management per RFC 8551 §2.3: RSA key transport (PKCS#1 v1.5, or RSAES-OAEP with
 /// SHA-256 and MGF1-SHA-256), EC P-256/P-384 ephemeral-static ECDH with a SHA-256 KDF and the

@@ -73,7 +73,8 @@ struct certificate_key final : key_material {
     /// The certificate to name in the RecipientInfo; null for a bare SubjectPublicKeyInfo
     /// (SMIMEA 3 1 0), which must be addressed by subjectKeyIdentifier instead.
     std::shared_ptr<X509> certificate;
-    /// DER SubjectPublicKeyInfo, re-encoded by OpenSSL: the identity used to de-duplicate.
+    /// DER SubjectPublicKeyInfo, re-encoded by OpenSSL: the identity used to de-duplicate, and
+    /// for a bare key the source of the subjectKeyIdentifier that names it in the CMS.
     std::vector<std::uint8_t> spki_der;
     key_type type = key_type::rsa;
 };
