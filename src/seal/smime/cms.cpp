@@ -61,14 +61,32 @@ EVP_PKEY* throwaway_signer() {
     return signer.get();
 }
 
-/// A certificate carrying a bare public key (SMIMEA selector 1), so CMS can address it by
+/// The subjectKeyIdentifier of RFC 5280 §4.2.1.2 method 1 for `k`: SHA-1 of the
+/// subjectPublicKey BIT STRING's contents in its SubjectPublicKeyInfo. Both ways of writing
+/// the CMS name a bare key (SMIMEA selector 1) by it.
+std::optional<std::string> subject_key_identifier(const certificate_key& k) {
+    const unsigned char* der = k.spki_der.data();
+    c_ptr<X509_PUBKEY> spki(d2i_X509_PUBKEY(nullptr, &der, static_cast<long>(k.spki_der.size())));
+    const unsigned char* bits = nullptr;
+    int bits_length = 0;
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_length = 0;
+    if (!spki || X509_PUBKEY_get0_param(nullptr, &bits, &bits_length, nullptr, spki.get()) != 1 ||
+        EVP_Digest(bits, static_cast<std::size_t>(bits_length), digest, &digest_length, EVP_sha1(),
+                   nullptr) != 1) {
+        return std::nullopt;
+    }
+    return std::string(reinterpret_cast<const char*>(digest), digest_length);
+}
+
+/// A certificate carrying a bare public key, so OpenSSL's CMS can address it by
 /// subjectKeyIdentifier: there is no public OpenSSL API for a recipient without one.
-std::variant<c_ptr<X509>, std::string> certificate_for_bare_key(EVP_PKEY& key) {
+std::variant<c_ptr<X509>, std::string> certificate_for_bare_key(const certificate_key& k) {
     c_ptr<X509> cert(X509_new());
     EVP_PKEY* signer = throwaway_signer();
     if (!cert || signer == nullptr || X509_set_version(cert.get(), X509_VERSION_3) != 1 ||
         ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1) != 1 ||
-        X509_set_pubkey(cert.get(), &key) != 1 ||
+        X509_set_pubkey(cert.get(), k.public_key.get()) != 1 ||
         X509_NAME_add_entry_by_txt(X509_get_subject_name(cert.get()), "CN", MBSTRING_ASC,
                                    reinterpret_cast<const unsigned char*>("SMIMEA bare key"), -1,
                                    -1, 0) != 1 ||
@@ -77,15 +95,11 @@ std::variant<c_ptr<X509>, std::string> certificate_for_bare_key(EVP_PKEY& key) {
         X509_gmtime_adj(X509_getm_notAfter(cert.get()), 60) == nullptr) {
         return openssl_error("building a certificate for a bare key");
     }
-    // RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING's contents.
-    const ASN1_BIT_STRING* bits = X509_get0_pubkey_bitstr(cert.get());
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int digest_len = 0;
+    auto key_id = subject_key_identifier(k);
     c_ptr<ASN1_OCTET_STRING> ski(ASN1_OCTET_STRING_new());
-    if (bits == nullptr || !ski ||
-        EVP_Digest(bits->data, static_cast<std::size_t>(bits->length), digest, &digest_len,
-                   EVP_sha1(), nullptr) != 1 ||
-        ASN1_OCTET_STRING_set(ski.get(), digest, static_cast<int>(digest_len)) != 1 ||
+    if (!key_id || !ski ||
+        ASN1_OCTET_STRING_set(ski.get(), reinterpret_cast<const unsigned char*>(key_id->data()),
+                              static_cast<int>(key_id->size())) != 1 ||
         X509_add1_ext_i2d(cert.get(), NID_subject_key_identifier, ski.get(), 0, 0) != 1 ||
         X509_sign(cert.get(), signer, nullptr) <= 0) {
         return openssl_error("building a certificate for a bare key");
@@ -245,7 +259,6 @@ bool append_der(std::string& to, const T* object, int (*i2d)(const T*, unsigned 
     return i2d(object, &write) == length;
 }
 
-constexpr unsigned char tag_integer = 0x02;
 constexpr unsigned char tag_octet_string = 0x04;
 constexpr unsigned char tag_sequence = 0x30;
 constexpr unsigned char tag_set = 0x31;
@@ -281,8 +294,7 @@ const EVP_CIPHER* fetched_cbc(content_cipher c) {
 }
 
 /// RecipientIdentifier (RFC 5652 §6.2.1), as OpenSSL chooses it: issuerAndSerialNumber when
-/// there is a certificate, the subjectKeyIdentifier of RFC 5280 §4.2.1.2 method 1 (SHA-1 of
-/// the subjectPublicKey bits) for a bare key.
+/// there is a certificate, [0] subjectKeyIdentifier for a bare key.
 std::optional<std::string> recipient_identifier(const certificate_key& k) {
     std::string out;
     if (k.certificate) {
@@ -294,19 +306,17 @@ std::optional<std::string> recipient_identifier(const certificate_key& k) {
         put_tlv(out, tag_sequence, contents);
         return out;
     }
-    const unsigned char* der = k.spki_der.data();
-    c_ptr<X509_PUBKEY> spki(d2i_X509_PUBKEY(nullptr, &der, static_cast<long>(k.spki_der.size())));
-    const unsigned char* bits = nullptr;
-    int bits_length = 0;
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int digest_length = 0;
-    if (!spki || X509_PUBKEY_get0_param(nullptr, &bits, &bits_length, nullptr, spki.get()) != 1 ||
-        EVP_Digest(bits, static_cast<std::size_t>(bits_length), digest, &digest_length, EVP_sha1(),
-                   nullptr) != 1) {
+    auto key_id = subject_key_identifier(k);
+    if (!key_id) {
         return std::nullopt;
     }
-    put_tlv(out, tag_implicit_0, as_chars({digest, digest_length}));
+    put_tlv(out, tag_implicit_0, *key_id);
     return out;
+}
+
+/// The INTEGER of a CMSVersion: v0 or v2 are all this form uses.
+std::string_view cms_version(bool v0) {
+    return v0 ? std::string_view("\x02\x01\x00", 3) : std::string_view("\x02\x01\x02", 3);
 }
 
 /// `content_key` encrypted to `k` with RSAES-PKCS1-v1_5.
@@ -365,9 +375,8 @@ public:
         const std::span<const unsigned char> key_view(key.octets,
                                                       static_cast<std::size_t>(key_length));
 
-        // RFC 5652 §6.1: version 0 when every RecipientInfo is, which a KeyTransRecipientInfo
-        // is with issuerAndSerialNumber; version 2 with subjectKeyIdentifier.
-        bool every_version_0 = true;
+        // A KeyTransRecipientInfo is version 0 with issuerAndSerialNumber, 2 with a
+        // subjectKeyIdentifier (RFC 5652 §6.2.1).
         std::vector<std::string> recipient_infos;
         recipient_infos.reserve(keys.size());
         for (std::size_t i = 0; i < keys.size(); ++i) {
@@ -377,10 +386,7 @@ public:
             if (!rid || !encrypted_key) {
                 return openssl_error("adding the recipient " + named[i].source);
             }
-            const bool by_issuer = k.certificate != nullptr;
-            every_version_0 = every_version_0 && by_issuer;
-            std::string contents;
-            put_tlv(contents, tag_integer, by_issuer ? std::string_view("\x00", 1) : "\x02");
+            std::string contents(cms_version(k.certificate != nullptr));
             contents += *rid;
             contents += rsa_encryption_algorithm;
             put_tlv(contents, tag_octet_string, *encrypted_key);
@@ -402,7 +408,9 @@ public:
         h += oid_enveloped_data;
         h += open_context_0; // content
         h += open_sequence;  // EnvelopedData
-        put_tlv(h, tag_integer, every_version_0 ? std::string_view("\x00", 1) : "\x02");
+        // RFC 5652 §6.1: version 0 when every RecipientInfo is.
+        h += cms_version(std::ranges::all_of(
+            keys, [](const certificate_key* k) { return k->certificate != nullptr; }));
         put_tlv(h, tag_set, set);
         h += open_sequence; // EncryptedContentInfo
         h += oid_data;
@@ -419,7 +427,7 @@ public:
         const std::size_t length =
             static_cast<std::size_t>(consumed_ / cbc_block - blocks_before) * cbc_block;
         if (length > 0) {
-            put_length_of_segment(length);
+            open_segment(length);
         }
         const std::size_t at = ber_.size();
         ber_.resize(at + plaintext.size() + cbc_block);
@@ -447,7 +455,7 @@ public:
             static_cast<std::size_t>(written) != cbc_block) {
             return openssl_error("finishing the content encryption");
         }
-        put_length_of_segment(cbc_block);
+        open_segment(cbc_block);
         ber_ += as_chars(last);
         // encryptedContent, EncryptedContentInfo, EnvelopedData, content, ContentInfo.
         for (int open = 0; open < 5; ++open) {
@@ -461,7 +469,7 @@ public:
 
 private:
     /// Opens a primitive OCTET STRING segment of the encryptedContent.
-    void put_length_of_segment(std::size_t length) {
+    void open_segment(std::size_t length) {
         ber_.push_back(static_cast<char>(tag_octet_string));
         put_length(ber_, length);
     }
@@ -598,7 +606,7 @@ openssl_stream::begin(const std::vector<const certificate_key*>& keys,
         X509* cert = k.certificate.get();
         unsigned int flags = CMS_BINARY;
         if (cert == nullptr) {
-            auto made = certificate_for_bare_key(*k.public_key);
+            auto made = certificate_for_bare_key(k);
             if (auto* problem = std::get_if<std::string>(&made)) {
                 return std::move(*problem);
             }
