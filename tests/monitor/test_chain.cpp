@@ -54,21 +54,21 @@ TEST(PostfixChainFiles, MasterOverridesOfTheServiceOnThePort) {
 }
 
 TEST(SplitChains, EachCertificateNotIssuingThePreviousStartsAChain) {
-    auto root_key = t::generate("EC", 0, "P-256");
+    auto root_key = t::generate("EC", "P-256");
     auto root = t::make_cert({.key = root_key, .common_name = "Root", .emails = {}, .ca = true});
-    auto inter_key = t::generate("EC", 0, "P-256");
+    auto inter_key = t::generate("EC", "P-256");
     auto inter = t::make_cert({.key = inter_key,
                                .common_name = "Inter",
                                .emails = {},
                                .ca = true,
                                .issuer = root,
                                .signer = root_key});
-    auto rsa_leaf = t::make_cert({.key = t::generate("RSA", 2048),
+    auto rsa_leaf = t::make_cert({.key = t::fixed_key(t::rsa2048_first_pem),
                                   .common_name = "mx rsa",
                                   .emails = {},
                                   .issuer = inter,
                                   .signer = inter_key});
-    auto ec_leaf = t::make_cert({.key = t::generate("EC", 0, "P-256"),
+    auto ec_leaf = t::make_cert({.key = t::generate("EC", "P-256"),
                                  .common_name = "mx ec",
                                  .emails = {},
                                  .issuer = inter,
@@ -81,7 +81,7 @@ TEST(SplitChains, EachCertificateNotIssuingThePreviousStartsAChain) {
 }
 
 TEST(ReadChains, SkipsThePrivateKeyOfAChainFile) {
-    auto key = t::generate("EC", 0, "P-256");
+    auto key = t::generate("EC", "P-256");
     auto cert = t::make_cert({.key = key, .common_name = "mx", .emails = {}});
     auto file = std::filesystem::temp_directory_path() / "mailseal-test-chain.pem";
     {

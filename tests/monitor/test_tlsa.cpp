@@ -19,10 +19,10 @@ const time_point now = std::chrono::system_clock::from_time_t(t::test_now);
 /// A root CA, an intermediate and two server certificates for mx.example.org under it: the
 /// one in use (valid until 2026-06-11, ten days after the tests' "now") and the next one.
 struct pki {
-    std::shared_ptr<EVP_PKEY> root_key = t::generate("EC", 0, "P-256");
+    std::shared_ptr<EVP_PKEY> root_key = t::generate("EC", "P-256");
     std::shared_ptr<X509> root =
         t::make_cert({.key = root_key, .common_name = "Root", .emails = {}, .ca = true});
-    std::shared_ptr<EVP_PKEY> inter_key = t::generate("EC", 0, "P-256");
+    std::shared_ptr<EVP_PKEY> inter_key = t::generate("EC", "P-256");
     std::shared_ptr<X509> inter = t::make_cert({.key = inter_key,
                                                 .common_name = "R1",
                                                 .emails = {},
@@ -33,7 +33,7 @@ struct pki {
     std::shared_ptr<X509> next = server("mx.example.org", t::utc(2027, 6, 1));
 
     std::shared_ptr<X509> server(const std::string& name, std::time_t not_after) const {
-        return t::make_cert({.key = t::generate("EC", 0, "P-256"),
+        return t::make_cert({.key = t::generate("EC", "P-256"),
                              .common_name = name,
                              .emails = {},
                              .dns_names = {name},

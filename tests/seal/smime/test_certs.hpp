@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
-/// Keys and certificates made at test time with the OpenSSL API, once per test binary.
+/// Certificates made at test time with the OpenSSL API, once per test process, for fixed RSA keys
+/// (test_keys.hpp) and fresh EC, Ed25519 and X25519 ones, which take microseconds to make.
 
 #include <cstdint>
 #include <ctime>
@@ -18,6 +19,8 @@
 #include <mailseal/seal/smime/evaluate.hpp>
 #include <mailseal/seal/smime/openssl.hpp>
 
+#include "test_keys.hpp"
+
 namespace mailseal::seal::smime::test {
 
 inline std::time_t utc(int year, int month, int day) {
@@ -31,11 +34,10 @@ inline std::time_t utc(int year, int month, int day) {
 /// "Now" in every test: inside the default validity window below.
 inline const std::time_t test_now = utc(2026, 6, 1);
 
-inline std::shared_ptr<EVP_PKEY> generate(const char* type, int rsa_bits = 0,
-                                          const char* group = nullptr) {
+/// A fresh key of `type` ("EC" with a `group`, "ED25519", "X25519"); RSA keys are fixed.
+inline std::shared_ptr<EVP_PKEY> generate(const char* type, const char* group = nullptr) {
     c_ptr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
     if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 ||
-        (rsa_bits > 0 && EVP_PKEY_CTX_set_rsa_keygen_bits(ctx.get(), rsa_bits) != 1) ||
         (group != nullptr && EVP_PKEY_CTX_set_group_name(ctx.get(), group) != 1)) {
         throw std::runtime_error(std::string("key generation setup failed: ") + type);
     }
@@ -153,16 +155,16 @@ inline std::string private_key_pem(EVP_PKEY& key) {
 
 /// Every certificate the tests use, made once.
 struct fixtures {
-    std::shared_ptr<EVP_PKEY> rsa_key = generate("RSA", 2048);
-    std::shared_ptr<EVP_PKEY> rsa_key2 = generate("RSA", 2048);
-    std::shared_ptr<EVP_PKEY> rsa_weak_key = generate("RSA", 1024);
-    std::shared_ptr<EVP_PKEY> ec_key = generate("EC", 0, "P-256");
-    std::shared_ptr<EVP_PKEY> ec_key2 = generate("EC", 0, "P-256");
-    std::shared_ptr<EVP_PKEY> ec384_key = generate("EC", 0, "P-384");
+    std::shared_ptr<EVP_PKEY> rsa_key = fixed_key(rsa2048_first_pem);
+    std::shared_ptr<EVP_PKEY> rsa_key2 = fixed_key(rsa2048_second_pem);
+    std::shared_ptr<EVP_PKEY> rsa_weak_key = fixed_key(rsa1024_pem);
+    std::shared_ptr<EVP_PKEY> ec_key = generate("EC", "P-256");
+    std::shared_ptr<EVP_PKEY> ec_key2 = generate("EC", "P-256");
+    std::shared_ptr<EVP_PKEY> ec384_key = generate("EC", "P-384");
     std::shared_ptr<EVP_PKEY> ed_key = generate("ED25519");
     std::shared_ptr<EVP_PKEY> x_key = generate("X25519");
-    std::shared_ptr<EVP_PKEY> ca_key = generate("EC", 0, "P-256");
-    std::shared_ptr<EVP_PKEY> other_ca_key = generate("EC", 0, "P-256");
+    std::shared_ptr<EVP_PKEY> ca_key = generate("EC", "P-256");
+    std::shared_ptr<EVP_PKEY> other_ca_key = generate("EC", "P-256");
 
     std::shared_ptr<X509> rsa = make_cert({.key = rsa_key,
                                            .key_usage = "digitalSignature,keyEncipherment",
