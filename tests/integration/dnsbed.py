@@ -2,7 +2,8 @@
 """A real DNSSEC test bed for mailseal's SMIMEA (RFC 8162) and OPENPGPKEY (RFC 7929) lookups,
 built at test time.
 
-`DnsTestBed(workdir).start()` generates, under workdir/dnsbed:
+`DnsTestBed(workdir).start()` puts under workdir/dnsbed (the keys and certificates are made
+once per process, by KeyMaterial, and each bed gets a copy of the files):
 - certificates with the `openssl` CLI, issued by a throwaway test CA (EC P-256): each with its
   PEM and DER certificate, PEM private key, PKCS#12 bundle (password P12_PASSWORD) and DER
   SubjectPublicKeyInfo, so that later tests can decrypt what mailseal seals;
@@ -58,6 +59,7 @@ the root's: with only a child's anchor a tampered sibling would come back insecu
 `bed.mailseal_overrides()` / `bed.dns_toml()` give mailseal's `[dns]` configuration.
 """
 
+import atexit
 import base64
 import concurrent.futures
 import dataclasses
@@ -65,6 +67,7 @@ import hashlib
 import os
 import secrets
 import select
+import shutil
 import socket
 import struct
 import subprocess
@@ -219,6 +222,112 @@ class CertFactory:
              "-certfile", self.ca_cert, "-name", address, "-out", cert.p12,
              "-passout", f"pass:{P12_PASSWORD}"])
         return cert
+
+
+# --- key material ---------------------------------------------------------------------------------
+
+
+def _rebased_path(path, old, new):
+    """`path`, which lies under the directory `old`, under `new` instead."""
+    return new + path[len(old):]
+
+
+def _rebased(record, old, new):
+    """`record` (a Cert or PgpKey) with every path under `old` moved under `new`."""
+    changes = {}
+    for field in dataclasses.fields(record):
+        value = getattr(record, field.name)
+        if isinstance(value, str) and value.startswith(old + os.sep):
+            changes[field.name] = _rebased_path(value, old, new)
+    return dataclasses.replace(record, **changes)
+
+
+class KeyMaterial:
+    """The certificates and OpenPGP keys of the bed, the same for every bed: making them (RSA
+    keys with openssl, GnuPG keys one gpg call at a time) is most of a bed's start-up, so a
+    process makes them once, in a directory of its own removed when it exits, and every bed
+    takes a copy of the files, which it may change as it likes."""
+
+    _made = None
+
+    @classmethod
+    def of_this_process(cls):
+        if cls._made is None:
+            cls._made = cls()
+        return cls._made
+
+    def __init__(self):
+        self.dir = harness.make_test_dir()
+        atexit.register(harness.remove_test_dir, self.dir)
+        self.cert_dir = os.path.join(self.dir, "certs")
+        self.pgp_dir = os.path.join(self.dir, "pgp")
+        self.ca_cert, self.certs = self._make_certs()
+        self.pgp_keys = self._make_pgp_keys()
+
+    def copy_certs(self, cert_dir):
+        """The CA certificate's path and {name: Cert}, as files under `cert_dir`."""
+        shutil.copytree(self.cert_dir, cert_dir)
+        return (_rebased_path(self.ca_cert, self.cert_dir, cert_dir),
+                {name: _rebased(cert, self.cert_dir, cert_dir)
+                 for name, cert in self.certs.items()})
+
+    def copy_pgp(self, pgp_dir):
+        """A PgpFactory whose GNUPGHOME holds every secret key, and {name: PgpKey}, as files
+        under `pgp_dir`. gpg-agent's sockets stay behind: each home starts an agent of its own."""
+        shutil.copytree(self.pgp_dir, pgp_dir, ignore=shutil.ignore_patterns("S.*"))
+        return (pgpkeys.PgpFactory(pgp_dir),
+                {name: _rebased(key, self.pgp_dir, pgp_dir)
+                 for name, key in self.pgp_keys.items()})
+
+    def _make_certs(self):
+        factory = CertFactory(self.cert_dir)
+        specs = [
+            ("alice@signed.test", "alice@signed.test", "rsa", 2048, "keyEncipherment"),
+            ("bob@signed.test", "bob@signed.test", "rsa", 2048, "keyEncipherment"),
+            ("carol@signed.test", "carol@signed.test", "rsa", 2048, "keyEncipherment"),
+            ("dave@signed.test-1", "dave@signed.test", "rsa", 2048, "keyEncipherment"),
+            ("dave@signed.test-2", "dave@signed.test", "rsa", 2048, "keyEncipherment"),
+            ("erin@signed.test", "erin@signed.test", "rsa", 2048, "keyEncipherment"),
+            ("frank@signed.test", "frank@signed.test", "rsa", 2048, "digitalSignature"),
+            ("gina@signed.test", "gina@signed.test", "rsa", 1024, "keyEncipherment"),
+            ("hugo@signed.test", "hugo@signed.test", "ec", 256, "keyAgreement"),
+            ("alice@bogus.test", "alice@bogus.test", "rsa", 2048, "keyEncipherment"),
+            ("mallory@bogus.test", "alice@bogus.test", "rsa", 2048, "keyEncipherment"),
+            ("alice@expired.test", "alice@expired.test", "rsa", 2048, "keyEncipherment"),
+            ("alice@unsigned.test", "alice@unsigned.test", "rsa", 2048, "keyEncipherment"),
+            ("xena@signed.test", "xena@signed.test", "rsa", 2048, "keyEncipherment"),
+        ]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            futures = {spec[0]: pool.submit(factory.make, *spec) for spec in specs}
+            return factory.ca_cert, {name: future.result() for name, future in futures.items()}
+
+    def _make_pgp_keys(self):
+        factory = pgpkeys.PgpFactory(self.pgp_dir)
+        specs = [
+            ("paul@signed.test", "Paul <paul@signed.test>", {"primary": "rsa3072",
+                                                             "subkeys": ("rsa3072",)}),
+            ("quinn@signed.test", "Quinn <quinn@signed.test>", {}),
+            ("rita@signed.test", "Rita <rita@signed.test>", {"subkeys": ()}),
+            ("sam@signed.test", "Sam <sam@signed.test>", {"expires": "1d",
+                                                         "faked_time": "20200101T000000"}),
+            ("tina@signed.test", "Tina <tina@signed.test>", {"revoke_subkey": 1}),
+            ("uma@signed.test-1", "Uma <uma@signed.test>", {}),
+            ("uma@signed.test-2", "Uma <uma@signed.test>", {"subkeys": ("nistp256",)}),
+            ("vic@signed.test", "Victor <victor@other.test>", {}),
+            ("xena@signed.test", "Xena <xena@signed.test>", {}),
+            ("olga@bogus.test", "Olga <olga@bogus.test>", {}),
+            ("mallory@bogus.test", "Olga <olga@bogus.test>", {}),
+            ("olga@expired.test", "Olga <olga@expired.test>", {}),
+            ("olga@unsigned.test", "Olga <olga@unsigned.test>", {}),
+            # The sender of signed messages.
+            ("sender@remote.example", f"Sender <{harness.SENDER}>", {"subkeys": ()}),
+        ]
+        try:
+            # One GNUPGHOME: key by key (gpg serialises on its keyring lock anyway).
+            return {name: factory.make(name, uid, **options) for name, uid, options in specs}
+        finally:
+            factory.stop()
+
 
 
 # --- records, zones -------------------------------------------------------------------------------
@@ -681,8 +790,9 @@ class DnsTestBed:
         for d in (self.dir, self.key_dir, self.zone_dir, self.nsd.dir):
             os.makedirs(d, exist_ok=True)
         try:
-            self._make_certs()
-            self._make_pgp_keys()
+            material = KeyMaterial.of_this_process()
+            self.ca_cert, self.certs = material.copy_certs(self.cert_dir)
+            self.pgp, self.pgp_keys = material.copy_pgp(self.pgp_dir)
             self._make_cases()
             self._make_zones()
             self.dead = DeadServer()
@@ -749,54 +859,6 @@ class DnsTestBed:
         return self.nsd.diagnostics()
 
     # Building
-
-    def _make_certs(self):
-        factory = CertFactory(self.cert_dir)
-        self.ca_cert = factory.ca_cert
-        specs = [
-            ("alice@signed.test", "alice@signed.test", "rsa", 2048, "keyEncipherment"),
-            ("bob@signed.test", "bob@signed.test", "rsa", 2048, "keyEncipherment"),
-            ("carol@signed.test", "carol@signed.test", "rsa", 2048, "keyEncipherment"),
-            ("dave@signed.test-1", "dave@signed.test", "rsa", 2048, "keyEncipherment"),
-            ("dave@signed.test-2", "dave@signed.test", "rsa", 2048, "keyEncipherment"),
-            ("erin@signed.test", "erin@signed.test", "rsa", 2048, "keyEncipherment"),
-            ("frank@signed.test", "frank@signed.test", "rsa", 2048, "digitalSignature"),
-            ("gina@signed.test", "gina@signed.test", "rsa", 1024, "keyEncipherment"),
-            ("hugo@signed.test", "hugo@signed.test", "ec", 256, "keyAgreement"),
-            ("alice@bogus.test", "alice@bogus.test", "rsa", 2048, "keyEncipherment"),
-            ("mallory@bogus.test", "alice@bogus.test", "rsa", 2048, "keyEncipherment"),
-            ("alice@expired.test", "alice@expired.test", "rsa", 2048, "keyEncipherment"),
-            ("alice@unsigned.test", "alice@unsigned.test", "rsa", 2048, "keyEncipherment"),
-            ("xena@signed.test", "xena@signed.test", "rsa", 2048, "keyEncipherment"),
-        ]
-        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-            futures = {spec[0]: pool.submit(factory.make, *spec) for spec in specs}
-            self.certs = {name: future.result() for name, future in futures.items()}
-
-    def _make_pgp_keys(self):
-        self.pgp = pgpkeys.PgpFactory(self.pgp_dir)
-        specs = [
-            ("paul@signed.test", "Paul <paul@signed.test>", {"primary": "rsa3072",
-                                                             "subkeys": ("rsa3072",)}),
-            ("quinn@signed.test", "Quinn <quinn@signed.test>", {}),
-            ("rita@signed.test", "Rita <rita@signed.test>", {"subkeys": ()}),
-            ("sam@signed.test", "Sam <sam@signed.test>", {"expires": "1d",
-                                                         "faked_time": "20200101T000000"}),
-            ("tina@signed.test", "Tina <tina@signed.test>", {"revoke_subkey": 1}),
-            ("uma@signed.test-1", "Uma <uma@signed.test>", {}),
-            ("uma@signed.test-2", "Uma <uma@signed.test>", {"subkeys": ("nistp256",)}),
-            ("vic@signed.test", "Victor <victor@other.test>", {}),
-            ("xena@signed.test", "Xena <xena@signed.test>", {}),
-            ("olga@bogus.test", "Olga <olga@bogus.test>", {}),
-            ("mallory@bogus.test", "Olga <olga@bogus.test>", {}),
-            ("olga@expired.test", "Olga <olga@expired.test>", {}),
-            ("olga@unsigned.test", "Olga <olga@unsigned.test>", {}),
-            # The sender of signed messages.
-            ("sender@remote.example", f"Sender <{harness.SENDER}>", {"subkeys": ()}),
-        ]
-        # One GNUPGHOME: key by key (gpg serialises on its keyring lock anyway).
-        for name, uid, options in specs:
-            self.pgp_keys[name] = self.pgp.make(name, uid, **options)
 
     def _make_cases(self):
         c = self.certs
