@@ -475,6 +475,62 @@ INSTANTIATE_TEST_SUITE_P(table, errno_classes,
                                            errno_case{"zero", 0, error_kind::io}),
                          by_name{});
 
+/// Every octet of `block` converted on its own, the rule to_maildir_form() states: a CR right
+/// before an LF goes, and an LF counts for W= unless the octet kept before it (or `file_end`)
+/// is a CR.
+maildir_form octet_by_octet(std::string& block, char& file_end) {
+    maildir_form form;
+    std::string out;
+    for (std::size_t i = 0; i < block.size(); ++i) {
+        if (block[i] == '\r' && i + 1 < block.size() && block[i + 1] == '\n') {
+            continue;
+        }
+        if (block[i] == '\n' && (out.empty() ? file_end : out.back()) != '\r') {
+            ++form.lf_without_cr;
+        }
+        out += block[i];
+    }
+    block = out;
+    form.size = out.size();
+    if (!out.empty()) {
+        file_end = out.back();
+    }
+    return form;
+}
+
+TEST(to_maildir_form, agrees_with_the_octet_by_octet_rule_on_random_line_ends) {
+    // Blocks of CR, LF and text in every mix, long enough for the 16-octet windows and short
+    // enough that CR CR LF, CRLF and bare CRs and LFs fall on every window position, after each
+    // possible last octet of the file.
+    std::uint32_t state = 12345;
+    auto next = [&state] {
+        state = state * 1103515245u + 12345u;
+        return state >> 16;
+    };
+    const char octets[] = {'\r', '\n', 'x'};
+    for (int round = 0; round < 20000; ++round) {
+        std::string block;
+        const std::size_t size = next() % 100;
+        const unsigned text_weight = next() % 8;
+        for (std::size_t i = 0; i < size; ++i) {
+            const unsigned pick = next() % (2 + text_weight);
+            block += octets[std::min(pick, 2u)];
+        }
+        const char file_end = "\0\r\nx"[round % 4];
+        std::string got = block;
+        std::string want = block;
+        char got_end = file_end;
+        char want_end = file_end;
+        const auto got_form = to_maildir_form(got, got_end);
+        const auto want_form = octet_by_octet(want, want_end);
+        ASSERT_EQ(got, want) << "input \"" << escaped(block) << "\"";
+        ASSERT_EQ(got_form.size, want_form.size);
+        ASSERT_EQ(got_form.lf_without_cr, want_form.lf_without_cr)
+            << "input \"" << escaped(block) << "\" after " << int{file_end};
+        ASSERT_EQ(got_end, want_end);
+    }
+}
+
 TEST(error_kind, to_string_names_every_kind) {
     EXPECT_EQ(to_string(error_kind::no_space), "no_space");
     EXPECT_EQ(to_string(error_kind::over_quota), "over_quota");
