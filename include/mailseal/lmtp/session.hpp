@@ -152,7 +152,11 @@ private:
     void consume_command(std::string_view& bytes);
     void consume_data(std::string_view& bytes);
     void on_command_line(std::string_view line);
+    /// The length of the whole lines at the start of `bytes` that can be taken at once: each
+    /// ends in CRLF, is within the line limit, and none but the first starts with a dot.
+    std::size_t plain_lines(std::string_view bytes) const;
     void accept_body(std::string_view content);
+    void accept_lines(std::string_view lines);
     void fail_data(const reply& why);
     void finish_data();
     void flush_body();
