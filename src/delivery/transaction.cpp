@@ -136,6 +136,11 @@ struct transaction::state final : seal::copy_sink {
         return trace_headers(envelope, f.rcpt.written, info, now);
     }
 
+    std::string_view line_end(std::size_t index) const override {
+        // A Maildir file holds LF line ends (store/maildir.hpp); the next hop takes CRLF.
+        return files.at(index).file ? "\n" : "\r\n";
+    }
+
     std::optional<lmtp::reply> write(std::size_t index, std::string_view bytes) override {
         auto& f = files.at(index);
         if (f.transfer) {

@@ -179,11 +179,11 @@ copy_writer copy_writer::as_received(std::string_view trace, const header_sectio
 std::variant<copy_writer, std::string>
 copy_writer::sealed(std::string_view trace, const header_section& headers, const key_set& keys,
                     const config::seal_policy& policy, std::string_view protected_subject,
-                    std::string& out, std::string_view note) {
+                    std::string_view line_end, std::string& out, std::string_view note) {
     if (!keys.format || keys.keys.empty()) {
         return std::string("no keys to seal to");
     }
-    auto made = keys.format->seal(keys.keys, policy);
+    auto made = keys.format->seal(keys.keys, policy, line_end);
     if (auto* problem = std::get_if<std::string>(&made)) {
         return std::move(*problem);
     }

@@ -251,7 +251,7 @@ bool message_sealer::decide(std::size_t index) {
     const auto& section = headers_.section();
     if (r.decided->what == action::seal) {
         auto made = copy_writer::sealed(trace, section, *r.keys, r.policy, protected_subject_,
-                                        output_, sealed_note_);
+                                        sink_.line_end(index), output_, sealed_note_);
         if (auto* problem = std::get_if<std::string>(&made)) {
             util::wipe(output_);
             fail(index, lmtp::replies::sealing_failed, *problem);

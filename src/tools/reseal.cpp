@@ -234,6 +234,9 @@ public:
         return trace_;
     }
 
+    /// A Maildir file holds LF line ends.
+    std::string_view line_end(std::size_t) const override { return "\n"; }
+
     std::optional<lmtp::reply> write(std::size_t, std::string_view bytes) override {
         if (auto f = file_->write(bytes)) {
             problem_ = f->str();

@@ -125,7 +125,7 @@ struct key_set {
 };
 
 /// One recipient's sealed copy in one format, produced as the plaintext streams in. Output is
-/// CRLF text.
+/// CRLF text, but for the lines of ciphertext format::seal() was told to end otherwise.
 class encoder {
 public:
     virtual ~encoder() = default;
@@ -192,9 +192,12 @@ public:
     virtual std::string_view legacy_protected_headers_marker() const = 0;
 
     /// Starts one recipient's sealed copy to `keys` (made by this format, not empty) with the
-    /// recipient's policy.
+    /// recipient's policy. The lines of ciphertext the format writes itself end in
+    /// `line_end`, the one the copy is stored with (copy_sink::line_end()); everything else is
+    /// CRLF text.
     virtual std::variant<std::unique_ptr<encoder>, std::string>
-    seal(const std::vector<key>& keys, const config::seal_policy& policy) const = 0;
+    seal(const std::vector<key>& keys, const config::seal_policy& policy,
+         std::string_view line_end) const = 0;
 
     /// The records that publish the keys in `file` for `address`, or why there are none.
     virtual std::variant<std::vector<published_record>, record_refusal>

@@ -68,7 +68,8 @@ decision decide(dns::outcome outcome, std::size_t usable_keys, bool unsettled, e
                 config::no_key_action on_no_key);
 
 /// One recipient's copy: trace fields, then either the message as received or the sealed
-/// outer message, produced as the canonical body streams in. All output is CRLF text.
+/// outer message, produced as the canonical body streams in. All output is CRLF text, but for
+/// a sealed copy's lines of ciphertext, which end in the line end it was made with.
 class copy_writer {
 public:
     /// The message as received after `trace` (the delivery's trace fields): for passthrough
@@ -77,13 +78,14 @@ public:
                                    std::string_view mailseal_field, std::string& out);
 
     /// A sealed copy to `keys` (not empty) in their format: `trace`, the Mailseal: field, the
-    /// outer header section, then the ciphertext as the body arrives. Appends the outer header
+    /// outer header section, then the ciphertext as the body arrives, in lines that end in
+    /// `line_end` where the format writes them (format::seal()). Appends the outer header
     /// section to `out`.
     /// `note` goes into the Mailseal: field (sealed_field()).
     static std::variant<copy_writer, std::string>
     sealed(std::string_view trace, const header_section& headers, const key_set& keys,
-           const config::seal_policy& policy, std::string_view protected_subject, std::string& out,
-           std::string_view note = {});
+           const config::seal_policy& policy, std::string_view protected_subject,
+           std::string_view line_end, std::string& out, std::string_view note = {});
 
     /// Appends the output for the next canonical body bytes to `out`.
     std::optional<std::string> body(std::string_view canonical, std::string& out);

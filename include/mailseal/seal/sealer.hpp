@@ -48,8 +48,13 @@ public:
     /// Recipient `index`'s copy will be stored: returns the trace fields to put first, or the
     /// reply that ends this recipient (e.g. its Maildir cannot be created).
     virtual std::variant<std::string, lmtp::reply> open(std::size_t index) = 0;
-    /// Appends CRLF text to the copy; a reply ends this recipient.
+    /// Appends CRLF text to the copy (or lines ending in line_end()); a reply ends this
+    /// recipient.
     virtual std::optional<lmtp::reply> write(std::size_t index, std::string_view bytes) = 0;
+    /// The line end recipient `index`'s copy is stored with, once open() gave it a copy: a
+    /// sealed copy's lines of ciphertext end in it ("\n" for a Maildir file), so the sink need
+    /// not convert them.
+    virtual std::string_view line_end(std::size_t /*index*/) const { return "\r\n"; }
     /// The same for a sealed copy's text, which the sink may keep instead of copying: `bytes`
     /// is left empty, perhaps holding another buffer.
     virtual std::optional<lmtp::reply> write_taking(std::size_t index, std::string& bytes) {

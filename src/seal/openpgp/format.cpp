@@ -138,7 +138,9 @@ public:
     }
 
     std::variant<std::unique_ptr<encoder>, std::string>
-    seal(const std::vector<key>& keys, const config::seal_policy& policy) const override {
+    seal(const std::vector<key>& keys, const config::seal_policy& policy,
+         std::string_view /*line_end*/) const override {
+        // librnp writes the armour, with its own line ends; the sink converts them if it must.
         return begin_pgp_mime(keys, policy.openpgp);
     }
 

@@ -139,10 +139,12 @@ std::string_view smime_type(content_cipher cipher) {
 
 namespace {
 
-/// BER octets as base64 lines of base64_group octets, each ending in CRLF: whole lines are
-/// encoded straight from the input, the rest waits for more.
+/// BER octets as base64 lines of base64_group octets, each ending in the copy's line end: whole
+/// lines are encoded straight from the input, the rest waits for more.
 class base64_lines {
 public:
+    void set_line_end(std::string_view line_end) { line_end_ = line_end; }
+
     void take(std::string_view ber, std::string& out) {
         if (!pending_.empty()) {
             std::size_t take = std::min(ber.size(), base64_group - pending_.size());
@@ -167,15 +169,16 @@ public:
 
 private:
     /// Encodes in place, `out` sized once for all the lines.
-    static void encode(std::string_view ber, std::string& out) {
+    void encode(std::string_view ber, std::string& out) const {
         const std::size_t lines = (ber.size() + base64_group - 1) / base64_group;
-        const std::size_t line_room = base64_length(base64_group) + 2;
+        const std::size_t line_room = base64_length(base64_group) + line_end_.size();
         const std::size_t at = out.size();
         out.resize(at + lines * line_room);
-        out.resize(at + encode_base64_lines(ber, base64_group, "\r\n", out.data() + at));
+        out.resize(at + encode_base64_lines(ber, base64_group, line_end_, out.data() + at));
     }
 
     std::string pending_;
+    std::string line_end_ = "\r\n";
 };
 
 } // namespace
@@ -646,8 +649,8 @@ cms_encoder::cms_encoder(cms_encoder&&) noexcept = default;
 cms_encoder& cms_encoder::operator=(cms_encoder&&) noexcept = default;
 cms_encoder::~cms_encoder() = default;
 
-std::variant<cms_encoder, std::string> cms_encoder::begin(const std::vector<key>& keys,
-                                                          const options& opts) {
+std::variant<cms_encoder, std::string>
+cms_encoder::begin(const std::vector<key>& keys, const options& opts, std::string_view line_end) {
     if (keys.empty()) {
         return std::string("no keys to encrypt to");
     }
@@ -672,6 +675,7 @@ std::variant<cms_encoder, std::string> cms_encoder::begin(const std::vector<key>
     }
     auto st = std::move(std::get<std::unique_ptr<state>>(begun));
     st->staged.reserve(chunk_size);
+    st->lines.set_line_end(line_end);
     return cms_encoder(std::move(st));
 }
 

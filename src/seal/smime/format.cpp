@@ -85,8 +85,9 @@ public:
     std::string_view legacy_protected_headers_marker() const override { return {}; }
 
     std::variant<std::unique_ptr<encoder>, std::string>
-    seal(const std::vector<key>& keys, const config::seal_policy& policy) const override {
-        auto made = cms_encoder::begin(keys, policy.smime);
+    seal(const std::vector<key>& keys, const config::seal_policy& policy,
+         std::string_view line_end) const override {
+        auto made = cms_encoder::begin(keys, policy.smime, line_end);
         if (auto* problem = std::get_if<std::string>(&made)) {
             return std::move(*problem);
         }

@@ -25,8 +25,9 @@ key rsa_key(std::shared_ptr<X509> cert, std::shared_ptr<EVP_PKEY> pkey) {
 
 /// Encrypts `plain` in pieces of `step` bytes and returns the base64 text.
 std::string seal_text(const std::vector<key>& ks, content_cipher cipher, rsa_padding padding,
-                      const std::string& plain, std::size_t step) {
-    auto begun = cms_encoder::begin(ks, options{cipher, padding});
+                      const std::string& plain, std::size_t step,
+                      std::string_view line_end = "\r\n") {
+    auto begun = cms_encoder::begin(ks, options{cipher, padding}, line_end);
     if (auto* problem = std::get_if<std::string>(&begun)) {
         ADD_FAILURE() << *problem;
         return {};
@@ -40,19 +41,22 @@ std::string seal_text(const std::vector<key>& ks, content_cipher cipher, rsa_pad
     return out;
 }
 
-void expect_76_column_lines(const std::string& text) {
+/// Every line of `text` 76 characters of base64 (the last one at most that), then `line_end`.
+void expect_76_column_lines(const std::string& text, std::string_view line_end = "\r\n") {
     std::size_t start = 0;
     std::size_t lines = 0;
     while (start < text.size()) {
-        auto end = text.find("\r\n", start);
+        auto end = text.find(line_end, start);
         ASSERT_NE(end, std::string::npos) << "unterminated last line";
-        bool last = end + 2 == text.size();
+        bool last = end + line_end.size() == text.size();
         if (!last) {
             ASSERT_EQ(end - start, 76u) << "line " << lines;
         } else {
             ASSERT_LE(end - start, 76u);
         }
-        start = end + 2;
+        ASSERT_EQ(text.substr(start, end - start).find_first_of("\r\n"), std::string::npos)
+            << "line " << lines;
+        start = end + line_end.size();
         ++lines;
     }
 }
@@ -160,6 +164,22 @@ TEST(cms_encoder, default_form_round_trips_any_split) {
         auto by_key = seal::test::decrypt(*cms, *c.rsa_key2, nullptr);
         ASSERT_TRUE(by_key) << "step " << step << ": " << seal::test::openssl_errors();
         EXPECT_TRUE(*by_key == plain) << "step " << step;
+    }
+}
+
+TEST(cms_encoder, lines_end_in_lf_for_a_copy_stored_with_lf) {
+    // Both ways of writing the CMS, so a Maildir copy's lines need no conversion.
+    const auto& c = kt::certs();
+    auto plain = plaintext_of(150001);
+    for (auto cipher : {content_cipher::aes_256_cbc, content_cipher::aes_256_gcm}) {
+        auto text =
+            seal_text({rsa_key(c.rsa, c.rsa_key)}, cipher, rsa_padding::pkcs1, plain, 70001, "\n");
+        expect_76_column_lines(text, "\n");
+        auto cms = seal::test::parse_base64_cms(text);
+        ASSERT_TRUE(cms);
+        auto got = seal::test::decrypt(*cms, *c.rsa_key, c.rsa.get());
+        ASSERT_TRUE(got) << seal::test::openssl_errors();
+        EXPECT_TRUE(*got == plain);
     }
 }
 

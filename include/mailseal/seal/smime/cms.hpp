@@ -2,7 +2,8 @@
 #pragma once
 
 /// One recipient's CMS EnvelopedData (or AuthEnvelopedData for GCM), encrypted as the plaintext
-/// streams in and emitted as base64 lines of 76 characters (RFC 2045 §6.8).
+/// streams in and emitted as base64 lines of 76 characters (RFC 2045 §6.8), ending in CRLF or,
+/// for a copy stored with LF line ends, in LF, so that nobody converts them again.
 ///
 /// The CMS is written in BER with indefinite lengths as data arrives, so memory does not grow
 /// with the message; the plaintext is encrypted in chunks of 64 KiB. The staging buffer is
@@ -42,15 +43,15 @@ std::string_view smime_type(content_cipher cipher);
 class cms_encoder {
 public:
     /// Prepares a CMS object with one RecipientInfo per key. `keys` must not be empty and must
-    /// all be S/MIME keys.
-    static std::variant<cms_encoder, std::string> begin(const std::vector<key>& keys,
-                                                        const options& opts);
+    /// all be S/MIME keys. Each base64 line ends in `line_end`.
+    static std::variant<cms_encoder, std::string>
+    begin(const std::vector<key>& keys, const options& opts, std::string_view line_end = "\r\n");
 
     cms_encoder(cms_encoder&&) noexcept;
     cms_encoder& operator=(cms_encoder&&) noexcept;
     ~cms_encoder();
 
-    /// Encrypts `plaintext`; complete base64 lines (CRLF-terminated) are appended to `out`.
+    /// Encrypts `plaintext`; complete base64 lines are appended to `out`.
     std::optional<std::string> write(std::string_view plaintext, std::string& out);
     /// Finalizes the CMS (the GCM tag included) and appends the remaining base64 lines. The
     /// content must not be empty (OpenSSL's streaming cannot encode it).
