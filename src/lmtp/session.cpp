@@ -429,9 +429,14 @@ void session::cmd_quit(std::string_view) {
 // the first character is deleted." Only CRLF ends a line (§2.3.8), so only CRLF "." CRLF ends
 // the message; the first line of the message counts as following a CRLF (that of DATA).
 void session::consume_data(std::string_view& bytes) {
-    // The body is at most what arrived: one allocation instead of doubling as lines append.
-    if (!data_failure_ && body_out_.capacity() - body_out_.size() < bytes.size()) {
-        body_out_.reserve(body_out_.size() + bytes.size());
+    // The body is at most what arrived, and what the size limit leaves: one allocation instead
+    // of doubling as lines append.
+    const std::uint64_t size_room =
+        options_.limits.message_size > body_size_ ? options_.limits.message_size - body_size_ : 0;
+    const auto expected =
+        static_cast<std::size_t>(std::min<std::uint64_t>(bytes.size(), size_room));
+    if (!data_failure_ && body_out_.capacity() - body_out_.size() < expected) {
+        body_out_.reserve(body_out_.size() + expected);
     }
     while (!bytes.empty() && phase_ == phase::data) {
         const char c = bytes.front();
@@ -508,22 +513,18 @@ void session::consume_data(std::string_view& bytes) {
 
 // Most of a message is lines that need none of the octet-by-octet states: found here, they go to
 // the body in one append; one append per line was most of the event loop's work on a large
-// message. A line that starts with a dot, one over the limit, and one not yet ended are left to
-// those states.
+// message. A line that starts with a dot, one over the limit, one with a bare CR and one not yet
+// ended are left to those states. Stopping at a bare CR keeps the scan linear: the states take
+// it and the octets before it, and the search starts again after it.
 std::size_t session::plain_lines(std::string_view bytes) const {
     const std::uint64_t line_limit = options_.limits.data_line;
     std::size_t taken = 0;
     std::size_t line_begin = 0;
     std::uint64_t before = line_length_; // octets of the first line delivered already
-    std::size_t from = 0;
     for (;;) {
-        const std::size_t cr = bytes.find('\r', from);
-        if (cr == std::string_view::npos || cr + 1 >= bytes.size()) {
+        const std::size_t cr = bytes.find('\r', line_begin);
+        if (cr == std::string_view::npos || cr + 1 >= bytes.size() || bytes[cr + 1] != '\n') {
             return taken;
-        }
-        if (bytes[cr + 1] != '\n') {
-            from = cr + 1; // a bare CR is text
-            continue;
         }
         const std::size_t end = cr + 2;
         if (before + (end - line_begin) > line_limit) {
@@ -534,7 +535,6 @@ std::size_t session::plain_lines(std::string_view bytes) const {
             return taken;
         }
         line_begin = end;
-        from = end;
         before = 0;
     }
 }
