@@ -137,8 +137,8 @@ struct transaction::state final : seal::copy_sink {
     }
 
     std::string_view line_end(std::size_t index) const override {
-        // A Maildir file holds LF line ends (store/maildir.hpp); the next hop takes CRLF.
-        return files.at(index).file ? "\n" : "\r\n";
+        // The next hop takes CRLF.
+        return files.at(index).file ? store::maildir_line_end : "\r\n";
     }
 
     std::optional<lmtp::reply> write(std::size_t index, std::string_view bytes) override {

@@ -431,10 +431,8 @@ void session::cmd_quit(std::string_view) {
 void session::consume_data(std::string_view& bytes) {
     // The body is at most what arrived, and what the size limit leaves: one allocation instead
     // of doubling as lines append.
-    const std::uint64_t size_room =
-        options_.limits.message_size > body_size_ ? options_.limits.message_size - body_size_ : 0;
     const auto expected =
-        static_cast<std::size_t>(std::min<std::uint64_t>(bytes.size(), size_room));
+        static_cast<std::size_t>(std::min<std::uint64_t>(bytes.size(), size_room()));
     if (!data_failure_ && body_out_.capacity() - body_out_.size() < expected) {
         body_out_.reserve(body_out_.size() + expected);
     }
@@ -539,15 +537,18 @@ std::size_t session::plain_lines(std::string_view bytes) const {
     }
 }
 
+std::uint64_t session::size_room() const {
+    const std::uint64_t limit = options_.limits.message_size;
+    return limit > body_size_ ? limit - body_size_ : 0;
+}
+
 // Whole lines that plain_lines() found within the line limit: only the message size can stop
 // them, and accept_body() would give the same octets and the same reply.
 void session::accept_lines(std::string_view lines) {
     if (data_failure_) {
         return;
     }
-    const std::uint64_t size_room =
-        options_.limits.message_size > body_size_ ? options_.limits.message_size - body_size_ : 0;
-    const std::uint64_t take = std::min<std::uint64_t>(lines.size(), size_room);
+    const std::uint64_t take = std::min<std::uint64_t>(lines.size(), size_room());
     body_out_.append(lines.substr(0, take));
     body_size_ += take;
     if (take < lines.size()) {
@@ -565,14 +566,13 @@ void session::accept_body(std::string_view content) {
     const auto& limits = options_.limits;
     const std::uint64_t line_room =
         limits.data_line > line_length_ ? limits.data_line - line_length_ : 0;
-    const std::uint64_t size_room =
-        limits.message_size > body_size_ ? limits.message_size - body_size_ : 0;
-    const std::uint64_t take = std::min<std::uint64_t>({content.size(), line_room, size_room});
+    const std::uint64_t size_left = size_room();
+    const std::uint64_t take = std::min<std::uint64_t>({content.size(), line_room, size_left});
     body_out_.append(content.substr(0, take));
     line_length_ += take;
     body_size_ += take;
     if (take < content.size()) {
-        fail_data(line_room < size_room ? replies::data_line_too_long : replies::message_too_big);
+        fail_data(line_room < size_left ? replies::data_line_too_long : replies::message_too_big);
     }
 }
 

@@ -234,8 +234,7 @@ public:
         return trace_;
     }
 
-    /// A Maildir file holds LF line ends.
-    std::string_view line_end(std::size_t) const override { return "\n"; }
+    std::string_view line_end(std::size_t) const override { return store::maildir_line_end; }
 
     std::optional<lmtp::reply> write(std::size_t, std::string_view bytes) override {
         if (auto f = file_->write(bytes)) {

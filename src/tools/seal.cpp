@@ -30,7 +30,7 @@ public:
     ~stream_sink() override { util::wipe(block_); }
 
     std::variant<std::string, lmtp::reply> open(std::size_t) override { return std::string(); }
-    std::string_view line_end(std::size_t) const override { return "\n"; }
+    std::string_view line_end(std::size_t) const override { return store::maildir_line_end; }
 
     std::optional<lmtp::reply> write(std::size_t, std::string_view bytes) override {
         // The copy is CRLF text; a Maildir file (and so this output) has LF line ends.

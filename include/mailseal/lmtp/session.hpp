@@ -155,6 +155,8 @@ private:
     /// The length of the whole lines at the start of `bytes` that can be taken at once: each
     /// ends in CRLF, is within the line limit, and none but the first starts with a dot.
     std::size_t plain_lines(std::string_view bytes) const;
+    /// Octets of message data the size limit still admits.
+    std::uint64_t size_room() const;
     void accept_body(std::string_view content);
     void accept_lines(std::string_view lines);
     void fail_data(const reply& why);

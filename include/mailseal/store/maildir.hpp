@@ -36,6 +36,10 @@
 
 namespace mailseal::store {
 
+/// The line end of a Maildir file (see above): a writer that ends its lines in it spares the
+/// conversion.
+inline constexpr std::string_view maildir_line_end = "\n";
+
 enum class error_kind {
     no_space,   ///< ENOSPC
     over_quota, ///< EDQUOT
