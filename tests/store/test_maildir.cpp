@@ -693,10 +693,9 @@ TEST_F(maildir_test, very_large_message_is_written_on_a_thread_of_its_own) {
 }
 
 TEST_F(maildir_test, blocks_given_up_by_the_caller_are_stored_like_copied_ones) {
-    // write_taking() hands a large file's writer thread the caller's buffer when nothing is
-    // gathered before it, and copies otherwise: before the writer starts at 4 MiB, and after
-    // write() left bytes behind, until a block boundary empties the buffer again. Lines of 64
-    // octets put every 64 KiB boundary between lines.
+    // write_taking() writes a block from the caller's buffer, or hands it to a large file's
+    // writer thread, before and after the writer starts at 4 MiB; bytes write() left behind go
+    // first, as a shorter block. Lines of 64 octets put every 64 KiB boundary between lines.
     std::string input;
     for (int i = 0; input.size() < 9 * 1024 * 1024; ++i) {
         auto line = "line " + std::to_string(i) + " ";
@@ -728,6 +727,35 @@ TEST_F(maildir_test, blocks_given_up_by_the_caller_are_stored_like_copied_ones) 
     EXPECT_TRUE(read_all(*path) == want) << "file content differs from the converted input";
     EXPECT_EQ(d->size(), want.size());
     EXPECT_EQ(d->crlf_size(), input.size());
+}
+
+TEST_F(maildir_test, pieces_given_up_after_gathered_bytes_and_held_back_crs_keep_line_ends) {
+    // Pieces of odd sizes, short and long, copied and given up, over the 4 MiB at which the
+    // writer thread starts: line ends of every kind fall on their edges, so a gathered block
+    // often ends in a CR held back for the LF that starts the next piece.
+    std::string want;
+    std::uint64_t want_w = 0;
+    const std::string input = mixed_line_ends(6 * 1024 * 1024, 3, want, want_w);
+    const std::size_t sizes[] = {777, 65536, 70001, 3, 100003, 65535, 131077, 64 * 1024 + 1};
+    auto d = must_begin(maildir(), next_name(), create_0700);
+    ASSERT_TRUE(d);
+    std::string_view rest = input;
+    for (std::size_t i = 0; !rest.empty(); ++i) {
+        std::string piece(rest.substr(0, std::min(rest.size(), sizes[i % std::size(sizes)])));
+        rest.remove_prefix(piece.size());
+        if (i % 5 == 4) {
+            ASSERT_FALSE(d->write(piece));
+        } else {
+            ASSERT_FALSE(d->write_taking(piece));
+            EXPECT_TRUE(piece.empty());
+        }
+    }
+    auto committed = d->commit();
+    auto* path = std::get_if<fs::path>(&committed);
+    ASSERT_NE(path, nullptr) << std::get<failure>(committed).str();
+    EXPECT_TRUE(read_all(*path) == want) << "file content differs from the converted input";
+    EXPECT_EQ(d->size(), want.size());
+    EXPECT_EQ(d->crlf_size(), want_w);
 }
 
 TEST_F(maildir_test, line_ends_that_straddle_block_boundaries_are_converted_once) {

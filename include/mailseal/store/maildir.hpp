@@ -168,8 +168,9 @@ public:
     /// Appends bytes (CRLF line ends are turned into LF; a CR at the end of one chunk and LF at
     /// the start of the next are handled).
     std::optional<failure> write(std::string_view bytes);
-    /// The same for bytes the caller gives up: a large file's writer thread takes `bytes`'
-    /// buffer as it is instead of a copy. `bytes` is left empty (holding another buffer).
+    /// The same for bytes the caller gives up: a piece of a block or more is written from
+    /// `bytes`' buffer (or a large file's writer thread takes that buffer) instead of a copy.
+    /// `bytes` is left empty, perhaps holding another buffer.
     std::optional<failure> write_taking(std::string& bytes);
     /// fsync, close, rename into new/, fsync new/. Returns the path in new/.
     std::variant<std::filesystem::path, failure> commit();

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <span>
 
@@ -190,18 +191,18 @@ struct cms_encoder::state {
     state& operator=(const state&) = delete;
     virtual ~state() { util::wipe(staged); }
 
-    /// Encrypts `plaintext`, appending complete base64 lines to `to`.
-    virtual std::optional<std::string> encrypt(std::string_view plaintext, std::string& to) = 0;
+    /// Encrypts `head` and then `rest` as one piece of the content, of at most chunk_size
+    /// octets, appending complete base64 lines to `to`.
+    virtual std::optional<std::string> encrypt(std::string_view head, std::string_view rest,
+                                               std::string& to) = 0;
     /// Ends the content after the last encrypt() and appends the closing lines.
     virtual std::optional<std::string> end(std::string& to) = 0;
 
-    std::optional<std::string> push(std::string_view plaintext, std::string& to) {
-        wrote_any = wrote_any || !plaintext.empty();
-        return encrypt(plaintext, to);
-    }
-
-    std::optional<std::string> push_staged(std::string& to) {
-        auto problem = push(staged, to);
+    /// Encrypts what is staged followed by `rest` (at most chunk_size in all), and wipes the
+    /// staged plaintext: a write that completes a chunk is not copied in first.
+    std::optional<std::string> push(std::string_view rest, std::string& to) {
+        wrote_any = wrote_any || !staged.empty() || !rest.empty();
+        auto problem = encrypt(staged, rest, to);
         util::wipe(staged);
         return problem;
     }
@@ -422,31 +423,44 @@ public:
         return std::unique_ptr<cms_encoder::state>(std::move(st));
     }
 
-    std::optional<std::string> encrypt(std::string_view plaintext, std::string& to) override {
+    std::optional<std::string> encrypt(std::string_view head, std::string_view rest,
+                                       std::string& to) override {
+        if (head.size() + rest.size() > chunk_size) {
+            return std::string("encrypting: more than one chunk at once");
+        }
         // CBC gives out every whole block it has had so far, so the segment's length is known
         // before encrypting it.
         const std::uint64_t blocks_before = consumed_ / cbc_block;
-        consumed_ += plaintext.size();
+        consumed_ += head.size() + rest.size();
         const std::size_t length =
             static_cast<std::size_t>(consumed_ / cbc_block - blocks_before) * cbc_block;
         if (length > 0) {
             open_segment(length);
         }
-        const std::size_t at = ber_.size();
-        ber_.resize(at + plaintext.size() + cbc_block);
+        if (ciphertext_capacity_ < head.size() + rest.size() + cbc_block) {
+            // Grown to what the copy needs, a chunk at most: a short message needs little.
+            ciphertext_capacity_ =
+                std::min(chunk_size, 2 * (head.size() + rest.size())) + cbc_block;
+            ciphertext_ = std::make_unique_for_overwrite<unsigned char[]>(ciphertext_capacity_);
+        }
         int written = 0;
-        if (EVP_EncryptUpdate(cipher_.get(), reinterpret_cast<unsigned char*>(ber_.data() + at),
-                              &written, reinterpret_cast<const unsigned char*>(plaintext.data()),
-                              static_cast<int>(plaintext.size())) != 1) {
-            return openssl_error("encrypting");
+        for (std::string_view part : {head, rest}) {
+            int n = 0;
+            if (!part.empty() &&
+                EVP_EncryptUpdate(cipher_.get(), ciphertext_.get() + written, &n,
+                                  reinterpret_cast<const unsigned char*>(part.data()),
+                                  static_cast<int>(part.size())) != 1) {
+                return openssl_error("encrypting");
+            }
+            written += n;
         }
         if (static_cast<std::size_t>(written) != length) {
             return "encrypting: the cipher gave " + std::to_string(written) + " octets for a " +
                    std::to_string(length) + "-octet segment";
         }
-        ber_.resize(at + length);
         lines.take(ber_, to);
         ber_.clear();
+        lines.take(as_chars({ciphertext_.get(), length}), to);
         return std::nullopt;
     }
 
@@ -478,9 +492,13 @@ private:
     }
 
     c_ptr<EVP_CIPHER_CTX> cipher_;
-    /// BER not yet given to `lines`: the header until the first content, then one segment at
-    /// a time. Never plaintext.
+    /// BER not yet given to `lines`: the header until the first content, then a segment's
+    /// tag and length. Never plaintext.
     std::string ber_;
+    /// A segment's ciphertext: the piece and the block CBC may have held back from before.
+    /// Not a std::string, which would clear each piece's worth before the cipher fills it.
+    std::unique_ptr<unsigned char[]> ciphertext_;
+    std::size_t ciphertext_capacity_ = 0;
     /// Plaintext octets given to the cipher so far.
     std::uint64_t consumed_ = 0;
 };
@@ -496,18 +514,33 @@ public:
 
     ~openssl_stream() override { release_chain(); }
 
-    std::optional<std::string> encrypt(std::string_view plaintext, std::string& to) override {
+    std::optional<std::string> encrypt(std::string_view head, std::string_view rest,
+                                       std::string& to) override {
+        // The cipher BIO cuts each write into OCTET STRINGs of its own: the two parts go in as
+        // one write, so a short head does not become a short segment of every chunk.
+        std::string_view plaintext = rest;
+        if (!head.empty() && !rest.empty()) {
+            // Reserved before the first append, so it never grows and leaves an unwiped copy.
+            joined_.reserve(chunk_size);
+            joined_.append(head);
+            joined_.append(rest);
+            plaintext = joined_;
+        } else if (!head.empty()) {
+            plaintext = head;
+        }
         out_ = &to;
+        std::optional<std::string> problem;
         while (!plaintext.empty()) {
             int n = BIO_write(chain_, plaintext.data(), static_cast<int>(plaintext.size()));
             if (n <= 0) {
-                out_ = nullptr;
-                return openssl_error("encrypting");
+                problem = openssl_error("encrypting");
+                break;
             }
             plaintext.remove_prefix(static_cast<std::size_t>(n));
         }
         out_ = nullptr;
-        return std::nullopt;
+        util::wipe(joined_);
+        return problem;
     }
 
     std::optional<std::string> end(std::string& to) override {
@@ -550,6 +583,8 @@ private:
     BIO* chain_ = nullptr;
     /// Where the base64 lines go, during a write to the chain.
     std::string* out_ = nullptr;
+    /// A chunk's two parts as one, for the write; wiped after it.
+    std::string joined_;
 };
 
 /// A sink BIO at the end of the CMS chain: the BER goes to the encoder's base64 as it is
@@ -681,29 +716,27 @@ cms_encoder::begin(const std::vector<key>& keys, const options& opts, std::strin
 
 std::optional<std::string> cms_encoder::write(std::string_view plaintext, std::string& out) {
     while (!plaintext.empty()) {
-        if (state_->staged.empty() && plaintext.size() >= direct_minimum) {
-            // Large enough to go to OpenSSL as it is, without a copy into `staged`.
-            auto take = std::min(plaintext.size(), chunk_size);
+        const std::size_t room = chunk_size - state_->staged.size();
+        if (plaintext.size() >= room ||
+            (state_->staged.empty() && plaintext.size() >= direct_minimum)) {
+            // A whole chunk with what is staged, or a write large enough on its own: it goes
+            // to the cipher as it is, without a copy into `staged`. The chunks are the same as
+            // if it had been staged first.
+            auto take = std::min(plaintext.size(), room);
             if (auto problem = state_->push(plaintext.substr(0, take), out)) {
                 return problem;
             }
             plaintext.remove_prefix(take);
             continue;
         }
-        std::size_t take = std::min(plaintext.size(), chunk_size - state_->staged.size());
-        state_->staged.append(plaintext.substr(0, take));
-        plaintext.remove_prefix(take);
-        if (state_->staged.size() == chunk_size) {
-            if (auto problem = state_->push_staged(out)) {
-                return problem;
-            }
-        }
+        state_->staged.append(plaintext);
+        plaintext = {};
     }
     return std::nullopt;
 }
 
 std::optional<std::string> cms_encoder::finish(std::string& out) {
-    if (auto problem = state_->push_staged(out)) {
+    if (auto problem = state_->push({}, out)) {
         return problem;
     }
     // OpenSSL's streaming cannot end content it never started; a sealed copy always holds at
