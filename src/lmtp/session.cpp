@@ -475,16 +475,9 @@ void session::consume_data(std::string_view& bytes) {
                 data_state_ = data_state::line_start;
                 break;
             }
+            // A line over the limit, one with a bare CR, or one not yet ended: up to its first
+            // CR, which the states take.
             const std::size_t cr = bytes.find('\r');
-            if (cr != std::string_view::npos && cr + 1 < bytes.size() && bytes[cr + 1] == '\n') {
-                // The whole line with its CRLF at once: the same octets, limits and state as
-                // taking the CR and the LF one by one, in one append instead of three.
-                accept_body(bytes.substr(0, cr + 2));
-                bytes.remove_prefix(cr + 2);
-                line_length_ = 0;
-                data_state_ = data_state::line_start;
-                break;
-            }
             accept_body(bytes.substr(0, cr));
             if (cr == std::string_view::npos) {
                 bytes = {};

@@ -826,7 +826,8 @@ std::optional<failure> delivery::write_taking(std::string& bytes) {
     // than copied into the block being gathered, which goes first as a shorter one. Once one
     // piece was copied, every later one would be, since the gathered block is then never
     // empty.
-    if (bytes.size() >= write_block && !failed_ && fd_ && !buffer_.empty()) {
+    const bool whole = bytes.size() >= write_block && !failed_ && fd_;
+    if (whole && !buffer_.empty()) {
         if (auto f = flush(false)) {
             bytes.clear();
             return fail(*std::move(f));
@@ -834,7 +835,7 @@ std::optional<failure> delivery::write_taking(std::string& bytes) {
     }
     // Short pieces are gathered, and so is one after a CR held back for the LF it may start
     // with.
-    if (bytes.size() < write_block || failed_ || !fd_ || !buffer_.empty()) {
+    if (!whole || !buffer_.empty()) {
         auto f = write(bytes);
         bytes.clear();
         return f;
